@@ -1,0 +1,93 @@
+//! The on-disk `config.toml` shape. Every table denies unknown keys so a typo is an error that
+//! names the key and the file, not a silently ignored setting.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    #[serde(default)]
+    pub auth: AuthTable,
+    #[serde(default)]
+    pub sandbox: SandboxTable,
+    #[serde(default)]
+    pub storage: StorageTable,
+    #[serde(default)]
+    pub sessions: SessionsTable,
+    #[serde(default)]
+    pub log: LogTable,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthTable {
+    pub mode: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub sidecar_nonce: Option<String>,
+    pub sidecar_nonce_file: Option<PathBuf>,
+    pub insecure_reason: Option<String>,
+    pub launch_token_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxTable {
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageTable {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsTable {
+    pub max_per_project: Option<usize>,
+    pub max_per_operator: Option<usize>,
+    pub scrollback_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogTable {
+    pub level: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let read_err = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let config: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(ConfigError::Writable {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        if config.auth.sidecar_nonce.is_some() && mode & 0o077 != 0 {
+            return Err(ConfigError::SecretReadable {
+                path: path.to_owned(),
+                key: "auth.sidecar_nonce",
+                mode,
+            });
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,517 @@
+//! `config` owns the daemon's settings: `config.toml` < `KAGED_*` env < flags, merged once at
+//! start-up with the source of every value recorded (design §3, §4). Nothing reads the process
+//! environment after this; callers hand it a captured [`Env`]. It validates shape and
+//! cross-field rules, but never touches the network or secrets' contents beyond loading them.
+
+mod file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kaged_deploy::{Layout, Mode};
+use serde::Serialize;
+
+pub use file::FileConfig;
+
+/// Where a setting's value came from; `kaged status` shows it so "why is it like this?" has an
+/// answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Source {
+    Default,
+    /// The deployment mode's default (design §3 table).
+    Mode,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Mode => f.write_str("deployment mode default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag(v) => write!(f, "flag {v}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    fn new(value: T, source: Source) -> Self {
+        Sourced { value, source }
+    }
+}
+
+/// `auth.mode` of ADR-0007's per-user amendment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Loopback,
+    Sidecar,
+    Insecure,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Loopback => "loopback",
+            AuthMode::Sidecar => "sidecar",
+            AuthMode::Insecure => "insecure",
+        }
+    }
+
+    fn parse(value: &str, origin: &str) -> Result<Self, ConfigError> {
+        match value {
+            "loopback" => Ok(AuthMode::Loopback),
+            "sidecar" => Ok(AuthMode::Sidecar),
+            "insecure" => Ok(AuthMode::Insecure),
+            other => Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                value: other.to_owned(),
+                expected: "one of `loopback`, `sidecar`, `insecure`",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the sidecar nonce comes from (design §4). The value itself is read by `auth`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NonceSource {
+    /// `KAGED_AUTH_SIDECAR_NONCE` or `auth.sidecar_nonce`; kept out of `Debug`.
+    Inline(String),
+    File(PathBuf),
+}
+
+impl fmt::Debug for NonceSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NonceSource::Inline(_) => f.write_str("Inline([redacted])"),
+            NonceSource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "config {path} holds a secret (`{key}`) but is readable by group or others (mode {mode:04o}); run `chmod 600 {path}` or move the secret to KAGED_AUTH_SIDECAR_NONCE / auth.sidecar_nonce_file"
+    )]
+    SecretReadable {
+        path: PathBuf,
+        key: &'static str,
+        mode: u32,
+    },
+    #[error(
+        "config {path} is writable by group or others (mode {mode:04o}), so anyone could change kaged's auth; run `chmod go-w {path}`"
+    )]
+    Writable { path: PathBuf, mode: u32 },
+    #[error("{origin}: invalid value {value:?}; expected {expected}")]
+    Invalid {
+        origin: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{first} and {second} contradict each other; drop one of them")]
+    Conflict { first: String, second: String },
+    #[error("config file {path} was given with --config but does not exist")]
+    Missing { path: PathBuf },
+}
+
+/// The `KAGED_*` variables captured once at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    pub fn capture() -> Self {
+        Env(std::env::vars()
+            .filter(|(k, _)| k.starts_with("KAGED_"))
+            .collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.get(key).map(|v| parse_bool(v, &format!("env {key}"))).transpose()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Env(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+/// What the command line said; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub bind: Option<SocketAddr>,
+    pub auth_mode: Option<String>,
+    pub insecure: bool,
+    pub no_sandbox: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionLimits {
+    pub max_per_project: Sourced<usize>,
+    pub max_per_operator: Sourced<usize>,
+    pub scrollback_bytes: Sourced<usize>,
+}
+
+/// The merged settings. Tests build these through [`Settings::resolve`] with a fake [`Env`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    pub bind: Sourced<SocketAddr>,
+    pub auth_mode: Sourced<AuthMode>,
+    pub allowed_hosts: Sourced<Vec<String>>,
+    pub allowed_origins: Sourced<Vec<String>>,
+    #[serde(skip)]
+    pub sidecar_nonce: Option<Sourced<NonceSource>>,
+    pub insecure_reason: Option<Sourced<String>>,
+    pub insecure_bind: Sourced<bool>,
+    pub launch_token_ttl: Sourced<Duration>,
+    pub sandbox_enabled: Sourced<bool>,
+    pub storage_url: Sourced<String>,
+    pub sessions: SessionLimits,
+    pub log_level: Sourced<String>,
+}
+
+impl Settings {
+    /// Merges file < env < flags. The config file is `--config`, else the mode's path if it
+    /// exists.
+    pub fn resolve(layout: &Layout, env: &Env, flags: &Flags) -> Result<Settings, ConfigError> {
+        let (path, explicit) = match &flags.config {
+            Some(p) => (p.clone(), true),
+            None => (layout.config_file.clone(), false),
+        };
+        let file = match FileConfig::load(&path) {
+            Ok(f) => Some(f),
+            Err(ConfigError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && !explicit =>
+            {
+                None
+            }
+            Err(ConfigError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(ConfigError::Missing { path });
+            }
+            Err(e) => return Err(e),
+        };
+        let fsrc = || Source::File(path.clone());
+        let fc = file.clone().unwrap_or_default();
+        let mode = layout.mode;
+
+        let bind = pick(
+            Sourced::new(mode.default_bind(), Source::Mode),
+            fc.bind
+                .as_deref()
+                .map(|v| parse_addr(v, &format!("{}: bind", path.display())))
+                .transpose()?
+                .map(|v| Sourced::new(v, fsrc())),
+            env.get("KAGED_BIND")
+                .map(|v| parse_addr(v, "env KAGED_BIND"))
+                .transpose()?
+                .map(|v| Sourced::new(v, Source::Env("KAGED_BIND".into()))),
+            flags
+                .bind
+                .map(|v| Sourced::new(v, Source::Flag("--bind".into()))),
+        );
+
+        let auth_mode = pick(
+            Sourced::new(default_auth(mode), Source::Mode),
+            fc.auth
+                .mode
+                .as_deref()
+                .map(|v| AuthMode::parse(v, &format!("{}: auth.mode", path.display())))
+                .transpose()?
+                .map(|v| Sourced::new(v, fsrc())),
+            auth_from_env(env)?,
+            auth_from_flags(flags)?,
+        );
+
+        let allowed_hosts = pick(
+            Sourced::new(Vec::new(), Source::Default),
+            fc.auth.allowed_hosts.clone().map(|v| Sourced::new(v, fsrc())),
+            env.get("KAGED_ALLOWED_HOSTS").map(|v| {
+                Sourced::new(
+                    split_list(v),
+                    Source::Env("KAGED_ALLOWED_HOSTS".into()),
+                )
+            }),
+            None,
+        );
+        let allowed_origins = pick(
+            Sourced::new(Vec::new(), Source::Default),
+            fc.auth.allowed_origins.clone().map(|v| Sourced::new(v, fsrc())),
+            env.get("KAGED_ALLOWED_ORIGINS").map(|v| {
+                Sourced::new(
+                    split_list(v),
+                    Source::Env("KAGED_ALLOWED_ORIGINS".into()),
+                )
+            }),
+            None,
+        );
+        for origin in &allowed_origins.value {
+            if origin == "null" || !(origin.starts_with("http://") || origin.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid {
+                    origin: format!("{}: auth.allowed_origins", allowed_origins.source),
+                    value: origin.clone(),
+                    expected: "a full origin such as `https://kaged.example.com`",
+                });
+            }
+        }
+
+        let sidecar_nonce = match env.get("KAGED_AUTH_SIDECAR_NONCE") {
+            Some(v) => Some(Sourced::new(
+                NonceSource::Inline(v.to_owned()),
+                Source::Env("KAGED_AUTH_SIDECAR_NONCE".into()),
+            )),
+            None => match (&fc.auth.sidecar_nonce, &fc.auth.sidecar_nonce_file) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::Conflict {
+                        first: format!("{}: auth.sidecar_nonce", path.display()),
+                        second: "auth.sidecar_nonce_file".into(),
+                    });
+                }
+                (Some(v), None) => Some(Sourced::new(NonceSource::Inline(v.clone()), fsrc())),
+                (None, Some(p)) => Some(Sourced::new(NonceSource::File(p.clone()), fsrc())),
+                (None, None) => None,
+            },
+        };
+
+        let insecure_reason = env
+            .get("KAGED_INSECURE_REASON")
+            .map(|v| Sourced::new(v.to_owned(), Source::Env("KAGED_INSECURE_REASON".into())))
+            .or_else(|| {
+                fc.auth
+                    .insecure_reason
+                    .clone()
+                    .map(|v| Sourced::new(v, fsrc()))
+            });
+
+        let insecure_bind = match env.flag("KAGED_INSECURE_BIND")? {
+            Some(v) => Sourced::new(v, Source::Env("KAGED_INSECURE_BIND".into())),
+            None => Sourced::new(false, Source::Default),
+        };
+
+        let launch_token_ttl = match fc.auth.launch_token_ttl_secs {
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    origin: format!("{}: auth.launch_token_ttl_secs", path.display()),
+                    value: "0".into(),
+                    expected: "a number of seconds between 1 and 3600",
+                });
+            }
+            Some(s) if s > 3600 => {
+                return Err(ConfigError::Invalid {
+                    origin: format!("{}: auth.launch_token_ttl_secs", path.display()),
+                    value: s.to_string(),
+                    expected: "a number of seconds between 1 and 3600 (launch URLs must be short-lived)",
+                });
+            }
+            Some(s) => Sourced::new(Duration::from_secs(s), fsrc()),
+            None => Sourced::new(Duration::from_secs(120), Source::Default),
+        };
+
+        let sandbox_enabled = pick(
+            Sourced::new(true, Source::Default),
+            fc.sandbox.enabled.map(|v| Sourced::new(v, fsrc())),
+            env.flag("KAGED_NO_SANDBOX")?
+                .map(|v| Sourced::new(!v, Source::Env("KAGED_NO_SANDBOX".into()))),
+            flags
+                .no_sandbox
+                .then(|| Sourced::new(false, Source::Flag("--no-sandbox".into()))),
+        );
+
+        let default_url = format!("sqlite://{}", layout.database.display());
+        let storage_url = pick(
+            Sourced::new(default_url, Source::Mode),
+            fc.storage.url.clone().map(|v| Sourced::new(v, fsrc())),
+            env.get("KAGED_STORAGE_URL")
+                .map(|v| Sourced::new(v.to_owned(), Source::Env("KAGED_STORAGE_URL".into()))),
+            None,
+        );
+        if !storage_url.value.starts_with("sqlite://") {
+            return Err(ConfigError::Invalid {
+                origin: format!("{}: storage.url", storage_url.source),
+                value: storage_url.value.clone(),
+                expected: "a `sqlite:///absolute/path.db` URL (postgres:// is not supported yet)",
+            });
+        }
+
+        let num = |v: Option<usize>, default: usize, key: &str| -> Result<Sourced<usize>, ConfigError> {
+            match v {
+                Some(0) => Err(ConfigError::Invalid {
+                    origin: format!("{}: {key}", path.display()),
+                    value: "0".into(),
+                    expected: "a positive number",
+                }),
+                Some(n) => Ok(Sourced::new(n, fsrc())),
+                None => Ok(Sourced::new(default, Source::Default)),
+            }
+        };
+        let sessions = SessionLimits {
+            max_per_project: num(fc.sessions.max_per_project, 16, "sessions.max_per_project")?,
+            max_per_operator: num(fc.sessions.max_per_operator, 64, "sessions.max_per_operator")?,
+            scrollback_bytes: num(
+                fc.sessions.scrollback_bytes,
+                4 * 1024 * 1024,
+                "sessions.scrollback_bytes",
+            )?,
+        };
+
+        let log_level = pick(
+            Sourced::new("info".to_owned(), Source::Default),
+            fc.log.level.clone().map(|v| Sourced::new(v, fsrc())),
+            env.get("KAGED_LOG")
+                .map(|v| Sourced::new(v.to_owned(), Source::Env("KAGED_LOG".into()))),
+            None,
+        );
+
+        // `--insecure` keeps the loopback bind unless --bind says otherwise (ADR-0007), which
+        // the precedence above already guarantees: nothing here widens the bind.
+        Ok(Settings {
+            config_file: file.map(|_| path),
+            bind,
+            auth_mode,
+            allowed_hosts,
+            allowed_origins,
+            sidecar_nonce,
+            insecure_reason,
+            insecure_bind,
+            launch_token_ttl,
+            sandbox_enabled,
+            storage_url,
+            sessions,
+            log_level,
+        })
+    }
+
+    /// The SQLite file named by `storage.url`.
+    pub fn database_path(&self) -> &Path {
+        Path::new(
+            self.storage_url
+                .value
+                .strip_prefix("sqlite://")
+                .unwrap_or(&self.storage_url.value),
+        )
+    }
+}
+
+fn default_auth(mode: Mode) -> AuthMode {
+    match mode {
+        Mode::User => AuthMode::Loopback,
+        Mode::System => AuthMode::Sidecar,
+    }
+}
+
+/// Later layers win: default < file < env < flag.
+fn pick<T>(
+    default: Sourced<T>,
+    file: Option<Sourced<T>>,
+    env: Option<Sourced<T>>,
+    flag: Option<Sourced<T>>,
+) -> Sourced<T> {
+    flag.or(env).or(file).unwrap_or(default)
+}
+
+fn auth_from_env(env: &Env) -> Result<Option<Sourced<AuthMode>>, ConfigError> {
+    let explicit = env
+        .get("KAGED_AUTH_MODE")
+        .map(|v| AuthMode::parse(v, "env KAGED_AUTH_MODE"))
+        .transpose()?;
+    let insecure = env.flag("KAGED_INSECURE")?.unwrap_or(false);
+    match (explicit, insecure) {
+        (Some(m), true) if m != AuthMode::Insecure => Err(ConfigError::Conflict {
+            first: "KAGED_INSECURE=1".into(),
+            second: format!("KAGED_AUTH_MODE={m}"),
+        }),
+        (Some(m), _) => Ok(Some(Sourced::new(m, Source::Env("KAGED_AUTH_MODE".into())))),
+        (None, true) => Ok(Some(Sourced::new(
+            AuthMode::Insecure,
+            Source::Env("KAGED_INSECURE".into()),
+        ))),
+        (None, false) => Ok(None),
+    }
+}
+
+fn auth_from_flags(flags: &Flags) -> Result<Option<Sourced<AuthMode>>, ConfigError> {
+    let explicit = flags
+        .auth_mode
+        .as_deref()
+        .map(|v| AuthMode::parse(v, "flag --auth-mode"))
+        .transpose()?;
+    match (explicit, flags.insecure) {
+        (Some(m), true) if m != AuthMode::Insecure => Err(ConfigError::Conflict {
+            first: "--insecure".into(),
+            second: format!("--auth-mode {m}"),
+        }),
+        (Some(m), _) => Ok(Some(Sourced::new(m, Source::Flag("--auth-mode".into())))),
+        (None, true) => Ok(Some(Sourced::new(
+            AuthMode::Insecure,
+            Source::Flag("--insecure".into()),
+        ))),
+        (None, false) => Ok(None),
+    }
+}
+
+fn parse_addr(value: &str, origin: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        value: value.to_owned(),
+        expected: "an IP:PORT address such as `127.0.0.1:7777`",
+    })
+}
+
+fn parse_bool(value: &str, origin: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            value: value.to_owned(),
+            expected: "`1` or `0`",
+        }),
+    }
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

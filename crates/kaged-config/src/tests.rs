@@ -1,0 +1,215 @@
+use std::os::unix::fs::PermissionsExt;
+
+use kaged_deploy::Probe;
+use pretty_assertions::assert_eq;
+
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    layout: Layout,
+}
+
+fn fixture(mode: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Probe {
+        mode_flag: Some(mode.into()),
+        uid: 1000,
+        home: Some(dir.path().to_owned()),
+        xdg_config_home: Some(dir.path().join("cfg")),
+        kaged_home: Some(dir.path().join("state")),
+        ..Probe::default()
+    };
+    let mut layout = Layout::resolve(&probe).unwrap();
+    layout.config_file = dir.path().join("config.toml");
+    Fixture { _dir: dir, layout }
+}
+
+fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn defaults_follow_the_mode() {
+    let f = fixture("user");
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(s.bind, Sourced::new("127.0.0.1:0".parse().unwrap(), Source::Mode));
+    assert_eq!(s.auth_mode, Sourced::new(AuthMode::Loopback, Source::Mode));
+    assert_eq!(s.config_file, None);
+
+    let f = fixture("system");
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(s.bind.value.to_string(), "127.0.0.1:7777");
+    assert_eq!(s.auth_mode.value, AuthMode::Sidecar);
+}
+
+#[test]
+fn file_then_env_then_flag() {
+    let f = fixture("user");
+    write(
+        &f.layout.config_file,
+        "bind = \"127.0.0.1:1111\"\n[auth]\nmode = \"sidecar\"\n",
+        0o644,
+    );
+    let file = Source::File(f.layout.config_file.clone());
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(s.bind, Sourced::new("127.0.0.1:1111".parse().unwrap(), file.clone()));
+    assert_eq!(s.auth_mode, Sourced::new(AuthMode::Sidecar, file));
+
+    let env: Env = [("KAGED_BIND", "127.0.0.1:2222"), ("KAGED_AUTH_MODE", "loopback")]
+        .into_iter()
+        .collect();
+    let s = Settings::resolve(&f.layout, &env, &Flags::default()).unwrap();
+    assert_eq!(
+        s.bind,
+        Sourced::new("127.0.0.1:2222".parse().unwrap(), Source::Env("KAGED_BIND".into()))
+    );
+    assert_eq!(s.auth_mode.value, AuthMode::Loopback);
+
+    let flags = Flags {
+        bind: Some("127.0.0.1:3333".parse().unwrap()),
+        insecure: true,
+        ..Flags::default()
+    };
+    let s = Settings::resolve(&f.layout, &env, &flags).unwrap();
+    assert_eq!(
+        s.bind,
+        Sourced::new("127.0.0.1:3333".parse().unwrap(), Source::Flag("--bind".into()))
+    );
+    assert_eq!(
+        s.auth_mode,
+        Sourced::new(AuthMode::Insecure, Source::Flag("--insecure".into()))
+    );
+}
+
+#[test]
+fn insecure_keeps_loopback_bind() {
+    let f = fixture("system");
+    let flags = Flags {
+        insecure: true,
+        ..Flags::default()
+    };
+    let s = Settings::resolve(&f.layout, &Env::default(), &flags).unwrap();
+    assert!(s.bind.value.ip().is_loopback());
+}
+
+#[test]
+fn unknown_key_names_key_and_file() {
+    let f = fixture("user");
+    write(&f.layout.config_file, "[auth]\nmdoe = \"x\"\n", 0o600);
+    let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mdoe"), "{err}");
+    assert!(err.contains(&f.layout.config_file.display().to_string()), "{err}");
+}
+
+#[test]
+fn malformed_toml_reports_line_and_column() {
+    let f = fixture("user");
+    write(&f.layout.config_file, "bind = \"127.0.0.1:1\"\n[auth\n", 0o600);
+    let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("column"), "{err}");
+}
+
+#[test]
+fn secret_in_readable_file_is_refused_with_fix() {
+    let f = fixture("system");
+    write(&f.layout.config_file, "[auth]\nsidecar_nonce = \"abc\"\n", 0o644);
+    let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!err.contains("abc"), "the secret leaked into the error: {err}");
+    std::fs::set_permissions(&f.layout.config_file, std::fs::Permissions::from_mode(0o600))
+        .unwrap();
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(
+        s.sidecar_nonce.map(|n| n.value),
+        Some(NonceSource::Inline("abc".into()))
+    );
+}
+
+#[test]
+fn group_writable_config_is_refused() {
+    let f = fixture("user");
+    write(&f.layout.config_file, "", 0o664);
+    let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::Writable { .. }), "{err}");
+}
+
+#[test]
+fn explicit_missing_config_is_an_error() {
+    let f = fixture("user");
+    let flags = Flags {
+        config: Some(f.layout.config_file.with_file_name("nope.toml")),
+        ..Flags::default()
+    };
+    let err = Settings::resolve(&f.layout, &Env::default(), &flags).unwrap_err();
+    assert!(matches!(err, ConfigError::Missing { .. }), "{err}");
+}
+
+#[test]
+fn contradictions_are_errors() {
+    let f = fixture("user");
+    let flags = Flags {
+        insecure: true,
+        auth_mode: Some("sidecar".into()),
+        ..Flags::default()
+    };
+    assert!(matches!(
+        Settings::resolve(&f.layout, &Env::default(), &flags),
+        Err(ConfigError::Conflict { .. })
+    ));
+    let env: Env = [("KAGED_INSECURE", "1"), ("KAGED_AUTH_MODE", "loopback")]
+        .into_iter()
+        .collect();
+    assert!(matches!(
+        Settings::resolve(&f.layout, &env, &Flags::default()),
+        Err(ConfigError::Conflict { .. })
+    ));
+}
+
+#[test]
+fn bad_env_values_are_named() {
+    let f = fixture("user");
+    for (k, v) in [
+        ("KAGED_AUTH_MODE", "oidc"),
+        ("KAGED_BIND", "localhost"),
+        ("KAGED_INSECURE", "maybe"),
+    ] {
+        let env: Env = [(k, v)].into_iter().collect();
+        let err = Settings::resolve(&f.layout, &env, &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(k) && err.contains(v), "{err}");
+    }
+}
+
+#[test]
+fn env_nonce_wins_and_is_redacted_in_debug() {
+    let f = fixture("system");
+    let env: Env = [("KAGED_AUTH_SIDECAR_NONCE", "s3cr3t-value")].into_iter().collect();
+    let s = Settings::resolve(&f.layout, &env, &Flags::default()).unwrap();
+    let dbg = format!("{s:?}");
+    assert!(!dbg.contains("s3cr3t-value"), "{dbg}");
+    assert_eq!(
+        s.sidecar_nonce.unwrap().source,
+        Source::Env("KAGED_AUTH_SIDECAR_NONCE".into())
+    );
+}
+
+#[test]
+fn no_sandbox_flag_and_env() {
+    let f = fixture("user");
+    let env: Env = [("KAGED_NO_SANDBOX", "1")].into_iter().collect();
+    let s = Settings::resolve(&f.layout, &env, &Flags::default()).unwrap();
+    assert_eq!(
+        s.sandbox_enabled,
+        Sourced::new(false, Source::Env("KAGED_NO_SANDBOX".into()))
+    );
+}
