@@ -1,0 +1,669 @@
+//! Policy → bwrap argv (design §7).
+//!
+//! Decisions worth knowing:
+//! - **Project paths keep their host path inside the cage.** Virtualenv shebangs, build caches
+//!   and `compile_commands.json` embed absolute paths; keeping them equal means what a cage
+//!   writes works outside and the paths an agent prints are the ones the operator sees. The
+//!   cost, revealing the directory name, is small next to that. Grants mount at their *real*
+//!   path (symlinks resolved).
+//! - **Grants are bound by file descriptor.** Each grant is opened with `openat2(O_PATH,
+//!   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` from the project root's fd and handed to bwrap as
+//!   `--bind-fd`/`--ro-bind-fd`, so swapping a path component for a symlink after compile
+//!   cannot redirect the mount.
+//! - **`/etc` is read-only and whole.** Shells, NSS, TLS roots and Debian's alternatives live
+//!   there; whatever in it the daemon's UID can read, that UID's processes can already read.
+//!   The exception is kaged's own `/etc/kaged`, which is masked.
+//! - **`$HOME` is `/home/cage`**, a tmpfs (ephemeral) or the daemon-provided scratch directory
+//!   (persistent). Nothing of the operator's home is mounted unless a grant names it.
+//! - **Denied paths** (runtime dir, nonce files, state dir) are masked by an empty read-only
+//!   tmpfs (directories) or `/dev/null` (files) wherever a read-only mount would show them.
+//!   Under a *writable* grant they are refused instead: a cage that can write an ancestor can
+//!   rename it, the mask moves with the dentry, and the next cage compiled against the old
+//!   path would see the secret unmasked.
+//! - **Walltime is not enforced here.** It is returned in [`CompiledCage::walltime`] for the
+//!   session broker, which owns the process; memory, pids and cpu go through a
+//!   `systemd-run --user --scope` wrapper when [`crate::cgroup_support`] says that works.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
+use serde::Serialize;
+
+use crate::host::{CgroupSupport, HostSystem, SystemMount};
+use crate::policy::{Access, CagePolicy, Limits, Network, StateKind};
+
+/// The cage's `$HOME`.
+pub const CAGE_HOME: &str = "/home/cage";
+/// The cage's hostname, so prompts and logs say where a shell runs.
+pub const CAGE_HOSTNAME: &str = "kaged-cage";
+/// `PATH` inside the cage unless the policy lets the caller's `PATH` through.
+pub const CAGE_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+
+const PROJECT_PREFIX: &str = "project:";
+
+/// Everything `compile` needs for one cage. The caller (the daemon) supplies host facts; the
+/// policy supplies intent.
+#[derive(Debug, Clone, Copy)]
+pub struct CageRequest<'a> {
+    /// The project directory; grants are resolved beneath it.
+    pub project_root: &'a Path,
+    pub policy: &'a CagePolicy,
+    /// The command to run inside the cage; looked up in the cage's `PATH`.
+    pub argv: &'a [String],
+    /// Candidate environment; only names allowlisted by the policy pass.
+    pub env_values: &'a [(String, String)],
+    /// Host paths that must never be visible (daemon runtime dir, nonce files, state dir).
+    pub deny: &'a [PathBuf],
+    /// The directory mounted as `$HOME` for [`StateKind::Persistent`].
+    pub scratch_dir: Option<&'a Path>,
+    /// The cage runs on a PTY the broker made its controlling terminal: no `--new-session`.
+    pub pty: bool,
+    /// Working directory as a `project:/` path; defaults to the project root.
+    pub cwd: Option<&'a str>,
+}
+
+/// A ready-to-spawn cage. Keep it alive until the child is spawned: `keep_fds` are the grants
+/// the argv refers to by number, and dropping them closes them.
+#[derive(Debug)]
+pub struct CompiledCage {
+    /// `bwrap`, or `systemd-run` when cgroup limits wrap it.
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// O_PATH descriptors of the grants, opened close-on-exec so that no *other* child of the
+    /// daemon inherits them; the spawner must let exactly these through (see
+    /// [`CompiledCage::command`] or [`inherit_fds`]). bwrap closes them after mounting.
+    pub keep_fds: Vec<OwnedFd>,
+    pub summary: CageSummary,
+    /// The session broker kills the cage after this long; the cage itself does not.
+    pub walltime: Option<Duration>,
+}
+
+impl CompiledCage {
+    /// A `Command` for the cage with `keep_fds` inheritable in the child. The caller adds stdio
+    /// and, for a PTY, its own `pre_exec` (setsid + TIOCSCTTY); a tokio `Command` can be built
+    /// from it with `From`.
+    pub fn command(&self) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args);
+        let fds = self.raw_fds();
+        // SAFETY: the closure only calls fcntl(2), which is async-signal-safe, on descriptors
+        // that `self` keeps open until the caller has spawned.
+        unsafe {
+            cmd.pre_exec(move || inherit_fds(&fds));
+        }
+        cmd
+    }
+
+    /// The descriptor numbers in `keep_fds`, for spawners that fork themselves.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        self.keep_fds.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+}
+
+/// Clears close-on-exec on `fds`. Call it in the child between fork and exec; it is
+/// async-signal-safe.
+pub fn inherit_fds(fds: &[RawFd]) -> std::io::Result<()> {
+    for &fd in fds {
+        // SAFETY: fcntl on a descriptor number has no memory-safety preconditions.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// What a cage can see and do, for the audit trail and the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CageSummary {
+    pub grants: Vec<GrantSummary>,
+    pub network: Network,
+    pub state: StateKind,
+    /// As requested; `walltime` is enforced by the session broker, the rest as
+    /// `cgroup_limits` says.
+    pub limits: Limits,
+    pub cgroup_limits: CgroupLimits,
+    /// Names of the variables passed in (values are never recorded).
+    pub env: Vec<String>,
+    /// Host paths hidden by a mask inside the cage.
+    pub masked: Vec<PathBuf>,
+    pub cwd: PathBuf,
+    pub pty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantSummary {
+    pub path: String,
+    /// The real host path, which is also the path inside the cage.
+    pub host_path: PathBuf,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CgroupLimits {
+    /// The policy sets no memory, pids or cpu limit.
+    NotRequested,
+    /// Applied by a `systemd-run --user --scope` wrapper.
+    Enforced,
+    /// Requested but this host cannot apply them; the cage runs anyway.
+    NotEnforced { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CageError {
+    #[error(
+        "grant path {path:?} is not a project path; write it as `project:/relative/path` (host paths are not portable)"
+    )]
+    NotAProjectPath { path: String },
+    #[error("path {path:?} contains `..`; name the entry directly under `project:/`")]
+    ParentComponent { path: String },
+    #[error("path {path:?} contains a NUL byte")]
+    NulInPath { path: String },
+    #[error("project root {path}: {source}; check that the project directory exists")]
+    ProjectRoot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("grant {path:?} names {host}, which cannot be resolved: {source}; create it or drop the grant")]
+    GrantMissing {
+        path: String,
+        host: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "grant {path:?} resolves to {resolved}, outside the project root {root}; a symlink points out of the project, so remove it or grant a path inside"
+    )]
+    GrantEscapes {
+        path: String,
+        resolved: PathBuf,
+        root: PathBuf,
+    },
+    #[error(
+        "grant {path:?} ({host}) could not be opened without following symlinks: {source}; it changed while the cage was compiled, or a component is a symlink"
+    )]
+    GrantOpen {
+        path: String,
+        host: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("grants {first:?} and {second:?} both resolve to {host}; keep one of them")]
+    DuplicateGrant {
+        first: String,
+        second: String,
+        host: PathBuf,
+    },
+    #[error("{what} {path} lies inside the denied path {denied}; it must never be visible in a cage")]
+    InsideDenied {
+        what: &'static str,
+        path: PathBuf,
+        denied: PathBuf,
+    },
+    #[error(
+        "the denied path {denied} lies inside the writable {what} {path}; a cage could move it out from under its mask, so grant that part read-only or move the project"
+    )]
+    DeniedUnderWritable {
+        denied: PathBuf,
+        what: &'static str,
+        path: PathBuf,
+    },
+    #[error("denied path {path}: {source}")]
+    DenyPath {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("environment name {name:?} may not enter a cage: {reason}; remove it from the policy's env list")]
+    ReservedEnvName { name: String, reason: &'static str },
+    #[error("environment name {name:?} is not a valid variable name")]
+    InvalidEnvName { name: String },
+    #[error("the value of environment variable {name:?} contains a NUL byte")]
+    NulInEnvValue { name: String },
+    #[error("the cage command is empty; give at least a program name")]
+    EmptyArgv,
+    #[error("cage command argument {index} ({arg:?}) contains a NUL byte")]
+    NulInArgv { index: usize, arg: String },
+    #[error("a persistent-state cage needs a scratch directory; the daemon must pass one")]
+    ScratchDirRequired,
+    #[error("scratch directory {path}: {source}")]
+    ScratchDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("working directory {cwd:?} ({host}) is not inside any grant; grant it or choose another")]
+    CwdNotGranted { cwd: String, host: PathBuf },
+    #[error("working directory {cwd:?}: {source}")]
+    Cwd {
+        cwd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("limit {key} = {value} is invalid: {reason}")]
+    InvalidLimit {
+        key: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("bubblewrap (`bwrap`) was not found in PATH; install it or run without a sandbox")]
+    BwrapNotFound,
+}
+
+/// Compiles a cage for this host.
+pub fn compile(req: &CageRequest<'_>) -> Result<CompiledCage, CageError> {
+    compile_on(req, HostSystem::detect())
+}
+
+/// A grant after resolution, bound by `fd` at `dest`.
+struct Bound {
+    spec: String,
+    dest: PathBuf,
+    access: Access,
+    fd: OwnedFd,
+}
+
+/// Compiles a cage against explicit host facts (what [`compile`] detects).
+pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCage, CageError> {
+    let policy = req.policy;
+    let bwrap = host.bwrap.clone().ok_or(CageError::BwrapNotFound)?;
+    check_argv(req.argv)?;
+    check_limits(&policy.limits)?;
+    let env = allowlisted_env(&policy.env, req.env_values)?;
+
+    let root_err = |source| CageError::ProjectRoot {
+        path: req.project_root.to_owned(),
+        source,
+    };
+    let root = std::fs::canonicalize(req.project_root).map_err(root_err)?;
+    let root_fd = open_no_symlinks(AT_FDCWD, &root, OFlag::O_DIRECTORY, ResolveFlag::empty())
+        .map_err(|e| root_err(e.into()))?;
+
+    let mut grants: Vec<Bound> = Vec::with_capacity(policy.fs.len());
+    for grant in &policy.fs {
+        let rel = parse_project_path(&grant.path)?;
+        let host_path = root.join(&rel);
+        let real = std::fs::canonicalize(&host_path).map_err(|source| CageError::GrantMissing {
+            path: grant.path.clone(),
+            host: host_path.clone(),
+            source,
+        })?;
+        let Ok(rel_real) = real.strip_prefix(&root) else {
+            return Err(CageError::GrantEscapes {
+                path: grant.path.clone(),
+                resolved: real,
+                root,
+            });
+        };
+        let rel_real = if rel_real.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel_real
+        };
+        let fd = open_no_symlinks(
+            root_fd.as_fd(),
+            rel_real,
+            OFlag::O_NOFOLLOW,
+            ResolveFlag::RESOLVE_BENEATH,
+        )
+        .map_err(|source| CageError::GrantOpen {
+            path: grant.path.clone(),
+            host: real.clone(),
+            source,
+        })?;
+        if let Some(other) = grants.iter().find(|b| b.dest == real) {
+            return Err(CageError::DuplicateGrant {
+                first: other.spec.clone(),
+                second: grant.path.clone(),
+                host: real,
+            });
+        }
+        grants.push(Bound {
+            spec: grant.path.clone(),
+            dest: real,
+            access: grant.access,
+            fd,
+        });
+    }
+    // Parents before children, so a read-only grant inside a writable one wins.
+    grants.sort_by_key(|b| b.dest.components().count());
+
+    let scratch = match policy.state {
+        StateKind::Ephemeral => None,
+        StateKind::Persistent => {
+            let dir = req.scratch_dir.ok_or(CageError::ScratchDirRequired)?;
+            let scratch_err = |source| CageError::ScratchDir {
+                path: dir.to_owned(),
+                source,
+            };
+            let real = std::fs::canonicalize(dir).map_err(scratch_err)?;
+            let fd = open_no_symlinks(AT_FDCWD, &real, OFlag::O_DIRECTORY, ResolveFlag::empty())
+                .map_err(|e| scratch_err(e.into()))?;
+            Some((real, fd))
+        }
+    };
+
+    let masked = masks_for_denied(req.deny, &host.masks, &grants, scratch.as_ref(), host)?;
+    let cwd = cage_cwd(req.cwd, &root, &grants)?;
+
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
+        args.extend(items.iter().map(|i| i.as_ref().to_owned()));
+    };
+    push(&[&"--die-with-parent", &"--unshare-all"]);
+    // Explicit so root-run daemons get a user namespace too, which --disable-userns needs.
+    push(&[&"--unshare-user"]);
+    match policy.network {
+        Network::None => {}
+        Network::Host => push(&[&"--share-net"]),
+    }
+    // No nested user namespaces: a frequent kernel attack surface no cage needs.
+    push(&[&"--disable-userns", &"--cap-drop", &"ALL"]);
+    if !req.pty {
+        push(&[&"--new-session"]);
+    }
+    push(&[&"--hostname", &CAGE_HOSTNAME, &"--clearenv"]);
+    push(&[&"--setenv", &"HOME", &CAGE_HOME]);
+    if !env.iter().any(|(name, _)| name == "PATH") {
+        push(&[&"--setenv", &"PATH", &CAGE_PATH]);
+    }
+    for (name, value) in &env {
+        push(&[&"--setenv", name, value]);
+    }
+    for mount in &host.system {
+        match mount {
+            SystemMount::RoBind(p) => push(&[&"--ro-bind", p, p]),
+            SystemMount::Symlink { target, link } => push(&[&"--symlink", target, link]),
+        }
+    }
+    if let (Network::Host, Some(resolv)) = (policy.network, &host.resolv_conf) {
+        push(&[&"--ro-bind-try", resolv, resolv]);
+    }
+    push(&[&"--proc", &"/proc", &"--dev", &"/dev", &"--tmpfs", &"/tmp"]);
+    let mut keep_fds = Vec::new();
+    match scratch {
+        None => push(&[&"--tmpfs", &CAGE_HOME]),
+        Some((_, fd)) => {
+            push(&[&"--bind-fd", &fd.as_raw_fd().to_string(), &CAGE_HOME]);
+            keep_fds.push(fd);
+        }
+    }
+    let mut grant_summaries = Vec::with_capacity(grants.len());
+    for bound in grants {
+        let flag = match bound.access {
+            Access::Ro => "--ro-bind-fd",
+            Access::Rw => "--bind-fd",
+        };
+        push(&[&flag, &bound.fd.as_raw_fd().to_string(), &bound.dest]);
+        keep_fds.push(bound.fd);
+        grant_summaries.push(GrantSummary {
+            path: bound.spec,
+            host_path: bound.dest,
+            access: bound.access,
+        });
+    }
+    for (path, is_dir) in &masked {
+        if *is_dir {
+            push(&[&"--tmpfs", path, &"--remount-ro", path]);
+        } else {
+            push(&[&"--ro-bind", &"/dev/null", path]);
+        }
+    }
+    push(&[&"--chdir", &cwd, &"--"]);
+    args.extend(req.argv.iter().map(OsString::from));
+
+    let (program, args, cgroup_limits) = if policy.limits.needs_cgroup() {
+        match &host.cgroups {
+            CgroupSupport::Available { systemd_run } => {
+                let mut wrapped: Vec<OsString> =
+                    ["--user", "--scope", "--quiet", "--collect"].map(OsString::from).into();
+                for property in cgroup_properties(&policy.limits) {
+                    wrapped.extend(["-p".into(), property.into()]);
+                }
+                wrapped.extend(["--".into(), bwrap.into_os_string()]);
+                wrapped.extend(args);
+                (systemd_run.clone(), wrapped, CgroupLimits::Enforced)
+            }
+            CgroupSupport::Unavailable { reason } => (
+                bwrap,
+                args,
+                CgroupLimits::NotEnforced {
+                    reason: reason.clone(),
+                },
+            ),
+        }
+    } else {
+        (bwrap, args, CgroupLimits::NotRequested)
+    };
+
+    Ok(CompiledCage {
+        program,
+        args,
+        keep_fds,
+        summary: CageSummary {
+            grants: grant_summaries,
+            network: policy.network,
+            state: policy.state,
+            limits: policy.limits,
+            cgroup_limits,
+            env: env.into_iter().map(|(name, _)| name).collect(),
+            masked: masked.into_iter().map(|(p, _)| p).collect(),
+            cwd,
+            pty: req.pty,
+        },
+        walltime: policy.limits.walltime,
+    })
+}
+
+/// `project:/a/b` → `a/b`, refusing anything that is not a plain path beneath the project.
+fn parse_project_path(spec: &str) -> Result<PathBuf, CageError> {
+    if spec.contains('\0') {
+        return Err(CageError::NulInPath { path: spec.into() });
+    }
+    let Some(rest) = spec.strip_prefix(PROJECT_PREFIX).filter(|r| r.starts_with('/')) else {
+        return Err(CageError::NotAProjectPath { path: spec.into() });
+    };
+    let mut rel = PathBuf::new();
+    for component in Path::new(rest).components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => rel.push(part),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(CageError::ParentComponent { path: spec.into() });
+            }
+        }
+    }
+    Ok(rel)
+}
+
+/// O_PATH open that fails on any symlink in `path`, so what is opened is what was checked.
+fn open_no_symlinks<Fd: AsFd>(
+    dir: Fd,
+    path: &Path,
+    extra: OFlag,
+    resolve: ResolveFlag,
+) -> Result<OwnedFd, Errno> {
+    openat2(
+        dir,
+        path,
+        OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
+            .resolve(resolve | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+    )
+}
+
+/// Which denied paths need a mask inside the cage (with whether each is a directory), or an
+/// error when a denied path cannot be hidden safely.
+fn masks_for_denied(
+    deny: &[PathBuf],
+    always: &[PathBuf],
+    grants: &[Bound],
+    scratch: Option<&(PathBuf, OwnedFd)>,
+    host: &HostSystem,
+) -> Result<Vec<(PathBuf, bool)>, CageError> {
+    let mut masks: Vec<(PathBuf, bool)> = Vec::new();
+    for path in deny.iter().chain(always) {
+        let denied = match std::fs::canonicalize(path) {
+            Ok(p) => p,
+            // Nothing to hide yet; the daemon creates its directories before any cage.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(CageError::DenyPath {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        };
+        for bound in grants {
+            if bound.dest.starts_with(&denied) {
+                return Err(CageError::InsideDenied {
+                    what: "grant",
+                    path: bound.dest.clone(),
+                    denied,
+                });
+            }
+            if bound.access == Access::Rw && denied.starts_with(&bound.dest) {
+                return Err(CageError::DeniedUnderWritable {
+                    denied,
+                    what: "grant",
+                    path: bound.dest.clone(),
+                });
+            }
+        }
+        if let Some((scratch_dir, _)) = scratch {
+            if denied.starts_with(scratch_dir) {
+                return Err(CageError::DeniedUnderWritable {
+                    denied,
+                    what: "scratch directory",
+                    path: scratch_dir.clone(),
+                });
+            }
+        }
+        let system_ro = host.system.iter().any(|m| match m {
+            SystemMount::RoBind(dir) => denied.starts_with(dir),
+            SystemMount::Symlink { .. } => false,
+        });
+        let visible = system_ro || grants.iter().any(|b| denied.starts_with(&b.dest));
+        if visible && !masks.iter().any(|(p, _)| p == &denied) {
+            masks.push((denied.clone(), denied.is_dir()));
+        }
+    }
+    Ok(masks)
+}
+
+/// The cage's working directory: the requested project path, else the project root when it is
+/// granted, else `$HOME`.
+fn cage_cwd(cwd: Option<&str>, root: &Path, grants: &[Bound]) -> Result<PathBuf, CageError> {
+    let granted = |p: &Path| grants.iter().any(|b| p.starts_with(&b.dest));
+    let Some(spec) = cwd else {
+        return Ok(if granted(root) {
+            root.to_owned()
+        } else {
+            PathBuf::from(CAGE_HOME)
+        });
+    };
+    let host = root.join(parse_project_path(spec)?);
+    let real = std::fs::canonicalize(&host).map_err(|source| CageError::Cwd {
+        cwd: spec.into(),
+        source,
+    })?;
+    if !granted(&real) {
+        return Err(CageError::CwdNotGranted {
+            cwd: spec.into(),
+            host: real,
+        });
+    }
+    Ok(real)
+}
+
+fn check_argv(argv: &[String]) -> Result<(), CageError> {
+    if argv.is_empty() {
+        return Err(CageError::EmptyArgv);
+    }
+    if let Some((index, arg)) = argv.iter().enumerate().find(|(_, a)| a.contains('\0')) {
+        return Err(CageError::NulInArgv {
+            index,
+            arg: arg.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn check_limits(limits: &Limits) -> Result<(), CageError> {
+    let invalid = |key, value: String, reason| CageError::InvalidLimit { key, value, reason };
+    if limits.walltime.is_some_and(|d| d.is_zero()) {
+        return Err(invalid("walltime", "0".into(), "must be at least one second"));
+    }
+    if limits.memory_bytes == Some(0) {
+        return Err(invalid("memory_bytes", "0".into(), "must be positive"));
+    }
+    if limits.pids == Some(0) {
+        return Err(invalid("pids", "0".into(), "must be positive"));
+    }
+    if let Some(cpu) = limits.cpu {
+        if !cpu.is_finite() || cpu < 0.01 {
+            return Err(invalid("cpu", cpu.to_string(), "must be at least 0.01 CPUs"));
+        }
+    }
+    Ok(())
+}
+
+/// systemd properties for the scope; `cpu` is in CPUs, `CPUQuota` in percent of one CPU.
+fn cgroup_properties(limits: &Limits) -> Vec<String> {
+    let mut props = Vec::new();
+    if let Some(bytes) = limits.memory_bytes {
+        props.push(format!("MemoryMax={bytes}"));
+    }
+    if let Some(pids) = limits.pids {
+        props.push(format!("TasksMax={pids}"));
+    }
+    if let Some(cpu) = limits.cpu {
+        props.push(format!("CPUQuota={}%", (cpu * 100.0).round().max(1.0) as u64));
+    }
+    props
+}
+
+/// The allowlisted `(name, value)` pairs, in policy order. `KAGED_*` names are refused because
+/// they carry the daemon's secrets (nonces, tokens); `HOME` because the cage owns it.
+fn allowlisted_env(
+    names: &[String],
+    candidates: &[(String, String)],
+) -> Result<Vec<(String, String)>, CageError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in names {
+        if name.is_empty()
+            || name.contains(['=', '\0'])
+            || name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(CageError::InvalidEnvName { name: name.clone() });
+        }
+        if name.to_ascii_uppercase().starts_with("KAGED_") {
+            return Err(CageError::ReservedEnvName {
+                name: name.clone(),
+                reason: "KAGED_* variables carry the daemon's secrets",
+            });
+        }
+        if name == "HOME" {
+            return Err(CageError::ReservedEnvName {
+                name: name.clone(),
+                reason: "the cage sets HOME to its own home directory",
+            });
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        if let Some((_, value)) = candidates.iter().rev().find(|(n, _)| n == name) {
+            if value.contains('\0') {
+                return Err(CageError::NulInEnvValue { name: name.clone() });
+            }
+            out.push((name.clone(), value.clone()));
+        }
+    }
+    Ok(out)
+}
