@@ -153,17 +153,25 @@ impl Env {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        self.get(key).map(|v| parse_bool(v, &format!("env {key}"))).transpose()
+        self.get(key)
+            .map(|v| parse_bool(v, &format!("env {key}")))
+            .transpose()
     }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Env(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Env(iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
     }
 }
 
@@ -260,28 +268,27 @@ impl Settings {
 
         let allowed_hosts = pick(
             Sourced::new(Vec::new(), Source::Default),
-            fc.auth.allowed_hosts.clone().map(|v| Sourced::new(v, fsrc())),
-            env.get("KAGED_ALLOWED_HOSTS").map(|v| {
-                Sourced::new(
-                    split_list(v),
-                    Source::Env("KAGED_ALLOWED_HOSTS".into()),
-                )
-            }),
+            fc.auth
+                .allowed_hosts
+                .clone()
+                .map(|v| Sourced::new(v, fsrc())),
+            env.get("KAGED_ALLOWED_HOSTS")
+                .map(|v| Sourced::new(split_list(v), Source::Env("KAGED_ALLOWED_HOSTS".into()))),
             None,
         );
         let allowed_origins = pick(
             Sourced::new(Vec::new(), Source::Default),
-            fc.auth.allowed_origins.clone().map(|v| Sourced::new(v, fsrc())),
-            env.get("KAGED_ALLOWED_ORIGINS").map(|v| {
-                Sourced::new(
-                    split_list(v),
-                    Source::Env("KAGED_ALLOWED_ORIGINS".into()),
-                )
-            }),
+            fc.auth
+                .allowed_origins
+                .clone()
+                .map(|v| Sourced::new(v, fsrc())),
+            env.get("KAGED_ALLOWED_ORIGINS")
+                .map(|v| Sourced::new(split_list(v), Source::Env("KAGED_ALLOWED_ORIGINS".into()))),
             None,
         );
         for origin in &allowed_origins.value {
-            if origin == "null" || !(origin.starts_with("http://") || origin.starts_with("https://"))
+            if origin == "null"
+                || !(origin.starts_with("http://") || origin.starts_with("https://"))
             {
                 return Err(ConfigError::Invalid {
                     origin: format!("{}: auth.allowed_origins", allowed_origins.source),
@@ -369,20 +376,25 @@ impl Settings {
             });
         }
 
-        let num = |v: Option<usize>, default: usize, key: &str| -> Result<Sourced<usize>, ConfigError> {
-            match v {
-                Some(0) => Err(ConfigError::Invalid {
-                    origin: format!("{}: {key}", path.display()),
-                    value: "0".into(),
-                    expected: "a positive number",
-                }),
-                Some(n) => Ok(Sourced::new(n, fsrc())),
-                None => Ok(Sourced::new(default, Source::Default)),
-            }
-        };
+        let num =
+            |v: Option<usize>, default: usize, key: &str| -> Result<Sourced<usize>, ConfigError> {
+                match v {
+                    Some(0) => Err(ConfigError::Invalid {
+                        origin: format!("{}: {key}", path.display()),
+                        value: "0".into(),
+                        expected: "a positive number",
+                    }),
+                    Some(n) => Ok(Sourced::new(n, fsrc())),
+                    None => Ok(Sourced::new(default, Source::Default)),
+                }
+            };
         let sessions = SessionLimits {
             max_per_project: num(fc.sessions.max_per_project, 16, "sessions.max_per_project")?,
-            max_per_operator: num(fc.sessions.max_per_operator, 64, "sessions.max_per_operator")?,
+            max_per_operator: num(
+                fc.sessions.max_per_operator,
+                64,
+                "sessions.max_per_operator",
+            )?,
             scrollback_bytes: num(
                 fc.sessions.scrollback_bytes,
                 4 * 1024 * 1024,

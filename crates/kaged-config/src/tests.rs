@@ -34,7 +34,10 @@ fn write(path: &Path, text: &str, mode: u32) {
 fn defaults_follow_the_mode() {
     let f = fixture("user");
     let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
-    assert_eq!(s.bind, Sourced::new("127.0.0.1:0".parse().unwrap(), Source::Mode));
+    assert_eq!(
+        s.bind,
+        Sourced::new("127.0.0.1:0".parse().unwrap(), Source::Mode)
+    );
     assert_eq!(s.auth_mode, Sourced::new(AuthMode::Loopback, Source::Mode));
     assert_eq!(s.config_file, None);
 
@@ -54,16 +57,25 @@ fn file_then_env_then_flag() {
     );
     let file = Source::File(f.layout.config_file.clone());
     let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
-    assert_eq!(s.bind, Sourced::new("127.0.0.1:1111".parse().unwrap(), file.clone()));
+    assert_eq!(
+        s.bind,
+        Sourced::new("127.0.0.1:1111".parse().unwrap(), file.clone())
+    );
     assert_eq!(s.auth_mode, Sourced::new(AuthMode::Sidecar, file));
 
-    let env: Env = [("KAGED_BIND", "127.0.0.1:2222"), ("KAGED_AUTH_MODE", "loopback")]
-        .into_iter()
-        .collect();
+    let env: Env = [
+        ("KAGED_BIND", "127.0.0.1:2222"),
+        ("KAGED_AUTH_MODE", "loopback"),
+    ]
+    .into_iter()
+    .collect();
     let s = Settings::resolve(&f.layout, &env, &Flags::default()).unwrap();
     assert_eq!(
         s.bind,
-        Sourced::new("127.0.0.1:2222".parse().unwrap(), Source::Env("KAGED_BIND".into()))
+        Sourced::new(
+            "127.0.0.1:2222".parse().unwrap(),
+            Source::Env("KAGED_BIND".into())
+        )
     );
     assert_eq!(s.auth_mode.value, AuthMode::Loopback);
 
@@ -75,7 +87,10 @@ fn file_then_env_then_flag() {
     let s = Settings::resolve(&f.layout, &env, &flags).unwrap();
     assert_eq!(
         s.bind,
-        Sourced::new("127.0.0.1:3333".parse().unwrap(), Source::Flag("--bind".into()))
+        Sourced::new(
+            "127.0.0.1:3333".parse().unwrap(),
+            Source::Flag("--bind".into())
+        )
     );
     assert_eq!(
         s.auth_mode,
@@ -102,13 +117,20 @@ fn unknown_key_names_key_and_file() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("mdoe"), "{err}");
-    assert!(err.contains(&f.layout.config_file.display().to_string()), "{err}");
+    assert!(
+        err.contains(&f.layout.config_file.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
 fn malformed_toml_reports_line_and_column() {
     let f = fixture("user");
-    write(&f.layout.config_file, "bind = \"127.0.0.1:1\"\n[auth\n", 0o600);
+    write(
+        &f.layout.config_file,
+        "bind = \"127.0.0.1:1\"\n[auth\n",
+        0o600,
+    );
     let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
         .unwrap_err()
         .to_string();
@@ -119,14 +141,24 @@ fn malformed_toml_reports_line_and_column() {
 #[test]
 fn secret_in_readable_file_is_refused_with_fix() {
     let f = fixture("system");
-    write(&f.layout.config_file, "[auth]\nsidecar_nonce = \"abc\"\n", 0o644);
+    write(
+        &f.layout.config_file,
+        "[auth]\nsidecar_nonce = \"abc\"\n",
+        0o644,
+    );
     let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("chmod 600"), "{err}");
-    assert!(!err.contains("abc"), "the secret leaked into the error: {err}");
-    std::fs::set_permissions(&f.layout.config_file, std::fs::Permissions::from_mode(0o600))
-        .unwrap();
+    assert!(
+        !err.contains("abc"),
+        "the secret leaked into the error: {err}"
+    );
+    std::fs::set_permissions(
+        &f.layout.config_file,
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
     assert_eq!(
         s.sidecar_nonce.map(|n| n.value),
@@ -193,7 +225,9 @@ fn bad_env_values_are_named() {
 #[test]
 fn env_nonce_wins_and_is_redacted_in_debug() {
     let f = fixture("system");
-    let env: Env = [("KAGED_AUTH_SIDECAR_NONCE", "s3cr3t-value")].into_iter().collect();
+    let env: Env = [("KAGED_AUTH_SIDECAR_NONCE", "s3cr3t-value")]
+        .into_iter()
+        .collect();
     let s = Settings::resolve(&f.layout, &env, &Flags::default()).unwrap();
     let dbg = format!("{s:?}");
     assert!(!dbg.contains("s3cr3t-value"), "{dbg}");

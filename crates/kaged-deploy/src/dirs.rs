@@ -16,7 +16,9 @@ pub enum DirError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is a symlink; kaged refuses to follow it for private state. Replace it with a real directory")]
+    #[error(
+        "{path} is a symlink; kaged refuses to follow it for private state. Replace it with a real directory"
+    )]
     Symlink { path: PathBuf },
     #[error("{path} is not a directory; move it away so kaged can create its directory there")]
     NotDir { path: PathBuf },

@@ -149,9 +149,9 @@ impl fmt::Display for ModeReason {
             ModeReason::Root => f.write_str("running as UID 0"),
             ModeReason::KagedUser => f.write_str("running as the `kaged` user"),
             ModeReason::DataDirExists { path } => write!(f, "{} exists", path.display()),
-            ModeReason::Fallback => {
-                f.write_str("no system-wide indicator and no per-user data dir; per-user is the fallback")
-            }
+            ModeReason::Fallback => f.write_str(
+                "no system-wide indicator and no per-user data dir; per-user is the fallback",
+            ),
         }
     }
 }

@@ -83,7 +83,10 @@ fn kaged_user_is_system() {
         ..Probe::default()
     };
     let layout = Layout::resolve(&probe).unwrap();
-    assert_eq!((layout.mode, layout.reason), (Mode::System, ModeReason::KagedUser));
+    assert_eq!(
+        (layout.mode, layout.reason),
+        (Mode::System, ModeReason::KagedUser)
+    );
 }
 
 #[test]
@@ -109,11 +112,20 @@ fn xdg_dirs_are_honoured_and_fallback_is_user() {
         ..user_probe(home.path())
     };
     let layout = Layout::resolve(&probe).unwrap();
-    assert_eq!((layout.mode, layout.reason.clone()), (Mode::User, ModeReason::Fallback));
+    assert_eq!(
+        (layout.mode, layout.reason.clone()),
+        (Mode::User, ModeReason::Fallback)
+    );
     assert_eq!(layout.state_dir, home.path().join("data/kaged"));
-    assert_eq!(layout.config_file, home.path().join("cfg/kaged/config.toml"));
+    assert_eq!(
+        layout.config_file,
+        home.path().join("cfg/kaged/config.toml")
+    );
     assert_eq!(layout.runtime_dir, home.path().join("rt/kaged"));
-    assert_eq!(layout.auth_cookie_file(), home.path().join("rt/kaged/auth-cookie"));
+    assert_eq!(
+        layout.auth_cookie_file(),
+        home.path().join("rt/kaged/auth-cookie")
+    );
     assert_eq!(layout.mode.default_bind().to_string(), "127.0.0.1:0");
 }
 
@@ -137,7 +149,10 @@ fn kaged_home_moves_state_and_runtime_but_not_mode() {
         ..Probe::default()
     };
     let layout = Layout::resolve(&probe).unwrap();
-    assert_eq!((layout.mode, layout.reason.clone()), (Mode::System, ModeReason::Root));
+    assert_eq!(
+        (layout.mode, layout.reason.clone()),
+        (Mode::System, ModeReason::Root)
+    );
     assert_eq!(layout.state_dir, PathBuf::from("/srv/kaged"));
     assert_eq!(layout.database, PathBuf::from("/srv/kaged/kaged.db"));
     assert_eq!(layout.runtime_dir, PathBuf::from("/srv/kaged/run"));
@@ -148,7 +163,10 @@ fn kaged_home_moves_state_and_runtime_but_not_mode() {
 fn missing_runtime_dir_falls_back_to_state_and_says_so() {
     let home = tempfile::tempdir().unwrap();
     let layout = Layout::resolve(&user_probe(home.path())).unwrap();
-    assert_eq!(layout.runtime_dir, home.path().join(".local/share/kaged/run"));
+    assert_eq!(
+        layout.runtime_dir,
+        home.path().join(".local/share/kaged/run")
+    );
     assert!(layout.runtime_note.unwrap().contains("XDG_RUNTIME_DIR"));
 }
 

@@ -15,12 +15,16 @@ pub use audit::{AuditEvent, AuditQuery, AuditRow, AuditWriter, EventType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open database {path}: {source}; check the state dir's permissions or move a corrupt file away")]
+    #[error(
+        "cannot open database {path}: {source}; check the state dir's permissions or move a corrupt file away"
+    )]
     Open {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("database {path} has schema version {found}, newer than this kaged knows ({known}); upgrade kaged")]
+    #[error(
+        "database {path} has schema version {found}, newer than this kaged knows ({known}); upgrade kaged"
+    )]
     TooNew {
         path: PathBuf,
         found: i64,
@@ -159,7 +163,8 @@ pub fn now_rfc3339() -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 #[cfg(test)]

@@ -8,9 +8,13 @@ async fn audit_round_trip_filters_and_pages() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("kaged.db")).unwrap();
     let w = store.audit_writer().unwrap();
-    w.record(AuditEvent::new(EventType::DaemonStarted, None, json!({"pid": 1})))
-        .await
-        .unwrap();
+    w.record(AuditEvent::new(
+        EventType::DaemonStarted,
+        None,
+        json!({"pid": 1}),
+    ))
+    .await
+    .unwrap();
     for i in 0..5 {
         w.record(
             AuditEvent::new(EventType::SessionStarted, Some("alice"), json!({"n": i}))

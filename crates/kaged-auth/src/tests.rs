@@ -1,0 +1,320 @@
+use std::os::unix::fs::PermissionsExt;
+
+use http::{HeaderMap, HeaderValue};
+use pretty_assertions::assert_eq;
+
+use super::*;
+
+fn policy(mode: AuthMode) -> AuthPolicy {
+    AuthPolicy::new(PolicyConfig {
+        mode,
+        port: 4242,
+        local_user: "alice".into(),
+        loopback_nonce: Some(Secret::from_string("loopback-nonce-value".into())),
+        sidecar_nonce: Some(Secret::from_string(
+            "sidecar-nonce-value-0123456789abcdef".into(),
+        )),
+        launch_ttl: Duration::from_secs(60),
+    })
+    .unwrap()
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    h
+}
+
+fn cookie_of(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn launch_token_works_once_and_sets_a_port_named_cookie() {
+    let p = policy(AuthMode::Loopback);
+    let token = p.issue_launch_token().unwrap();
+    let set = p.redeem_launch(&token).unwrap();
+    assert!(set.starts_with("kaged_session_4242="), "{set}");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"));
+    assert_eq!(
+        p.redeem_launch(&token).unwrap_err(),
+        AuthError::BadLaunchToken
+    );
+
+    let auth = p
+        .authenticate(&headers(&[("cookie", &cookie_of(&set))]))
+        .unwrap();
+    assert_eq!(
+        auth.identity,
+        Identity {
+            user_id: "alice".into(),
+            email: Some("alice@localhost".into()),
+            groups: vec![],
+            mode: AuthMode::Loopback,
+        }
+    );
+}
+
+#[test]
+fn the_nonce_itself_is_accepted_at_launch() {
+    let p = policy(AuthMode::Loopback);
+    assert!(p.redeem_launch("loopback-nonce-value").is_ok());
+    assert!(p.redeem_launch("loopback-nonce-valuX").is_err());
+}
+
+#[test]
+fn expired_launch_token_is_refused() {
+    let p = AuthPolicy::new(PolicyConfig {
+        launch_ttl: Duration::from_millis(1),
+        ..PolicyConfig {
+            mode: AuthMode::Loopback,
+            port: 1,
+            local_user: "a".into(),
+            loopback_nonce: Some(Secret::from_string("n".into())),
+            sidecar_nonce: None,
+            launch_ttl: Duration::ZERO,
+        }
+    })
+    .unwrap();
+    let token = p.issue_launch_token().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(
+        p.redeem_launch(&token).unwrap_err(),
+        AuthError::BadLaunchToken
+    );
+}
+
+#[test]
+fn concurrent_redeems_have_exactly_one_winner() {
+    let p = std::sync::Arc::new(policy(AuthMode::Loopback));
+    let token = p.issue_launch_token().unwrap();
+    let wins: usize = (0..16)
+        .map(|_| {
+            let p = p.clone();
+            let t = token.clone();
+            std::thread::spawn(move || p.redeem_launch(&t).is_ok())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap() as usize)
+        .sum();
+    assert_eq!(wins, 1);
+}
+
+#[test]
+fn loopback_never_trusts_sidecar_headers() {
+    let p = policy(AuthMode::Loopback);
+    let h = headers(&[
+        ("x-kaged-user-id", "mallory"),
+        ("x-kaged-auth-nonce", "sidecar-nonce-value-0123456789abcdef"),
+    ]);
+    assert_eq!(p.authenticate(&h).unwrap_err(), AuthError::Missing);
+}
+
+#[test]
+fn restart_invalidates_cookies() {
+    let a = policy(AuthMode::Loopback);
+    let set = a.redeem_launch(&a.issue_launch_token().unwrap()).unwrap();
+    let b = policy(AuthMode::Loopback);
+    assert_eq!(
+        b.authenticate(&headers(&[("cookie", &cookie_of(&set))]))
+            .unwrap_err(),
+        AuthError::BadCookie
+    );
+}
+
+#[test]
+fn cookie_for_another_port_or_tampered_is_refused() {
+    let p = policy(AuthMode::Loopback);
+    let set = p.redeem_launch(&p.issue_launch_token().unwrap()).unwrap();
+    let value = cookie_of(&set).split_once('=').unwrap().1.to_owned();
+    let other_port = format!("kaged_session_4243={value}");
+    assert_eq!(
+        p.authenticate(&headers(&[("cookie", &other_port)]))
+            .unwrap_err(),
+        AuthError::Missing
+    );
+    let mut tampered = value.clone();
+    tampered.pop();
+    tampered.push('A');
+    let c = format!("kaged_session_4242={tampered}");
+    assert!(p.authenticate(&headers(&[("cookie", &c)])).is_err());
+    let dup = format!("kaged_session_4242={value}; kaged_session_4242={value}");
+    assert_eq!(
+        p.authenticate(&headers(&[("cookie", &dup)])).unwrap_err(),
+        AuthError::Duplicate("session cookie")
+    );
+}
+
+#[test]
+fn local_cli_bearer_uses_the_nonce() {
+    let p = policy(AuthMode::Loopback);
+    let ok = p
+        .authenticate(&headers(&[(
+            "authorization",
+            "Bearer loopback-nonce-value",
+        )]))
+        .unwrap();
+    assert_eq!(ok.credential, Credential::LocalNonce);
+    assert_eq!(
+        p.authenticate(&headers(&[("authorization", "Bearer nope")]))
+            .unwrap_err(),
+        AuthError::BadNonce
+    );
+}
+
+#[test]
+fn sidecar_credential_matrix() {
+    let p = policy(AuthMode::Sidecar);
+    let nonce = "sidecar-nonce-value-0123456789abcdef";
+    let ok = p
+        .authenticate(&headers(&[
+            ("x-kaged-auth-nonce", nonce),
+            ("x-kaged-user-id", "bob@example.com"),
+            ("x-kaged-user-email", "bob@example.com"),
+            ("x-kaged-user-groups", "ops, dev,"),
+        ]))
+        .unwrap();
+    assert_eq!(
+        ok.identity,
+        Identity {
+            user_id: "bob@example.com".into(),
+            email: Some("bob@example.com".into()),
+            groups: vec!["ops".into(), "dev".into()],
+            mode: AuthMode::Sidecar,
+        }
+    );
+    let cases: &[(&[(&str, &str)], AuthError)] = &[
+        (&[("x-kaged-user-id", "bob")], AuthError::BadNonce),
+        (
+            &[("x-kaged-auth-nonce", "wrong"), ("x-kaged-user-id", "bob")],
+            AuthError::BadNonce,
+        ),
+        (
+            &[
+                ("x-kaged-auth-nonce", "sidecar-nonce-value-0123456789abcdeF"),
+                ("x-kaged-user-id", "bob"),
+            ],
+            AuthError::BadNonce,
+        ),
+        (&[("x-kaged-auth-nonce", nonce)], AuthError::MissingUserId),
+        (
+            &[
+                ("x-kaged-auth-nonce", nonce),
+                ("x-kaged-auth-nonce", nonce),
+                ("x-kaged-user-id", "bob"),
+            ],
+            AuthError::Duplicate("X-Kaged-Auth-Nonce"),
+        ),
+        (
+            &[
+                ("x-kaged-auth-nonce", nonce),
+                ("x-kaged-user-id", "bob"),
+                ("x-kaged-user-id", "root"),
+            ],
+            AuthError::Duplicate("X-Kaged-User-Id"),
+        ),
+        (
+            &[("x-kaged-auth-nonce", nonce), ("x-kaged-user-id", "  ")],
+            AuthError::Malformed("X-Kaged-User-Id"),
+        ),
+        (
+            &[("x-kaged-auth-nonce", nonce), ("x-kaged-user-id", "a\tb")],
+            AuthError::Malformed("X-Kaged-User-Id"),
+        ),
+        (
+            &[
+                ("x-kaged-auth-nonce", nonce),
+                ("cookie", "kaged_session_4242=x"),
+            ],
+            AuthError::MissingUserId,
+        ),
+    ];
+    for (h, want) in cases {
+        assert_eq!(p.authenticate(&headers(h)).unwrap_err(), *want, "{h:?}");
+    }
+    let long = "u".repeat(257);
+    assert_eq!(
+        p.authenticate(&headers(&[
+            ("x-kaged-auth-nonce", nonce),
+            ("x-kaged-user-id", &long)
+        ]))
+        .unwrap_err(),
+        AuthError::Malformed("X-Kaged-User-Id")
+    );
+}
+
+#[test]
+fn insecure_synthesises_insecure_mode_user() {
+    let p = policy(AuthMode::Insecure);
+    let a = p.authenticate(&HeaderMap::new()).unwrap();
+    assert_eq!(a.identity.user_id, "insecure-mode");
+}
+
+#[test]
+fn csrf_is_bound_to_the_session() {
+    let p = policy(AuthMode::Loopback);
+    let s1 = p.redeem_launch(&p.issue_launch_token().unwrap()).unwrap();
+    let s2 = p.redeem_launch(&p.issue_launch_token().unwrap()).unwrap();
+    let a1 = p
+        .authenticate(&headers(&[("cookie", &cookie_of(&s1))]))
+        .unwrap();
+    let a2 = p
+        .authenticate(&headers(&[("cookie", &cookie_of(&s2))]))
+        .unwrap();
+    let t1 = p.csrf_token(&a1);
+    assert!(p.verify_csrf(&a1, t1.as_bytes()));
+    assert!(!p.verify_csrf(&a2, t1.as_bytes()));
+    assert!(!p.verify_csrf(&a1, b""));
+}
+
+#[test]
+fn secrets_never_show_in_debug() {
+    let s = Secret::from_string("hunter2".into());
+    assert_eq!(format!("{s:?}"), "Secret([redacted])");
+}
+
+#[test]
+fn secret_files_are_0600_and_symlinks_or_loose_modes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = dir.path().join("auth-cookie");
+    write_secret_file(&path, "abc").unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(read_secret_file(&path, false).unwrap(), "abc");
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(matches!(
+        read_secret_file(&path, false),
+        Err(AuthSetupError::Mode { .. })
+    ));
+
+    let target = dir.path().join("target");
+    std::fs::write(&target, "x").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(matches!(
+        read_secret_file(&link, false),
+        Err(AuthSetupError::Symlink { .. })
+    ));
+    // Writing over a planted symlink replaces the link, never writes through it.
+    write_secret_file(&link, "new").unwrap();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
+}
+
+#[test]
+fn secret_file_in_an_open_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(matches!(
+        write_secret_file(&dir.path().join("n"), "x"),
+        Err(AuthSetupError::Mode { .. })
+    ));
+}
