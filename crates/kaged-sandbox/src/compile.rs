@@ -170,7 +170,9 @@ pub enum CageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("grant {path:?} names {host}, which cannot be resolved: {source}; create it or drop the grant")]
+    #[error(
+        "grant {path:?} names {host}, which cannot be resolved: {source}; create it or drop the grant"
+    )]
     GrantMissing {
         path: String,
         host: PathBuf,
@@ -200,7 +202,9 @@ pub enum CageError {
         second: String,
         host: PathBuf,
     },
-    #[error("{what} {path} lies inside the denied path {denied}; it must never be visible in a cage")]
+    #[error(
+        "{what} {path} lies inside the denied path {denied}; it must never be visible in a cage"
+    )]
     InsideDenied {
         what: &'static str,
         path: PathBuf,
@@ -220,7 +224,9 @@ pub enum CageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("environment name {name:?} may not enter a cage: {reason}; remove it from the policy's env list")]
+    #[error(
+        "environment name {name:?} may not enter a cage: {reason}; remove it from the policy's env list"
+    )]
     ReservedEnvName { name: String, reason: &'static str },
     #[error("environment name {name:?} is not a valid variable name")]
     InvalidEnvName { name: String },
@@ -238,7 +244,9 @@ pub enum CageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("working directory {cwd:?} ({host}) is not inside any grant; grant it or choose another")]
+    #[error(
+        "working directory {cwd:?} ({host}) is not inside any grant; grant it or choose another"
+    )]
     CwdNotGranted { cwd: String, host: PathBuf },
     #[error("working directory {cwd:?}: {source}")]
     Cwd {
@@ -415,14 +423,16 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
             push(&[&"--ro-bind", &"/dev/null", path]);
         }
     }
-    push(&[&"--chdir", &cwd, &"--"]);
+    // The cage's root is bwrap's tmpfs; nothing should add to it once the mounts are set up.
+    push(&[&"--remount-ro", &"/", &"--chdir", &cwd, &"--"]);
     args.extend(req.argv.iter().map(OsString::from));
 
     let (program, args, cgroup_limits) = if policy.limits.needs_cgroup() {
         match &host.cgroups {
             CgroupSupport::Available { systemd_run } => {
-                let mut wrapped: Vec<OsString> =
-                    ["--user", "--scope", "--quiet", "--collect"].map(OsString::from).into();
+                let mut wrapped: Vec<OsString> = ["--user", "--scope", "--quiet", "--collect"]
+                    .map(OsString::from)
+                    .into();
                 for property in cgroup_properties(&policy.limits) {
                     wrapped.extend(["-p".into(), property.into()]);
                 }
@@ -466,7 +476,10 @@ fn parse_project_path(spec: &str) -> Result<PathBuf, CageError> {
     if spec.contains('\0') {
         return Err(CageError::NulInPath { path: spec.into() });
     }
-    let Some(rest) = spec.strip_prefix(PROJECT_PREFIX).filter(|r| r.starts_with('/')) else {
+    let Some(rest) = spec
+        .strip_prefix(PROJECT_PREFIX)
+        .filter(|r| r.starts_with('/'))
+    else {
         return Err(CageError::NotAProjectPath { path: spec.into() });
     };
     let mut rel = PathBuf::new();
@@ -494,7 +507,9 @@ fn open_no_symlinks<Fd: AsFd>(
         path,
         OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
-            .resolve(resolve | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+            .resolve(
+                resolve | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            ),
     )
 }
 
@@ -536,14 +551,12 @@ fn masks_for_denied(
                 });
             }
         }
-        if let Some((scratch_dir, _)) = scratch {
-            if denied.starts_with(scratch_dir) {
-                return Err(CageError::DeniedUnderWritable {
-                    denied,
-                    what: "scratch directory",
-                    path: scratch_dir.clone(),
-                });
-            }
+        if let Some((scratch_dir, _)) = scratch.filter(|(dir, _)| denied.starts_with(dir)) {
+            return Err(CageError::DeniedUnderWritable {
+                denied,
+                what: "scratch directory",
+                path: scratch_dir.clone(),
+            });
         }
         let system_ro = host.system.iter().any(|m| match m {
             SystemMount::RoBind(dir) => denied.starts_with(dir),
@@ -598,7 +611,11 @@ fn check_argv(argv: &[String]) -> Result<(), CageError> {
 fn check_limits(limits: &Limits) -> Result<(), CageError> {
     let invalid = |key, value: String, reason| CageError::InvalidLimit { key, value, reason };
     if limits.walltime.is_some_and(|d| d.is_zero()) {
-        return Err(invalid("walltime", "0".into(), "must be at least one second"));
+        return Err(invalid(
+            "walltime",
+            "0".into(),
+            "must be at least one second",
+        ));
     }
     if limits.memory_bytes == Some(0) {
         return Err(invalid("memory_bytes", "0".into(), "must be positive"));
@@ -606,10 +623,12 @@ fn check_limits(limits: &Limits) -> Result<(), CageError> {
     if limits.pids == Some(0) {
         return Err(invalid("pids", "0".into(), "must be positive"));
     }
-    if let Some(cpu) = limits.cpu {
-        if !cpu.is_finite() || cpu < 0.01 {
-            return Err(invalid("cpu", cpu.to_string(), "must be at least 0.01 CPUs"));
-        }
+    if let Some(cpu) = limits.cpu.filter(|c| !c.is_finite() || *c < 0.01) {
+        return Err(invalid(
+            "cpu",
+            cpu.to_string(),
+            "must be at least 0.01 CPUs",
+        ));
     }
     Ok(())
 }
@@ -624,7 +643,10 @@ fn cgroup_properties(limits: &Limits) -> Vec<String> {
         props.push(format!("TasksMax={pids}"));
     }
     if let Some(cpu) = limits.cpu {
-        props.push(format!("CPUQuota={}%", (cpu * 100.0).round().max(1.0) as u64));
+        props.push(format!(
+            "CPUQuota={}%",
+            (cpu * 100.0).round().max(1.0) as u64
+        ));
     }
     props
 }
@@ -667,3 +689,7 @@ fn allowlisted_env(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

@@ -28,7 +28,10 @@ const USR_ALIASES: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/li
 pub enum SystemMount {
     RoBind(PathBuf),
     /// Recreate a host symlink (e.g. `/bin -> usr/bin`) rather than binding its target twice.
-    Symlink { target: PathBuf, link: PathBuf },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
 }
 
 /// The host facts the compiler needs. Tests build one by hand so argv comparisons do not
@@ -107,7 +110,9 @@ pub fn cgroup_support() -> &'static CgroupSupport {
 fn probe_cgroups() -> CgroupSupport {
     let unavailable = |reason: String| CgroupSupport::Unavailable { reason };
     let Some(systemd_run) = find_in_path("systemd-run") else {
-        return unavailable("systemd-run is not installed, so memory/pids/cpu limits are not enforced".into());
+        return unavailable(
+            "systemd-run is not installed, so memory/pids/cpu limits are not enforced".into(),
+        );
     };
     let mut cmd = Command::new(&systemd_run);
     cmd.args([
@@ -232,11 +237,9 @@ pub fn self_test() -> Result<BwrapInfo, SelfTestError> {
         path: path.clone(),
         source,
     };
-    let version_out = run_with_timeout(
-        Command::new(&path).arg("--version"),
-        Duration::from_secs(5),
-    )
-    .map_err(spawn_err)?;
+    let version_out =
+        run_with_timeout(Command::new(&path).arg("--version"), Duration::from_secs(5))
+            .map_err(spawn_err)?;
     let version = version_out
         .stdout
         .trim()
@@ -376,7 +379,10 @@ mod tests {
 
     #[test]
     fn missing_controllers_names_each_undelegated_one() {
-        assert_eq!(missing_controllers("cpuset cpu io memory pids\n"), Vec::<&str>::new());
+        assert_eq!(
+            missing_controllers("cpuset cpu io memory pids\n"),
+            Vec::<&str>::new()
+        );
         assert_eq!(missing_controllers("memory pids"), vec!["cpu"]);
         assert_eq!(missing_controllers(""), vec!["memory", "pids", "cpu"]);
     }
@@ -393,7 +399,10 @@ mod tests {
             userns_blocker("bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces."),
             Some("bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces.".to_owned())
         );
-        assert_eq!(userns_blocker("bwrap: execvp nope: No such file or directory"), None);
+        assert_eq!(
+            userns_blocker("bwrap: execvp nope: No such file or directory"),
+            None
+        );
     }
 
     #[test]

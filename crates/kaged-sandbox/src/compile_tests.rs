@@ -1,0 +1,784 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::ffi::OsString;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pretty_assertions::assert_eq;
+
+use super::*;
+use crate::policy::Grant;
+
+/// A fixed host so argv comparisons do not depend on the machine.
+fn host() -> HostSystem {
+    HostSystem {
+        bwrap: Some("/usr/bin/bwrap".into()),
+        cgroups: CgroupSupport::Unavailable {
+            reason: "no user systemd here".into(),
+        },
+        system: vec![
+            SystemMount::RoBind("/usr".into()),
+            SystemMount::Symlink {
+                target: "usr/bin".into(),
+                link: "/bin".into(),
+            },
+            SystemMount::RoBind("/etc".into()),
+        ],
+        masks: vec![],
+        resolv_conf: None,
+    }
+}
+
+/// `<tmp>/home/src/proj` with `src/`, `docs/` and a secret next to the project.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    base: PathBuf,
+    root: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(tmp.path()).unwrap();
+    let root = base.join("home/src/proj");
+    for dir in ["src", "docs", ".state"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join("docs/readme"), "hi").unwrap();
+    std::fs::write(base.join("home/secret"), "s3cret").unwrap();
+    Fixture {
+        _tmp: tmp,
+        base,
+        root,
+    }
+}
+
+fn request<'a>(root: &'a Path, policy: &'a CagePolicy, argv: &'a [String]) -> CageRequest<'a> {
+    CageRequest {
+        project_root: root,
+        policy,
+        argv,
+        env_values: &[],
+        deny: &[],
+        scratch_dir: None,
+        pty: false,
+        cwd: None,
+    }
+}
+
+fn sh() -> Vec<String> {
+    vec!["bash".into(), "--norc".into()]
+}
+
+fn os(items: &[&str]) -> Vec<OsString> {
+    items.iter().map(OsString::from).collect()
+}
+
+fn policy(grants: &[(&str, Access)]) -> CagePolicy {
+    CagePolicy {
+        fs: grants
+            .iter()
+            .map(|(path, access)| Grant {
+                path: (*path).into(),
+                access: *access,
+            })
+            .collect(),
+        env: vec![],
+        ..CagePolicy::default()
+    }
+}
+
+/// Everything up to and including the system mounts, for the default, non-PTY cage.
+fn prologue(new_session: bool) -> Vec<&'static str> {
+    let mut v = vec![
+        "--die-with-parent",
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--cap-drop",
+        "ALL",
+    ];
+    if new_session {
+        v.push("--new-session");
+    }
+    v.extend([
+        "--hostname",
+        "kaged-cage",
+        "--clearenv",
+        "--setenv",
+        "HOME",
+        "/home/cage",
+        "--setenv",
+        "PATH",
+        CAGE_PATH,
+    ]);
+    v
+}
+
+const SYSTEM: &[&str] = &[
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--ro-bind",
+    "/etc",
+    "/etc",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+];
+
+#[test]
+fn default_policy_compiles_to_the_design_argv() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = CagePolicy::default();
+    let env = [
+        ("TERM".to_owned(), "xterm-256color".to_owned()),
+        ("KAGED_AUTH_SIDECAR_NONCE".to_owned(), "secret".to_owned()),
+        ("SSH_AUTH_SOCK".to_owned(), "/run/user/1000/ssh".to_owned()),
+    ];
+    let cage = compile_on(
+        &CageRequest {
+            env_values: &env,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    let root = fx.root.to_str().unwrap();
+    let fd = cage.raw_fds()[0].to_string();
+    let mut expected = prologue(true);
+    expected.extend(["--setenv", "TERM", "xterm-256color"]);
+    expected.extend(SYSTEM);
+    expected.extend(["--tmpfs", "/home/cage", "--bind-fd", &fd, root]);
+    expected.extend(["--remount-ro", "/", "--chdir", root, "--", "bash", "--norc"]);
+    assert_eq!(cage.program, PathBuf::from("/usr/bin/bwrap"));
+    assert_eq!(cage.args, os(&expected));
+    assert_eq!(cage.keep_fds.len(), 1);
+    assert_eq!(cage.walltime, None);
+    assert_eq!(
+        cage.summary,
+        CageSummary {
+            grants: vec![GrantSummary {
+                path: "project:/".into(),
+                host_path: fx.root.clone(),
+                access: Access::Rw,
+            }],
+            network: Network::None,
+            state: StateKind::Ephemeral,
+            limits: Limits::default(),
+            cgroup_limits: CgroupLimits::NotRequested,
+            env: vec!["TERM".into()],
+            masked: vec![],
+            cwd: fx.root.clone(),
+            pty: false,
+        }
+    );
+}
+
+#[test]
+fn pty_cage_omits_new_session_and_nothing_else() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = policy(&[("project:/", Access::Rw)]);
+    let plain = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
+    let pty = compile_on(
+        &CageRequest {
+            pty: true,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    // The fd numbers differ between the two compilations; compare with them blanked.
+    let blank = |cage: &CompiledCage| -> Vec<OsString> {
+        let fds: Vec<OsString> = cage
+            .raw_fds()
+            .iter()
+            .map(|f| f.to_string().into())
+            .collect();
+        cage.args
+            .iter()
+            .map(|a| {
+                if fds.contains(a) {
+                    "FD".into()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect()
+    };
+    let mut expected = blank(&plain);
+    expected.retain(|a| a != "--new-session");
+    assert_eq!(blank(&pty), expected);
+    assert!(blank(&plain).contains(&"--new-session".into()));
+}
+
+#[test]
+fn only_network_host_shares_the_network_namespace() {
+    let fx = fixture();
+    let argv = sh();
+    let mut policy = policy(&[("project:/", Access::Rw)]);
+    let none = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
+    assert!(!none.args.contains(&"--share-net".into()));
+    policy.network = Network::Host;
+    let hosted = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
+    assert_eq!(
+        &hosted.args[..4],
+        &os(&[
+            "--die-with-parent",
+            "--unshare-all",
+            "--unshare-user",
+            "--share-net"
+        ])[..]
+    );
+}
+
+#[test]
+fn read_only_grant_inside_writable_grant_is_mounted_after_it() {
+    let fx = fixture();
+    let argv = sh();
+    // Listed child-first on purpose: the compiler orders by depth.
+    let policy = policy(&[("project:/docs", Access::Ro), ("project:/", Access::Rw)]);
+    let cage = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
+    let fds = cage.raw_fds();
+    let root = fx.root.to_str().unwrap();
+    let docs = fx.root.join("docs");
+    let mut expected = prologue(true);
+    expected.extend(SYSTEM);
+    let (fd0, fd1) = (fds[0].to_string(), fds[1].to_string());
+    expected.extend(["--tmpfs", "/home/cage", "--bind-fd", &fd0, root]);
+    expected.extend(["--ro-bind-fd", &fd1, docs.to_str().unwrap()]);
+    expected.extend(["--remount-ro", "/", "--chdir", root, "--", "bash", "--norc"]);
+    assert_eq!(cage.args, os(&expected));
+}
+
+#[test]
+fn grant_paths_that_are_not_plain_project_paths_are_rejected() {
+    let fx = fixture();
+    let argv = sh();
+    for bad in [
+        "/etc",
+        "/home/src/proj",
+        "docs",
+        "project:docs",
+        "project:",
+        "config:/x",
+        "project:/../secret",
+        "project:/docs/../../secret",
+        "project:/docs/../../../../../../etc",
+        "project:/do\0cs",
+    ] {
+        let policy = policy(&[(bad, Access::Ro)]);
+        let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CageError::NotAProjectPath { .. }
+                    | CageError::ParentComponent { .. }
+                    | CageError::NulInPath { .. }
+            ),
+            "{bad:?} gave {err}"
+        );
+        assert!(err.to_string().contains(&bad.replace('\0', "\\0")), "{err}");
+    }
+}
+
+#[test]
+fn symlink_leading_out_of_the_project_is_rejected_at_compile_time() {
+    let fx = fixture();
+    let argv = sh();
+    symlink(fx.base.join("home"), fx.root.join("up")).unwrap();
+    symlink("../../secret", fx.root.join("relative-up")).unwrap();
+    symlink("/etc", fx.root.join("etc")).unwrap();
+    for grant in [
+        "project:/up",
+        "project:/up/secret",
+        "project:/relative-up",
+        "project:/etc",
+    ] {
+        let policy = policy(&[(grant, Access::Ro)]);
+        let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
+        assert!(
+            matches!(err, CageError::GrantEscapes { .. }),
+            "{grant}: {err}"
+        );
+    }
+}
+
+#[test]
+fn symlink_within_the_project_is_bound_at_its_real_path() {
+    let fx = fixture();
+    let argv = sh();
+    symlink("docs", fx.root.join("manual")).unwrap();
+    let policy = policy(&[("project:/manual", Access::Ro)]);
+    let cage = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
+    assert_eq!(
+        cage.summary.grants,
+        vec![GrantSummary {
+            path: "project:/manual".into(),
+            host_path: fx.root.join("docs"),
+            access: Access::Ro,
+        }]
+    );
+    // The project root is not granted, so the cage starts in its home.
+    assert_eq!(cage.summary.cwd, PathBuf::from(CAGE_HOME));
+}
+
+#[test]
+fn missing_and_duplicate_grants_are_rejected() {
+    let fx = fixture();
+    let argv = sh();
+    let policy_missing = policy(&[("project:/nope", Access::Ro)]);
+    let err = compile_on(&request(&fx.root, &policy_missing, &argv), &host()).unwrap_err();
+    assert!(matches!(err, CageError::GrantMissing { .. }), "{err}");
+    let policy_dup = policy(&[
+        ("project:/docs", Access::Ro),
+        ("project:/docs/", Access::Rw),
+    ]);
+    let err = compile_on(&request(&fx.root, &policy_dup, &argv), &host()).unwrap_err();
+    assert!(matches!(err, CageError::DuplicateGrant { .. }), "{err}");
+}
+
+#[test]
+fn opening_beneath_the_root_refuses_any_symlink_component() {
+    let fx = fixture();
+    symlink("docs", fx.root.join("manual")).unwrap();
+    let root_fd =
+        open_no_symlinks(AT_FDCWD, &fx.root, OFlag::O_DIRECTORY, ResolveFlag::empty()).unwrap();
+    let beneath = ResolveFlag::RESOLVE_BENEATH;
+    assert!(
+        open_no_symlinks(
+            root_fd.as_fd(),
+            Path::new("docs/readme"),
+            OFlag::O_NOFOLLOW,
+            beneath
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        open_no_symlinks(
+            root_fd.as_fd(),
+            Path::new("manual/readme"),
+            OFlag::O_NOFOLLOW,
+            beneath
+        )
+        .unwrap_err(),
+        Errno::ELOOP
+    );
+    assert_eq!(
+        open_no_symlinks(
+            root_fd.as_fd(),
+            Path::new("../../secret"),
+            OFlag::O_NOFOLLOW,
+            beneath
+        )
+        .unwrap_err(),
+        Errno::EXDEV
+    );
+}
+
+#[test]
+fn kaged_variables_and_home_cannot_be_allowlisted() {
+    let fx = fixture();
+    let argv = sh();
+    for name in ["KAGED_AUTH_SIDECAR_NONCE", "kaged_mode", "Kaged_X", "HOME"] {
+        let policy = CagePolicy {
+            env: vec!["TERM".into(), name.into()],
+            ..CagePolicy::default()
+        };
+        let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
+        assert!(
+            matches!(err, CageError::ReservedEnvName { .. }),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains(name), "{err}");
+    }
+    for name in ["", "A=B", "1X", "NU\0L"] {
+        let policy = CagePolicy {
+            env: vec![name.into()],
+            ..CagePolicy::default()
+        };
+        let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
+        assert!(
+            matches!(err, CageError::InvalidEnvName { .. }),
+            "{name:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn only_allowlisted_variables_with_values_enter_and_path_can_be_overridden() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = CagePolicy {
+        env: vec![
+            "LANG".into(),
+            "PATH".into(),
+            "LANG".into(),
+            "COLORTERM".into(),
+        ],
+        ..policy(&[("project:/", Access::Rw)])
+    };
+    let env = [
+        ("PATH".to_owned(), "/opt/tools/bin:/usr/bin".to_owned()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ("EDITOR".to_owned(), "vi".to_owned()),
+    ];
+    let cage = compile_on(
+        &CageRequest {
+            env_values: &env,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    let setenvs: Vec<&OsString> = cage
+        .args
+        .windows(3)
+        .filter(|w| w[0] == "--setenv")
+        .flat_map(|w| [&w[1], &w[2]])
+        .collect();
+    assert_eq!(
+        setenvs,
+        vec![
+            "HOME",
+            "/home/cage",
+            "LANG",
+            "C.UTF-8",
+            "PATH",
+            "/opt/tools/bin:/usr/bin"
+        ]
+    );
+    assert_eq!(cage.summary.env, vec!["LANG".to_owned(), "PATH".to_owned()]);
+    assert!(cage.args.contains(&"--clearenv".into()));
+}
+
+#[test]
+fn denied_path_under_a_writable_grant_is_refused() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = policy(&[("project:/", Access::Rw)]);
+    let deny = [fx.root.join(".state")];
+    let err = compile_on(
+        &CageRequest {
+            deny: &deny,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CageError::DeniedUnderWritable { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(".state"), "{err}");
+}
+
+#[test]
+fn denied_paths_under_read_only_mounts_are_masked_and_others_left_alone() {
+    let fx = fixture();
+    let argv = sh();
+    std::fs::write(fx.root.join("docs/nonce"), "n").unwrap();
+    let policy = policy(&[("project:/", Access::Ro)]);
+    let deny = [
+        fx.root.join(".state"),
+        fx.root.join("docs/nonce"),
+        fx.base.join("home/secret"),
+        fx.base.join("run/does-not-exist"),
+        PathBuf::from("/etc/hostname"),
+    ];
+    let mut host = host();
+    host.masks = vec![fx.root.join("src")];
+    let cage = compile_on(
+        &CageRequest {
+            deny: &deny,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host,
+    )
+    .unwrap();
+    let state = fx.root.join(".state");
+    let nonce = fx.root.join("docs/nonce");
+    let root = fx.root.to_str().unwrap();
+    let fd = cage.raw_fds()[0].to_string();
+    let mut expected = prologue(true);
+    expected.extend(SYSTEM);
+    expected.extend(["--tmpfs", "/home/cage", "--ro-bind-fd", &fd, root]);
+    expected.extend([
+        "--tmpfs",
+        state.to_str().unwrap(),
+        "--remount-ro",
+        state.to_str().unwrap(),
+    ]);
+    expected.extend(["--ro-bind", "/dev/null", nonce.to_str().unwrap()]);
+    expected.extend(["--ro-bind", "/dev/null", "/etc/hostname"]);
+    let src = fx.root.join("src");
+    expected.extend([
+        "--tmpfs",
+        src.to_str().unwrap(),
+        "--remount-ro",
+        src.to_str().unwrap(),
+    ]);
+    expected.extend(["--remount-ro", "/", "--chdir", root, "--", "bash", "--norc"]);
+    assert_eq!(cage.args, os(&expected));
+    assert_eq!(
+        cage.summary.masked,
+        vec![state, nonce, PathBuf::from("/etc/hostname"), src]
+    );
+}
+
+#[test]
+fn grant_inside_a_denied_path_is_refused() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = policy(&[("project:/docs", Access::Ro)]);
+    let deny = [fx.base.join("home")];
+    let err = compile_on(
+        &CageRequest {
+            deny: &deny,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, CageError::InsideDenied { .. }), "{err}");
+}
+
+#[test]
+fn persistent_state_binds_the_scratch_directory_as_home() {
+    let fx = fixture();
+    let argv = sh();
+    let scratch = fx.base.join("state/scratch/proj");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let policy = CagePolicy {
+        state: StateKind::Persistent,
+        ..policy(&[("project:/", Access::Rw)])
+    };
+    let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
+    assert!(matches!(err, CageError::ScratchDirRequired), "{err}");
+
+    // The scratch directory lives in the (denied) state dir: that is fine, it is mounted
+    // elsewhere, but nothing denied may sit inside it.
+    let deny = [fx.base.join("state")];
+    let cage = compile_on(
+        &CageRequest {
+            scratch_dir: Some(&scratch),
+            deny: &deny,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    let fds = cage.raw_fds();
+    let root = fx.root.to_str().unwrap();
+    let (fd0, fd1) = (fds[0].to_string(), fds[1].to_string());
+    let mut expected = prologue(true);
+    expected.extend(SYSTEM);
+    expected.extend(["--bind-fd", &fd0, "/home/cage", "--bind-fd", &fd1, root]);
+    expected.extend(["--remount-ro", "/", "--chdir", root, "--", "bash", "--norc"]);
+    assert_eq!(cage.args, os(&expected));
+
+    let deny_inside = [scratch.clone()];
+    let err = compile_on(
+        &CageRequest {
+            scratch_dir: Some(&scratch),
+            deny: &deny_inside,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CageError::DeniedUnderWritable { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_wrap_bwrap_in_a_systemd_scope_when_cgroups_work() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = CagePolicy {
+        limits: Limits {
+            walltime: Some(Duration::from_secs(600)),
+            memory_bytes: Some(512 << 20),
+            pids: Some(128),
+            cpu: Some(1.5),
+        },
+        ..policy(&[("project:/", Access::Rw)])
+    };
+    let mut host = host();
+    let bare = compile_on(&request(&fx.root, &policy, &argv), &host).unwrap();
+    assert_eq!(bare.program, PathBuf::from("/usr/bin/bwrap"));
+    assert_eq!(
+        bare.summary.cgroup_limits,
+        CgroupLimits::NotEnforced {
+            reason: "no user systemd here".into()
+        }
+    );
+    assert_eq!(bare.walltime, Some(Duration::from_secs(600)));
+
+    host.cgroups = CgroupSupport::Available {
+        systemd_run: "/usr/bin/systemd-run".into(),
+    };
+    let scoped = compile_on(&request(&fx.root, &policy, &argv), &host).unwrap();
+    assert_eq!(scoped.program, PathBuf::from("/usr/bin/systemd-run"));
+    let scope = os(&[
+        "--user",
+        "--scope",
+        "--quiet",
+        "--collect",
+        "-p",
+        "MemoryMax=536870912",
+        "-p",
+        "TasksMax=128",
+        "-p",
+        "CPUQuota=150%",
+        "--",
+        "/usr/bin/bwrap",
+    ]);
+    assert_eq!(&scoped.args[..scope.len()], &scope[..]);
+    assert_eq!(scoped.args[scope.len()], "--die-with-parent");
+    assert_eq!(scoped.summary.cgroup_limits, CgroupLimits::Enforced);
+    assert_eq!(scoped.walltime, Some(Duration::from_secs(600)));
+}
+
+#[test]
+fn invalid_limits_are_rejected_with_their_key() {
+    let fx = fixture();
+    let argv = sh();
+    for (limits, key) in [
+        (
+            Limits {
+                walltime: Some(Duration::ZERO),
+                ..Limits::default()
+            },
+            "walltime",
+        ),
+        (
+            Limits {
+                memory_bytes: Some(0),
+                ..Limits::default()
+            },
+            "memory_bytes",
+        ),
+        (
+            Limits {
+                pids: Some(0),
+                ..Limits::default()
+            },
+            "pids",
+        ),
+        (
+            Limits {
+                cpu: Some(f64::NAN),
+                ..Limits::default()
+            },
+            "cpu",
+        ),
+        (
+            Limits {
+                cpu: Some(0.0),
+                ..Limits::default()
+            },
+            "cpu",
+        ),
+    ] {
+        let policy = CagePolicy {
+            limits,
+            ..CagePolicy::default()
+        };
+        let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
+        assert!(
+            matches!(&err, CageError::InvalidLimit { key: k, .. } if *k == key),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn working_directory_must_be_granted() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = policy(&[("project:/src", Access::Rw)]);
+    let cage = compile_on(
+        &CageRequest {
+            cwd: Some("project:/src"),
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    assert_eq!(cage.summary.cwd, fx.root.join("src"));
+    let err = compile_on(
+        &CageRequest {
+            cwd: Some("project:/docs"),
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, CageError::CwdNotGranted { .. }), "{err}");
+    let err = compile_on(
+        &CageRequest {
+            cwd: Some("project:/../.."),
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, CageError::ParentComponent { .. }), "{err}");
+}
+
+#[test]
+fn empty_argv_and_missing_bwrap_are_errors() {
+    let fx = fixture();
+    let policy = CagePolicy::default();
+    let err = compile_on(&request(&fx.root, &policy, &[]), &host()).unwrap_err();
+    assert!(matches!(err, CageError::EmptyArgv), "{err}");
+    let argv = sh();
+    let no_bwrap = HostSystem {
+        bwrap: None,
+        ..host()
+    };
+    let err = compile_on(&request(&fx.root, &policy, &argv), &no_bwrap).unwrap_err();
+    assert!(matches!(err, CageError::BwrapNotFound), "{err}");
+}
+
+#[test]
+fn summary_serialises_for_audit_without_env_values() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = CagePolicy::default();
+    let env = [("TERM".to_owned(), "xterm".to_owned())];
+    let cage = compile_on(
+        &CageRequest {
+            env_values: &env,
+            pty: true,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(&cage.summary).unwrap(),
+        serde_json::json!({
+            "grants": [{"path": "project:/", "host_path": fx.root, "access": "rw"}],
+            "network": "none",
+            "state": "ephemeral",
+            "limits": {},
+            "cgroup_limits": {"status": "not_requested"},
+            "env": ["TERM"],
+            "masked": [],
+            "cwd": fx.root,
+            "pty": true,
+        })
+    );
+}

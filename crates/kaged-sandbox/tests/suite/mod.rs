@@ -1,0 +1,3 @@
+mod escape;
+pub mod fixture;
+mod host;
