@@ -133,6 +133,8 @@ pub struct CageSummary {
     pub masked: Vec<PathBuf>,
     pub cwd: PathBuf,
     pub pty: bool,
+    /// Whether nested user namespaces are forbidden (needs bubblewrap ≥ 0.8).
+    pub nested_userns_disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -372,7 +374,10 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
         Network::Host => push(&[&"--share-net"]),
     }
     // No nested user namespaces: a frequent kernel attack surface no cage needs.
-    push(&[&"--disable-userns", &"--cap-drop", &"ALL"]);
+    if host.disable_userns {
+        push(&[&"--disable-userns"]);
+    }
+    push(&[&"--cap-drop", &"ALL"]);
     if !req.pty {
         push(&[&"--new-session"]);
     }
@@ -466,6 +471,7 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
             masked: masked.into_iter().map(|(p, _)| p).collect(),
             cwd,
             pty: req.pty,
+            nested_userns_disabled: host.disable_userns,
         },
         walltime: policy.limits.walltime,
     })

@@ -27,6 +27,7 @@ fn host() -> HostSystem {
         ],
         masks: vec![],
         resolv_conf: None,
+        disable_userns: true,
     }
 }
 
@@ -178,6 +179,7 @@ fn default_policy_compiles_to_the_design_argv() {
             masked: vec![],
             cwd: fx.root.clone(),
             pty: false,
+            nested_userns_disabled: true,
         }
     );
 }
@@ -779,6 +781,28 @@ fn summary_serialises_for_audit_without_env_values() {
             "masked": [],
             "cwd": fx.root,
             "pty": true,
+            "nested_userns_disabled": true,
         })
     );
+}
+
+#[test]
+fn bwrap_without_disable_userns_still_compiles_without_it() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = policy(&[("project:/", Access::Rw)]);
+    let old = HostSystem {
+        disable_userns: false,
+        ..host()
+    };
+    let cage = compile_on(&request(&fx.root, &policy, &argv), &old).unwrap();
+    let fd = cage.raw_fds()[0].to_string();
+    let root = fx.root.to_str().unwrap();
+    let mut expected = prologue(true);
+    expected.retain(|a| *a != "--disable-userns");
+    expected.extend(SYSTEM);
+    expected.extend(["--tmpfs", "/home/cage", "--bind-fd", &fd, root]);
+    expected.extend(["--remount-ro", "/", "--chdir", root, "--", "bash", "--norc"]);
+    assert_eq!(cage.args, os(&expected));
+    assert!(!cage.summary.nested_userns_disabled);
 }

@@ -46,6 +46,9 @@ pub struct HostSystem {
     /// Where `/etc/resolv.conf` really lives when that is outside `/etc` and `/usr` (e.g.
     /// systemd-resolved's stub in `/run`); bound only for network `host`.
     pub resolv_conf: Option<PathBuf>,
+    /// bwrap ≥ 0.8 can forbid nested user namespaces inside the cage (`--disable-userns`);
+    /// older ones (Ubuntu 22.04 ships 0.6) still run cages, without that extra hardening.
+    pub disable_userns: bool,
 }
 
 impl HostSystem {
@@ -76,8 +79,14 @@ impl HostSystem {
             let resolv_conf = std::fs::canonicalize("/etc/resolv.conf")
                 .ok()
                 .filter(|p| !p.starts_with("/etc") && !p.starts_with("/usr"));
+            let bwrap = find_in_path("bwrap");
+            let disable_userns = bwrap.as_ref().is_some_and(|path| {
+                run_with_timeout(Command::new(path).arg("--help"), Duration::from_secs(5))
+                    .is_ok_and(|out| out.stdout.contains("--disable-userns"))
+            });
             HostSystem {
-                bwrap: find_in_path("bwrap"),
+                bwrap,
+                disable_userns,
                 cgroups: cgroup_support().clone(),
                 system,
                 masks: ALWAYS_MASKED
@@ -199,7 +208,7 @@ pub enum SelfTestError {
     )]
     NoUserNamespaces { path: PathBuf, reason: String },
     #[error(
-        "{path} ({version}) does not support the options kaged needs (--ro-bind-fd, --disable-userns; bubblewrap 0.8 or newer): {stderr}; upgrade bubblewrap or start kaged with --no-sandbox"
+        "{path} ({version}) does not support the options kaged needs (--bind-fd, --ro-bind-fd; bubblewrap 0.5 or newer): {stderr}; upgrade bubblewrap or start kaged with --no-sandbox"
     )]
     Unsupported {
         path: PathBuf,

@@ -258,3 +258,17 @@ cage_test! {
         }
     }
 }
+
+cage_test! {
+    fn cage_cannot_create_nested_user_namespaces() {
+        let m = Machine::new();
+        let cage = m.compile(&CagePolicy::default(), "unshare --user true && echo nested");
+        if !cage.summary.nested_userns_disabled {
+            eprintln!("SKIP: this bwrap predates --disable-userns");
+            return;
+        }
+        let ran = super::fixture::run(cage);
+        assert!(!ran.stdout.contains("nested"), "{ran}");
+        assert!(ran.stderr.contains("unshare failed"), "{ran}");
+    }
+}

@@ -1,3 +1,4 @@
 mod escape;
 pub mod fixture;
 mod host;
+mod pty;
