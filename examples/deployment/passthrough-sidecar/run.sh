@@ -52,8 +52,8 @@ else
 fi
 nonce="${nonce%$'\n'}"
 # The nonce goes into a quoted nginx string; allow only characters that need no escaping.
-[[ "$nonce" =~ ^[A-Za-z0-9._~+/=-]{16,512}$ ]] ||
-    die "the nonce must be 16-512 characters of [A-Za-z0-9._~+/=-] (got ${#nonce} characters)"
+[[ "$nonce" =~ ^[A-Za-z0-9._~+/=-]{32,512}$ ]] ||
+    die "the nonce must be 32-512 characters of [A-Za-z0-9._~+/=-] (got ${#nonce} characters)"
 
 nginx_bin="${NGINX:-}"
 if [[ -z "$nginx_bin" ]]; then
