@@ -1,0 +1,230 @@
+//! The layer stack every request crosses, in the order of design §4/§5:
+//! Host allowlist → Origin → auth → CSRF → (handler) → audit, plus [`decorate`] which puts the
+//! warning and security headers on every response, including the gate's own refusals.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use kaged_auth::{AuthError, AuthMode, HEADER_CSRF};
+use kaged_store::{AuditEvent, EventType};
+use serde_json::json;
+
+use crate::error::{ApiError, Code};
+use crate::state::AppState;
+
+pub(crate) async fn gate(
+    State(st): State<Arc<AppState>>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let spec = st.routes.lookup(&method, matched.as_deref());
+    let headers = req.headers();
+    let is_ws = is_websocket(headers);
+    let state_changing = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+
+    // 1. Host: on every route, public ones included, so DNS rebinding gets nowhere.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if !host.is_some_and(|h| st.access.host_allowed(h)) {
+        return refuse(&st, Code::Forbidden, "host_not_allowed", &method, &path, peer,
+            "Host header is not in this daemon's allowlist; use the URL kaged printed, or add the name to auth.allowed_hosts").await;
+    }
+
+    // 2. Origin: state-changing requests and WebSocket upgrades must come from our own origin.
+    if state_changing || is_ws || spec.csrf {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site");
+        if cross_site || !origin.is_some_and(|o| st.access.origin_allowed(o)) {
+            return refuse(&st, Code::Forbidden, "origin_not_allowed", &method, &path, peer,
+                "Origin is missing or not allowed; requests that change state must come from kaged's own page (or add the origin to auth.allowed_origins)").await;
+        }
+    }
+
+    // 3. Auth.
+    let authed = if spec.auth {
+        match st.auth.authenticate(headers) {
+            Ok(a) => Some(a),
+            Err(e) => return unauthenticated(&st, e, &method, &path, peer, headers).await,
+        }
+    } else {
+        None
+    };
+
+    // 4. CSRF: every state-changing method and every upgrade, in every auth mode.
+    if spec.csrf || state_changing || is_ws {
+        let ok = authed.as_ref().is_some_and(|a| {
+            let presented = headers
+                .get(HEADER_CSRF)
+                .map(|v| v.as_bytes().to_vec())
+                .or_else(|| {
+                    (is_ws)
+                        .then(|| query_param(req.uri().query(), "csrf"))
+                        .flatten()
+                });
+            presented.is_some_and(|p| st.auth.verify_csrf(a, &p))
+        });
+        if !ok {
+            return refuse(&st, Code::Forbidden, "csrf", &method, &path, peer,
+                "missing or wrong CSRF token; send the token from GET /api/v1/me in the X-Kaged-CSRF header").await;
+        }
+    }
+
+    let actor = authed.as_ref().map(|a| a.identity.user_id.clone());
+    if let Some(a) = authed {
+        req.extensions_mut().insert(a);
+    }
+    let response = next.run(req).await;
+
+    // 6. Audit: every authenticated request's user id (ADR-0007). Never the query string:
+    // it can carry a CSRF token.
+    if let Some(actor) = actor {
+        st.audit(AuditEvent::new(
+            EventType::HttpRequest,
+            Some(&actor),
+            json!({"method": method.as_str(), "path": path, "status": response.status().as_u16(), "peer": peer}),
+        ))
+        .await;
+    }
+    response
+}
+
+/// 5. Warning headers and security headers on every response.
+pub(crate) async fn decorate(State(st): State<Arc<AppState>>, mut res: Response) -> Response {
+    let h = res.headers_mut();
+    for w in &st.warnings {
+        h.append("x-kaged-warning", HeaderValue::from_static(w.as_str()));
+    }
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<Vec<u8>> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.as_bytes().to_vec())
+    })
+}
+
+async fn unauthenticated(
+    st: &AppState,
+    err: AuthError,
+    method: &Method,
+    path: &str,
+    peer: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    st.rejected(err.reason(), method, path, peer).await;
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html && method == Method::GET && !path.starts_with("/api/") {
+        let how = match st.auth.mode() {
+            AuthMode::Loopback => {
+                "Run <code>kaged auth open</code> on the machine that runs kaged to get a fresh one-time launch URL, then open it here."
+            }
+            AuthMode::Sidecar => {
+                "Sign in through your auth sidecar (oauth2-proxy or equivalent); the daemon only accepts requests that crossed it."
+            }
+            AuthMode::Insecure => "",
+        };
+        let page = format!(
+            "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width\"><title>kaged: sign in</title>\
+             <body style=\"font-family:system-ui;background:#111;color:#eee;max-width:40em;margin:3em auto;padding:1em\">\
+             <h1>Not signed in</h1><p>{}</p><p>{how}</p></body>",
+            html_escape(&err.to_string())
+        );
+        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+    }
+    ApiError::new(Code::Unauthenticated, err.to_string()).into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+async fn refuse(
+    st: &AppState,
+    code: Code,
+    reason: &'static str,
+    method: &Method,
+    path: &str,
+    peer: Option<String>,
+    message: &str,
+) -> Response {
+    st.rejected(reason, method, path, peer).await;
+    ApiError::new(code, message).into_response()
+}
+
+/// Caps `auth.rejected` rows so a hostile tab hammering the daemon cannot flood the audit log;
+/// what is over the cap is counted and reported in the next row that gets through.
+#[derive(Default)]
+pub(crate) struct RejectLimiter {
+    second: AtomicU64,
+    count: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+const REJECTIONS_PER_SECOND: u32 = 20;
+
+impl AppState {
+    async fn rejected(&self, reason: &str, method: &Method, path: &str, peer: Option<String>) {
+        tracing::info!(reason, method = %method, path, peer, "request refused");
+        let now = self.info.started.elapsed().as_secs();
+        let lim = &self.rejections;
+        if lim.second.swap(now, Ordering::Relaxed) != now {
+            lim.count.store(0, Ordering::Relaxed);
+        }
+        if lim.count.fetch_add(1, Ordering::Relaxed) >= REJECTIONS_PER_SECOND {
+            lim.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let suppressed = lim.suppressed.swap(0, Ordering::Relaxed);
+        self.audit(AuditEvent::new(
+            EventType::AuthRejected,
+            None,
+            json!({"reason": reason, "method": method.as_str(), "path": path, "peer": peer, "suppressed_before": suppressed}),
+        ))
+        .await;
+    }
+}

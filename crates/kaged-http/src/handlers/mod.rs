@@ -1,0 +1,15 @@
+//! One file per resource, pueue-style: finding the code for a route is a directory listing.
+
+pub(crate) mod audit;
+pub(crate) mod health;
+pub(crate) mod launch;
+pub(crate) mod me;
+pub(crate) mod status;
+
+use axum::http::Uri;
+
+use crate::error::ApiError;
+
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found("route", uri.path())
+}

@@ -1,0 +1,112 @@
+//! What handlers share: the daemon's facts, the auth policy, storage and the audit writer.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use kaged_auth::{AuthMode, AuthPolicy};
+use kaged_config::Settings;
+use kaged_deploy::Layout;
+use kaged_store::{AuditEvent, AuditWriter, Store};
+use serde::Serialize;
+
+use crate::access::Access;
+
+/// A danger state announced on every response as `X-Kaged-Warning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Warning {
+    InsecureMode,
+    NoSandbox,
+}
+
+impl Warning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warning::InsecureMode => "insecure-mode",
+            Warning::NoSandbox => "no-sandbox",
+        }
+    }
+}
+
+/// Facts fixed at start-up, reported by `/api/v1/status`.
+#[derive(Debug, Clone)]
+pub struct DaemonInfo {
+    pub layout: Layout,
+    pub settings: Settings,
+    pub bind: SocketAddr,
+    pub pid: u32,
+    /// The UNIX user the daemon runs as.
+    pub user: String,
+    pub started_at: String,
+    pub started: Instant,
+    /// Sandbox self-test result and cgroup support, as reported by the sandbox crate.
+    pub sandbox: serde_json::Value,
+}
+
+impl DaemonInfo {
+    pub fn warnings(&self) -> Vec<Warning> {
+        let mut w = Vec::new();
+        if self.settings.auth_mode.value == AuthMode::Insecure {
+            w.push(Warning::InsecureMode);
+        }
+        if !self.settings.sandbox_enabled.value {
+            w.push(Warning::NoSandbox);
+        }
+        w
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.bind)
+    }
+}
+
+pub struct AppState {
+    pub info: DaemonInfo,
+    pub auth: AuthPolicy,
+    pub access: Access,
+    pub store: Store,
+    pub audit: AuditWriter,
+    pub(crate) warnings: Vec<Warning>,
+    pub(crate) routes: crate::routes::RouteIndex,
+    pub(crate) rejections: crate::gate::RejectLimiter,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(
+        info: DaemonInfo,
+        auth: AuthPolicy,
+        access: Access,
+        store: Store,
+        audit: AuditWriter,
+    ) -> AppState {
+        AppState {
+            warnings: info.warnings(),
+            info,
+            auth,
+            access,
+            store,
+            audit,
+            routes: crate::routes::RouteIndex::new(),
+            rejections: crate::gate::RejectLimiter::default(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Records an audit event; a failure is logged, never surfaced to the caller, because the
+    /// only way the writer fails is a daemon already shutting down.
+    pub async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.audit.record(event).await {
+            tracing::warn!(error = %e, "audit event dropped during shutdown");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The command line. Every subcommand has a one-line description for `kaged --help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kaged",
+    version,
+    about = "Supervise AI coding agents and shells in bubblewrap cages, from any browser",
+    long_about = "kaged is a self-hosted daemon that runs AI coding agents and shell sessions inside \
+                  bubblewrap cages and streams their terminals to your browser.\n\n\
+                  Per-user mode (your own UID, ~/.local/share/kaged) and system-wide mode (a `kaged` \
+                  user, /var/lib/kaged) use the same binary; `kaged status` tells you which one you \
+                  are in and where your data is."
+)]
+pub struct Cli {
+    /// Deployment mode: `user` or `system` (default: KAGED_MODE, else detected; see `kaged status`).
+    #[arg(long, global = true, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the daemon in the foreground (systemd runs this).
+    Start(StartArgs),
+    /// Show whether the daemon runs, its mode and why, and where its data lives.
+    Status(StatusArgs),
+    /// Authentication helpers: the sidecar nonce and fresh launch URLs.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+    /// Check this machine for what kaged needs: bwrap, user namespaces, runtime dir, linger, bind.
+    Doctor,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Read settings from this config.toml instead of the mode's default location.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Listen on this address (default: 127.0.0.1:0 per-user, 127.0.0.1:7777 system-wide).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<SocketAddr>,
+    /// `loopback`, `sidecar` or `insecure` (default: from the deployment mode).
+    #[arg(long, value_name = "MODE")]
+    pub auth_mode: Option<String>,
+    /// Bypass authentication entirely (ADR-0007). Loud on purpose; still binds 127.0.0.1.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Run sessions without bubblewrap cages (ADR-0009). Loud on purpose.
+    #[arg(long)]
+    pub no_sandbox: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print the sidecar nonce to configure your auth sidecar with (daemon's UID only).
+    Nonce,
+    /// Print a fresh one-time launch URL (loopback mode) and open a browser if one is available.
+    Open(OpenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// Only print the URL; do not try to open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+}

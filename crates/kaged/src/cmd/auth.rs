@@ -1,0 +1,64 @@
+//! `kaged auth nonce` and `kaged auth open`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::cli::OpenArgs;
+use crate::client::{Client, Endpoint, layout};
+
+/// Prints the sidecar nonce. Reading it needs the daemon's UID: the file is 0600 in a 0700 dir.
+pub fn nonce(mode: Option<&str>) -> Result<ExitCode> {
+    let layout = layout(mode)?;
+    let path = layout.sidecar_nonce_file();
+    let value = kaged_auth::read_secret_file(&path, false).with_context(|| {
+        format!(
+            "no sidecar nonce at {}; is kaged running in sidecar auth mode (`kaged status`), and are you its user?",
+            path.display()
+        )
+    })?;
+    println!("{value}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the running daemon for a fresh one-time launch URL, proving ourselves with the nonce
+/// file, and opens a browser when one is available.
+pub fn open(mode: Option<&str>, args: OpenArgs) -> Result<ExitCode> {
+    let layout = layout(mode)?;
+    let Some(endpoint) = Endpoint::read(&layout) else {
+        bail!(
+            "kaged is not running (no endpoint file in {}); start it with `kaged start`",
+            layout.runtime_dir.display()
+        );
+    };
+    if endpoint.auth_mode != "loopback" {
+        bail!(
+            "the daemon runs in {} auth mode; launch URLs exist only in loopback mode. Open {} through your sidecar instead",
+            endpoint.auth_mode,
+            endpoint.url
+        );
+    }
+    let mut client = Client::connect(&layout, endpoint)?;
+    let res = client.post("/api/v1/auth/launch-token", &json!({}))?;
+    let url = res["url"].as_str().context("the daemon returned no url")?;
+    println!("{url}");
+    eprintln!(
+        "(one-time URL, valid {}s)",
+        res["expires_in_secs"].as_u64().unwrap_or(0)
+    );
+    if !args.no_browser
+        && std::env::var_os("DISPLAY")
+            .or(std::env::var_os("WAYLAND_DISPLAY"))
+            .is_some()
+    {
+        // Best effort: a missing xdg-open is not an error, the URL is printed above.
+        let _ = std::process::Command::new("xdg-open")
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,7 @@
+//! One file per subcommand.
+
+pub mod auth;
+pub mod doctor;
+pub mod start;
+pub mod status;
+pub mod version;
