@@ -75,7 +75,7 @@ pub struct CompiledCage {
     pub args: Vec<OsString>,
     /// O_PATH descriptors of the grants, opened close-on-exec so that no *other* child of the
     /// daemon inherits them; the spawner must let exactly these through (see
-    /// [`CompiledCage::command`] or [`inherit_fds`]). bwrap closes them after mounting.
+    /// [`CompiledCage::command`] or [`inherit_only`]). bwrap closes them after mounting.
     pub keep_fds: Vec<OwnedFd>,
     pub summary: CageSummary,
     /// The session broker kills the cage after this long; the cage itself does not.
@@ -86,32 +86,88 @@ impl CompiledCage {
     /// A `Command` for the cage with `keep_fds` inheritable in the child. The caller adds stdio
     /// and, for a PTY, its own `pre_exec` (setsid + TIOCSCTTY); a tokio `Command` can be built
     /// from it with `From`.
+    ///
+    /// Spawn from a thread that lives as long as the cage should: `--die-with-parent` is
+    /// `PR_SET_PDEATHSIG`, which fires when the *thread* that forked bwrap exits (an idle
+    /// `spawn_blocking` thread, say), not only when the daemon does.
     pub fn command(&self) -> std::process::Command {
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(&self.program);
         cmd.args(&self.args);
         let fds = self.raw_fds();
-        // SAFETY: the closure only calls fcntl(2), which is async-signal-safe, on descriptors
-        // that `self` keeps open until the caller has spawned.
+        // SAFETY: the closure only makes syscalls (fcntl, close_range, getrlimit), which are
+        // async-signal-safe, on descriptors that `self` keeps open until the caller spawned.
         unsafe {
-            cmd.pre_exec(move || inherit_fds(&fds));
+            cmd.pre_exec(move || inherit_only(&fds));
         }
         cmd
     }
 
-    /// The descriptor numbers in `keep_fds`, for spawners that fork themselves.
+    /// The descriptor numbers in `keep_fds`, sorted, for spawners that fork themselves (pass
+    /// them to [`inherit_only`] in the child).
     pub fn raw_fds(&self) -> Vec<RawFd> {
-        self.keep_fds.iter().map(AsRawFd::as_raw_fd).collect()
+        let mut fds: Vec<RawFd> = self.keep_fds.iter().map(AsRawFd::as_raw_fd).collect();
+        fds.sort_unstable();
+        fds
     }
 }
 
-/// Clears close-on-exec on `fds`. Call it in the child between fork and exec; it is
-/// async-signal-safe.
-pub fn inherit_fds(fds: &[RawFd]) -> std::io::Result<()> {
+/// Makes exactly `fds` (sorted ascending, all above 2) and stdio survive exec: every other
+/// descriptor is marked close-on-exec, so nothing the daemon inherited or opened without
+/// `O_CLOEXEC` (a listening socket, the database) leaks into a cage. Call it in the child
+/// between fork and exec; it only makes syscalls, so it is async-signal-safe.
+pub fn inherit_only(fds: &[RawFd]) -> std::io::Result<()> {
+    let mut next: u32 = 3;
     for &fd in fds {
+        let fd_u = u32::try_from(fd)
+            .ok()
+            .filter(|&f| f >= next)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        if fd_u > next {
+            cloexec_range(next, fd_u - 1)?;
+        }
         // SAFETY: fcntl on a descriptor number has no memory-safety preconditions.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
             return Err(std::io::Error::last_os_error());
+        }
+        next = fd_u + 1;
+    }
+    cloexec_range(next, u32::MAX)
+}
+
+fn cloexec_range(first: u32, last: u32) -> std::io::Result<()> {
+    // SAFETY: close_range(2) takes plain integers; with CLOSE_RANGE_CLOEXEC it closes nothing.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            last,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: one by one, up to the descriptor limit.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let end = u32::try_from(limit.rlim_cur)
+        .unwrap_or(u32::MAX)
+        .min(last.saturating_add(1));
+    for fd in first..end {
+        let Ok(fd) = RawFd::try_from(fd) else { break };
+        // SAFETY: as above; a closed descriptor just reports EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags != -1 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
         }
     }
     Ok(())

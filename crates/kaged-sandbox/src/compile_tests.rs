@@ -71,6 +71,11 @@ fn sh() -> Vec<String> {
     vec!["bash".into(), "--norc".into()]
 }
 
+/// Descriptor numbers in bind order (scratch, then grants parent-first).
+fn bound_fds(cage: &CompiledCage) -> Vec<RawFd> {
+    cage.keep_fds.iter().map(AsRawFd::as_raw_fd).collect()
+}
+
 fn os(items: &[&str]) -> Vec<OsString> {
     items.iter().map(OsString::from).collect()
 }
@@ -153,7 +158,7 @@ fn default_policy_compiles_to_the_design_argv() {
     )
     .unwrap();
     let root = fx.root.to_str().unwrap();
-    let fd = cage.raw_fds()[0].to_string();
+    let fd = bound_fds(&cage)[0].to_string();
     let mut expected = prologue(true);
     expected.extend(["--setenv", "TERM", "xterm-256color"]);
     expected.extend(SYSTEM);
@@ -249,7 +254,7 @@ fn read_only_grant_inside_writable_grant_is_mounted_after_it() {
     // Listed child-first on purpose: the compiler orders by depth.
     let policy = policy(&[("project:/docs", Access::Ro), ("project:/", Access::Rw)]);
     let cage = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
-    let fds = cage.raw_fds();
+    let fds = bound_fds(&cage);
     let root = fx.root.to_str().unwrap();
     let docs = fx.root.join("docs");
     let mut expected = prologue(true);
@@ -509,7 +514,7 @@ fn denied_paths_under_read_only_mounts_are_masked_and_others_left_alone() {
     let state = fx.root.join(".state");
     let nonce = fx.root.join("docs/nonce");
     let root = fx.root.to_str().unwrap();
-    let fd = cage.raw_fds()[0].to_string();
+    let fd = bound_fds(&cage)[0].to_string();
     let mut expected = prologue(true);
     expected.extend(SYSTEM);
     expected.extend(["--tmpfs", "/home/cage", "--ro-bind-fd", &fd, root]);
@@ -578,7 +583,7 @@ fn persistent_state_binds_the_scratch_directory_as_home() {
         &host(),
     )
     .unwrap();
-    let fds = cage.raw_fds();
+    let fds = bound_fds(&cage);
     let root = fx.root.to_str().unwrap();
     let (fd0, fd1) = (fds[0].to_string(), fds[1].to_string());
     let mut expected = prologue(true);
@@ -796,7 +801,7 @@ fn bwrap_without_disable_userns_still_compiles_without_it() {
         ..host()
     };
     let cage = compile_on(&request(&fx.root, &policy, &argv), &old).unwrap();
-    let fd = cage.raw_fds()[0].to_string();
+    let fd = bound_fds(&cage)[0].to_string();
     let root = fx.root.to_str().unwrap();
     let mut expected = prologue(true);
     expected.retain(|a| *a != "--disable-userns");

@@ -12,7 +12,7 @@ mod policy;
 
 pub use compile::{
     CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CageSummary, CgroupLimits,
-    CompiledCage, GrantSummary, compile, compile_on, inherit_fds,
+    CompiledCage, GrantSummary, compile, compile_on, inherit_only,
 };
 pub use host::{
     BwrapInfo, CgroupSupport, HostSystem, SelfTestError, SystemMount, cgroup_support, self_test,

@@ -272,3 +272,30 @@ cage_test! {
         assert!(ran.stderr.contains("unshare failed"), "{ran}");
     }
 }
+
+cage_test! {
+    fn no_descriptor_but_stdio_leaks_into_the_cage() {
+        // An inherited O_PATH fd of a read-only grant would let the cage write through it via
+        // openat(); so would any fd the daemon holds. bwrap closes the grant fds after mounting
+        // and `CompiledCage::command` marks every other one close-on-exec.
+        let m = Machine::new();
+        let policy = grants(&[("project:/", Access::Rw), ("project:/docs", Access::Ro)]);
+        // Opened without O_CLOEXEC on purpose, like a descriptor the daemon inherited.
+        let _held = nix::fcntl::open(
+            &m.home.join(".ssh/id_ed25519"),
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        // `ls` itself holds fd 3 to read the directory.
+        let ran = m.run(&policy, "exec ls -l /proc/self/fd");
+        let targets: Vec<&str> = ran
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(" -> ").map(|(_, t)| t))
+            .collect();
+        assert_eq!(targets.len(), 4, "{ran}");
+        assert_eq!(targets[0], "/dev/null", "{ran}");
+        assert!(targets[3].starts_with("/proc/"), "{ran}");
+    }
+}
