@@ -1,0 +1,247 @@
+//! `local.toml`: everything operator-local that a portable project refers to (ADR-0011) —
+//! model aliases, provider credentials *by environment variable name*, and the project
+//! registry. Per-user it is `$XDG_CONFIG_HOME/kaged/local.toml`, system-wide
+//! `/etc/kaged/local.toml`; the caller picks the path.
+//!
+//! The file never holds a key value, so nothing here can print one. The one place a key
+//! value exists in memory is [`ApiKey`], whose `Debug` and `Display` are redacted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::{is_env_name, is_name};
+use crate::model::Project;
+use crate::portability::secret_kind;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Model alias → concrete id, e.g. `fast = "anthropic:claude-haiku"`.
+    #[serde(default)]
+    pub models: BTreeMap<String, String>,
+    /// Provider name → how to find its credential.
+    #[serde(default)]
+    pub providers: BTreeMap<String, Provider>,
+    /// Projects this operator has registered, by absolute path.
+    #[serde(default)]
+    pub projects: Vec<RegisteredProject>,
+    /// The file this was read from, for messages.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// The NAME of the environment variable holding the key, e.g. `ANTHROPIC_API_KEY`.
+    pub api_key_env: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredProject {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalConfigError {
+    #[error("cannot read {path}: {source}; check the file exists and is readable")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The message comes from the TOML parser and names the line, column and key.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl LocalConfig {
+    /// Reads `path`. A missing file is an empty config: local.toml is optional, and an
+    /// operator without one simply has no aliases yet.
+    pub fn load(path: &Path) -> Result<LocalConfig, LocalConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => LocalConfig::from_toml_str(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LocalConfig {
+                source: Some(path.to_path_buf()),
+                ..LocalConfig::default()
+            }),
+            Err(source) => Err(LocalConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses and validates TOML text; `path` is only used in messages.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<LocalConfig, LocalConfigError> {
+        let mut cfg: LocalConfig = toml::from_str(text).map_err(|e| LocalConfigError::Parse {
+            path: path.to_path_buf(),
+            message: toml_message(text, &e),
+        })?;
+        cfg.source = Some(path.to_path_buf());
+        let invalid = |message: String| LocalConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        for (alias, id) in &cfg.models {
+            if !is_name(alias) {
+                return Err(invalid(format!(
+                    "[models] alias {alias:?} may only use 1–64 letters, digits, `.`, `_` or `-`"
+                )));
+            }
+            if id.trim().is_empty() {
+                return Err(invalid(format!(
+                    "[models] {alias} is empty; set it to a concrete id such as \
+                     \"anthropic:claude-haiku\""
+                )));
+            }
+        }
+        for (name, p) in &cfg.providers {
+            if secret_kind(&p.api_key_env).is_some() {
+                // Never echo it: it may be the key itself.
+                return Err(invalid(format!(
+                    "[providers.{name}] api_key_env looks like a key, not a variable name; it \
+                     must hold the NAME of the environment variable (e.g. ANTHROPIC_API_KEY). \
+                     Remove the key from this file and rotate it"
+                )));
+            }
+            if !is_env_name(&p.api_key_env) {
+                return Err(invalid(format!(
+                    "[providers.{name}] api_key_env must be an environment variable NAME such as \
+                     ANTHROPIC_API_KEY (letters, digits and `_`)"
+                )));
+            }
+        }
+        for p in &cfg.projects {
+            if !p.path.is_absolute() {
+                return Err(invalid(format!(
+                    "[[projects]] path {} is relative; registry paths must be absolute",
+                    p.path.display()
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Maps every model alias the project uses to its concrete id, or lists each alias
+    /// this config does not define (with the agent that uses it).
+    pub fn resolve_models(
+        &self,
+        project: &Project,
+    ) -> Result<BTreeMap<String, String>, UnknownAliases> {
+        let mut resolved = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (agent, spec) in project.agents() {
+            let Some(alias) = &spec.model else { continue };
+            match self.models.get(alias) {
+                Some(id) => {
+                    resolved.insert(alias.clone(), id.clone());
+                }
+                None => missing.push(UnknownAlias {
+                    agent,
+                    alias: alias.clone(),
+                }),
+            }
+        }
+        if missing.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(UnknownAliases {
+                file: self.source.clone(),
+                missing,
+            })
+        }
+    }
+}
+
+/// `line:col: message` without the source excerpt `toml`'s `Display` adds: that excerpt
+/// would print whatever sits on the line, and an operator may have pasted a key there.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let mut message = e.message().trim_end().to_string();
+    if secret_kind(&message).is_some() {
+        message = "invalid value (not shown: it looks like a credential)".into();
+    }
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{line}:{column}: {message}")
+        }
+        None => message,
+    }
+}
+
+impl Provider {
+    /// Looks the key up through `lookup` (the daemon's captured environment; nothing here
+    /// reads the process environment). `None` if the variable is unset or empty.
+    pub fn api_key(&self, lookup: impl Fn(&str) -> Option<String>) -> Option<ApiKey> {
+        lookup(&self.api_key_env)
+            .filter(|v| !v.is_empty())
+            .map(ApiKey)
+    }
+}
+
+/// A provider credential in memory. It prints as `<redacted>` so it cannot leak through
+/// logs, error chains or `{:?}` of a containing struct.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The key itself, for the one place that sends it to the provider.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownAlias {
+    /// Dotted agent name, e.g. `primary.reviewer`.
+    pub agent: String,
+    pub alias: String,
+}
+
+/// Aliases a project uses that the operator's local.toml does not define.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct UnknownAliases {
+    pub file: Option<PathBuf>,
+    pub missing: Vec<UnknownAlias>,
+}
+
+impl fmt::Display for UnknownAliases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self
+            .file
+            .as_ref()
+            .map_or_else(|| "local.toml".to_string(), |p| p.display().to_string());
+        for (i, m) in self.missing.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(
+                f,
+                "agent `{}` uses model alias `{}`, which {file} does not define; add \
+                 `{} = \"provider:model\"` under [models]",
+                m.agent, m.alias, m.alias
+            )?;
+        }
+        Ok(())
+    }
+}

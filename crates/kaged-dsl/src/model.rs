@@ -1,0 +1,541 @@
+//! The typed project, as the rest of kaged sees it after a successful load.
+//!
+//! These types are also the source of the JSON Schema ([`crate::json_schema`]), so the
+//! schema served at `GET /api/v1/dsl/schema` and the parser describe one format. Values are
+//! normalised: defaults are filled in (an omitted `cage` is the default policy), paths are
+//! lexically cleaned, `walltime` is seconds and `memory` is bytes.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// `project` slugs: lowercase, digits and inner dashes, 2 to 64 characters.
+pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$";
+/// Agent, task and plugin names.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+/// Model aliases: no `:` or `/`, which is what keeps concrete `provider:model` ids out.
+pub const ALIAS_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+/// Environment variable names.
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
+/// Longest allowed `description`, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 280;
+
+/// A whole project: `<root>/.kaged/project.yaml` with its overlay applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "kaged project",
+    description = "A portable kaged project (.kaged/project.yaml). Nothing in it is \
+                   operator-local: model aliases, paths and credentials are resolved by each \
+                   operator's local.toml."
+)]
+pub struct Project {
+    /// Format version; only `1` exists.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// The project's slug.
+    #[schemars(regex(pattern = SLUG_PATTERN))]
+    pub project: String,
+    /// One line for humans, at most 280 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 280))]
+    pub description: Option<String>,
+    /// The agent (or shell) a session of this project runs by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<AgentSpec>,
+    /// Named runnable commands (test, lint, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
+    pub tasks: BTreeMap<String, Task>,
+    /// Supervised plugin subprocesses (ADR-0008).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<Plugin>,
+}
+
+/// An agent: what to run, with which model alias and prompt, in which cage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// A model alias (e.g. `fast`) that the operator's local.toml maps to a concrete id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ALIAS_PATTERN))]
+    pub model: Option<String>,
+    /// The system prompt file, a `project:/` path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^project:/"))]
+    pub system_prompt: Option<PortablePath>,
+    /// The program to run, as an argv (no shell parsing).
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    pub command: Vec<String>,
+    /// The cage policy, or `"disabled"` to run uncaged (audited).
+    #[serde(default)]
+    pub cage: Cage,
+    /// Tools the agent may use; `agent:NAME` delegates to the child agent NAME.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1)))]
+    pub tools: Vec<String>,
+    /// Child agents by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
+    pub agents: BTreeMap<String, AgentSpec>,
+}
+
+/// A declared command, started as a session in its own cage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// The program to run, as an argv.
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 280))]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub cage: Cage,
+    /// Extra environment for the task. Values are literal and portable; credentials never
+    /// belong here (allowlist the variable's name under `cage.env` instead).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": ENV_NAME_PATTERN }))]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A plugin: a supervised subprocess speaking JSON-RPC over stdio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub name: String,
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    pub command: Vec<String>,
+}
+
+/// Either a cage policy or the explicit, audited opt-out `"disabled"`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cage {
+    Disabled,
+    Policy(CagePolicy),
+}
+
+impl Default for Cage {
+    fn default() -> Self {
+        Cage::Policy(CagePolicy::default())
+    }
+}
+
+impl Serialize for Cage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cage::Disabled => s.serialize_str("disabled"),
+            Cage::Policy(p) => p.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Word(String),
+            Policy(CagePolicy),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Word(w) if w == "disabled" => Ok(Cage::Disabled),
+            Repr::Word(w) => Err(serde::de::Error::custom(format!(
+                "cage must be a policy mapping or \"disabled\", not {w:?}"
+            ))),
+            Repr::Policy(p) => Ok(Cage::Policy(p)),
+        }
+    }
+}
+
+impl JsonSchema for Cage {
+    fn schema_name() -> Cow<'static, str> {
+        "Cage".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let policy = generator.subschema_for::<CagePolicy>();
+        json_schema!({
+            "description": "A cage policy, or \"disabled\" to run without a sandbox (audited).",
+            "anyOf": [ { "const": "disabled" }, policy ]
+        })
+    }
+}
+
+/// What a cage lets through (design §7). The sandbox crate compiles this into bwrap argv.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CagePolicy {
+    /// Filesystem grants. Omitted: the whole project, read-write.
+    #[serde(default = "default_fs")]
+    pub fs: Vec<FsGrant>,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub state: State,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Names of environment variables passed into the cage (values come from the daemon's
+    /// environment at start; everything else is cleared).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = ENV_NAME_PATTERN)))]
+    pub env: Vec<String>,
+}
+
+impl Default for CagePolicy {
+    fn default() -> Self {
+        CagePolicy {
+            fs: default_fs(),
+            network: Network::default(),
+            state: State::default(),
+            limits: Limits::default(),
+            env: Vec::new(),
+        }
+    }
+}
+
+fn default_fs() -> Vec<FsGrant> {
+    vec![FsGrant {
+        path: PortablePath::project_root(),
+        access: Access::Rw,
+    }]
+}
+
+/// One filesystem entry made visible in the cage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrant {
+    pub path: PortablePath,
+    /// Omitted: read-only, the least that makes a grant useful.
+    #[serde(default)]
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Ro,
+    Rw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// No network namespace shared: no connectivity at all.
+    #[default]
+    None,
+    /// The host's network.
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Scratch space is thrown away when the session ends.
+    #[default]
+    Ephemeral,
+    /// Scratch space survives across sessions of this project.
+    Persistent,
+}
+
+/// Resource limits; each is optional and applied where the host allows (cgroups).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walltime: Option<Walltime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4_194_304))]
+    pub pids: Option<u32>,
+    /// CPUs, fractional allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1024))]
+    pub cpu: Option<f64>,
+}
+
+/// Largest `pids` limit (the kernel's `pid_max` ceiling).
+pub const MAX_PIDS: i64 = 4_194_304;
+/// Largest `cpu` limit.
+pub const MAX_CPU: f64 = 1024.0;
+
+/// A wall-clock limit in seconds. Written as seconds or `30s`/`10m`/`2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Walltime(pub u64);
+
+impl Walltime {
+    pub const PATTERN: &'static str = "^[0-9]+[smh]?$";
+
+    pub fn seconds(self) -> u64 {
+        self.0
+    }
+
+    /// Parses `90`, `90s`, `10m` or `2h`; `None` for anything else, zero or overflow.
+    pub fn parse(s: &str) -> Option<Walltime> {
+        let (digits, unit) = match s.strip_suffix(['s', 'm', 'h']) {
+            Some(d) => (d, &s[d.len()..]),
+            None => (s, "s"),
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let n: u64 = digits.parse().ok()?;
+        let mult = match unit {
+            "m" => 60,
+            "h" => 3600,
+            _ => 1,
+        };
+        n.checked_mul(mult).filter(|&v| v > 0).map(Walltime)
+    }
+}
+
+/// A size in bytes. Written as bytes or with a binary suffix `K`/`M`/`G`/`T` (`2G`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const PATTERN: &'static str = "^[0-9]+[KMGT]?$";
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// Parses `1048576`, `512M`, `2G`; `None` for anything else, zero or overflow.
+    pub fn parse(s: &str) -> Option<ByteSize> {
+        let (digits, shift) = match s.strip_suffix(['K', 'M', 'G', 'T']) {
+            Some(d) => (d, 10 * (1 + "KMGT".find(&s[d.len()..])?)),
+            None => (s, 0),
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let n: u64 = digits.parse().ok()?;
+        n.checked_mul(1u64 << shift)
+            .filter(|&v| v > 0)
+            .map(ByteSize)
+    }
+}
+
+macro_rules! number_or_string {
+    ($ty:ident, $what:literal, $description:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u64(self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
+                        if v == 0 {
+                            return Err(E::custom(concat!($what, " must be at least 1")));
+                        }
+                        Ok($ty(v))
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
+                        let v = u64::try_from(v)
+                            .map_err(|_| E::custom(concat!($what, " must be positive")))?;
+                        self.visit_u64(v)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$ty, E> {
+                        $ty::parse(v).ok_or_else(|| {
+                            E::custom(format!(concat!("invalid ", $what, ": {:?}"), v))
+                        })
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({
+                    "description": $description,
+                    "anyOf": [
+                        { "type": "integer", "minimum": 1 },
+                        { "type": "string", "pattern": $ty::PATTERN }
+                    ]
+                })
+            }
+        }
+    };
+}
+
+number_or_string!(
+    Walltime,
+    "a walltime (seconds, or 30s/10m/2h)",
+    "Wall-clock limit: seconds, or a number with s, m or h."
+);
+number_or_string!(
+    ByteSize,
+    "a size (bytes, or with K/M/G/T)",
+    "Size: bytes, or a number with a binary suffix K, M, G or T."
+);
+
+/// The namespace a portable path lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathScheme {
+    /// `project:/` — relative to the project root (the directory holding `.kaged/`).
+    Project,
+    /// `config:/` — relative to the operator's kaged config directory.
+    Config,
+}
+
+/// A `project:/…` or `config:/…` path, lexically normalised (no `.`, `..` or `//`).
+///
+/// Host paths never appear in a project (ADR-0011); each operator's daemon resolves these
+/// against its own directories with [`PortablePath::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PortablePath(String);
+
+impl PortablePath {
+    pub const PATTERN: &'static str = "^(project|config):/";
+
+    pub(crate) fn project_root() -> PortablePath {
+        PortablePath("project:/".into())
+    }
+
+    /// Parses and normalises. Errors say what is wrong without echoing policy.
+    pub fn parse(s: &str) -> Result<PortablePath, PathError> {
+        let (scheme, rest) = if let Some(r) = s.strip_prefix("project:") {
+            ("project", r)
+        } else if let Some(r) = s.strip_prefix("config:") {
+            ("config", r)
+        } else if s.starts_with('/') || s.starts_with('~') || looks_like_windows_path(s) {
+            return Err(PathError::Absolute);
+        } else {
+            return Err(PathError::Naked);
+        };
+        let Some(rest) = rest.strip_prefix('/') else {
+            return Err(PathError::Naked);
+        };
+        let mut parts: Vec<&str> = Vec::new();
+        for c in rest.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(PathError::Escape);
+                    }
+                }
+                c => parts.push(c),
+            }
+        }
+        Ok(PortablePath(format!("{scheme}:/{}", parts.join("/"))))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn scheme(&self) -> PathScheme {
+        if self.0.starts_with("config:") {
+            PathScheme::Config
+        } else {
+            PathScheme::Project
+        }
+    }
+
+    /// The path below its root, without a leading `/` (`""` for the root itself).
+    pub fn relative(&self) -> &str {
+        match self.scheme() {
+            PathScheme::Project => &self.0["project:/".len()..],
+            PathScheme::Config => &self.0["config:/".len()..],
+        }
+    }
+
+    /// The host path on this operator's machine.
+    pub fn resolve(&self, project_root: &Path, config_dir: &Path) -> PathBuf {
+        let base = match self.scheme() {
+            PathScheme::Project => project_root,
+            PathScheme::Config => config_dir,
+        };
+        if self.relative().is_empty() {
+            base.to_path_buf()
+        } else {
+            base.join(self.relative())
+        }
+    }
+}
+
+impl fmt::Display for PortablePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortablePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PortablePath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for PortablePath {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "PortablePath".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A portable path: project:/… (in the project) or config:/… (the \
+                            operator's kaged config directory).",
+            "type": "string",
+            "pattern": PortablePath::PATTERN
+        })
+    }
+}
+
+fn looks_like_windows_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
+}
+
+/// Why a string is not a portable path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("an absolute host path is not portable; use project:/… or config:/…")]
+    Absolute,
+    #[error("a path needs the project:/ or config:/ prefix")]
+    Naked,
+    #[error("`..` climbs above the root")]
+    Escape,
+}
+
+impl Project {
+    /// Every agent with its dotted name: `primary`, `primary.reviewer`, ... in a stable
+    /// order, for listing and for starting sessions.
+    pub fn agents(&self) -> Vec<(String, &AgentSpec)> {
+        fn walk<'a>(name: String, spec: &'a AgentSpec, out: &mut Vec<(String, &'a AgentSpec)>) {
+            for (child, c) in &spec.agents {
+                walk(format!("{name}.{child}"), c, out);
+            }
+            out.push((name, spec));
+        }
+        let mut out = Vec::new();
+        if let Some(p) = &self.primary {
+            walk("primary".into(), p, &mut out);
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
