@@ -6,21 +6,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// What a cage may see and do (design §7).
+/// What a cage may see and do (design §7). A key left out of a serialized policy takes its
+/// value from [`CagePolicy::default`], so `{}` is the safe default cage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CagePolicy {
     /// Filesystem entries of the project that are visible inside the cage.
     pub fs: Vec<Grant>,
-    #[serde(default)]
     pub network: Network,
-    #[serde(default)]
     pub state: StateKind,
-    #[serde(default)]
     pub limits: Limits,
     /// Names of environment variables that may pass from the daemon's candidates into the cage.
     /// `KAGED_*` names and `HOME` are refused by the compiler.
-    #[serde(default)]
     pub env: Vec<String>,
 }
 
@@ -167,12 +164,19 @@ mod tests {
     }
 
     #[test]
-    fn minimal_policy_json_takes_safe_defaults() {
-        let policy: CagePolicy =
-            serde_json::from_str(r#"{"fs":[{"path":"project:/","access":"rw"}]}"#).unwrap();
+    fn missing_policy_keys_take_the_safe_defaults() {
+        let empty: CagePolicy = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, CagePolicy::default());
+        let only_docs: CagePolicy =
+            serde_json::from_str(r#"{"fs":[{"path":"project:/docs","access":"ro"}],"env":[]}"#)
+                .unwrap();
         assert_eq!(
-            policy,
+            only_docs,
             CagePolicy {
+                fs: vec![Grant {
+                    path: "project:/docs".into(),
+                    access: Access::Ro,
+                }],
                 env: vec![],
                 ..CagePolicy::default()
             }
