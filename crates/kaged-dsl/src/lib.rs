@@ -35,9 +35,9 @@ pub use local::{
     UnknownAliases,
 };
 pub use model::{
-    ALIAS_PATTERN, Access, AgentSpec, ByteSize, Cage, CagePolicy, ENV_NAME_PATTERN, FsGrant,
-    Limits, MAX_DESCRIPTION_CHARS, NAME_PATTERN, Network, PathError, PathScheme, Plugin,
-    PortablePath, Project, SLUG_PATTERN, State, Task, Walltime,
+    ALIAS_PATTERN, Access, AgentSpec, ByteSize, Cage, CagePolicy, DEFAULT_CAGE_ENV,
+    ENV_NAME_PATTERN, FsGrant, Limits, MAX_DESCRIPTION_CHARS, NAME_PATTERN, Network, PathError,
+    PathScheme, Plugin, PortablePath, Project, SLUG_PATTERN, State, Task, Walltime,
 };
 
 use diag::{Code as C, Pos, Sink, Src};
@@ -138,6 +138,20 @@ pub fn parse_project_str(file: &Path, yaml: &str) -> Result<Project, Diagnostics
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Project);
     serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}
+
+/// The YAML document as plain JSON, before any schema or portability check — what an
+/// editor validates against [`json_schema`]. The same size, depth and alias bounds apply.
+pub fn document_json(file: &Path, yaml: &str) -> Result<serde_json::Value, Diagnostics> {
+    let mut sink = Sink::new(file, file);
+    if yaml.len() as u64 > MAX_FILE_BYTES {
+        push_too_large(&mut sink, Src::Main, yaml.len() as u64);
+        return Err(sink.finish());
+    }
+    match yaml::parse(yaml.trim_start_matches('\u{feff}'), Src::Main, &mut sink) {
+        Some(node) if sink.out.is_empty() => Ok(node.to_json()),
+        _ => Err(sink.finish()),
+    }
 }
 
 fn finish(sink: Sink<'_>, project: Option<Project>) -> Result<Project, Diagnostics> {

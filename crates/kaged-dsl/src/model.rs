@@ -181,8 +181,9 @@ pub struct CagePolicy {
     #[serde(default)]
     pub limits: Limits,
     /// Names of environment variables passed into the cage (values come from the daemon's
-    /// environment at start; everything else is cleared).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// environment at start; everything else is cleared). Omitted: the terminal and locale
+    /// basics, [`DEFAULT_CAGE_ENV`] (the same default as the sandbox crate's).
+    #[serde(default = "default_env")]
     #[schemars(inner(regex(pattern = ENV_NAME_PATTERN)))]
     pub env: Vec<String>,
 }
@@ -194,9 +195,16 @@ impl Default for CagePolicy {
             network: Network::default(),
             state: State::default(),
             limits: Limits::default(),
-            env: Vec::new(),
+            env: default_env(),
         }
     }
+}
+
+/// The environment allowlist of a cage whose policy does not say `env:`.
+pub const DEFAULT_CAGE_ENV: [&str; 4] = ["TERM", "LANG", "COLORTERM", "LC_ALL"];
+
+fn default_env() -> Vec<String> {
+    DEFAULT_CAGE_ENV.iter().map(|s| s.to_string()).collect()
 }
 
 fn default_fs() -> Vec<FsGrant> {

@@ -1,5 +1,6 @@
 mod bombs;
 mod corpus;
+mod diagnostics;
 mod examples;
 mod fixture;
 mod local;
