@@ -1,2 +1,207 @@
 //! `session` owns sessions: processes on PTYs, their scrollback and their viewers (design §6).
-//! It never checks auth; callers hand it an already-authorised identity.
+//! It never checks auth; callers hand it an already-authorised identity. It never decides cage
+//! policy either: it runs whatever argv it is given (usually `bwrap … -- cmd` from
+//! `kaged-sandbox`) and knows nothing about HTTP or WebSocket framing.
+//!
+//! The hot path (issue 8): one task per session reads the PTY master once, coalescing what is
+//! already readable into one chunk without any timer, appends it to a bounded scrollback ring
+//! addressed by byte offsets, and wakes viewers. Viewers are cursors into that ring, so a slow
+//! or dead viewer costs nothing and never stalls the process; when it falls behind the ring it
+//! gets a [`ViewerEvent::Gap`]. A separate task appends the ring to the on-disk transcript in
+//! batches; the ring never evicts a byte the transcript has not taken, so the transcript is
+//! complete.
+//!
+//! Every function that starts work (spawning, attaching, terminating) must run inside a tokio
+//! runtime with IO and time enabled.
+
+mod manager;
+mod persist;
+mod pty;
+mod ring;
+mod session;
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use manager::SessionManager;
+pub use nix::sys::signal::Signal;
+pub use session::{Session, Viewer, ViewerEvent};
+
+/// Settings of the session manager. The daemon fills it from `config.toml` (`[sessions]`).
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Where `<id>/meta.json` and `<id>/transcript` live (created 0700).
+    pub sessions_dir: PathBuf,
+    /// Memory cap of each session's scrollback ring, allocated on demand
+    /// (`sessions.scrollback_bytes`).
+    pub scrollback_bytes: usize,
+    /// Running sessions allowed per project (`sessions.max_per_project`).
+    pub max_per_project: usize,
+    /// Running sessions allowed per operator (`sessions.max_per_operator`).
+    pub max_per_operator: usize,
+    /// How long termination waits after SIGHUP and after SIGTERM before the next signal.
+    pub kill_grace: Duration,
+}
+
+impl ManagerConfig {
+    /// The defaults: 4 MiB of scrollback, 16 sessions per project, 64 per operator, 2 s grace.
+    pub fn new(sessions_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            sessions_dir: sessions_dir.into(),
+            scrollback_bytes: 4 << 20,
+            max_per_project: 16,
+            max_per_operator: 64,
+            kill_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything needed to start one session. The argv is final: sandboxing already happened.
+#[derive(Debug)]
+pub struct SpawnSpec {
+    pub project_id: String,
+    /// The operator's user id, for limits, metadata and events.
+    pub actor: String,
+    pub argv: Vec<OsString>,
+    /// The complete environment of the child; nothing of the daemon's is inherited. Include
+    /// `TERM` (for example `xterm-256color`) for a usable terminal.
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub cols: u16,
+    pub rows: u16,
+    /// Terminate (with the usual escalation) once the session has run this long.
+    pub walltime: Option<Duration>,
+    /// Descriptors the child inherits at the same numbers (for example bwrap's `--args FD`,
+    /// `--seccomp FD`). They are closed in the daemon once the child runs.
+    pub keep_fds: Vec<OwnedFd>,
+    /// Free-form data stored with the session (cage summary, agent name, …).
+    pub meta: serde_json::Value,
+}
+
+/// Lifecycle of a session (design §6). Being attached is not a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Recorded on disk just before exec; a session still in this state after a restart never
+    /// ran (the daemon died while starting it).
+    Starting,
+    Running,
+    Exited,
+}
+
+/// Why a session ended, when something other than the process itself decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The process ended on its own.
+    ProcessExited,
+    /// An operator asked for it (`terminate`).
+    Terminated,
+    /// The session's walltime ran out.
+    Walltime,
+    /// The daemon shut down.
+    Shutdown,
+    /// The daemon died while the session ran; its exit status is unknown.
+    DaemonRestart,
+}
+
+/// A snapshot of a session, as stored in `meta.json` and sent in events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub project_id: String,
+    pub actor: String,
+    /// The argv, lossily converted to UTF-8 for display.
+    pub argv: Vec<String>,
+    pub state: SessionState,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    /// The signal number that killed the process, if one did.
+    pub signal: Option<i32>,
+    pub end_reason: Option<EndReason>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub ended_at: Option<String>,
+    pub cols: u16,
+    pub rows: u16,
+    /// Offset just past the last byte of output, i.e. the total output size.
+    pub bytes_total: u64,
+    /// False when some output could not be written to the transcript (disk error) or may be
+    /// missing (the daemon died before its last batch was written).
+    pub transcript_complete: bool,
+    pub meta: serde_json::Value,
+}
+
+/// Daemon-wide session events, for `/api/v1/events` and the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    Started(SessionInfo),
+    Exited(SessionInfo),
+    Attached {
+        session_id: String,
+        project_id: String,
+        actor: String,
+    },
+}
+
+/// Which running-session limit was hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    PerProject,
+    PerOperator,
+}
+
+impl LimitKind {
+    /// The configuration key that sets this limit.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            LimitKind::PerProject => "sessions.max_per_project",
+            LimitKind::PerOperator => "sessions.max_per_operator",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Maps to HTTP 429 `rate_limited`.
+    #[error(
+        "{subject} already has {max} running sessions (limit `{key}` = {max}); end one or raise `{key}`",
+        key = kind.config_key()
+    )]
+    Limit {
+        kind: LimitKind,
+        subject: String,
+        max: usize,
+    },
+    #[error("the argv is empty; give at least the program to run")]
+    EmptyArgv,
+    #[error("could not start `{program}` in {cwd}: {source}")]
+    Spawn {
+        program: String,
+        cwd: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not set up a PTY for the session: {0}")]
+    Pty(#[source] std::io::Error),
+    #[error("session {id} is not running")]
+    NotRunning { id: String },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the session manager is shutting down; no new sessions")]
+    ShuttingDown,
+    #[error("session {id}: {action} failed: {source}")]
+    Control {
+        id: String,
+        action: &'static str,
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,235 @@
+//! The session table: spawning under limits, lookup, past sessions, events and shutdown.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::broadcast;
+
+use crate::persist::{self, TRANSCRIPT};
+use crate::session::{NewSession, Session};
+use crate::{
+    EndReason, LimitKind, ManagerConfig, SessionError, SessionEvent, SessionInfo, SessionState,
+    SpawnSpec,
+};
+
+/// Events are for live consumers (the events WebSocket, the audit writer); one that lags this
+/// far behind gets `RecvError::Lagged` rather than holding memory.
+const EVENT_CAPACITY: usize = 1024;
+
+/// Owns every session of the daemon. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: ManagerConfig,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    events: broadcast::Sender<SessionEvent>,
+    shutting_down: AtomicBool,
+}
+
+impl SessionManager {
+    /// Opens (creating, 0700) the sessions directory and loads past sessions. Sessions that
+    /// were running when the previous daemon died are recorded as exited with reason
+    /// `daemon_restart`. Directories that do not parse are skipped with a warning.
+    ///
+    /// It also raises the soft open-file limit to the hard one: every live session holds two
+    /// descriptors (its PTY master and a pidfd), and the usual soft limit of 1024 would cap
+    /// the daemon at a few hundred sessions.
+    pub fn open(cfg: ManagerConfig) -> Result<Self, SessionError> {
+        persist::private_dir(&cfg.sessions_dir)?;
+        raise_nofile_limit();
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut sessions = HashMap::new();
+        let entries = std::fs::read_dir(&cfg.sessions_dir).map_err(|source| SessionError::Io {
+            action: "listing",
+            path: cfg.sessions_dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().filter(|n| persist::is_valid_id(n)) else {
+                continue;
+            };
+            let dir = entry.path();
+            match load_past(&dir, id) {
+                Ok(info) => {
+                    let id = info.id.clone();
+                    sessions.insert(id, Session::past(info, dir, events.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "skipping an unreadable past session");
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                sessions: Mutex::new(sessions),
+                events,
+                shutting_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.cfg
+    }
+
+    /// Starts a session, unless a running-session limit is reached
+    /// ([`SessionError::Limit`], HTTP 429). Must be called inside a tokio runtime.
+    pub fn spawn(&self, spec: SpawnSpec) -> Result<Arc<Session>, SessionError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(SessionError::ShuttingDown);
+        }
+        if spec.argv.is_empty() {
+            return Err(SessionError::EmptyArgv);
+        }
+        let cfg = &self.inner.cfg;
+        // The lock is held through the fork so that two concurrent spawns cannot both take
+        // the last slot. A spawn takes about a millisecond.
+        let mut sessions = self.sessions();
+        let (mut per_project, mut per_actor) = (0, 0);
+        for s in sessions.values() {
+            if s.state() == SessionState::Exited {
+                continue;
+            }
+            per_project += usize::from(s.project_id() == spec.project_id);
+            per_actor += usize::from(s.actor() == spec.actor);
+        }
+        if per_project >= cfg.max_per_project {
+            return Err(SessionError::Limit {
+                kind: LimitKind::PerProject,
+                subject: format!("project `{}`", spec.project_id),
+                max: cfg.max_per_project,
+            });
+        }
+        if per_actor >= cfg.max_per_operator {
+            return Err(SessionError::Limit {
+                kind: LimitKind::PerOperator,
+                subject: format!("operator `{}`", spec.actor),
+                max: cfg.max_per_operator,
+            });
+        }
+        let id = loop {
+            let id = persist::new_id()?;
+            if !sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        let session = Session::start(
+            NewSession {
+                dir: cfg.sessions_dir.join(&id),
+                id: id.clone(),
+                scrollback_bytes: cfg.scrollback_bytes,
+                kill_grace: cfg.kill_grace,
+                events: self.inner.events.clone(),
+            },
+            spec,
+        )?;
+        sessions.insert(id, session.clone());
+        Ok(session)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions().get(id).cloned()
+    }
+
+    /// Every session (live and past), oldest first, optionally of one project.
+    pub fn list(&self, project_id: Option<&str>) -> Vec<SessionInfo> {
+        let matching: Vec<Arc<Session>> = self
+            .sessions()
+            .values()
+            .filter(|s| project_id.is_none_or(|p| s.project_id() == p))
+            .cloned()
+            .collect();
+        let mut infos: Vec<SessionInfo> = matching.iter().map(|s| s.info()).collect();
+        infos.sort_by(|a, b| (&a.started_at, &a.id).cmp(&(&b.started_at, &b.id)));
+        infos
+    }
+
+    /// Session lifecycle and attach events from now on.
+    pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Refuses new sessions, terminates the running ones (with the usual escalation, reason
+    /// `shutdown`) and returns once every transcript and metadata file is written.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let live: Vec<Arc<Session>> = self
+            .sessions()
+            .values()
+            .filter(|s| s.state() != SessionState::Exited)
+            .cloned()
+            .collect();
+        for s in &live {
+            s.terminate_for(EndReason::Shutdown);
+        }
+        for s in &live {
+            s.wait().await;
+        }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        // Critical sections only insert, look up and clone, so a poisoned map is still whole.
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Loads a past session, repairing what a crash left behind: the state, the end time (taken
+/// from the transcript's last write) and the byte count (what the transcript really holds).
+fn load_past(dir: &Path, id: &str) -> Result<SessionInfo, SessionError> {
+    let mut info = persist::read_meta(dir)?;
+    if info.id != id {
+        return Err(SessionError::Io {
+            action: "loading (the id inside does not match the directory name)",
+            path: dir.join(persist::META),
+            source: std::io::ErrorKind::InvalidData.into(),
+        });
+    }
+    let transcript = std::fs::metadata(dir.join(TRANSCRIPT)).ok();
+    let on_disk = transcript.as_ref().map_or(0, |m| m.len());
+    let mut changed = false;
+    if info.state != SessionState::Exited {
+        let last_write = transcript
+            .and_then(|m| m.modified().ok())
+            .unwrap_or_else(SystemTime::now);
+        info.state = SessionState::Exited;
+        info.end_reason = Some(EndReason::DaemonRestart);
+        info.ended_at = Some(persist::rfc3339(last_write));
+        // The last batch may not have reached the disk.
+        info.transcript_complete = false;
+        changed = true;
+    }
+    if on_disk != info.bytes_total {
+        info.transcript_complete = false;
+        info.bytes_total = on_disk;
+        changed = true;
+    }
+    if changed {
+        persist::write_meta(dir, &info)?;
+    }
+    Ok(info)
+}
+
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit; few sessions will fit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
+}

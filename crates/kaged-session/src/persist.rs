@@ -1,0 +1,124 @@
+//! On-disk layout: `sessions_dir/<id>/meta.json` (replaced atomically) and
+//! `sessions_dir/<id>/transcript` (every output byte, appended). Files are 0600 and directories
+//! 0700 because transcripts hold whatever the operator typed and saw, secrets included.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::{SessionError, SessionInfo};
+
+pub(crate) const META: &str = "meta.json";
+pub(crate) const TRANSCRIPT: &str = "transcript";
+
+/// 128 random bits from the OS as lowercase hex: URL-safe and not guessable from other ids.
+pub(crate) fn new_id() -> Result<String, SessionError> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| SessionError::Io {
+        action: "reading random bytes for a session id from",
+        path: PathBuf::from("the OS random source"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Ids we created are hex; anything else in the directory is not ours to load.
+pub(crate) fn is_valid_id(name: &str) -> bool {
+    name.len() == 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    // Formatting fails only for years outside 0..=9999, which a clock cannot produce.
+    OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
+}
+
+pub(crate) fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+/// Creates `dir` (and parents) and makes sure it is 0700 even when it already existed.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), SessionError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
+        .map_err(|source| SessionError::Io {
+            action: "creating the private session directory",
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Writes `meta.json` through a temporary file and a rename, so a crash leaves either the old
+/// or the new version, never half of one.
+pub(crate) fn write_meta(dir: &Path, info: &SessionInfo) -> Result<(), SessionError> {
+    let path = dir.join(META);
+    let tmp = dir.join(".meta.json.tmp");
+    let io = |action, source| SessionError::Io {
+        action,
+        path: path.clone(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(info).map_err(|e| io("serialising", e.into()))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("writing", e))?;
+    file.write_all(&json).map_err(|e| io("writing", e))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(|e| io("replacing", e))
+}
+
+pub(crate) fn read_meta(dir: &Path) -> Result<SessionInfo, SessionError> {
+    let path = dir.join(META);
+    let raw = fs::read(&path).map_err(|source| SessionError::Io {
+        action: "reading",
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&raw).map_err(|e| SessionError::Io {
+        action: "parsing",
+        path,
+        source: e.into(),
+    })
+}
+
+/// Opened for each batch and closed after it, so an idle session holds no transcript fd.
+pub(crate) fn open_transcript_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+}
+
+pub(crate) fn create_transcript(path: &Path) -> Result<(), SessionError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|source| SessionError::Io {
+            action: "creating the transcript",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn libc_o_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}

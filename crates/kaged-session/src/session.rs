@@ -1,0 +1,811 @@
+//! One session: its PTY reader, transcript writer, supervisor and viewers.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{IoSlice, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use rustix::io::Errno;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::persist::{self, TRANSCRIPT};
+use crate::ring::{Ring, RingRead};
+use crate::{EndReason, SessionError, SessionEvent, SessionInfo, SessionState, pty};
+
+/// Upper bound of one coalesced read: whatever is readable right now, up to this, becomes one
+/// chunk (and usually one WebSocket frame).
+pub(crate) const READ_COALESCE_MAX: usize = 128 << 10;
+/// Upper bound of one `Data` event handed to a viewer that is behind.
+const VIEWER_FRAME_MAX: usize = 256 << 10;
+/// The transcript is written once this much is pending…
+const TRANSCRIPT_BATCH: u64 = 64 << 10;
+/// …or this long after the first unwritten byte, whichever comes first. This timer delays only
+/// the disk, never a viewer.
+const TRANSCRIPT_DELAY: Duration = Duration::from_millis(50);
+/// At most this much goes into one `writev`.
+const TRANSCRIPT_WRITE_MAX: usize = 1 << 20;
+/// After the process exits, how long to keep reading output that is still buffered or written
+/// by leftovers holding the PTY open, before hanging the PTY up.
+const DRAIN_GRACE: Duration = Duration::from_millis(1000);
+
+thread_local! {
+    /// The read buffer is per worker thread, not per session: an idle session then holds no
+    /// read buffer at all (issue 8), and a busy one reads straight into warm memory.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Debug)]
+struct Status {
+    state: SessionState,
+    pid: Option<u32>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    end_reason: Option<EndReason>,
+    ended_at: Option<String>,
+    cols: u16,
+    rows: u16,
+    transcript_complete: bool,
+}
+
+/// A session, live or past. Past sessions (loaded from disk) answer `info` and `attach` from
+/// their transcript; controlling them returns [`SessionError::NotRunning`].
+#[derive(Debug)]
+pub struct Session {
+    id: String,
+    dir: PathBuf,
+    project_id: String,
+    actor: String,
+    argv: Vec<String>,
+    meta: serde_json::Value,
+    started_at: String,
+    status: Mutex<Status>,
+    ring: Mutex<Ring>,
+    /// New bytes or the exit: wakes viewers.
+    data_notify: Notify,
+    /// Wakes the transcript writer.
+    writer_notify: Notify,
+    /// The writer made progress: wakes a reader throttled by unpersisted bytes.
+    persisted_notify: Notify,
+    reader_done: AtomicBool,
+    master: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
+    /// Serialises input so two viewers typing at once never interleave partial writes.
+    input_lock: tokio::sync::Mutex<()>,
+    pgid: Option<Pid>,
+    leader_exited: watch::Sender<bool>,
+    done: watch::Sender<bool>,
+    terminating: AtomicBool,
+    kill_grace: Duration,
+    events: broadcast::Sender<SessionEvent>,
+}
+
+/// What a viewer receives, in order. `Exit` comes once, after the last byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewerEvent {
+    /// Output bytes starting at `offset`.
+    Data { offset: u64, bytes: Bytes },
+    /// Bytes `from..to` are no longer held (the viewer was too slow, or asked for an offset
+    /// older than the scrollback); the next `Data` starts at `to`.
+    Gap { from: u64, to: u64 },
+    Exit {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+/// A cursor into a session's output. Dropping it detaches; nothing else needs cleaning up.
+#[derive(Debug)]
+pub struct Viewer {
+    session: Arc<Session>,
+    cursor: u64,
+    exit_sent: bool,
+}
+
+pub(crate) struct NewSession {
+    pub(crate) id: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) scrollback_bytes: usize,
+    pub(crate) kill_grace: Duration,
+    pub(crate) events: broadcast::Sender<SessionEvent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves consistent data (every critical section
+    // is a few assignments), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Session {
+    /// Starts the process and the session's tasks. Called with the manager's lock held, so
+    /// that limits are checked and the slot taken atomically.
+    pub(crate) fn start(
+        new: NewSession,
+        spec: crate::SpawnSpec,
+    ) -> Result<Arc<Session>, SessionError> {
+        let argv: Vec<String> = spec
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        if argv.is_empty() {
+            return Err(SessionError::EmptyArgv);
+        }
+        persist::private_dir(&new.dir)?;
+        let transcript = new.dir.join(TRANSCRIPT);
+        persist::create_transcript(&transcript)?;
+        let mut info = SessionInfo {
+            id: new.id.clone(),
+            project_id: spec.project_id.clone(),
+            actor: spec.actor.clone(),
+            argv: argv.clone(),
+            state: SessionState::Starting,
+            pid: None,
+            exit_code: None,
+            signal: None,
+            end_reason: None,
+            started_at: persist::now(),
+            ended_at: None,
+            cols: spec.cols,
+            rows: spec.rows,
+            bytes_total: 0,
+            transcript_complete: true,
+            meta: spec.meta.clone(),
+        };
+        persist::write_meta(&new.dir, &info)?;
+
+        let spawned = match pty::spawn(&spec) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                // Nothing ran, so there is nothing to keep.
+                if let Err(rm) = std::fs::remove_dir_all(&new.dir) {
+                    tracing::warn!(dir = %new.dir.display(), error = %rm, "could not remove the directory of a session that failed to start");
+                }
+                return Err(e);
+            }
+        };
+        drop(spec.keep_fds);
+        let mut child = spawned.child;
+        // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which closes it only on drop.
+        let master = match unsafe { AsyncFd::register(spawned.master) } {
+            Ok(master) => Arc::new(master),
+            Err(e) => {
+                // Without a reader the session is useless; do not leave the process behind.
+                let _ = child.start_kill();
+                return Err(SessionError::Pty(e.into()));
+            }
+        };
+        info.state = SessionState::Running;
+        info.pid = Some(spawned.pid);
+
+        let session = Arc::new(Session {
+            id: new.id,
+            dir: new.dir,
+            project_id: spec.project_id,
+            actor: spec.actor,
+            argv,
+            meta: spec.meta,
+            started_at: info.started_at.clone(),
+            status: Mutex::new(Status {
+                state: SessionState::Running,
+                pid: Some(spawned.pid),
+                exit_code: None,
+                signal: None,
+                end_reason: None,
+                ended_at: None,
+                cols: spec.cols,
+                rows: spec.rows,
+                transcript_complete: true,
+            }),
+            ring: Mutex::new(Ring::new(new.scrollback_bytes)),
+            data_notify: Notify::new(),
+            writer_notify: Notify::new(),
+            persisted_notify: Notify::new(),
+            reader_done: AtomicBool::new(false),
+            master: Mutex::new(Some(master.clone())),
+            input_lock: tokio::sync::Mutex::new(()),
+            pgid: i32::try_from(spawned.pid).ok().map(Pid::from_raw),
+            leader_exited: watch::Sender::new(false),
+            done: watch::Sender::new(false),
+            terminating: AtomicBool::new(false),
+            kill_grace: new.kill_grace,
+            events: new.events,
+        });
+        if let Err(e) = persist::write_meta(&session.dir, &info) {
+            tracing::warn!(session = %session.id, error = %e, "could not record the running session");
+        }
+        let pump = tokio::spawn(pump(session.clone(), master));
+        let writer = tokio::spawn(transcript_writer(session.clone(), transcript));
+        tokio::spawn(supervise(
+            session.clone(),
+            child,
+            pump,
+            writer,
+            spec.walltime,
+        ));
+        // Ignored when nobody listens.
+        let _ = session.events.send(SessionEvent::Started(info));
+        Ok(session)
+    }
+
+    /// A session from a previous daemon run, served from its transcript.
+    pub(crate) fn past(
+        info: SessionInfo,
+        dir: PathBuf,
+        events: broadcast::Sender<SessionEvent>,
+    ) -> Arc<Session> {
+        Arc::new(Session {
+            id: info.id,
+            dir,
+            project_id: info.project_id,
+            actor: info.actor,
+            argv: info.argv,
+            meta: info.meta,
+            started_at: info.started_at,
+            status: Mutex::new(Status {
+                state: SessionState::Exited,
+                pid: info.pid,
+                exit_code: info.exit_code,
+                signal: info.signal,
+                end_reason: info.end_reason,
+                ended_at: info.ended_at,
+                cols: info.cols,
+                rows: info.rows,
+                transcript_complete: info.transcript_complete,
+            }),
+            ring: Mutex::new(Ring::released_at(info.bytes_total)),
+            data_notify: Notify::new(),
+            writer_notify: Notify::new(),
+            persisted_notify: Notify::new(),
+            reader_done: AtomicBool::new(true),
+            master: Mutex::new(None),
+            input_lock: tokio::sync::Mutex::new(()),
+            pgid: None,
+            leader_exited: watch::Sender::new(true),
+            done: watch::Sender::new(true),
+            terminating: AtomicBool::new(true),
+            kill_grace: Duration::ZERO,
+            events,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn state(&self) -> SessionState {
+        lock(&self.status).state
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        let bytes_total = lock(&self.ring).end();
+        let st = lock(&self.status);
+        SessionInfo {
+            id: self.id.clone(),
+            project_id: self.project_id.clone(),
+            actor: self.actor.clone(),
+            argv: self.argv.clone(),
+            state: st.state,
+            pid: st.pid,
+            exit_code: st.exit_code,
+            signal: st.signal,
+            end_reason: st.end_reason,
+            started_at: self.started_at.clone(),
+            ended_at: st.ended_at.clone(),
+            cols: st.cols,
+            rows: st.rows,
+            bytes_total,
+            transcript_complete: st.transcript_complete,
+            meta: self.meta.clone(),
+        }
+    }
+
+    /// Where every output byte of the session is appended.
+    pub fn transcript_path(&self) -> PathBuf {
+        self.dir.join(TRANSCRIPT)
+    }
+
+    fn master(&self) -> Result<Arc<AsyncFd<OwnedFd>>, SessionError> {
+        lock(&self.master)
+            .clone()
+            .ok_or_else(|| SessionError::NotRunning {
+                id: self.id.clone(),
+            })
+    }
+
+    fn running(&self) -> Result<Pid, SessionError> {
+        match (self.state(), self.pgid) {
+            (SessionState::Running, Some(pgid)) => Ok(pgid),
+            _ => Err(SessionError::NotRunning {
+                id: self.id.clone(),
+            }),
+        }
+    }
+
+    /// Writes terminal input. It waits only on its own caller: when the PTY's input buffer is
+    /// full (the process is not reading), this future waits for room while output keeps
+    /// flowing to every viewer. Dropping the future abandons the rest of `data`.
+    pub async fn write_input(&self, data: &[u8]) -> Result<(), SessionError> {
+        let fd = self.master()?;
+        let _serial = self.input_lock.lock().await;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let mut guard = fd.writable().await.map_err(|e| self.control("input", e))?;
+            match guard.try_io(|inner| Ok(rustix::io::write(inner.get_ref(), rest)?)) {
+                Ok(Ok(n)) => rest = &rest[n..],
+                Ok(Err(e)) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => {}
+                Ok(Err(e)) if e.raw_os_error() == Some(Errno::IO.raw_os_error()) => {
+                    return Err(SessionError::NotRunning {
+                        id: self.id.clone(),
+                    });
+                }
+                Ok(Err(e)) => return Err(self.control("input", e)),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the terminal size; the kernel sends SIGWINCH to the foreground process group.
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
+        let fd = self.master()?;
+        rustix::termios::tcsetwinsize(fd.get_ref(), pty::winsize(cols, rows))
+            .map_err(|e| self.control("resize", e.into()))?;
+        let mut st = lock(&self.status);
+        st.cols = cols;
+        st.rows = rows;
+        Ok(())
+    }
+
+    /// Sends `sig` to the session's process group (the leader and what it runs in the
+    /// foreground of that group).
+    pub fn signal(&self, sig: Signal) -> Result<(), SessionError> {
+        let pgid = self.running()?;
+        killpg(pgid, sig).map_err(|e| self.control("signal", e.into()))
+    }
+
+    /// Ends the session: SIGHUP, then SIGTERM after the grace period, then SIGKILL, each to
+    /// the whole process group. Returns at once; the escalation runs in the background and
+    /// stops as soon as the process is gone. Use [`Session::wait`] to wait for the end.
+    pub fn terminate(self: &Arc<Self>) {
+        self.terminate_for(EndReason::Terminated);
+    }
+
+    pub(crate) fn terminate_for(self: &Arc<Self>, reason: EndReason) {
+        {
+            let mut st = lock(&self.status);
+            if st.state == SessionState::Exited {
+                return;
+            }
+            st.end_reason.get_or_insert(reason);
+        }
+        if self.terminating.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Some(pgid) = self.pgid else {
+            return;
+        };
+        let session = self.clone();
+        tokio::spawn(async move {
+            let mut exited = session.leader_exited.subscribe();
+            for sig in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGKILL] {
+                if *exited.borrow_and_update() {
+                    return;
+                }
+                if let Err(e) = killpg(pgid, sig) {
+                    tracing::debug!(session = %session.id, signal = %sig, error = %e, "killpg");
+                }
+                if sig == Signal::SIGKILL {
+                    return;
+                }
+                let grace = session.kill_grace;
+                let _ = tokio::time::timeout(grace, exited.wait_for(|gone| *gone)).await;
+            }
+        });
+    }
+
+    /// Waits until the session has exited and its transcript and metadata are written.
+    pub async fn wait(&self) -> SessionInfo {
+        let mut done = self.done.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` lives.
+        let _ = done.wait_for(|d| *d).await;
+        self.info()
+    }
+
+    /// Starts a viewer at `from` (the start of the scrollback when `None` or older; the end
+    /// when beyond it) and announces the attach as `actor`.
+    pub fn attach(self: &Arc<Self>, actor: &str, from: Option<u64>) -> Viewer {
+        let ring = lock(&self.ring);
+        let cursor = match from {
+            None => ring.start(),
+            Some(offset) => offset.min(ring.end()),
+        };
+        drop(ring);
+        let _ = self.events.send(SessionEvent::Attached {
+            session_id: self.id.clone(),
+            project_id: self.project_id.clone(),
+            actor: actor.to_owned(),
+        });
+        Viewer {
+            session: self.clone(),
+            cursor,
+            exit_sent: false,
+        }
+    }
+
+    /// Reads up to `max` transcript bytes from `offset`, from disk. For a running session this
+    /// sees what has been written so far (at most one batch behind the scrollback).
+    pub async fn read_transcript(&self, offset: u64, max: usize) -> Result<Bytes, SessionError> {
+        let path = self.transcript_path();
+        tokio::task::spawn_blocking(move || read_at(&path, offset, max))
+            .await
+            .map_err(|e| SessionError::Io {
+                action: "reading (task failed)",
+                path: self.transcript_path(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+
+    fn control(&self, action: &'static str, source: std::io::Error) -> SessionError {
+        SessionError::Control {
+            id: self.id.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+fn read_at(path: &Path, offset: u64, max: usize) -> Result<Bytes, SessionError> {
+    let io = |source| SessionError::Io {
+        action: "reading the transcript",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let want = len.saturating_sub(offset).min(max as u64) as usize;
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+impl Viewer {
+    /// The offset of the next byte this viewer will receive.
+    pub fn offset(&self) -> u64 {
+        self.cursor
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The next event, or `None` after `Exit`. Cancel-safe: dropping the future loses
+    /// nothing, so it can sit in a `select!` next to the socket.
+    pub async fn next(&mut self) -> Option<ViewerEvent> {
+        let Viewer {
+            session,
+            cursor,
+            exit_sent,
+        } = self;
+        loop {
+            let notified = session.data_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // The state is read before the ring: a session is marked exited only after its
+            // last byte was pushed, so a ring read after seeing `Exited` is final.
+            let exit = {
+                let st = lock(&session.status);
+                (st.state == SessionState::Exited).then_some(ViewerEvent::Exit {
+                    code: st.exit_code,
+                    signal: st.signal,
+                })
+            };
+            let end = {
+                let ring = lock(&session.ring);
+                if !ring.is_released() {
+                    match ring.read(*cursor, VIEWER_FRAME_MAX) {
+                        RingRead::Gap { from, to } => {
+                            *cursor = to;
+                            return Some(ViewerEvent::Gap { from, to });
+                        }
+                        RingRead::Data { offset, bytes } => {
+                            *cursor = offset + bytes.len() as u64;
+                            return Some(ViewerEvent::Data { offset, bytes });
+                        }
+                        RingRead::CaughtUp => None,
+                    }
+                } else {
+                    Some(ring.end()).filter(|end| *cursor < *end)
+                }
+            };
+            if let Some(end) = end {
+                return Some(read_from_transcript(session, cursor, end).await);
+            }
+            if let Some(exit) = exit {
+                if *exit_sent {
+                    return None;
+                }
+                *exit_sent = true;
+                return Some(exit);
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Exited sessions keep no scrollback in memory; their bytes come from the transcript.
+async fn read_from_transcript(session: &Session, cursor: &mut u64, end: u64) -> ViewerEvent {
+    let from = *cursor;
+    let want = (end - from).min(VIEWER_FRAME_MAX as u64) as usize;
+    let path = session.transcript_path();
+    let read = tokio::task::spawn_blocking(move || read_at(&path, from, want)).await;
+    match read {
+        Ok(Ok(bytes)) if !bytes.is_empty() => {
+            *cursor = from + bytes.len() as u64;
+            ViewerEvent::Data {
+                offset: from,
+                bytes,
+            }
+        }
+        other => {
+            if let Ok(Err(e)) = &other {
+                tracing::warn!(session = %session.id, error = %e, "transcript replay failed");
+            }
+            // The transcript is shorter than the output was (disk error or a crash): say so
+            // rather than pretend.
+            *cursor = end;
+            ViewerEvent::Gap { from, to: end }
+        }
+    }
+}
+
+/// Outcome of draining what is readable right now.
+enum Drained {
+    /// Hit EAGAIN: wait for readiness.
+    WouldBlock,
+    /// Filled the coalescing buffer: read again at once.
+    Full,
+    /// The slave side is closed (EIO) or the read failed: no more output.
+    End,
+}
+
+fn drain_readable(fd: &OwnedFd, buf: &mut [u8]) -> (usize, Drained) {
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(fd.as_fd(), &mut buf[n..]) {
+            Ok(0) => return (n, Drained::End),
+            Ok(k) => n += k,
+            Err(Errno::AGAIN) => return (n, Drained::WouldBlock),
+            Err(Errno::INTR) => {}
+            // EIO is how Linux reports that every slave fd is closed.
+            Err(Errno::IO) => return (n, Drained::End),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the PTY failed");
+                return (n, Drained::End);
+            }
+        }
+    }
+    (n, Drained::Full)
+}
+
+/// The session's only PTY reader.
+async fn pump(s: Arc<Session>, fd: Arc<AsyncFd<OwnedFd>>) {
+    let (cap, batch) = {
+        let ring = lock(&s.ring);
+        let cap = ring.cap() as u64;
+        (cap, TRANSCRIPT_BATCH.min(cap / 4).max(1))
+    };
+    loop {
+        // The ring may not evict unwritten bytes; if the disk falls a whole scrollback behind,
+        // stop reading (the process then blocks on its output) instead of growing.
+        loop {
+            let progressed = s.persisted_notify.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            if lock(&s.ring).unpersisted() <= cap {
+                break;
+            }
+            progressed.await;
+        }
+        let mut guard = match fd.readable().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::warn!(session = %s.id, error = %e, "waiting for PTY output failed");
+                return;
+            }
+        };
+        let (chunk, drained) = SCRATCH.with_borrow_mut(|buf| {
+            if buf.len() < READ_COALESCE_MAX {
+                buf.resize(READ_COALESCE_MAX, 0);
+            }
+            let (n, drained) = drain_readable(fd.get_ref(), buf);
+            (Bytes::copy_from_slice(&buf[..n]), drained)
+        });
+        if matches!(drained, Drained::WouldBlock) {
+            guard.clear_ready();
+        }
+        drop(guard);
+        if !chunk.is_empty() {
+            let len = chunk.len() as u64;
+            let before = {
+                let mut ring = lock(&s.ring);
+                let before = ring.unpersisted();
+                ring.push(chunk);
+                before
+            };
+            s.data_notify.notify_waiters();
+            // Wake the writer when it may be idle (nothing was pending, so it waits without a
+            // deadline) or when a batch just filled up.
+            if before == 0 || (before < batch && before + len >= batch) {
+                s.writer_notify.notify_one();
+            }
+        }
+        if matches!(drained, Drained::End) {
+            return;
+        }
+    }
+}
+
+/// Appends the ring to the transcript in batches. Returns whether every byte was written.
+async fn transcript_writer(s: Arc<Session>, path: PathBuf) -> bool {
+    let batch = {
+        let ring = lock(&s.ring);
+        TRANSCRIPT_BATCH.min(ring.cap() as u64 / 4).max(1)
+    };
+    loop {
+        // Wait for a full batch, the deadline after the first pending byte, or the end.
+        loop {
+            let notified = s.writer_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let pending = lock(&s.ring).unpersisted();
+            let closed = s.reader_done.load(Ordering::SeqCst);
+            if pending >= batch || closed {
+                break;
+            }
+            if pending == 0 {
+                notified.await;
+                continue;
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(TRANSCRIPT_DELAY) => break,
+            }
+        }
+        if let Err(e) = flush_transcript(&s, &path) {
+            tracing::warn!(session = %s.id, path = %path.display(), error = %e,
+                "writing the transcript failed; the rest of this session's output is kept in memory only");
+            lock(&s.ring).disable_persistence();
+            lock(&s.status).transcript_complete = false;
+            s.persisted_notify.notify_one();
+            return false;
+        }
+        s.persisted_notify.notify_one();
+        if s.reader_done.load(Ordering::SeqCst) && lock(&s.ring).unpersisted() == 0 {
+            return true;
+        }
+    }
+}
+
+/// Writes everything pending, a bounded `writev` at a time. The file is open only meanwhile.
+fn flush_transcript(s: &Session, path: &Path) -> std::io::Result<()> {
+    let mut file: Option<File> = None;
+    loop {
+        let (chunks, from) = {
+            let ring = lock(&s.ring);
+            (
+                ring.unpersisted_chunks(TRANSCRIPT_WRITE_MAX),
+                ring.persisted(),
+            )
+        };
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let file = match &mut file {
+            Some(file) => file,
+            None => file.insert(persist::open_transcript_append(path)?),
+        };
+        let total: usize = chunks.iter().map(Bytes::len).sum();
+        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut slices = &mut slices[..];
+        let mut written = 0;
+        while written < total {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written += n;
+                    IoSlice::advance_slices(&mut slices, n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        lock(&s.ring).mark_persisted(from + total as u64);
+    }
+}
+
+/// Waits for the process, enforces the walltime, drains the PTY, and records the end.
+async fn supervise(
+    s: Arc<Session>,
+    mut child: tokio::process::Child,
+    mut pump: JoinHandle<()>,
+    writer: JoinHandle<bool>,
+    walltime: Option<Duration>,
+) {
+    let status = match walltime {
+        Some(limit) => {
+            tokio::select! {
+                status = child.wait() => status,
+                () = tokio::time::sleep(limit) => {
+                    s.terminate_for(EndReason::Walltime);
+                    child.wait().await
+                }
+            }
+        }
+        None => child.wait().await,
+    };
+    let (code, signal) = match status {
+        Ok(status) => (status.code(), status.signal()),
+        Err(e) => {
+            tracing::warn!(session = %s.id, error = %e, "could not reap the session's process");
+            (None, None)
+        }
+    };
+    s.leader_exited.send_replace(true);
+
+    // Output still in the PTY (or written by leftovers) is read until the hang-up; anything
+    // that keeps the PTY open longer is cut off by closing the master.
+    if tokio::time::timeout(DRAIN_GRACE, &mut pump).await.is_err() {
+        pump.abort();
+        let _ = pump.await;
+    }
+    lock(&s.master).take();
+    s.reader_done.store(true, Ordering::SeqCst);
+    s.writer_notify.notify_one();
+    let complete = writer.await.unwrap_or(false);
+    if complete {
+        lock(&s.ring).release();
+    }
+    {
+        let mut st = lock(&s.status);
+        st.state = SessionState::Exited;
+        st.exit_code = code;
+        st.signal = signal;
+        st.end_reason.get_or_insert(EndReason::ProcessExited);
+        st.ended_at = Some(persist::now());
+        st.transcript_complete &= complete;
+    }
+    let info = s.info();
+    if let Err(e) = persist::write_meta(&s.dir, &info) {
+        tracing::warn!(session = %s.id, error = %e, "could not record the session's end");
+    }
+    s.data_notify.notify_waiters();
+    s.done.send_replace(true);
+    let _ = s.events.send(SessionEvent::Exited(info));
+}

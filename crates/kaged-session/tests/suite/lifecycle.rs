@@ -1,0 +1,283 @@
+//! Exit status, termination, walltime, limits, spawn inputs and events.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use kaged_session::{
+    EndReason, LimitKind, SessionError, SessionEvent, SessionState, Signal, ViewerEvent,
+};
+use pretty_assertions::assert_eq;
+
+use super::fixture::{Fixture, read_to_end, read_until, spec_in};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_code_is_recorded() {
+    let fx = Fixture::new();
+    let s = fx.spawn(&["/bin/sh", "-c", "exit 7"]);
+    let info = s.wait().await;
+    assert_eq!(
+        (info.state, info.exit_code, info.signal, info.end_reason),
+        (
+            SessionState::Exited,
+            Some(7),
+            None,
+            Some(EndReason::ProcessExited)
+        )
+    );
+    assert!(info.ended_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_killing_signal_is_recorded_and_sent_to_viewers() {
+    let fx = Fixture::new();
+    let s = fx.spawn(&["/bin/sh", "-c", "echo up; kill -TERM $$"]);
+    let mut v = s.attach("alice", Some(0));
+    let seen = read_to_end(&mut v).await;
+    assert_eq!(seen.bytes, b"up\r\n");
+    assert_eq!(seen.exit, Some((None, Some(libc_sigterm()))));
+    let info = s.wait().await;
+    assert_eq!((info.exit_code, info.signal), (None, Some(libc_sigterm())));
+}
+
+fn libc_sigterm() -> i32 {
+    Signal::SIGTERM as i32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_reaches_the_process_group() {
+    let fx = Fixture::new();
+    let s = fx.spawn(&[
+        "/bin/sh",
+        "-c",
+        "trap 'echo got-usr1; exit 4' USR1; echo ready; while :; do sleep 0.05; done",
+    ]);
+    let mut v = s.attach("alice", Some(0));
+    read_until(&mut v, |b| b.ends_with(b"ready\r\n")).await;
+    s.signal(Signal::SIGUSR1).unwrap();
+    let seen = read_to_end(&mut v).await;
+    // The whole group gets it: the foreground `sleep` dies of it (which the shell may
+    // report) and the shell runs its trap.
+    assert!(
+        seen.bytes.ends_with(b"got-usr1\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&seen.bytes)
+    );
+    assert_eq!(seen.exit, Some((Some(4), None)));
+    assert!(matches!(
+        s.signal(Signal::SIGUSR1),
+        Err(SessionError::NotRunning { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_stops_at_sighup_when_that_suffices() {
+    let fx = Fixture::new();
+    let s = fx.spawn(&["/bin/sh", "-c", "sleep 100"]);
+    s.terminate();
+    let info = s.wait().await;
+    assert_eq!(
+        (info.signal, info.end_reason),
+        (Some(Signal::SIGHUP as i32), Some(EndReason::Terminated))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_escalates_to_sigkill_when_hup_and_term_are_ignored() {
+    let fx = Fixture::new();
+    let s = fx.spawn(&[
+        "/bin/sh",
+        "-c",
+        "trap '' HUP TERM; echo ready; while :; do sleep 1; done",
+    ]);
+    let mut v = s.attach("alice", Some(0));
+    read_until(&mut v, |b| b.ends_with(b"ready\r\n")).await;
+    s.terminate();
+    let info = s.wait().await;
+    assert_eq!(
+        (info.exit_code, info.signal, info.end_reason),
+        (
+            None,
+            Some(Signal::SIGKILL as i32),
+            Some(EndReason::Terminated)
+        )
+    );
+    let rest = read_to_end(&mut v).await;
+    assert_eq!(rest.exit, Some((None, Some(Signal::SIGKILL as i32))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walltime_ends_the_session_and_is_recorded() {
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["/bin/sh", "-c", "sleep 100"]);
+    spec.walltime = Some(Duration::from_millis(300));
+    let s = fx.mgr.spawn(spec).unwrap();
+    let info = s.wait().await;
+    assert_eq!(
+        (info.signal, info.end_reason),
+        (Some(Signal::SIGHUP as i32), Some(EndReason::Walltime))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_per_project_and_per_operator() {
+    let fx = Fixture::with(|cfg| {
+        cfg.max_per_project = 1;
+        cfg.max_per_operator = 2;
+    });
+    let home = fx.home.path();
+    let long = ["/bin/sh", "-c", "sleep 100"];
+    let first = fx.mgr.spawn(spec_in(home, "p1", "alice", &long)).unwrap();
+
+    let err = fx.mgr.spawn(spec_in(home, "p1", "bob", &long)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::Limit {
+                kind: LimitKind::PerProject,
+                max: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "project `p1` already has 1 running sessions (limit `sessions.max_per_project` = 1); \
+         end one or raise `sessions.max_per_project`"
+    );
+
+    let second = fx.mgr.spawn(spec_in(home, "p2", "alice", &long)).unwrap();
+    let err = fx
+        .mgr
+        .spawn(spec_in(home, "p3", "alice", &long))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::Limit {
+                kind: LimitKind::PerOperator,
+                max: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("sessions.max_per_operator"));
+
+    // Exited sessions free their slot.
+    first.terminate();
+    first.wait().await;
+    let third = fx.mgr.spawn(spec_in(home, "p1", "bob", &long)).unwrap();
+    assert_eq!(fx.mgr.list(Some("p1")).len(), 2);
+    fx.mgr.shutdown().await;
+    for s in [&second, &third] {
+        assert_eq!(s.info().end_reason, Some(EndReason::Shutdown));
+    }
+    assert!(matches!(
+        fx.mgr.spawn(spec_in(home, "p9", "carol", &long)),
+        Err(SessionError::ShuttingDown)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_child_gets_exactly_the_given_env_and_the_kept_fds() {
+    let fx = Fixture::new();
+    let (mut rx, tx) = std::io::pipe().unwrap();
+    let fd = tx.as_raw_fd();
+    let script = format!("env | sort; tty >/dev/null && echo has-tty; echo through-fd >&{fd}");
+    // bash rather than dash, which only knows single-digit descriptors. (A non-interactive
+    // bash drops PS1 and adds PWD, SHLVL and _ itself.)
+    let mut spec = fx.spec(&["/bin/bash", "--norc", "--noprofile", "-c", &script]);
+    spec.keep_fds.push(tx.into());
+    let s = fx.mgr.spawn(spec).unwrap();
+    let mut v = s.attach("alice", Some(0));
+    let seen = read_to_end(&mut v).await;
+    let text = String::from_utf8(seen.bytes).unwrap();
+    let env: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !["PWD=", "SHLVL=", "_="].iter().any(|p| l.starts_with(p)))
+        .collect();
+    let home = format!("HOME={}", fx.home.path().display());
+    assert_eq!(
+        env,
+        vec![home.as_str(), "PATH=/usr/bin:/bin", "TERM=dumb", "has-tty"]
+    );
+    let mut through = String::new();
+    rx.read_to_string(&mut through).unwrap();
+    assert_eq!(through, "through-fd\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_spawn_names_the_program_and_leaves_nothing() {
+    let fx = Fixture::new();
+    let err = fx.mgr.spawn(fx.spec(&["/nonexistent/prog"])).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("could not start `/nonexistent/prog` in "),
+        "{err}"
+    );
+    assert_eq!(fx.mgr.list(None), vec![]);
+    assert_eq!(std::fs::read_dir(fx.sessions_dir()).unwrap().count(), 0);
+    assert!(matches!(
+        fx.mgr.spawn(fx.spec(&[])),
+        Err(SessionError::EmptyArgv)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_announce_start_attach_and_exit() {
+    let fx = Fixture::new();
+    let mut events = fx.mgr.events();
+    let s = fx.spawn(&["/bin/sh", "-c", "read line"]);
+    let mut v = s.attach("bob", None);
+    s.write_input(b"\n").await.unwrap();
+    let info = s.wait().await;
+    assert!(matches!(
+        read_to_end(&mut v).await.exit,
+        Some((Some(0), None))
+    ));
+
+    let SessionEvent::Started(started) = events.recv().await.unwrap() else {
+        panic!("expected Started first");
+    };
+    assert_eq!(
+        (started.id.as_str(), started.state, started.pid),
+        (s.id(), SessionState::Running, info.pid)
+    );
+    assert_eq!(
+        events.recv().await.unwrap(),
+        SessionEvent::Attached {
+            session_id: s.id().to_owned(),
+            project_id: "proj".to_owned(),
+            actor: "bob".to_owned(),
+        }
+    );
+    assert_eq!(events.recv().await.unwrap(), SessionEvent::Exited(info));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_to_an_exited_session_is_refused() {
+    let fx = Fixture::new();
+    let s = fx.spawn(&["/bin/sh", "-c", "true"]);
+    s.wait().await;
+    assert!(matches!(
+        s.write_input(b"x").await,
+        Err(SessionError::NotRunning { .. })
+    ));
+    assert!(matches!(
+        s.resize(1, 1),
+        Err(SessionError::NotRunning { .. })
+    ));
+    let mut v = s.attach("alice", None);
+    assert_eq!(
+        v.next().await,
+        Some(ViewerEvent::Exit {
+            code: Some(0),
+            signal: None
+        })
+    );
+    assert_eq!(v.next().await, None);
+}

@@ -1,0 +1,4 @@
+mod broker;
+mod fixture;
+mod lifecycle;
+mod persistence;
