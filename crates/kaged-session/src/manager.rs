@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 use crate::persist::{self, TRANSCRIPT};
+use crate::pty::Spawner;
 use crate::session::{NewSession, Session};
 use crate::{
     EndReason, LimitKind, ManagerConfig, SessionError, SessionEvent, SessionInfo, SessionState,
@@ -31,6 +32,7 @@ struct Inner {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     events: broadcast::Sender<SessionEvent>,
     shutting_down: AtomicBool,
+    spawner: Spawner,
 }
 
 impl SessionManager {
@@ -73,6 +75,7 @@ impl SessionManager {
                 sessions: Mutex::new(sessions),
                 events,
                 shutting_down: AtomicBool::new(false),
+                spawner: Spawner::new().map_err(SessionError::Pty)?,
             }),
         })
     }
@@ -129,6 +132,7 @@ impl SessionManager {
                 scrollback_bytes: cfg.scrollback_bytes,
                 kill_grace: cfg.kill_grace,
                 events: self.inner.events.clone(),
+                spawner: &self.inner.spawner,
             },
             spec,
         )?;

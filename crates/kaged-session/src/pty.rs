@@ -4,6 +4,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::process::Stdio;
+use std::sync::{Mutex, mpsc};
 
 use rustix::fs::OFlags;
 use rustix::io::FdFlags;
@@ -81,13 +82,24 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> Result<Spawned, SessionError> {
         .kill_on_drop(false);
     let keep: Vec<RawFd> = spec.keep_fds.iter().map(AsRawFd::as_raw_fd).collect();
     // SAFETY: the closure runs in the forked child before exec and only makes raw syscalls
-    // (setsid, ioctl, fcntl) through rustix: no allocation, no locks.
+    // (setsid, ioctl, close_range, fcntl): no allocation, no locks.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::setsid()?;
             // SAFETY: fd 0 is the PTY slave, set up by the stdio redirection before this runs.
             let stdin = BorrowedFd::borrow_raw(0);
             rustix::process::ioctl_tiocsctty(stdin)?;
+            // Only stdio and `keep_fds` may cross exec, even if something in the daemon
+            // opened a descriptor without O_CLOEXEC. Kernels before 5.11 lack close_range;
+            // there we rely on O_CLOEXEC alone.
+            // SAFETY: close_range takes plain integers; with CLOSE_RANGE_CLOEXEC it closes
+            // nothing.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             for fd in &keep {
                 // SAFETY: these descriptors are owned by the spec, which outlives the spawn.
                 rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(*fd), FdFlags::empty())?;
@@ -112,4 +124,62 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
     Ok(())
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that exists only to fork session processes, for as long as the manager lives.
+///
+/// bwrap's `--die-with-parent` is `PR_SET_PDEATHSIG`, which fires when the *thread* that forked
+/// it exits, not the process. Forking from whatever thread called `spawn` (a blocking-pool
+/// thread that retires after 10 s idle, say) would kill cages at random; this thread lives
+/// until the manager is dropped, when killing the cages is right.
+#[derive(Debug)]
+pub(crate) struct Spawner {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl Spawner {
+    pub(crate) fn new() -> io::Result<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("kaged-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })?;
+        Ok(Self {
+            jobs: Mutex::new(jobs),
+        })
+    }
+
+    /// Runs [`spawn`] on the spawner thread, inside the caller's tokio runtime (the child's
+    /// pidfd is registered with it), and gives the spec back.
+    pub(crate) fn spawn(&self, spec: SpawnSpec) -> Result<(Spawned, SpawnSpec), SessionError> {
+        let gone = || SessionError::Pty(io::Error::other("the session spawner thread is gone"));
+        let handle = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle,
+            Err(e) => return Err(SessionError::Pty(io::Error::other(e))),
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _runtime = handle.enter();
+            let result = spawn(&spec);
+            let _ = reply.send((result, spec));
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(job);
+        if sent.is_err() {
+            return Err(gone());
+        }
+        match answer.recv() {
+            Ok((Ok(spawned), spec)) => Ok((spawned, spec)),
+            Ok((Err(e), _)) => Err(e),
+            Err(_) => Err(gone()),
+        }
+    }
 }

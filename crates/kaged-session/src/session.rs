@@ -111,12 +111,13 @@ pub struct Viewer {
     exit_sent: bool,
 }
 
-pub(crate) struct NewSession {
+pub(crate) struct NewSession<'a> {
     pub(crate) id: String,
     pub(crate) dir: PathBuf,
     pub(crate) scrollback_bytes: usize,
     pub(crate) kill_grace: Duration,
     pub(crate) events: broadcast::Sender<SessionEvent>,
+    pub(crate) spawner: &'a pty::Spawner,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,7 +130,7 @@ impl Session {
     /// Starts the process and the session's tasks. Called with the manager's lock held, so
     /// that limits are checked and the slot taken atomically.
     pub(crate) fn start(
-        new: NewSession,
+        new: NewSession<'_>,
         spec: crate::SpawnSpec,
     ) -> Result<Arc<Session>, SessionError> {
         let argv: Vec<String> = spec
@@ -163,8 +164,8 @@ impl Session {
         };
         persist::write_meta(&new.dir, &info)?;
 
-        let spawned = match pty::spawn(&spec) {
-            Ok(spawned) => spawned,
+        let (spawned, spec) = match new.spawner.spawn(spec) {
+            Ok(done) => done,
             Err(e) => {
                 // Nothing ran, so there is nothing to keep.
                 if let Err(rm) = std::fs::remove_dir_all(&new.dir) {

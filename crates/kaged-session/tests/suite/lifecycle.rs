@@ -10,7 +10,7 @@ use kaged_session::{
 };
 use pretty_assertions::assert_eq;
 
-use super::fixture::{Fixture, read_to_end, read_until, spec_in};
+use super::fixture::{Fixture, contains, read_to_end, read_until, spec_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_code_is_recorded() {
@@ -186,7 +186,13 @@ async fn the_child_gets_exactly_the_given_env_and_the_kept_fds() {
     let fx = Fixture::new();
     let (mut rx, tx) = std::io::pipe().unwrap();
     let fd = tx.as_raw_fd();
-    let script = format!("env | sort; tty >/dev/null && echo has-tty; echo through-fd >&{fd}");
+    // A descriptor the daemon forgot to mark close-on-exec must still not leak.
+    let careless = nix::unistd::dup(&rx).unwrap();
+    let leak = careless.as_raw_fd();
+    let script = format!(
+        "env | sort; tty >/dev/null && echo has-tty; \
+         [ -e /proc/$$/fd/{leak} ] && echo leaked; echo through-fd >&{fd}"
+    );
     // bash rather than dash, which only knows single-digit descriptors. (A non-interactive
     // bash drops PS1 and adds PWD, SHLVL and _ itself.)
     let mut spec = fx.spec(&["/bin/bash", "--norc", "--noprofile", "-c", &script]);
@@ -208,6 +214,38 @@ async fn the_child_gets_exactly_the_given_env_and_the_kept_fds() {
     let mut through = String::new();
     rx.read_to_string(&mut through).unwrap();
     assert_eq!(through, "through-fd\n");
+    drop(careless);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_the_thread_that_spawned_it() {
+    // bwrap's --die-with-parent is PR_SET_PDEATHSIG, which follows the forking *thread*;
+    // setpriv sets the same thing without needing a cage.
+    let fx = Fixture::new();
+    let spec = fx.spec(&[
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo up; read line; echo still-here",
+    ]);
+    let (mgr, rt) = (fx.mgr.clone(), tokio::runtime::Handle::current());
+    let s = std::thread::spawn(move || {
+        let _rt = rt.enter();
+        mgr.spawn(spec).unwrap()
+    })
+    .join()
+    .unwrap();
+    let mut v = s.attach("alice", Some(0));
+    read_until(&mut v, |b| b.ends_with(b"up\r\n")).await;
+    // Give a parent-death signal, if one were coming, time to land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_input(b"\n").await.unwrap();
+    let seen = read_to_end(&mut v).await;
+    assert!(contains(&seen.bytes, b"still-here\r\n"), "{seen:?}");
+    assert_eq!(seen.exit, Some((Some(0), None)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
