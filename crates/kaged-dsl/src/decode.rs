@@ -143,6 +143,17 @@ impl Decoder<'_, '_> {
             if is_secret_key(&e.key) && holds_secret_value(&e.value) {
                 continue;
             }
+            if e.key == "<<" {
+                self.sink.push(
+                    e.key_pos,
+                    Code::UnknownKey,
+                    &child_pointer(ptr, &e.key),
+                    "YAML merge keys (`<<`) are not supported; alias the whole value \
+                     (`cage: *shared`) or write the keys out"
+                        .to_string(),
+                );
+                continue;
+            }
             let hint = allowed
                 .iter()
                 .map(|a| (levenshtein(&e.key, a), a))
@@ -389,8 +400,13 @@ impl Decoder<'_, '_> {
                 Code::BadVersion,
                 "/version",
                 format!(
-                    "version must be the number 1 (the only format version), not {}",
-                    display_scalar(v)
+                    "version must be the number 1 (the only format version), not {}{}",
+                    display_scalar(v),
+                    if matches!(v.value, Value::Str(_)) {
+                        "; write it without quotes"
+                    } else {
+                        ""
+                    }
                 ),
             );
         }
@@ -587,7 +603,10 @@ impl Decoder<'_, '_> {
                 node,
                 Code::TypeMismatch,
                 ptr,
-                format!("{what} must be a list of strings, not {}", node.kind()),
+                format!(
+                    "{what} must be a list of strings such as [a, b], not {}",
+                    node.kind()
+                ),
             );
             return Vec::new();
         };
