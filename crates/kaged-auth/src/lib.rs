@@ -317,8 +317,7 @@ impl AuthPolicy {
             .map(|v| well_formed(v, MAX_EMAIL, "X-Kaged-User-Email"))
             .transpose()?;
         let groups = match single(headers, HEADER_USER_GROUPS, "X-Kaged-User-Groups")? {
-            None => Vec::new(),
-            Some(v) if v.is_empty() => Vec::new(),
+            None | Some(b"") => Vec::new(),
             Some(v) => well_formed(v, MAX_GROUPS, "X-Kaged-User-Groups")?
                 .split(',')
                 .map(str::trim)

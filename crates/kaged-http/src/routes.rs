@@ -29,12 +29,13 @@ fn ser_method<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(m.as_str())
 }
 
-/// Anything not in the table gets the strictest treatment.
+/// Anything not in the table needs auth; the gate adds Origin and CSRF checks for any
+/// state-changing method or upgrade whatever the table says.
 pub(crate) const FALLBACK: RouteSpec = RouteSpec {
     method: Method::GET,
     path: "*",
     auth: true,
-    csrf: true,
+    csrf: false,
     websocket: false,
 };
 
@@ -70,6 +71,16 @@ const fn write(method: Method, path: &'static str) -> RouteSpec {
     }
 }
 
+const fn socket(path: &'static str) -> RouteSpec {
+    RouteSpec {
+        method: Method::GET,
+        path,
+        auth: true,
+        csrf: true,
+        websocket: true,
+    }
+}
+
 fn table() -> Vec<(RouteSpec, Handler)> {
     use handlers::*;
     vec![
@@ -84,6 +95,7 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             post(me::launch_token),
         ),
         (read("/api/v1/audit"), get(audit::list)),
+        (socket("/api/v1/events"), get(events::events)),
     ]
 }
 

@@ -56,8 +56,18 @@ impl DaemonInfo {
         w
     }
 
+    /// The URL local clients use: a wildcard bind is reached through loopback, because
+    /// `0.0.0.0` is not a Host the allowlist accepts.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.bind)
+        match self.bind.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                format!("http://127.0.0.1:{}", self.bind.port())
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                format!("http://localhost:{}", self.bind.port())
+            }
+            _ => format!("http://{}", self.bind),
+        }
     }
 }
 
@@ -67,6 +77,8 @@ pub struct AppState {
     pub access: Access,
     pub store: Store,
     pub audit: AuditWriter,
+    /// Daemon events for `/api/v1/events`; bounded, slow subscribers lag instead of growing it.
+    pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     pub(crate) warnings: Vec<Warning>,
     pub(crate) routes: crate::routes::RouteIndex,
     pub(crate) rejections: crate::gate::RejectLimiter,
@@ -88,10 +100,16 @@ impl AppState {
             access,
             store,
             audit,
+            events: tokio::sync::broadcast::channel(1024).0,
             routes: crate::routes::RouteIndex::new(),
             rejections: crate::gate::RejectLimiter::default(),
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// Publishes a daemon event to `/api/v1/events` subscribers (none listening is fine).
+    pub fn publish(&self, event: serde_json::Value) {
+        let _ = self.events.send(event);
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -1,6 +1,7 @@
 //! One file per resource, pueue-style: finding the code for a route is a directory listing.
 
 pub(crate) mod audit;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod launch;
 pub(crate) mod me;

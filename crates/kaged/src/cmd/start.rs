@@ -172,7 +172,7 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
     }
 
     let endpoint = Endpoint {
-        url: format!("http://{bound}"),
+        url: state.info.base_url(),
         pid: std::process::id(),
         mode: layout.mode.to_string(),
         auth_mode: settings.auth_mode.value.to_string(),
@@ -199,7 +199,8 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
                 layout.auth_cookie_file().display()
             );
             eprintln!(
-                "  open:    http://{bound}/launch?token={token}  (one-time, valid {}s)",
+                "  open:    {}/launch?token={token}  (one-time, valid {}s)",
+                state.info.base_url(),
                 settings.launch_token_ttl.value.as_secs()
             );
         }

@@ -1,0 +1,307 @@
+//! Issue 2: the daemon in both modes, config precedence and refusals, lifecycle.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use pretty_assertions::assert_eq;
+
+use crate::fixture::{SYSTEM_PORT, daemon};
+
+#[test]
+fn per_user_mode_as_unprivileged_user_uses_xdg_paths_and_a_random_port() {
+    let d = daemon().run_as_nobody().with_existing_data_dir().start();
+    assert_ne!(d.addr.port(), 0);
+    assert!(d.addr.ip().is_loopback());
+    let home = d.home();
+    let state = home.join(".local/share/kaged");
+    assert!(
+        d.stderr()
+            .contains(&format!("mode=user (reason: {} exists)", state.display())),
+        "{}",
+        d.stderr()
+    );
+    let s = d.login();
+    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
+    assert_eq!(st["mode"], "user");
+    assert_eq!(st["auth_mode"], "loopback");
+    assert_eq!(st["paths"]["state"], state.display().to_string());
+    assert_eq!(
+        st["paths"]["runtime"],
+        d.runtime_dir().display().to_string()
+    );
+    assert_eq!(
+        st["paths"]["database"],
+        state.join("kaged.db").display().to_string()
+    );
+    assert_eq!(st["pid"], d.pid());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&d.runtime_dir()), 0o700);
+    assert_eq!(mode(&d.runtime_dir().join("auth-cookie")), 0o600);
+    assert!(state.join("kaged.db").exists());
+
+    // `kaged status` talks to it, as the same user, and shows the mode, reason and paths.
+    let out = d.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("kaged is running"), "{text}");
+    assert!(
+        text.contains(&format!("reason: {} exists", state.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("http://{}", d.addr)), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["running"], true);
+    assert_eq!(json["bind"], d.addr.to_string());
+    assert!(json["uptime_secs"].is_u64());
+}
+
+#[test]
+fn system_mode_in_a_private_mount_namespace_uses_system_paths_and_7777() {
+    let _g = SYSTEM_PORT.lock().unwrap_or_else(|p| p.into_inner());
+    let d = daemon()
+        .system_namespace()
+        .env(
+            "KAGED_AUTH_SIDECAR_NONCE",
+            "0123456789abcdef0123456789abcdef-system",
+        )
+        .start();
+    assert_eq!(d.addr.to_string(), "127.0.0.1:7777");
+    assert!(
+        d.stderr()
+            .contains("mode=system (reason: running as UID 0)"),
+        "{}",
+        d.stderr()
+    );
+    let auth = [
+        (
+            "X-Kaged-Auth-Nonce",
+            "0123456789abcdef0123456789abcdef-system",
+        ),
+        ("X-Kaged-User-Id", "ops@example.com"),
+    ];
+    let st = d.get("/api/v1/status", &auth).json();
+    assert_eq!(st["mode"], "system");
+    assert_eq!(st["auth_mode"], "sidecar");
+    assert_eq!(st["paths"]["state"], "/var/lib/kaged");
+    assert_eq!(st["paths"]["runtime"], "/run/kaged");
+    assert_eq!(st["paths"]["config"], "/etc/kaged/config.toml");
+    assert_eq!(st["paths"]["database"], "/var/lib/kaged/kaged.db");
+    let out = d.cli(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(json["paths"]["state"], "/var/lib/kaged");
+    let nonce = d.cli(&["auth", "nonce"]);
+    assert_eq!(
+        String::from_utf8_lossy(&nonce.stdout).trim(),
+        "0123456789abcdef0123456789abcdef-system"
+    );
+    // Nothing leaked onto the real machine.
+    assert!(!std::path::Path::new("/var/lib/kaged/kaged.db").exists());
+}
+
+#[test]
+fn health_ready_version_and_the_error_envelope() {
+    let d = daemon().start();
+    let h = d.get("/api/v1/healthz", &[]);
+    assert_eq!(
+        (h.status, h.json()),
+        (200, serde_json::json!({"status": "ok"}))
+    );
+    assert_eq!(d.get("/api/v1/readyz", &[]).json()["status"], "ready");
+    assert_eq!(
+        d.get("/api/v1/version", &[]).json()["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    let s = d.login();
+    let missing = d.get("/api/v1/nope", &[("Cookie", &s.cookie)]);
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json(),
+        serde_json::json!({"error": {"code": "not_found", "message": "no route with id \"/api/v1/nope\""}})
+    );
+    let bad = d.get("/api/v1/audit?limit=0", &[("Cookie", &s.cookie)]);
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "validation_failed")
+    );
+    let bad = d.get("/api/v1/audit?bogus=1", &[("Cookie", &s.cookie)]);
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "bad_request")
+    );
+}
+
+#[test]
+fn config_precedence_file_then_env_then_flag() {
+    let port = |d: &crate::fixture::TestDaemon| d.addr.port();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (a, b, c) = (free(), free(), free());
+    let cfg = format!("bind = \"127.0.0.1:{a}\"\n[sessions]\nmax_per_project = 3\n");
+    let d = daemon()
+        .env("KAGED_MODE", "user")
+        .config(&cfg, 0o644)
+        .start();
+    assert_eq!(port(&d), a);
+    let s = d.login();
+    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
+    assert_eq!(st["settings"]["bind"]["source"]["kind"], "file");
+    assert_eq!(st["settings"]["sessions"]["max_per_project"]["value"], 3);
+    drop(d);
+    let d = daemon()
+        .config(&cfg, 0o644)
+        .env("KAGED_BIND", &format!("127.0.0.1:{b}"))
+        .start();
+    assert_eq!(port(&d), b);
+    drop(d);
+    let d = daemon()
+        .config(&cfg, 0o644)
+        .env("KAGED_BIND", &format!("127.0.0.1:{b}"))
+        .arg("--bind")
+        .arg(&format!("127.0.0.1:{c}"))
+        .start();
+    assert_eq!(port(&d), c);
+    let s = d.login();
+    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
+    assert_eq!(
+        st["settings"]["bind"]["source"],
+        serde_json::json!({"kind": "flag", "name": "--bind"})
+    );
+}
+
+#[test]
+fn unknown_config_key_names_the_key_and_the_file() {
+    let (status, err) = daemon()
+        .config("[auth]\nallowed_hostz = []\n", 0o600)
+        .start_fails();
+    assert!(!status.success());
+    assert!(err.contains("allowed_hostz"), "{err}");
+    assert!(err.contains("config.toml"), "{err}");
+}
+
+#[test]
+fn malformed_toml_reports_line_and_column() {
+    let (status, err) = daemon()
+        .config("bind = \"127.0.0.1:0\"\n[auth\n", 0o600)
+        .start_fails();
+    assert!(!status.success());
+    assert!(err.contains("line 2") && err.contains("column"), "{err}");
+}
+
+#[test]
+fn readable_config_with_a_secret_is_refused_with_the_fix() {
+    let (status, err) = daemon()
+        .config(
+            "[auth]\nsidecar_nonce = \"0123456789abcdef0123456789abcdef\"\n",
+            0o644,
+        )
+        .start_fails();
+    assert!(!status.success());
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(
+        !err.contains("0123456789abcdef0123456789abcdef"),
+        "secret leaked: {err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let (status, err) = daemon().arg("--bind").arg(&addr).start_fails();
+    assert!(!status.success());
+    assert!(err.contains(&addr) && err.contains("--bind"), "{err}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let d = daemon().start();
+    let out = d.cli(&["start"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("another kaged (pid {})", d.pid())),
+        "{err}"
+    );
+    // The first one is unharmed.
+    assert_eq!(d.get("/api/v1/readyz", &[]).status, 200);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_removes_runtime_files() {
+    let mut d = daemon().start();
+    let rt = d.runtime_dir();
+    assert!(rt.join("auth-cookie").exists());
+    assert!(rt.join("endpoint.json").exists());
+    let status = d.terminate();
+    assert!(status.success(), "{status}\n{}", d.stderr());
+    let left: Vec<_> = std::fs::read_dir(&rt).unwrap().collect();
+    assert!(left.is_empty(), "runtime files left: {left:?}");
+    // The audit log was flushed: started and stopped are both on disk.
+    let db = d.home().join(".local/share/kaged/kaged.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let types: Vec<String> = conn
+        .prepare("SELECT type FROM audit_events WHERE type LIKE 'daemon.%' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(types, vec!["daemon.started", "daemon.stopped"]);
+    // A stopped daemon is reported as not running, with the paths it would use.
+    let out = d.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kaged is not running"));
+}
+
+#[test]
+fn systemd_readiness_is_notified() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let d = daemon()
+        .env("NOTIFY_SOCKET", sock_path.to_str().unwrap())
+        .start();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    drop(d);
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/deployment/verify-units.sh"
+    );
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("systemd-analyze is missing; .ci/run installs systemd");
+    }
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
