@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::broadcast;
 
 use crate::persist::{self, TRANSCRIPT};
@@ -153,7 +155,12 @@ impl SessionManager {
             .cloned()
             .collect();
         let mut infos: Vec<SessionInfo> = matching.iter().map(|s| s.info()).collect();
-        infos.sort_by(|a, b| (&a.started_at, &a.id).cmp(&(&b.started_at, &b.id)));
+        // By time, not by string: RFC 3339 drops a zero fraction, so strings misorder.
+        infos.sort_by_cached_key(|i| {
+            let at = OffsetDateTime::parse(&i.started_at, &Rfc3339)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            (at, i.id.clone())
+        });
         infos
     }
 

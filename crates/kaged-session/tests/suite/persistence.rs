@@ -94,3 +94,31 @@ async fn session_files_are_private() {
     assert_eq!(s.id().len(), 32);
     assert!(s.id().bytes().all(|b| b.is_ascii_hexdigit()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcript_that_cannot_be_written_is_reported_and_viewers_lose_nothing() {
+    let fx = Fixture::new();
+    let s = fx.spawn(&["/bin/sh", "-c", "read line; seq 1 3000"]);
+    let mut v = s.attach("alice", Some(0));
+    // Root ignores permission bits, so break the file by putting a directory in its place.
+    std::fs::remove_file(s.transcript_path()).unwrap();
+    std::fs::create_dir(s.transcript_path()).unwrap();
+    s.write_input(b"\n").await.unwrap();
+    let seen = read_to_end(&mut v).await;
+    let mut expected = b"\r\n".to_vec();
+    expected.extend_from_slice(&super::fixture::seq_output(3000));
+    assert!(
+        seen.bytes == expected,
+        "{:?}",
+        String::from_utf8_lossy(&seen.bytes)
+    );
+    assert_eq!(seen.exit, Some((Some(0), None)));
+    let info = s.wait().await;
+    assert_eq!(
+        (info.transcript_complete, info.bytes_total),
+        (false, expected.len() as u64)
+    );
+    // The scrollback is kept, since the transcript cannot stand in for it.
+    let replay = read_to_end(&mut s.attach("alice", Some(0))).await;
+    assert!(replay.bytes == expected);
+}
