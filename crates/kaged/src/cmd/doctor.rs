@@ -20,9 +20,23 @@ pub fn run(mode: Option<&str>) -> Result<ExitCode> {
 
     checks.push((
         "bubblewrap",
-        match std::process::Command::new("bwrap").arg("--version").output() {
-            Ok(o) if o.status.success() => Verdict::Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
-            _ => Verdict::Fail("bwrap not found; install it (`apt-get install bubblewrap`) or start with --no-sandbox".into()),
+        match kaged_sandbox::self_test() {
+            Ok(b) => Verdict::Ok(format!(
+                "{} {} runs a real cage",
+                b.path.display(),
+                b.version
+            )),
+            Err(e) => Verdict::Fail(e.to_string()),
+        },
+    ));
+    checks.push((
+        "cgroup limits",
+        match kaged_sandbox::cgroup_support() {
+            kaged_sandbox::CgroupSupport::Available { systemd_run } => Verdict::Ok(format!(
+                "enforced through {} --user --scope",
+                systemd_run.display()
+            )),
+            kaged_sandbox::CgroupSupport::Unavailable { reason } => Verdict::Warn(reason.clone()),
         },
     ));
 

@@ -82,9 +82,22 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
     let insecure = settings.auth_mode.value == AuthMode::Insecure;
     let insecure_bind = bind_self_check(&settings)?;
 
-    let sandbox = json!({
-        "enabled": settings.sandbox_enabled.value,
-    });
+    // ADR-0009: no cages, no start, unless the operator said --no-sandbox out loud.
+    let cgroups = kaged_sandbox::cgroup_support();
+    let sandbox = if settings.sandbox_enabled.value {
+        let bwrap = kaged_sandbox::self_test().context("sandbox self-test failed")?;
+        tracing::info!(
+            "sandbox: {} {} passed the self-test",
+            bwrap.path.display(),
+            bwrap.version
+        );
+        json!({"enabled": true, "bwrap": bwrap, "cgroups": cgroups})
+    } else {
+        json!({"enabled": false, "cgroups": cgroups})
+    };
+    if let kaged_sandbox::CgroupSupport::Unavailable { reason } = cgroups {
+        tracing::info!("cgroup limits unavailable: {reason}");
+    }
 
     let db = settings.database_path().to_owned();
     if let Some(parent) = db.parent() {

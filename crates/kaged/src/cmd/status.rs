@@ -86,8 +86,21 @@ fn print_human(v: &Value) {
                 "DISABLED (--no-sandbox)"
             }
         );
-        if let Some(cg) = sandbox.get("cgroups") {
-            println!("  cgroups:   {}", s(cg));
+        if let Some(bwrap) = sandbox.get("bwrap") {
+            println!(
+                "  bwrap:     {} {}",
+                s(&bwrap["path"]),
+                s(&bwrap["version"])
+            );
+        }
+        let cg = &sandbox["cgroups"];
+        if cg["status"] == json!("available") {
+            println!(
+                "  cgroups:   memory/pids/cpu limits enforced via {}",
+                s(&cg["systemd_run"])
+            );
+        } else {
+            println!("  cgroups:   not enforced: {}", s(&cg["reason"]));
         }
         if let Some(w) = v["warnings"].as_array().filter(|w| !w.is_empty()) {
             let w: Vec<_> = w.iter().map(s).collect();

@@ -305,3 +305,74 @@ fn systemd_units_pass_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn without_bwrap_the_daemon_refuses_to_start_unless_no_sandbox() {
+    // A PATH with no bwrap on it.
+    let empty = tempfile::tempdir().unwrap();
+    let (st, err) = daemon()
+        .env("PATH", empty.path().to_str().unwrap())
+        .start_fails();
+    assert!(!st.success());
+    assert!(
+        err.contains("bwrap") && err.contains("--no-sandbox"),
+        "{err}"
+    );
+
+    let d = daemon()
+        .env("PATH", empty.path().to_str().unwrap())
+        .arg("--no-sandbox")
+        .start();
+    let e = d.stderr();
+    assert!(
+        e.contains("--no-sandbox") && e.contains("WITHOUT bubblewrap cages"),
+        "{e}"
+    );
+    // Loud on every response, and independent of auth: this daemon is still loopback-authed.
+    let r = d.get("/api/v1/healthz", &[]);
+    assert_eq!(r.header_all("x-kaged-warning"), vec!["no-sandbox"]);
+    assert_eq!(d.get("/api/v1/me", &[]).status, 401);
+    let s = d.login();
+    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
+    assert_eq!(st["sandbox"]["enabled"], false);
+    assert_eq!(st["warnings"], serde_json::json!(["no-sandbox"]));
+    let ev = d
+        .get(
+            "/api/v1/audit?type=sandbox.disabled",
+            &[("Cookie", &s.cookie)],
+        )
+        .json();
+    assert_eq!(ev["events"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn status_reports_the_sandbox_self_test_and_cgroup_support() {
+    let d = daemon().start();
+    let s = d.login();
+    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
+    assert_eq!(st["sandbox"]["enabled"], true);
+    assert!(
+        st["sandbox"]["bwrap"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/bwrap"),
+        "{st}"
+    );
+    assert!(
+        !st["sandbox"]["bwrap"]["version"]
+            .as_str()
+            .unwrap()
+            .is_empty(),
+        "{st}"
+    );
+    let cg = &st["sandbox"]["cgroups"];
+    assert!(
+        cg["status"] == "available" || cg["reason"].is_string(),
+        "{cg}"
+    );
+    // Where cgroups are missing, `kaged status` says so.
+    let text = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
+    if cg["status"] == "unavailable" {
+        assert!(text.contains("cgroups:   not enforced"), "{text}");
+    }
+}
