@@ -64,7 +64,10 @@ impl SessionManager {
             match load_past(&dir, id) {
                 Ok(info) => {
                     let id = info.id.clone();
-                    sessions.insert(id, Session::past(info, dir, events.clone()));
+                    sessions.insert(
+                        id,
+                        Session::past(info, dir, cfg.scrollback_bytes, events.clone()),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "skipping an unreadable past session");

@@ -59,8 +59,8 @@ impl Ring {
     }
 
     /// A ring for a session whose bytes live only in its transcript (past sessions).
-    pub(crate) fn released_at(end: u64) -> Self {
-        let mut ring = Self::new(0);
+    pub(crate) fn released_at(end: u64, cap: usize) -> Self {
+        let mut ring = Self::new(cap);
         ring.start = end;
         ring.end = end;
         ring.persisted = end;
@@ -68,8 +68,20 @@ impl Ring {
         ring
     }
 
+    #[cfg(test)]
     pub(crate) fn start(&self) -> u64 {
         self.start
+    }
+
+    /// Where a viewer that names no offset starts: the oldest byte held, or, once the bytes
+    /// live only in the transcript, about one scrollback's worth before the end (what the
+    /// ring would have held).
+    pub(crate) fn default_start(&self) -> u64 {
+        if self.released {
+            self.end.saturating_sub(self.cap as u64)
+        } else {
+            self.start
+        }
     }
 
     pub(crate) fn end(&self) -> u64 {
@@ -328,7 +340,9 @@ mod tests {
         ring.release();
         assert!(ring.is_released());
         assert_eq!((ring.start(), ring.end(), ring.charged()), (3, 3, 0));
-        let past = Ring::released_at(42);
+        assert_eq!(ring.default_start(), 0);
+        let past = Ring::released_at(42, 10);
         assert_eq!((past.start(), past.end(), past.unpersisted()), (42, 42, 0));
+        assert_eq!(past.default_start(), 32);
     }
 }

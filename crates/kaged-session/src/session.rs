@@ -242,6 +242,7 @@ impl Session {
     pub(crate) fn past(
         info: SessionInfo,
         dir: PathBuf,
+        scrollback_bytes: usize,
         events: broadcast::Sender<SessionEvent>,
     ) -> Arc<Session> {
         Arc::new(Session {
@@ -263,7 +264,7 @@ impl Session {
                 rows: info.rows,
                 transcript_complete: info.transcript_complete,
             }),
-            ring: Mutex::new(Ring::released_at(info.bytes_total)),
+            ring: Mutex::new(Ring::released_at(info.bytes_total, scrollback_bytes)),
             data_notify: Notify::new(),
             writer_notify: Notify::new(),
             persisted_notify: Notify::new(),
@@ -430,12 +431,14 @@ impl Session {
         self.info()
     }
 
-    /// Starts a viewer at `from` (the start of the scrollback when `None` or older; the end
-    /// when beyond it) and announces the attach as `actor`.
+    /// Starts a viewer at `from` and announces the attach as `actor`. `None` means the start
+    /// of the scrollback; an offset beyond the end means the end. While the session runs, an
+    /// offset older than the scrollback yields a [`ViewerEvent::Gap`] first; once it has
+    /// exited, every offset is served from the complete transcript on disk.
     pub fn attach(self: &Arc<Self>, actor: &str, from: Option<u64>) -> Viewer {
         let ring = lock(&self.ring);
         let cursor = match from {
-            None => ring.start(),
+            None => ring.default_start(),
             Some(offset) => offset.min(ring.end()),
         };
         drop(ring);

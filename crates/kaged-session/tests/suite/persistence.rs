@@ -67,9 +67,16 @@ async fn a_new_manager_lists_past_sessions_and_replays_their_transcripts() {
     );
     assert_eq!(again.list(Some("other")), vec![]);
 
-    let replayed = read_to_end(&mut again.get(done.id()).unwrap().attach("alice", Some(0))).await;
-    assert_eq!(replayed.bytes, b"persisted-output\r\n");
-    assert_eq!(replayed.exit, Some((Some(5), None)));
+    for from in [Some(0), None] {
+        let past = again.get(done.id()).unwrap();
+        let replayed = read_to_end(&mut past.attach("alice", from)).await;
+        assert_eq!(replayed.bytes, b"persisted-output\r\n");
+        assert_eq!(replayed.exit, Some((Some(5), None)));
+    }
+    assert!(matches!(
+        again.get(done.id()).unwrap().write_input(b"x").await,
+        Err(kaged_session::SessionError::NotRunning { .. })
+    ));
 
     fx.mgr.shutdown().await;
     assert_eq!(running.info().end_reason, Some(EndReason::Shutdown));
