@@ -319,3 +319,43 @@ async fn input_to_an_exited_session_is_refused() {
     );
     assert_eq!(v.next().await, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bwrap_cage_runs_on_the_pty_with_its_size_and_can_be_terminated() {
+    let probe = std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "--unshare-pid", "--", "/bin/true"])
+        .status();
+    if !matches!(probe, Ok(status) if status.success()) {
+        eprintln!("skipped: bwrap is missing or user namespaces are unavailable ({probe:?})");
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&[
+        "bwrap",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--unshare-pid",
+        "--die-with-parent",
+        "--",
+        "/bin/sh",
+        "-c",
+        "test -t 0 && echo has-tty; stty size; echo ready; while :; do sleep 1; done",
+    ]);
+    (spec.cols, spec.rows) = (123, 45);
+    let s = fx.mgr.spawn(spec).unwrap();
+    let mut v = s.attach("alice", Some(0));
+    let seen = read_until(&mut v, |b| b.ends_with(b"ready\r\n")).await;
+    assert_eq!(seen.bytes, b"has-tty\r\n45 123\r\nready\r\n");
+    s.terminate();
+    let info = s.wait().await;
+    assert_eq!(info.end_reason, Some(EndReason::Terminated));
+    assert!(
+        info.signal.is_some() || info.exit_code.is_some(),
+        "{info:?}"
+    );
+}
