@@ -4,7 +4,7 @@
 //! On a problem a field falls back to its default and the walk goes on; the caller throws
 //! the result away whenever anything was reported, so the fallbacks are never seen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use crate::diag::{Code, Sink, child_pointer};
@@ -954,6 +954,7 @@ impl Decoder<'_, '_> {
             return Vec::new();
         };
         let mut plugins: Vec<Plugin> = Vec::with_capacity(items.len());
+        let mut names = HashSet::new();
         for (i, item) in items.iter().enumerate() {
             let p = child_pointer(ptr, &i.to_string());
             let mut plugin = Plugin {
@@ -983,7 +984,7 @@ impl Decoder<'_, '_> {
                              `.`, `_` or `-`"
                         ),
                     );
-                } else if plugins.iter().any(|q| q.name == name) {
+                } else if !names.insert(name.clone()) {
                     self.report(
                         n,
                         Code::DuplicateKey,

@@ -66,6 +66,8 @@ pub enum Code {
     TooDeep,
     /// Aliases expand to more than [`crate::MAX_ALIAS_NODES`] nodes.
     AliasBomb,
+    /// More than [`crate::MAX_DIAGNOSTICS`] problems; the rest are counted, not listed.
+    TooManyProblems,
 }
 
 impl Code {
@@ -99,6 +101,7 @@ impl Code {
             Code::TooLarge => "too_large",
             Code::TooDeep => "too_deep",
             Code::AliasBomb => "alias_bomb",
+            Code::TooManyProblems => "too_many_problems",
         }
     }
 }
@@ -238,6 +241,8 @@ pub(crate) struct Sink<'a> {
     pub main: &'a Path,
     pub overlay: &'a Path,
     pub out: Vec<Diagnostic>,
+    /// Diagnostics past [`crate::MAX_DIAGNOSTICS`], counted but not kept.
+    dropped: usize,
 }
 
 impl<'a> Sink<'a> {
@@ -246,10 +251,15 @@ impl<'a> Sink<'a> {
             main,
             overlay,
             out: Vec::new(),
+            dropped: 0,
         }
     }
 
     pub fn push(&mut self, pos: Pos, code: Code, pointer: &str, message: impl Into<String>) {
+        if self.out.len() >= crate::MAX_DIAGNOSTICS {
+            self.dropped += 1;
+            return;
+        }
         let file = match pos.src {
             Src::Main => self.main,
             Src::Overlay => self.overlay,
@@ -267,6 +277,19 @@ impl<'a> Sink<'a> {
     pub fn finish(self) -> Diagnostics {
         let mut d = Diagnostics(self.out);
         d.sort();
+        if self.dropped > 0 {
+            d.0.push(Diagnostic {
+                file: self.main.to_path_buf(),
+                line: 1,
+                column: 1,
+                code: Code::TooManyProblems,
+                message: format!(
+                    "{} more problems are not shown; fix the ones above and validate again",
+                    self.dropped
+                ),
+                pointer: String::new(),
+            });
+        }
         d
     }
 }

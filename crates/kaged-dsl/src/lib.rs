@@ -49,6 +49,10 @@ pub const MAX_DEPTH: usize = 64;
 /// Most nodes that alias expansion may add in one file; beyond this it is an alias bomb.
 pub const MAX_ALIAS_NODES: usize = 10_000;
 
+/// Most diagnostics kept from one load; a file with more problems than this is far from a
+/// project file, and listing them all would only bury the first ones.
+pub const MAX_DIAGNOSTICS: usize = 200;
+
 /// The directory inside a project root that holds the project files.
 pub const PROJECT_DIR: &str = ".kaged";
 /// The project file, inside [`PROJECT_DIR`].

@@ -2,6 +2,8 @@
 //! `null` removes a key. `version` and `project` identify the project, so an overlay that
 //! could change them would make one checkout a different project on each machine.
 
+use std::collections::HashMap;
+
 use crate::diag::{Code, Sink, child_pointer};
 use crate::yaml::{Entry, Node, Value};
 
@@ -61,28 +63,33 @@ fn merge_node(base: Option<Node>, over: Node) -> Option<Node> {
             }),
             Value::Map(over_entries),
         ) => {
+            // Slots keep the base order; an index keeps the merge linear in wide maps.
+            let index: HashMap<String, usize> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.key.clone(), i))
+                .collect();
+            let mut slots: Vec<Option<Entry>> = entries.drain(..).map(Some).collect();
             for o in over_entries {
-                match entries.iter().position(|e| e.key == o.key) {
-                    Some(i) => {
-                        let existing = entries.remove(i);
-                        if let Some(value) = merge_node(Some(existing.value), o.value) {
-                            entries.insert(
-                                i,
-                                Entry {
+                match index.get(&o.key) {
+                    Some(&i) => {
+                        if let Some(existing) = slots[i].take() {
+                            slots[i] =
+                                merge_node(Some(existing.value), o.value).map(|value| Entry {
                                     key: existing.key,
                                     key_pos: existing.key_pos,
                                     value,
-                                },
-                            );
+                                });
                         }
                     }
                     None => {
                         if !matches!(o.value.value, Value::Null) {
-                            entries.push(o);
+                            slots.push(Some(o));
                         }
                     }
                 }
             }
+            entries.extend(slots.into_iter().flatten());
             Some(Node {
                 value: Value::Map(entries),
                 pos,

@@ -6,7 +6,7 @@
 //! copied, so neither a deep file nor a billion-laughs file ever gets to allocate much.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
@@ -119,6 +119,8 @@ enum Frame {
         ptr: String,
         anchor: usize,
         entries: Vec<Entry>,
+        /// Keys so far, so duplicate detection stays linear in a wide mapping.
+        seen: HashSet<String>,
         key: Option<Key>,
     },
 }
@@ -199,7 +201,11 @@ impl Builder<'_, '_> {
         match top {
             Frame::Seq { items, .. } => items.push(node),
             Frame::Map {
-                entries, key, ptr, ..
+                entries,
+                key,
+                ptr,
+                seen,
+                ..
             } => match key.take() {
                 None => {
                     *key = Some(match raw_key {
@@ -221,7 +227,7 @@ impl Builder<'_, '_> {
                     });
                 }
                 Some(Key::Text(k, key_pos)) => {
-                    if entries.iter().any(|e| e.key == k) {
+                    if !seen.insert(k.clone()) {
                         let at = child_pointer(ptr, &k);
                         self.sink.push(
                             key_pos,
@@ -383,6 +389,7 @@ impl Builder<'_, '_> {
                         ptr,
                         anchor,
                         entries: Vec::new(),
+                        seen: HashSet::new(),
                         key: None,
                     },
                     at,

@@ -108,6 +108,19 @@ fn oversized_project_file_on_disk_is_refused_without_reading_it_all() {
 }
 
 #[test]
+fn a_flood_of_problems_is_capped_with_a_count_of_the_rest() {
+    let mut yaml = String::from("version: 1\nproject: noisy\n");
+    for i in 0..1000 {
+        yaml.push_str(&format!("junk{i}: 1\n"));
+    }
+    let err = parse_project_str(Path::new("noisy.yaml"), &yaml).unwrap_err();
+    assert_eq!(err.len(), kaged_dsl::MAX_DIAGNOSTICS + 1);
+    let last = err.iter().last().unwrap();
+    assert_eq!(last.code, Code::TooManyProblems);
+    assert!(last.message.starts_with("800 more problems"), "{last}");
+}
+
+#[test]
 fn non_utf8_is_reported_at_its_position() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(".kaged")).unwrap();
@@ -121,4 +134,38 @@ fn non_utf8_is_reported_at_its_position() {
         fixture::summary(&err),
         vec![("yaml_syntax".into(), 2, 11, String::new())]
     );
+}
+
+/// Wide documents must not go quadratic (duplicate-key checks and overlay merges once
+/// did: 76 s and 14 s for these inputs). A release build parses 1 MiB in about 0.2 s; the
+/// bound is loose because tests run unoptimised on a shared 2-core machine.
+const LINEAR: Duration = Duration::from_secs(12);
+
+#[test]
+fn a_megabyte_of_distinct_keys_parses_in_linear_time() {
+    let mut yaml = String::from("version: 1\nproject: wide\ntasks:\n");
+    let mut i = 0;
+    while yaml.len() < MAX_FILE_BYTES as usize - 64 {
+        yaml.push_str(&format!("  t{i}: {{command: [x]}}\n"));
+        i += 1;
+    }
+    let start = Instant::now();
+    let p = parse_project_str(Path::new("wide.yaml"), &yaml).unwrap();
+    assert_eq!(p.tasks.len(), i);
+    assert!(start.elapsed() < LINEAR, "took {:?}", start.elapsed());
+}
+
+#[test]
+fn a_wide_overlay_over_a_wide_project_merges_in_linear_time() {
+    let mut base = String::from("version: 1\nproject: wide\ntasks:\n");
+    let mut over = String::from("tasks:\n");
+    for i in 0..30_000 {
+        base.push_str(&format!("  t{i}: {{command: [x]}}\n"));
+        over.push_str(&format!("  t{i}: {{description: d}}\n"));
+    }
+    let dir = fixture::project(&base, Some(&over), &[]);
+    let start = Instant::now();
+    let p = load_project(dir.path()).unwrap();
+    assert_eq!(p.tasks["t29999"].description.as_deref(), Some("d"));
+    assert!(start.elapsed() < LINEAR, "took {:?}", start.elapsed());
 }
