@@ -420,7 +420,7 @@ impl PortablePath {
         PortablePath("project:/".into())
     }
 
-    /// Parses and normalises. Errors say what is wrong without echoing policy.
+    /// Parses and normalises `project:/…` or `config:/…`; `..` may not climb above the root.
     pub fn parse(s: &str) -> Result<PortablePath, PathError> {
         let (scheme, rest) = if let Some(r) = s.strip_prefix("project:") {
             ("project", r)
