@@ -5,16 +5,22 @@
 //! deployment or auth mode.
 
 mod access;
+mod bridge;
 pub mod error;
 mod gate;
 mod handlers;
+pub mod launcher;
+pub mod projects;
 mod routes;
 mod state;
 
 pub use access::Access;
+pub use bridge::spawn_event_bridge;
 pub use error::{ApiError, Code};
+pub use launcher::HostFacts;
+pub use projects::Projects;
 pub use routes::{RouteSpec, route_specs};
-pub use state::{AppState, DaemonInfo, Warning};
+pub use state::{AppState, DaemonInfo, Parts, Warning};
 
 use std::sync::Arc;
 

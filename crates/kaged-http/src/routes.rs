@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use serde::Serialize;
 
 use crate::handlers;
@@ -88,6 +88,10 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         (public(Method::GET, "/api/v1/readyz"), get(health::readyz)),
         (public(Method::GET, "/api/v1/version"), get(health::version)),
         (public(Method::GET, "/launch"), get(launch::launch)),
+        (
+            public(Method::GET, "/api/v1/dsl/schema"),
+            get(projects::schema),
+        ),
         (read("/api/v1/status"), get(status::status)),
         (read("/api/v1/me"), get(me::me)),
         (
@@ -96,6 +100,42 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         ),
         (read("/api/v1/audit"), get(audit::list)),
         (socket("/api/v1/events"), get(events::events)),
+        (read("/api/v1/projects"), get(projects::list)),
+        (
+            write(Method::POST, "/api/v1/projects"),
+            post(projects::load),
+        ),
+        (read("/api/v1/projects/{id}"), get(projects::get)),
+        (
+            write(Method::DELETE, "/api/v1/projects/{id}"),
+            delete(projects::unload),
+        ),
+        (
+            read("/api/v1/projects/{id}/sessions"),
+            get(sessions::list_for_project),
+        ),
+        (
+            write(Method::POST, "/api/v1/projects/{id}/sessions"),
+            post(sessions::create),
+        ),
+        (read("/api/v1/sessions/{id}"), get(sessions::get)),
+        (
+            write(Method::DELETE, "/api/v1/sessions/{id}"),
+            delete(sessions::end),
+        ),
+        (
+            write(Method::POST, "/api/v1/sessions/{id}/signal"),
+            post(sessions::signal),
+        ),
+        (
+            write(Method::POST, "/api/v1/sessions/{id}/resize"),
+            post(sessions::resize),
+        ),
+        (
+            write(Method::POST, "/api/v1/sessions/{id}/input"),
+            post(sessions::input),
+        ),
+        (socket("/api/v1/sessions/{id}/pty"), get(pty::pty)),
     ]
 }
 

@@ -71,12 +71,26 @@ impl DaemonInfo {
     }
 }
 
+/// What the daemon hands over to build the shared state.
+pub struct Parts {
+    pub info: DaemonInfo,
+    pub auth: AuthPolicy,
+    pub access: Access,
+    pub store: Store,
+    pub audit: AuditWriter,
+    pub sessions: kaged_session::SessionManager,
+    pub host: crate::launcher::HostFacts,
+}
+
 pub struct AppState {
     pub info: DaemonInfo,
     pub auth: AuthPolicy,
     pub access: Access,
     pub store: Store,
     pub audit: AuditWriter,
+    pub sessions: kaged_session::SessionManager,
+    pub projects: crate::projects::Projects,
+    pub host: crate::launcher::HostFacts,
     /// Daemon events for `/api/v1/events`; bounded, slow subscribers lag instead of growing it.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     pub(crate) warnings: Vec<Warning>,
@@ -86,13 +100,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        info: DaemonInfo,
-        auth: AuthPolicy,
-        access: Access,
-        store: Store,
-        audit: AuditWriter,
-    ) -> AppState {
+    pub fn new(parts: Parts) -> AppState {
+        let Parts {
+            info,
+            auth,
+            access,
+            store,
+            audit,
+            sessions,
+            host,
+        } = parts;
         AppState {
             warnings: info.warnings(),
             info,
@@ -100,6 +117,9 @@ impl AppState {
             access,
             store,
             audit,
+            sessions,
+            projects: crate::projects::Projects::default(),
+            host,
             events: tokio::sync::broadcast::channel(1024).0,
             routes: crate::routes::RouteIndex::new(),
             rejections: crate::gate::RejectLimiter::default(),

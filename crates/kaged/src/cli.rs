@@ -36,6 +36,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Project files: `kaged dsl validate [DIR]` checks a project without a daemon.
+    Dsl {
+        #[command(subcommand)]
+        command: DslCommand,
+    },
     /// Check this machine for what kaged needs: bwrap, user namespaces, runtime dir, linger, bind.
     Doctor,
     /// Print the version.
@@ -81,4 +86,16 @@ pub struct OpenArgs {
     /// Only print the URL; do not try to open a browser.
     #[arg(long)]
     pub no_browser: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DslCommand {
+    /// Check DIR/.kaged/project.yaml (and project.local.yaml): exit 0 valid, 1 invalid, 2 usage.
+    Validate {
+        /// The project root (default: the current directory).
+        dir: Option<PathBuf>,
+        /// Print the diagnostics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{AuthCommand, Cli, Command};
+use crate::cli::{AuthCommand, Cli, Command, DslCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         Command::Auth { command } => match command {
             AuthCommand::Nonce => cmd::auth::nonce(cli.mode.as_deref()),
             AuthCommand::Open(args) => cmd::auth::open(cli.mode.as_deref(), args),
+        },
+        Command::Dsl { command } => match command {
+            DslCommand::Validate { dir, json } => cmd::dsl::validate(dir, json),
         },
         Command::Doctor => cmd::doctor::run(cli.mode.as_deref()),
         Command::Version => cmd::version::run(),

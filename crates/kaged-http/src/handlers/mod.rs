@@ -5,6 +5,9 @@ pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod launch;
 pub(crate) mod me;
+pub(crate) mod projects;
+pub(crate) mod pty;
+pub(crate) mod sessions;
 pub(crate) mod status;
 
 use axum::http::Uri;

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod doctor;
+pub mod dsl;
 pub mod start;
 pub mod status;
 pub mod version;

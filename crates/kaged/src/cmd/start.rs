@@ -17,7 +17,7 @@ use kaged_auth::{
 };
 use kaged_config::{Env, Flags, NonceSource, Settings};
 use kaged_deploy::{Layout, Probe};
-use kaged_http::{Access, AppState, DaemonInfo};
+use kaged_http::{Access, AppState, DaemonInfo, HostFacts, Parts};
 use kaged_store::{AuditEvent, EventType, Store};
 use serde_json::json;
 
@@ -26,6 +26,7 @@ use crate::client::{Endpoint, local_user};
 
 pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    let notify_socket = take_notify_socket();
     let layout = Layout::resolve(&Probe::from_env(mode))?;
     let flags = Flags {
         config: args.config,
@@ -42,7 +43,17 @@ pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
         .thread_name("kaged")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(layout, settings, started))
+    runtime.block_on(serve(layout, settings, started, notify_socket))
+}
+
+/// Takes `NOTIFY_SOCKET` out of the environment so that no child (cage, probe) can talk to
+/// systemd on the daemon's behalf; readiness is ours to announce.
+fn take_notify_socket() -> Option<std::ffi::OsString> {
+    let value = std::env::var_os("NOTIFY_SOCKET")?;
+    // SAFETY: called at the top of `kaged start`, before the runtime or any other thread
+    // exists, so nothing can read the environment concurrently.
+    unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+    Some(value)
 }
 
 fn init_tracing(level: &str) {
@@ -56,7 +67,13 @@ fn init_tracing(level: &str) {
         .try_init();
 }
 
-async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<ExitCode> {
+async fn serve(
+    layout: Layout,
+    settings: Settings,
+    started: Instant,
+    notify_socket: Option<std::ffi::OsString>,
+) -> Result<ExitCode> {
+    let notify = |msg: &str| sd_notify(notify_socket.as_deref(), msg);
     tracing::info!(
         mode = %layout.mode,
         reason = %layout.reason,
@@ -132,7 +149,26 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
         started,
         sandbox,
     };
-    let state = Arc::new(AppState::new(info, policy, access, store, audit));
+    let mut mcfg = kaged_session::ManagerConfig::new(&layout.sessions_dir);
+    mcfg.scrollback_bytes = settings.sessions.scrollback_bytes.value;
+    mcfg.max_per_project = settings.sessions.max_per_project.value;
+    mcfg.max_per_operator = settings.sessions.max_per_operator.value;
+    let sessions = kaged_session::SessionManager::open(mcfg)?;
+    let host = host_facts(&layout, &settings);
+    let state = Arc::new(AppState::new(Parts {
+        info,
+        auth: policy,
+        access,
+        store,
+        audit,
+        sessions,
+        host,
+    }));
+    let reloaded = state.projects.reload_all(&state.store).await?;
+    for (root, err) in &reloaded.failed {
+        tracing::warn!("registered project {root} did not load: {err}");
+    }
+    let bridge = kaged_http::spawn_event_bridge(state.clone());
 
     state
         .audit(AuditEvent::new(
@@ -225,7 +261,7 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
     }
 
     state.set_ready(true);
-    notify(&[sd_notify::NotifyState::Ready]);
+    notify("READY=1\nSTATUS=serving");
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ready on http://{bound}"
@@ -246,7 +282,7 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
     let signal = wait_for_signal().await?;
     tracing::info!("received {signal}; shutting down");
     shutdown_state.set_ready(false);
-    notify(&[sd_notify::NotifyState::Stopping]);
+    notify("STOPPING=1");
     let _ = stop_tx.send(true);
     // In-flight requests finish; long-lived WebSockets get a bounded grace period.
     match tokio::time::timeout(Duration::from_secs(10), server).await {
@@ -255,6 +291,10 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
         Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("connections still open after 10s; closing them"),
     }
+    state.sessions.shutdown().await;
+    // Let the bridge audit the exits the shutdown caused.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bridge.abort();
     state
         .audit(AuditEvent::new(
             EventType::DaemonStopped,
@@ -269,6 +309,49 @@ async fn serve(layout: Layout, settings: Settings, started: Instant) -> Result<E
     drop(stop_rx);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What sessions need from the host, captured once: the login shell, the environment that
+/// allowlisted names may draw from (never `KAGED_*`), and the paths no cage may see.
+fn host_facts(layout: &Layout, settings: &Settings) -> HostFacts {
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten();
+    let shell = user
+        .as_ref()
+        .map(|u| u.shell.display().to_string())
+        .filter(|s| !s.is_empty() && !s.ends_with("nologin") && !s.ends_with("false"))
+        .unwrap_or_else(|| "/bin/sh".to_owned());
+    let home = user
+        .map(|u| u.dir)
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let env = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("KAGED_") && k != "NOTIFY_SOCKET")
+        .collect();
+    let mut deny = vec![layout.runtime_dir.clone(), layout.state_dir.clone()];
+    if let Some(dir) = layout.config_file.parent() {
+        deny.push(dir.to_owned());
+    }
+    if let Some(kaged_config::NonceSource::File(p)) =
+        settings.sidecar_nonce.as_ref().map(|s| &s.value)
+    {
+        deny.push(p.clone());
+    }
+    if let Some(db_dir) = settings.database_path().parent() {
+        deny.push(db_dir.to_owned());
+    }
+    deny.retain(|p| p.exists());
+    deny.sort();
+    deny.dedup();
+    HostFacts {
+        sandbox_enabled: settings.sandbox_enabled.value,
+        shell,
+        home,
+        env,
+        deny,
+        scratch_root: layout.state_dir.join("scratch"),
+    }
 }
 
 /// ADR-0007's start-up self-check. Returns whether the KAGED_INSECURE_BIND override was used.
@@ -381,11 +464,24 @@ fn print_no_sandbox_block(bind: SocketAddr) {
     );
 }
 
-fn notify(state: &[sd_notify::NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some()
-        && let Err(e) = sd_notify::notify(false, state)
-    {
-        tracing::warn!(error = %e, "sd_notify failed");
+/// The systemd notify protocol: one datagram to `$NOTIFY_SOCKET` (a path, or `@name` for an
+/// abstract socket). Failures are logged; readiness is best effort outside systemd.
+fn sd_notify(socket: Option<&std::ffi::OsStr>, msg: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(socket) = socket else { return };
+    let bytes = socket.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(std::path::Path::new(socket)),
+    };
+    let sent = addr.and_then(|addr| {
+        let sock = UnixDatagram::unbound()?;
+        sock.send_to_addr(msg.as_bytes(), &addr)
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify to {} failed", socket.to_string_lossy());
     }
 }
 

@@ -1,3 +1,4 @@
 mod auth;
 mod daemon;
 mod detection;
+mod sessions;

@@ -1,0 +1,101 @@
+//! Forwards session events to `/api/v1/events` subscribers and the audit log, in one place so
+//! every session (API, agent, task) is announced and audited the same way.
+
+use std::sync::Arc;
+
+use kaged_session::{SessionEvent, SessionInfo};
+use kaged_store::{AuditEvent, EventType};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::state::AppState;
+
+pub fn spawn_event_bridge(st: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let mut rx = st.sessions.events();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => forward(&st, ev).await,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "session event bridge lagged; some events were not audited"
+                    );
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+fn is_agent(info: &SessionInfo) -> bool {
+    info.meta["kind"] == "agent"
+}
+
+async fn forward(st: &AppState, ev: SessionEvent) {
+    match ev {
+        SessionEvent::Started(info) => {
+            st.publish(json!({"type": "session.started", "session": info}));
+            st.audit(
+                AuditEvent::new(
+                    EventType::SessionStarted,
+                    Some(&info.actor),
+                    json!({"argv": info.argv, "kind": info.meta["kind"], "name": info.meta["name"], "cage": info.meta["cage"]}),
+                )
+                .project(&info.project_id)
+                .session(&info.id),
+            )
+            .await;
+            if is_agent(&info) {
+                st.publish(
+                    json!({"type": "run.started", "session": info, "agent": info.meta["name"]}),
+                );
+                st.audit(
+                    AuditEvent::new(
+                        EventType::RunStarted,
+                        Some(&info.actor),
+                        json!({"agent": info.meta["name"]}),
+                    )
+                    .project(&info.project_id)
+                    .session(&info.id),
+                )
+                .await;
+            }
+        }
+        SessionEvent::Exited(info) => {
+            st.publish(json!({"type": "session.exited", "session": info}));
+            let data = json!({"exit_code": info.exit_code, "signal": info.signal, "end_reason": info.end_reason,
+                              "bytes_total": info.bytes_total, "transcript_complete": info.transcript_complete});
+            st.audit(
+                AuditEvent::new(EventType::SessionExited, Some(&info.actor), data.clone())
+                    .project(&info.project_id)
+                    .session(&info.id),
+            )
+            .await;
+            if is_agent(&info) {
+                st.publish(
+                    json!({"type": "run.ended", "session": info, "agent": info.meta["name"]}),
+                );
+                st.audit(
+                    AuditEvent::new(EventType::RunEnded, Some(&info.actor), data)
+                        .project(&info.project_id)
+                        .session(&info.id),
+                )
+                .await;
+            }
+        }
+        SessionEvent::Attached {
+            session_id,
+            project_id,
+            actor,
+        } => {
+            st.publish(json!({"type": "session.attached", "session_id": session_id, "project_id": project_id, "actor": actor}));
+            st.audit(
+                AuditEvent::new(EventType::SessionAttached, Some(&actor), json!({}))
+                    .project(&project_id)
+                    .session(&session_id),
+            )
+            .await;
+        }
+    }
+}
