@@ -228,3 +228,18 @@ impl AppState {
         .await;
     }
 }
+
+/// Bench-only stand-in for the gate: handlers still need an identity.
+#[cfg(feature = "bench-ungated")]
+pub(crate) async fn bench_identity(mut req: Request<Body>, next: Next) -> Response {
+    req.extensions_mut().insert(kaged_auth::Authenticated {
+        identity: kaged_auth::Identity {
+            user_id: "bench-ungated".to_owned(),
+            email: None,
+            groups: Vec::new(),
+            mode: AuthMode::Insecure,
+        },
+        credential: kaged_auth::Credential::Insecure,
+    });
+    next.run(req).await
+}
