@@ -31,10 +31,15 @@ use axum::Router;
 pub fn router(state: Arc<AppState>) -> Router {
     #[cfg(feature = "bench-ungated")]
     if std::env::var_os("KAGED_BENCH_UNGATED").is_some() {
-        tracing::warn!("BENCH BUILD: KAGED_BENCH_UNGATED is set, every route is served WITHOUT Host/Origin/auth/CSRF checks");
+        tracing::warn!(
+            "BENCH BUILD: KAGED_BENCH_UNGATED is set, every route is served WITHOUT Host/Origin/auth/CSRF checks"
+        );
         return routes::build(state.clone())
             .layer(axum::middleware::from_fn(gate::bench_identity))
-            .layer(axum::middleware::map_response_with_state(state, gate::decorate));
+            .layer(axum::middleware::map_response_with_state(
+                state,
+                gate::decorate,
+            ));
     }
     routes::build(state.clone())
         .layer(axum::middleware::from_fn_with_state(

@@ -92,6 +92,8 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             public(Method::GET, "/api/v1/dsl/schema"),
             get(projects::schema),
         ),
+        (read("/"), get(web::index)),
+        (read("/assets/{*path}"), get(web::asset)),
         (read("/api/v1/status"), get(status::status)),
         (read("/api/v1/me"), get(me::me)),
         (

@@ -9,6 +9,7 @@ pub(crate) mod projects;
 pub(crate) mod pty;
 pub(crate) mod sessions;
 pub(crate) mod status;
+pub(crate) mod web;
 
 use axum::http::Uri;
 

@@ -42,7 +42,7 @@ fn every_route_sits_behind_the_stack() {
     let s = d.login();
     let origin = d.origin();
     for spec in kaged_http::route_specs() {
-        let path = spec.path.replace("{id}", "x").replace("{name}", "x");
+        let path = spec.path.replace("{id}", "x").replace("{*path}", "x.js");
         let method = spec.method.as_str();
         let body = (method != "GET").then_some("{}");
         let ws = ws_headers(&d);

@@ -385,3 +385,43 @@ fn status_reports_the_sandbox_self_test_and_cgroup_support() {
         assert!(text.contains("cgroups:   not enforced"), "{text}");
     }
 }
+
+#[test]
+fn the_web_ui_is_embedded_and_served_with_a_strict_csp() {
+    let d = daemon().start();
+    let s = d.login();
+    let page = d.get_as(&s, "/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = page.header("content-security-policy").unwrap();
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    // Every asset the page names is served from the binary.
+    let assets: Vec<&str> = page
+        .body
+        .split('"')
+        .filter(|p| p.starts_with("/assets/"))
+        .collect();
+    assert!(!assets.is_empty(), "{}", page.body);
+    for a in assets {
+        let r = d.get_as(&s, a);
+        assert_eq!(r.status, 200, "{a}");
+        assert!(!r.body.is_empty());
+    }
+    assert_eq!(d.get_as(&s, "/assets/../../etc/passwd").status, 404);
+}

@@ -1,0 +1,57 @@
+//! The browser UI, embedded in the binary at build time (`web/dist`), so `kaged` stays one
+//! file. Served behind the same gate as the API, with a strict CSP.
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use include_dir::{Dir, include_dir};
+
+use crate::error::ApiError;
+
+static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../web/dist");
+
+/// Only our own origin; no inline script or style, no framing, no other hosts.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+                   form-action 'self'; object-src 'none'";
+
+fn serve(path: &str, cache: &'static str) -> Response {
+    let Some(file) = DIST.get_file(path) else {
+        return ApiError::not_found("file", path).into_response();
+    };
+    let mime = match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("woff2") => "font/woff2",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    let mut res = file.contents().into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    res
+}
+
+pub(crate) async fn index() -> Response {
+    // The shell must never be cached: it names the current hashed assets.
+    serve("index.html", "no-store")
+}
+
+pub(crate) async fn asset(Path(path): Path<String>) -> Response {
+    if path.contains("..") {
+        return ApiError::not_found("file", &path).into_response();
+    }
+    // Hashed file names: safe to cache for a long time.
+    serve(
+        &format!("assets/{path}"),
+        "private, max-age=31536000, immutable",
+    )
+}
