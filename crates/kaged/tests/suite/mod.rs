@@ -1,4 +1,5 @@
 mod auth;
 mod daemon;
 mod detection;
+mod projects;
 mod sessions;
