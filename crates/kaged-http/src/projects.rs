@@ -20,8 +20,21 @@ pub struct LoadedProject {
 }
 
 impl LoadedProject {
-    /// The API shape: the project plus what can be started from it.
-    pub fn to_json(&self) -> Value {
+    /// The API shape: the project plus what can be started from it, with its model aliases
+    /// resolved against this operator's `local.toml`.
+    pub fn to_json(&self, local: &kaged_dsl::LocalConfig) -> Value {
+        // Partial resolution is useful: show what resolves and list what does not.
+        let mut models = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for (agent, spec) in self.project.agents() {
+            let Some(alias) = &spec.model else { continue };
+            match local.models.get(alias) {
+                Some(id) => {
+                    models.insert(alias.clone(), id.clone());
+                }
+                None => unknown.push(json!({"agent": agent, "alias": alias})),
+            }
+        }
         let agents: Vec<Value> = self
             .project
             .agents()
@@ -57,6 +70,8 @@ impl LoadedProject {
             "description": self.project.description,
             "agents": agents,
             "tasks": tasks,
+            "models": models,
+            "unknown_model_aliases": unknown,
             "loaded_at": self.loaded_at,
             "loaded_by": self.loaded_by,
             "definition": self.project,

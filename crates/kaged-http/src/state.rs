@@ -80,6 +80,7 @@ pub struct Parts {
     pub audit: AuditWriter,
     pub sessions: kaged_session::SessionManager,
     pub host: crate::launcher::HostFacts,
+    pub local: kaged_dsl::LocalConfig,
 }
 
 pub struct AppState {
@@ -91,6 +92,8 @@ pub struct AppState {
     pub sessions: kaged_session::SessionManager,
     pub projects: crate::projects::Projects,
     pub host: crate::launcher::HostFacts,
+    /// The operator's `local.toml`: model aliases, providers, registered projects.
+    pub local: kaged_dsl::LocalConfig,
     /// Daemon events for `/api/v1/events`; bounded, slow subscribers lag instead of growing it.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     pub(crate) warnings: Vec<Warning>,
@@ -109,6 +112,7 @@ impl AppState {
             audit,
             sessions,
             host,
+            local,
         } = parts;
         AppState {
             warnings: info.warnings(),
@@ -120,6 +124,7 @@ impl AppState {
             sessions,
             projects: crate::projects::Projects::default(),
             host,
+            local,
             events: tokio::sync::broadcast::channel(1024).0,
             routes: crate::routes::RouteIndex::new(),
             rejections: crate::gate::RejectLimiter::default(),

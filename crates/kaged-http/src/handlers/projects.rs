@@ -21,7 +21,12 @@ pub(crate) struct LoadBody {
 }
 
 pub(crate) async fn list(State(st): State<Arc<AppState>>) -> Json<Value> {
-    let projects: Vec<Value> = st.projects.list().iter().map(|p| p.to_json()).collect();
+    let projects: Vec<Value> = st
+        .projects
+        .list()
+        .iter()
+        .map(|p| p.to_json(&st.local))
+        .collect();
     Json(json!({ "projects": projects }))
 }
 
@@ -33,7 +38,7 @@ pub(crate) async fn get(
         .projects
         .get(&id)
         .ok_or_else(|| ApiError::not_found("project", &id))?;
-    Ok(Json(p.to_json()))
+    Ok(Json(p.to_json(&st.local)))
 }
 
 pub(crate) async fn load(
@@ -54,7 +59,7 @@ pub(crate) async fn load(
                 .project(&p.id),
             )
             .await;
-            Ok(Json(p.to_json()))
+            Ok(Json(p.to_json(&st.local)))
         }
         Err(ProjectError::Invalid(diags)) => Err(ApiError::new(
             Code::DslInvalid,

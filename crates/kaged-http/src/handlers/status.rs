@@ -32,6 +32,15 @@ pub(crate) async fn status(State(st): State<Arc<AppState>>) -> Json<Value> {
         "insecure": i.settings.auth_mode.value == kaged_auth::AuthMode::Insecure,
         "insecure_reason": i.settings.insecure_reason.as_ref().map(|r| &r.value),
         "sandbox": i.sandbox,
+        "local": {
+            "model_aliases": st.local.models.keys().collect::<Vec<_>>(),
+            // Whether each provider's key variable is set; never the key.
+            "providers": st.local.providers.iter().map(|(name, p)| {
+                (name.clone(), json!({"api_key_env": p.api_key_env,
+                    "present": st.host.env.iter().any(|(k, v)| *k == p.api_key_env && !v.is_empty())}))
+            }).collect::<serde_json::Map<_, _>>(),
+            "registered_projects": st.local.projects.len(),
+        },
         "warnings": st.warnings,
         "version": env!("CARGO_PKG_VERSION"),
         "pid": i.pid,

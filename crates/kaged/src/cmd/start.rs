@@ -155,6 +155,14 @@ async fn serve(
     mcfg.max_per_operator = settings.sessions.max_per_operator.value;
     let sessions = kaged_session::SessionManager::open(mcfg)?;
     let host = host_facts(&layout, &settings);
+    let local = kaged_dsl::LocalConfig::load(&layout.local_file)?;
+    tracing::info!(
+        "local.toml {}: {} model alias(es), {} provider(s), {} registered project(s)",
+        layout.local_file.display(),
+        local.models.len(),
+        local.providers.len(),
+        local.projects.len()
+    );
     let state = Arc::new(AppState::new(Parts {
         info,
         auth: policy,
@@ -163,10 +171,31 @@ async fn serve(
         audit,
         sessions,
         host,
+        local,
     }));
     let reloaded = state.projects.reload_all(&state.store).await?;
     for (root, err) in &reloaded.failed {
         tracing::warn!("registered project {root} did not load: {err}");
+    }
+    for registered in &state.local.projects {
+        let canonical = std::fs::canonicalize(&registered.path).ok();
+        let loaded = state
+            .projects
+            .list()
+            .iter()
+            .any(|p| Some(&p.root) == canonical.as_ref());
+        if !loaded
+            && let Err(e) = state
+                .projects
+                .load(&state.store, &registered.path, "local.toml")
+                .await
+        {
+            tracing::warn!(
+                "project {} from {} did not load: {e}",
+                registered.path.display(),
+                layout.local_file.display()
+            );
+        }
     }
     let bridge = kaged_http::spawn_event_bridge(state.clone());
 

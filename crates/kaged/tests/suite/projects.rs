@@ -212,3 +212,50 @@ fn example_projects_load_unchanged_in_both_modes() {
         );
     }
 }
+
+#[test]
+fn local_toml_registers_projects_resolves_aliases_and_never_prints_keys() {
+    let proj = tempfile::tempdir().unwrap();
+    copy_dir(&examples().join("agent-cli"), proj.path());
+    let local = format!(
+        "[models]\nsmart = \"anthropic:claude-sonnet\"\n\n[providers.anthropic]\napi_key_env = \"ANTHROPIC_API_KEY\"\n\n[[projects]]\npath = \"{}\"\n",
+        proj.path().display()
+    );
+    let d = daemon()
+        .local_toml(&local)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdefghij")
+        .start();
+    let s = d.login();
+    let p = d.get_as(&s, "/api/v1/projects/agent-cli");
+    assert_eq!(
+        p.status, 200,
+        "registered in local.toml, loaded at start: {}",
+        p.body
+    );
+    let p = p.json();
+    assert_eq!(p["models"], json!({"smart": "anthropic:claude-sonnet"}));
+    assert_eq!(
+        p["unknown_model_aliases"],
+        json!([{"agent": "primary.reviewer", "alias": "fast"}]),
+        "the reviewer's `fast` alias is not defined"
+    );
+    let st = d.get_as(&s, "/api/v1/status");
+    assert_eq!(
+        st.json()["local"]["providers"],
+        json!({"anthropic": {"api_key_env": "ANTHROPIC_API_KEY", "present": true}})
+    );
+    assert!(!st.body.contains("sk-ant-test"), "{}", st.body);
+    assert!(!d.stderr().contains("sk-ant-test"));
+}
+
+#[test]
+fn a_broken_local_toml_refuses_start_and_names_the_key() {
+    let (st, err) = daemon()
+        .local_toml("[modles]\nfast = \"x\"\n")
+        .start_fails();
+    assert!(!st.success());
+    assert!(
+        err.contains("modles") && err.contains("local.toml"),
+        "{err}"
+    );
+}
