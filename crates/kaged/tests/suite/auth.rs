@@ -821,3 +821,61 @@ fn nix_kill(pid: u32) -> std::io::Result<()> {
         .status()
         .map(|_| ())
 }
+
+#[test]
+fn only_the_daemon_uid_can_read_the_sidecar_nonce() {
+    let d = sidecar();
+    let own = d.cli(&["auth", "nonce"]);
+    assert_eq!(String::from_utf8_lossy(&own.stdout).trim(), NONCE);
+    let file = d.runtime_dir().join("sidecar-nonce");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let other = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            crate::fixture::BIN,
+            "auth",
+            "nonce",
+        ])
+        .env_clear()
+        .env("HOME", d.home())
+        .env("XDG_RUNTIME_DIR", d.dir.path().join("rt"))
+        .env("KAGED_MODE", "user")
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(!String::from_utf8_lossy(&other.stdout).contains(NONCE));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("its user"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+}
+
+#[test]
+fn doctor_checks_the_machine() {
+    let d = daemon().start();
+    let out = d.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for check in [
+        "bubblewrap",
+        "user namespaces",
+        "runtime dir",
+        "linger",
+        "bind",
+        "cgroup limits",
+    ] {
+        assert!(
+            text.contains(&format!("] {check}:")),
+            "{check} missing:\n{text}"
+        );
+    }
+    assert!(text.contains("[ok  ] bubblewrap"), "{text}");
+    assert!(out.status.success(), "{text}");
+}
