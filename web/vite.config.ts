@@ -2,6 +2,35 @@
 // dist/assets/, which is exactly what the daemon serves at `/` and `/assets/*`.
 import { defineConfig } from 'vite';
 
+const daemon = process.env.KAGED_URL ?? 'http://127.0.0.1:7777';
+
+/**
+ * Dev only (`npm run dev`, `npm run preview`): forward the API and the launch URL to a running
+ * daemon (KAGED_URL), rewriting Host and Origin so its same-origin checks pass.
+ */
+const proxy = Object.fromEntries(
+  ['/api', '/launch'].map((p) => [
+    p,
+    {
+      target: daemon,
+      ws: true,
+      changeOrigin: true,
+      configure: (proxy: any) => {
+        proxy.on('proxyReq', (req: any) => req.getHeader('origin') && req.setHeader('origin', daemon));
+        proxy.on('proxyReqWs', (req: any) => req.setHeader('origin', daemon));
+      },
+    },
+  ]),
+);
+
+/** The daemon's headers, so the preview shows what the real thing allows. */
+const headers = {
+  'Content-Security-Policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+};
+
 export default defineConfig({
   base: '/',
   // Nothing from public/ (no favicon request to a path the daemon does not serve).
@@ -19,23 +48,6 @@ export default defineConfig({
     sourcemap: false,
     reportCompressedSize: true,
   },
-  // Dev only (`npm run dev`): forward the API and the launch URL to a running daemon
-  // (KAGED_URL, default http://127.0.0.1:7777), rewriting Origin so its same-origin check passes.
-  server: {
-    proxy: Object.fromEntries(
-      ['/api', '/launch'].map((p) => [
-        p,
-        {
-          target: process.env.KAGED_URL ?? 'http://127.0.0.1:7777',
-          ws: true,
-          changeOrigin: true,
-          configure: (proxy: any) => {
-            const origin = process.env.KAGED_URL ?? 'http://127.0.0.1:7777';
-            proxy.on('proxyReq', (req: any) => req.getHeader('origin') && req.setHeader('origin', origin));
-            proxy.on('proxyReqWs', (req: any) => req.setHeader('origin', origin));
-          },
-        },
-      ]),
-    ),
-  },
+  server: { proxy },
+  preview: { proxy, headers },
 });

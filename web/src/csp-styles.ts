@@ -1,9 +1,11 @@
 // xterm.js 6 writes per-terminal CSS (cell size, theme colours, scrollbar colours) into <style>
-// elements, which the daemon's CSP (`style-src 'self'`, no 'unsafe-inline') blocks. Constructed
-// stylesheets are not inline styles as far as CSP is concerned, so text written into a <style>
-// element's `textContent` goes into a CSSStyleSheet adopted by the document instead, and the
-// element itself stays empty. The UI has no <style> elements of its own, so only xterm's are
-// affected. Browsers without constructed stylesheets keep the default behaviour.
+// elements, which the daemon's CSP (`style-src 'self'`, no 'unsafe-inline') blocks: even an
+// empty inline <style> is a violation. Constructed stylesheets are not inline styles as far as
+// CSP is concerned, so `document.createElement('style')` hands out an inert, hidden
+// placeholder element instead, and whatever is written to its `textContent` goes into a
+// CSSStyleSheet adopted by the document; removing the placeholder drops the sheet. The UI
+// itself never creates <style> elements, so only xterm's are affected. Browsers without
+// constructed stylesheets keep the default behaviour (and need 'unsafe-inline').
 
 const supported =
   typeof CSSStyleSheet !== 'undefined' &&
@@ -11,35 +13,36 @@ const supported =
   'adoptedStyleSheets' in Document.prototype;
 
 if (supported) {
-  const sheets = new WeakMap<HTMLStyleElement, { sheet: CSSStyleSheet; text: string }>();
-  const proto = HTMLStyleElement.prototype;
-  const detach = (el: HTMLStyleElement) => {
-    const entry = sheets.get(el);
-    if (entry) document.adoptedStyleSheets = document.adoptedStyleSheets.filter((s) => s !== entry.sheet);
-    sheets.delete(el);
+  const create = Document.prototype.createElement;
+  const patched = function (this: Document, tag: string, options?: ElementCreationOptions): HTMLElement {
+    if (String(tag).toLowerCase() !== 'style') return create.call(this, tag, options);
+    const doc = this;
+    const el = create.call(doc, 'kaged-style');
+    el.hidden = true;
+    const sheet = new CSSStyleSheet();
+    let text = '';
+    let adopted = false;
+    Object.defineProperty(el, 'textContent', {
+      configurable: true,
+      get: () => text,
+      set: (value: string | null) => {
+        text = value ?? '';
+        sheet.replaceSync(text);
+        if (!adopted) {
+          doc.adoptedStyleSheets = [...doc.adoptedStyleSheets, sheet];
+          adopted = true;
+        }
+      },
+    });
+    const remove = el.remove;
+    el.remove = () => {
+      if (adopted) doc.adoptedStyleSheets = doc.adoptedStyleSheets.filter((s) => s !== sheet);
+      adopted = false;
+      remove.call(el);
+    };
+    return el;
   };
-  Object.defineProperty(proto, 'textContent', {
-    configurable: true,
-    enumerable: true,
-    get(this: HTMLStyleElement) {
-      return sheets.get(this)?.text ?? '';
-    },
-    set(this: HTMLStyleElement, value: string | null) {
-      let entry = sheets.get(this);
-      if (!entry) {
-        entry = { sheet: new CSSStyleSheet(), text: '' };
-        sheets.set(this, entry);
-        document.adoptedStyleSheets = [...document.adoptedStyleSheets, entry.sheet];
-      }
-      entry.text = value ?? '';
-      entry.sheet.replaceSync(entry.text);
-    },
-  });
-  const remove = proto.remove;
-  proto.remove = function (this: HTMLStyleElement) {
-    detach(this);
-    remove.call(this);
-  };
+  Document.prototype.createElement = patched as typeof Document.prototype.createElement;
 }
 
 export {};

@@ -1,0 +1,378 @@
+// End-to-end: the web UI that the real `kaged` binary serves, driven in headless Chromium.
+// `npm run test:e2e` (KAGED_BIN = the daemon, default ../target/debug/kaged).
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Daemon, DESKTOP, launchBrowser, shoot } from './daemon.mjs';
+
+const rows = (page) => page.$$eval('.term-host .xterm-rows > div', (rs) => rs.map((r) => (r.textContent ?? '').replace(/\u00a0/g, ' ').trimEnd()));
+
+/** Waits until a terminal row (trimmed) matches `re`. (No `new Function` here: the page's CSP forbids eval.) */
+async function waitForRow(page, re, timeout = 15_000) {
+  try {
+    await page.waitForFunction(
+    ([src, flags]) => {
+      const r = new RegExp(src, flags);
+      return [...document.querySelectorAll('.term-host .xterm-rows > div')].some((row) => r.test((row.textContent ?? '').replace(/\u00a0/g, ' ').trim()));
+    },
+    [re.source, re.flags],
+    { timeout },
+  );
+  } catch (e) {
+    const state = await page.locator('#conn-state').innerText().catch(() => '?');
+    throw new Error(`no terminal row matches ${re} (connection: ${state}); rows:\n${(await rows(page)).join('\n')}`, { cause: e });
+  }
+}
+
+/** Collects CSP violations and requests to any other host, so every test can assert on them. */
+async function watch(context, base) {
+  const foreign = [];
+  context.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith(base) && !u.startsWith(base.replace('http:', 'ws:')) && !u.startsWith('data:')) foreign.push(u);
+  });
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber} ${e.sample}`),
+    );
+  });
+  return foreign;
+}
+
+async function typeLine(page, text) {
+  await page.locator('.term-host .xterm').click();
+  await page.keyboard.type(text);
+  await page.keyboard.press('Enter');
+}
+
+describe('loopback mode', () => {
+  let daemon, browser, context, page, foreign, sessionUrl;
+
+  before(async () => {
+    daemon = await Daemon.start();
+    browser = await launchBrowser();
+    context = await browser.newContext({ viewport: DESKTOP });
+    foreign = await watch(context, daemon.url);
+    page = await context.newPage();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await daemon?.stop();
+  });
+
+  it('launch URL sets the session cookie and leaves the token out of the address bar', async () => {
+    const res = await page.goto(daemon.launchUrl);
+    assert.equal(res.status(), 200);
+    assert.equal(page.url(), `${daemon.url}/`, 'the 303 lands on / with no token');
+    const port = new URL(daemon.daemonUrl || daemon.url).port;
+    const cookies = await context.cookies(daemon.url);
+    const c = cookies.find((c) => c.name === `kaged_session_${port}`);
+    assert.ok(c, `cookie kaged_session_${port} is set (got ${cookies.map((c) => c.name)})`);
+    assert.equal(c.httpOnly, true);
+    assert.equal(c.sameSite, 'Lax');
+    await page.getByRole('heading', { name: 'Projects' }).waitFor();
+    const headers = res.headers();
+    assert.match(headers['content-security-policy'] ?? '', /default-src 'self'/);
+    assert.equal(headers['x-content-type-options'], 'nosniff');
+    assert.equal(headers['referrer-policy'], 'no-referrer');
+    assert.match(headers['content-security-policy'] ?? '', /frame-ancestors 'none'/);
+    // A used launch URL is dead.
+    const again = await (await browser.newContext()).request.get(daemon.launchUrl, { maxRedirects: 0 });
+    assert.equal(again.status(), 401);
+    assert.equal(await page.locator('#insecure-banner').count(), 0, 'no insecure banner in loopback mode');
+  });
+
+  it('answers 401 without the cookie, and the UI says how to sign in', async () => {
+    const stranger = await browser.newContext({ viewport: DESKTOP });
+    const p = await stranger.newPage();
+    // (`daemonUrl` in preview mode, whose `/` is not behind auth.)
+    const res = await p.goto(`${daemon.daemonUrl || daemon.url}/`);
+    assert.equal(res.status(), 401);
+    await p.getByText('kaged auth open').first().waitFor();
+    const api = await stranger.request.get(`${daemon.url}/api/v1/me`);
+    assert.equal(api.status(), 401);
+    assert.equal((await api.json()).error.code, 'unauthenticated');
+    await stranger.close();
+
+    // Signed in, then the cookie goes (as after a daemon restart): the next API call gets 401
+    // and the UI shows its own screen instead of a broken page.
+    const lost = await browser.newContext({ viewport: DESKTOP });
+    const r2 = await lost.newPage();
+    await r2.goto(await daemon.authOpen());
+    await r2.getByRole('heading', { name: 'Projects' }).waitFor();
+    await lost.clearCookies();
+    await r2.evaluate(() => (location.hash = '#/status'));
+    await r2.locator('#unauthenticated').waitFor();
+    const text = await r2.locator('#unauthenticated').innerText();
+    assert.match(text, /Not signed in/);
+    assert.match(text, /run kaged auth open on the machine running kaged and open the URL it prints/i);
+    await shoot(r2, 'signed-out');
+    await lost.close();
+  });
+
+  it('refuses a write without the CSRF token, and accepts it with the token', async () => {
+    const dir = daemon.project('csrf-check');
+    const without = await page.evaluate(async (path) => {
+      const r = await fetch('/api/v1/projects', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ path }),
+      });
+      return { status: r.status, body: await r.json() };
+    }, dir);
+    assert.equal(without.status, 403);
+    assert.equal(without.body.error.code, 'forbidden');
+    assert.match(without.body.error.message, /CSRF/);
+    const withToken = await page.evaluate(async (path) => {
+      const me = await (await fetch('/api/v1/me', { credentials: 'same-origin' })).json();
+      const r = await fetch('/api/v1/projects', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'X-Kaged-CSRF': me.csrf_token },
+        body: JSON.stringify({ path }),
+      });
+      return r.status;
+    }, dir);
+    assert.equal(withToken, 200);
+  });
+
+  it('shows DSL diagnostics for a broken project file', async () => {
+    const dir = daemon.project('broken', 'version: 1\nproject: Not A Slug\nbogus: 1\n');
+    await page.goto(`${daemon.url}/#/`);
+    await page.getByLabel(/Absolute path/).fill(dir);
+    await page.getByRole('button', { name: 'Load' }).click();
+    const diags = page.locator('.diagnostics li');
+    await diags.first().waitFor();
+    const text = await page.locator('.diagnostics').innerText();
+    assert.match(text, /project\.yaml:\d+:\d+/);
+    await shoot(page, 'project-invalid');
+  });
+
+  it('loads a project by path and starts a shell; typing `echo hi` shows hi', async () => {
+    const dir = daemon.project('demo', 'version: 1\nproject: demo\ndescription: The e2e demo project\n');
+    await page.goto(`${daemon.url}/#/`);
+    await page.getByLabel(/Absolute path/).fill(dir);
+    await page.getByRole('button', { name: 'Load' }).click();
+    await page.getByRole('heading', { name: 'demo' }).waitFor();
+    await page.getByRole('button', { name: 'Shell' }).click();
+    await page.waitForURL(/#\/sessions\//);
+    sessionUrl = page.url();
+    await page.locator('#conn-state', { hasText: 'live' }).waitFor();
+    await typeLine(page, 'echo hi');
+    await waitForRow(page, /^hi$/);
+    assert.deepEqual(await page.evaluate(() => window.__csp), [], 'no CSP violations on the terminal page');
+  });
+
+  it('replays the scrollback after a reload', async () => {
+    await page.reload();
+    await page.locator('#conn-state', { hasText: 'live' }).waitFor();
+    await waitForRow(page, /echo hi$/);
+    await waitForRow(page, /^hi$/);
+  });
+
+  it('lets two tabs watch and type into one session', async () => {
+    const second = await context.newPage();
+    await second.goto(sessionUrl);
+    await second.locator('#conn-state', { hasText: 'live' }).waitFor();
+    await waitForRow(second, /^hi$/);
+    await typeLine(second, 'echo from-tab-$((40+2))');
+    await waitForRow(second, /^from-tab-42$/);
+    await waitForRow(page, /^from-tab-42$/);
+    await second.close();
+  });
+
+  it('reconnects a dropped socket and resumes from its offset without replaying twice', async () => {
+    const p = await context.newPage();
+    let sockets = 0;
+    let current;
+    await p.routeWebSocket(/\/api\/v1\/sessions\/[^/]+\/pty/, (ws) => {
+      sockets += 1;
+      current = ws;
+      ws.connectToServer();
+    });
+    await p.goto(sessionUrl);
+    await p.locator('#conn-state', { hasText: 'live' }).waitFor();
+    await waitForRow(p, /^from-tab-42$/);
+    await current.close({ code: 1012, reason: 'test drops the socket' });
+    await p.locator('#conn-state', { hasText: 'reconnecting' }).waitFor();
+    await p.locator('#conn-state', { hasText: 'live' }).waitFor({ timeout: 10_000 });
+    assert.ok(sockets >= 2, 'a second socket was opened');
+    await typeLine(p, 'echo after-$((1+1))-reconnect');
+    await waitForRow(p, /^after-2-reconnect$/);
+    const all = await rows(p);
+    assert.equal(all.filter((r) => r === 'hi').length, 1, `"hi" appears once, not replayed twice:\n${all.join('\n')}`);
+    await p.close();
+  });
+
+  it('resizes the PTY with the window', async () => {
+    await page.setViewportSize({ width: 700, height: 500 });
+    await page.waitForTimeout(300);
+    const size = await page.evaluate(() => {
+      const el = document.querySelector('.term-host .xterm-rows');
+      return el ? el.children.length : 0;
+    });
+    await typeLine(page, 'stty size');
+    await waitForRow(page, new RegExp(`^${size} \\d+$`));
+    await page.setViewportSize(DESKTOP);
+    // Screenshots resize the terminal too, which makes the shell redraw at other widths; they
+    // come after the replay checks for that reason.
+    await shoot(page, 'terminal');
+  });
+
+  it('lists the session with its state on the project page, live', async () => {
+    await page.goto(`${daemon.url}/#/`);
+    await page.locator('.card.project').first().waitFor();
+    await shoot(page, 'projects');
+    await page.getByRole('link', { name: 'demo' }).click();
+    const running = page.locator('.session[data-state="running"]');
+    await running.first().waitFor();
+    await shoot(page, 'project');
+    // End it from the terminal page; the project page, open in another tab, updates by itself.
+    const other = await context.newPage();
+    await other.goto(sessionUrl);
+    other.once('dialog', (d) => d.accept());
+    await other.locator('#end-session').click();
+    await page.locator('.session[data-state="exited"]').first().waitFor({ timeout: 15_000 });
+    await other.close();
+  });
+
+  it('shows the status page with where the data lives', async () => {
+    await page.goto(`${daemon.url}/#/status`);
+    await page.getByRole('heading', { name: "Where's my data?" }).waitFor();
+    const paths = await page.locator('#paths').innerText();
+    assert.ok(paths.includes(daemon.tmp), `paths name the temp HOME:\n${paths}`);
+    assert.match(await page.locator('main').innerText(), /loopback/);
+    await shoot(page, 'status');
+  });
+
+  it('reads the audit log with filters and paging', async () => {
+    await page.goto(`${daemon.url}/#/audit?type=session.`);
+    await page.locator('.event').first().waitFor();
+    const types = await page.locator('.event').evaluateAll((es) => es.map((e) => e.getAttribute('data-type')));
+    assert.ok(types.length > 0 && types.every((t) => t.startsWith('session.')), `only session.* events: ${types}`);
+    await shoot(page, 'audit');
+
+    await page.goto(`${daemon.url}/#/audit?limit=3`);
+    await page.locator('.event').first().waitFor();
+    const first = await page.locator('.event .event-head .muted').first().innerText();
+    await page.locator('#audit-older').click();
+    await page.waitForURL(/before=/);
+    await page.waitForFunction((f) => {
+      const el = document.querySelector('.event .event-head .muted');
+      return el && el.textContent !== f;
+    }, first);
+    const next = await page.locator('.event .event-head .muted').first().innerText();
+    assert.ok(Number(next.slice(1)) < Number(first.slice(1)), `older page starts below ${first}: ${next}`);
+    await page.getByRole('link', { name: /Newest/ }).click();
+    await page.waitForURL((u) => !u.hash.includes('before='));
+  });
+
+  it('asked no host but the daemon', () => {
+    assert.deepEqual(foreign, [], `only ${JSON.stringify(daemon.url)} was asked`);
+  });
+});
+
+describe('insecure mode (ADR-0007 warning UX)', () => {
+  let daemon, browser;
+  const BANNER = 'INSECURE MODE — AUTH BYPASSED';
+
+  before(async () => {
+    daemon = await Daemon.start(['--insecure', '--no-sandbox']);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await daemon?.stop();
+  });
+
+  it('shows the banner on every page, without a close button, across navigation and reloads', async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    await context.addInitScript(() => localStorage.setItem('kaged.insecureAck', (() => {
+      const d = new Date();
+      const p = (n) => String(n).padStart(2, '0');
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+    })()));
+    const page = await context.newPage();
+    await page.goto(`${daemon.url}/`);
+    const dir = daemon.project('insecure-demo');
+    await page.getByLabel(/Absolute path/).fill(dir);
+    await page.getByRole('button', { name: 'Load' }).click();
+    await page.getByRole('heading', { name: 'insecure-demo' }).waitFor();
+    const projectHash = new URL(page.url()).hash;
+    await page.getByRole('button', { name: 'Shell' }).click();
+    await page.waitForURL(/#\/sessions\//);
+    const sessionHash = new URL(page.url()).hash;
+    for (const hash of ['#/', projectHash, sessionHash, '#/status', '#/audit', '#/nowhere']) {
+      for (const how of ['navigate', 'reload']) {
+        if (how === 'navigate') await page.evaluate((h) => (location.hash = h), hash);
+        else await page.reload();
+        const banner = page.locator('#insecure-banner');
+        await banner.waitFor();
+        assert.equal((await banner.innerText()).trim(), BANNER, `banner text on ${hash} after ${how}`);
+        assert.equal(await banner.locator('button, [role=button], a').count(), 0, 'the banner has no close control');
+        const color = await banner.evaluate((el) => getComputedStyle(el).backgroundColor);
+        assert.match(color, /rgb\((19[0-9]|2\d\d), \d{1,2}, (9\d|1[0-4]\d)\)/, `banner is magenta (${color})`);
+        assert.equal((await page.locator('#nosandbox-banner').innerText()).trim(), 'NO SANDBOX — SESSIONS ARE NOT CAGED');
+        assert.equal(await page.locator('#insecure-splash').count(), 0, 'acknowledged today: no splash');
+      }
+    }
+    await page.evaluate((h) => (location.hash = h), sessionHash);
+    await page.locator('#conn-state', { hasText: 'live' }).waitFor();
+    await shoot(page, 'insecure-terminal');
+    await context.close();
+  });
+
+  it('shows the splash on the first session of each day; the banner stays after', async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    await page.goto(`${daemon.url}/`);
+    const splash = page.locator('#insecure-splash');
+    await splash.waitFor();
+    assert.equal(await splash.evaluate((d) => d.open && d.matches(':modal')), true, 'a real modal dialog');
+    await shoot(page, 'insecure-splash');
+    await page.keyboard.press('Escape');
+    assert.equal(await splash.isVisible(), true, 'Escape does not dismiss it');
+    await page.getByRole('button', { name: 'I understand' }).click();
+    await splash.waitFor({ state: 'detached' });
+    assert.equal(await page.locator('#insecure-banner').isVisible(), true, 'banner stays after the click');
+
+    await page.reload();
+    await page.locator('#insecure-banner').waitFor();
+    await page.getByRole('heading', { name: 'Projects' }).waitFor();
+    assert.equal(await splash.count(), 0, 'same day: no splash again');
+
+    // Yesterday's acknowledgement does not count today.
+    await page.evaluate(() => {
+      const d = new Date(Date.now() - 86_400_000);
+      const p = (n) => String(n).padStart(2, '0');
+      localStorage.setItem('kaged.insecureAck', `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`);
+    });
+    await page.reload();
+    await splash.waitFor();
+    await page.getByRole('button', { name: 'I understand' }).click();
+    await splash.waitFor({ state: 'detached' });
+
+    // And tomorrow (a clock moved forward a day) asks again.
+    const tomorrow = await context.newPage();
+    await tomorrow.addInitScript(() => {
+      const Real = Date;
+      const shift = 86_400_000;
+      class Shifted extends Real {
+        constructor(...a) {
+          super(...(a.length ? a : [Real.now() + shift]));
+        }
+        static now() {
+          return Real.now() + shift;
+        }
+      }
+      globalThis.Date = Shifted;
+    });
+    await tomorrow.goto(`${daemon.url}/`);
+    await tomorrow.locator('#insecure-splash').waitFor();
+    await context.close();
+  });
+});
