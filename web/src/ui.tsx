@@ -75,3 +75,22 @@ export function Page({ title, children, actions }: { title: ComponentChildren; c
 export function argvText(argv: string[] | undefined): string {
   return (argv ?? []).map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
+
+/** What a session runs, as the operator asked for it: the command inside the cage, not bwrap's argv. */
+export function sessionCommand(s: Session): string {
+  const cmd = s.meta?.command;
+  const argv = Array.isArray(cmd) ? (cmd as string[]) : s.argv;
+  return argvText(argv) || '(shell)';
+}
+
+/** "shell", "agent claude", "task test": the kind and name the daemon recorded. */
+export function sessionKind(s: Session): string {
+  const kind = typeof s.meta?.kind === 'string' ? s.meta.kind : '';
+  const name = typeof s.meta?.name === 'string' ? s.meta.name : '';
+  return [kind, name].filter(Boolean).join(' ');
+}
+
+export function isUncaged(s: Session): boolean {
+  const cage = s.meta?.cage as { caged?: boolean } | undefined;
+  return cage?.caged === false;
+}

@@ -5,7 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, type Project, type Session, api, enc, get } from '../api';
 import { subscribe } from '../events';
 import { navigate } from '../router';
-import { ErrorBox, Page, StateBadge, Time, argvText, bytes } from '../ui';
+import { ErrorBox, Page, StateBadge, Time, argvText, bytes, isUncaged, sessionCommand, sessionKind } from '../ui';
 
 /** A first guess at the terminal size so the process starts close to what the screen shows. */
 function guessSize() {
@@ -21,10 +21,14 @@ export function SessionList({ sessions }: { sessions: Session[] }) {
       {sessions.map((s) => (
         <li class="card session" data-session-id={s.id} data-state={s.state}>
           <a class="stretch" href={`#/sessions/${enc(s.id)}`}>
-            <code class="argv">{argvText(s.argv) || '(shell)'}</code>
+            <code class="argv" title={argvText(s.argv)}>
+              {sessionCommand(s)}
+            </code>
           </a>
           <div class="meta">
             <StateBadge s={s} />
+            {sessionKind(s) && <span class="badge">{sessionKind(s)}</span>}
+            {isUncaged(s) && <span class="badge bad">uncaged</span>}
             <span class="muted">
               started <Time ts={s.started_at} />
               {s.ended_at ? (

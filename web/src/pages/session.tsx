@@ -8,7 +8,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, type Session, api, enc, get } from '../api';
 import { subscribe } from '../events';
 import { type ConnState, PtyClient } from '../pty';
-import { ErrorBox, StateBadge, argvText } from '../ui';
+import { ErrorBox, StateBadge, argvText, isUncaged, sessionCommand } from '../ui';
 
 const THEME = {
   background: '#0b0d10',
@@ -163,9 +163,10 @@ export function SessionPage({ id }: { id: string }) {
           ←
         </a>
         <code class="argv" title={session ? argvText(session.argv) : ''}>
-          {session ? argvText(session.argv) || '(shell)' : id}
+          {session ? sessionCommand(session) : id}
         </code>
         {session && <StateBadge s={session} />}
+        {session && isUncaged(session) && <span class="badge bad">uncaged</span>}
         <span class={`conn conn-${conn.kind}`} id="conn-state" role="status" aria-live="polite">
           {connLabel(conn)}
         </span>

@@ -17,7 +17,17 @@ const PATH_LABELS: [string, string][] = [
 function Value({ v }: { v: unknown }) {
   if (v === null || v === undefined) return <span class="muted">—</span>;
   if (typeof v === 'boolean') return <span>{v ? 'yes' : 'no'}</span>;
-  if (typeof v === 'object') return <code class="json">{JSON.stringify(v, null, 1)}</code>;
+  if (Array.isArray(v)) return <code>{v.map(String).join(', ')}</code>;
+  if (typeof v === 'object')
+    return (
+      <ul class="nested">
+        {Object.entries(v as Record<string, unknown>).map(([k, x]) => (
+          <li>
+            <span class="muted">{k}:</span> <Value v={x} />
+          </li>
+        ))}
+      </ul>
+    );
   return <code>{String(v)}</code>;
 }
 
