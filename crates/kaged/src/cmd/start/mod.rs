@@ -1,28 +1,30 @@
 //! `kaged start`: resolve mode and settings, take the state-dir lock, run the start-up
 //! self-checks, set up auth, bind, serve until SIGTERM/SIGINT, then shut down cleanly.
 
-use std::fs::File;
-use std::io::{Read, Seek, Write};
+mod banner;
+mod lock;
+mod notify;
+mod setup;
+
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use kaged_auth::{
-    AuthMode, AuthPolicy, MIN_SIDECAR_NONCE_LEN, PolicyConfig, Secret, read_secret_file,
-    remove_quietly, write_secret_file,
-};
-use kaged_config::{Env, Flags, NonceSource, Settings};
+use anyhow::{Context, Result};
+use kaged_auth::{AuthMode, remove_quietly, write_secret_file};
+use kaged_config::{Env, Flags, Settings};
 use kaged_deploy::{Layout, Probe};
-use kaged_http::{Access, AppState, DaemonInfo, HostFacts, Parts};
+use kaged_http::{Access, AppState, DaemonInfo, Parts};
 use kaged_store::{AuditEvent, EventType, Store};
 use serde_json::json;
 
 use crate::cli::StartArgs;
 use crate::client::{Endpoint, local_user};
+use banner::{print_insecure_block, print_no_sandbox_block};
+use lock::StateLock;
+use notify::sd_notify;
+use setup::{bind_self_check, host_facts, setup_auth};
 
 pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
     let started = Instant::now();
@@ -340,180 +342,6 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-/// What sessions need from the host, captured once: the login shell, the environment that
-/// allowlisted names may draw from (never `KAGED_*`), and the paths no cage may see.
-fn host_facts(layout: &Layout, settings: &Settings) -> HostFacts {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten();
-    let shell = user
-        .as_ref()
-        .map(|u| u.shell.display().to_string())
-        .filter(|s| !s.is_empty() && !s.ends_with("nologin") && !s.ends_with("false"))
-        .unwrap_or_else(|| "/bin/sh".to_owned());
-    let home = user
-        .map(|u| u.dir)
-        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let env = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("KAGED_") && k != "NOTIFY_SOCKET")
-        .collect();
-    let mut deny = vec![layout.runtime_dir.clone(), layout.state_dir.clone()];
-    if let Some(dir) = layout.config_file.parent() {
-        deny.push(dir.to_owned());
-    }
-    if let Some(kaged_config::NonceSource::File(p)) =
-        settings.sidecar_nonce.as_ref().map(|s| &s.value)
-    {
-        deny.push(p.clone());
-    }
-    if let Some(db_dir) = settings.database_path().parent() {
-        deny.push(db_dir.to_owned());
-    }
-    deny.retain(|p| p.exists());
-    deny.sort();
-    deny.dedup();
-    HostFacts {
-        sandbox_enabled: settings.sandbox_enabled.value,
-        shell,
-        home,
-        env,
-        deny,
-        scratch_root: layout.state_dir.join("scratch"),
-    }
-}
-
-/// ADR-0007's start-up self-check. Returns whether the KAGED_INSECURE_BIND override was used.
-fn bind_self_check(settings: &Settings) -> Result<bool> {
-    let bind = settings.bind.value;
-    if bind.ip().is_loopback() {
-        return Ok(false);
-    }
-    if bind.ip().is_unspecified() {
-        tracing::warn!(
-            "binding {bind} exposes kaged on EVERY network interface; prefer 127.0.0.1 behind a sidecar (ADR-0007)"
-        );
-    }
-    if settings.sidecar_nonce.is_some() && settings.auth_mode.value == AuthMode::Sidecar {
-        return Ok(false);
-    }
-    if settings.insecure_bind.value {
-        tracing::warn!(
-            "!!! KAGED_INSECURE_BIND=1: serving on non-loopback {bind} WITHOUT a sidecar nonce. Anyone who can reach this address can try to talk to kaged. This override is audited. !!!"
-        );
-        return Ok(true);
-    }
-    bail!(
-        "refusing to bind non-loopback address {bind} (from {}) without an auth sidecar: set auth.mode = \"sidecar\" with KAGED_AUTH_SIDECAR_NONCE or auth.sidecar_nonce_file, bind 127.0.0.1, or set KAGED_INSECURE_BIND=1 if you really know what you are doing (ADR-0007)",
-        settings.bind.source
-    )
-}
-
-/// Creates the per-start nonce files. Returns the policy and the runtime files to remove at
-/// shutdown.
-fn setup_auth(
-    layout: &Layout,
-    settings: &Settings,
-    port: u16,
-) -> Result<(AuthPolicy, Vec<PathBuf>)> {
-    let mut files = Vec::new();
-    let mut loopback_nonce = None;
-    let mut sidecar_nonce = None;
-    match settings.auth_mode.value {
-        AuthMode::Loopback => {
-            let nonce = Secret::generate()?;
-            write_secret_file(&layout.auth_cookie_file(), nonce.expose())?;
-            files.push(layout.auth_cookie_file());
-            loopback_nonce = Some(nonce);
-        }
-        AuthMode::Sidecar => {
-            let nonce = match &settings.sidecar_nonce {
-                Some(s) => {
-                    let value = match &s.value {
-                        NonceSource::Inline(v) => v.clone(),
-                        NonceSource::File(p) => read_secret_file(p, true)?,
-                    };
-                    if value.len() < MIN_SIDECAR_NONCE_LEN {
-                        return Err(kaged_auth::AuthSetupError::WeakNonce {
-                            origin: s.source.to_string(),
-                            len: value.len(),
-                        }
-                        .into());
-                    }
-                    Secret::from_string(value)
-                }
-                None => Secret::generate()?,
-            };
-            // `kaged auth nonce` reads this copy; only the daemon's UID can.
-            write_secret_file(&layout.sidecar_nonce_file(), nonce.expose())?;
-            files.push(layout.sidecar_nonce_file());
-            sidecar_nonce = Some(nonce);
-        }
-        AuthMode::Insecure => {}
-    }
-    let policy = AuthPolicy::new(PolicyConfig {
-        mode: settings.auth_mode.value,
-        port,
-        local_user: local_user(),
-        loopback_nonce,
-        sidecar_nonce,
-        launch_ttl: settings.launch_token_ttl.value,
-    })?;
-    Ok((policy, files))
-}
-
-fn print_insecure_block(bind: SocketAddr) {
-    let exposed = if bind.ip().is_loopback() {
-        "Anyone who can reach this loopback address (any local user or process) is the operator."
-    } else {
-        "This is a NON-LOOPBACK address: anyone on the network who can reach it is the operator."
-    };
-    eprintln!(
-        "\n\
-         ################################################################################\n\
-         ##  WARNING: kaged started with --insecure (auth.mode = insecure)\n\
-         ##  AUTHENTICATION IS BYPASSED. Every request is accepted as `insecure-mode`.\n\
-         ##  Bind address: {bind}\n\
-         ##  {exposed}\n\
-         ##  CSRF checks, the sandbox and the audit log stay on.\n\
-         ##  See ADR-0007 (docs/auth.md): restrict network access yourself.\n\
-         ################################################################################\n"
-    );
-}
-
-fn print_no_sandbox_block(bind: SocketAddr) {
-    eprintln!(
-        "\n\
-         ################################################################################\n\
-         ##  WARNING: kaged started with --no-sandbox\n\
-         ##  Sessions run WITHOUT bubblewrap cages, with the daemon's full rights.\n\
-         ##  Bind address: {bind}\n\
-         ##  See ADR-0009: cages are the default; this is an explicit escape hatch.\n\
-         ################################################################################\n"
-    );
-}
-
-/// The systemd notify protocol: one datagram to `$NOTIFY_SOCKET` (a path, or `@name` for an
-/// abstract socket). Failures are logged; readiness is best effort outside systemd.
-fn sd_notify(socket: Option<&std::ffi::OsStr>, msg: &str) {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(socket) = socket else { return };
-    let bytes = socket.as_bytes();
-    let addr = match bytes.strip_prefix(b"@") {
-        Some(name) => SocketAddr::from_abstract_name(name),
-        None => SocketAddr::from_pathname(std::path::Path::new(socket)),
-    };
-    let sent = addr.and_then(|addr| {
-        let sock = UnixDatagram::unbound()?;
-        sock.send_to_addr(msg.as_bytes(), &addr)
-    });
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "sd_notify to {} failed", socket.to_string_lossy());
-    }
-}
-
 async fn wait_for_signal() -> Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -522,44 +350,4 @@ async fn wait_for_signal() -> Result<&'static str> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     })
-}
-
-/// An exclusive `flock` on `<state>/kaged.lock` for the daemon's lifetime: a second daemon on
-/// the same state dir is refused instead of corrupting it.
-struct StateLock {
-    _lock: nix::fcntl::Flock<File>,
-}
-
-impl StateLock {
-    fn acquire(layout: &Layout) -> Result<StateLock> {
-        let path = &layout.lock_file;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => {
-                let mut f: &File = &lock;
-                f.set_len(0)?;
-                f.rewind()?;
-                write!(f, "{}", std::process::id())?;
-                Ok(StateLock { _lock: lock })
-            }
-            Err((mut file, _)) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                bail!(
-                    "another kaged (pid {}) already runs with state dir {} in {} mode; stop it first (`kaged status` shows it)",
-                    pid.trim(),
-                    layout.state_dir.display(),
-                    layout.mode
-                );
-            }
-        }
-    }
 }
