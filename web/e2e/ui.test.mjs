@@ -250,22 +250,21 @@ describe('loopback mode', () => {
 
   it('reads the audit log with filters and paging', async () => {
     await page.goto(`${daemon.url}/#/audit?type=session.`);
-    await page.locator('.event').first().waitFor();
+    await page.locator('ol.audit[data-query="type=session."]').waitFor();
     const types = await page.locator('.event').evaluateAll((es) => es.map((e) => e.getAttribute('data-type')));
     assert.ok(types.length > 0 && types.every((t) => t.startsWith('session.')), `only session.* events: ${types}`);
     await shoot(page, 'audit');
 
     await page.goto(`${daemon.url}/#/audit?limit=3`);
-    await page.locator('.event').first().waitFor();
-    const first = await page.locator('.event .event-head .muted').first().innerText();
+    const ids = () => page.locator('.event .event-head .muted:first-child').evaluateAll((es) => es.map((e) => Number(e.textContent.slice(1))));
+    await page.locator('ol.audit[data-query="limit=3"]').waitFor();
+    const firstPage = await ids();
+    assert.equal(firstPage.length, 3);
     await page.locator('#audit-older').click();
-    await page.waitForURL(/before=/);
-    await page.waitForFunction((f) => {
-      const el = document.querySelector('.event .event-head .muted');
-      return el && el.textContent !== f;
-    }, first);
-    const next = await page.locator('.event .event-head .muted').first().innerText();
-    assert.ok(Number(next.slice(1)) < Number(first.slice(1)), `older page starts below ${first}: ${next}`);
+    await page.locator(`ol.audit[data-query="limit=3&before=${Math.min(...firstPage)}"]`).waitFor();
+    const secondPage = await ids();
+    assert.equal(secondPage.length, 3);
+    assert.ok(Math.max(...secondPage) < Math.min(...firstPage), `older page ${secondPage} is below ${firstPage}`);
     await page.getByRole('link', { name: /Newest/ }).click();
     await page.waitForURL((u) => !u.hash.includes('before='));
   });

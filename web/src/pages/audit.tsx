@@ -15,7 +15,8 @@ function hashWith(q: URLSearchParams): string {
 }
 
 export function AuditPage({ query }: { query: URLSearchParams; me: Me }) {
-  const [page, setPage] = useState<Page_ | null>(null);
+  // The page with the query it answers, so a stale answer is never shown for a newer query.
+  const [loaded, setLoaded] = useState<{ key: string; page: Page_ } | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [form, setForm] = useState<Record<string, string>>({});
   const key = query.toString();
@@ -28,11 +29,11 @@ export function AuditPage({ query }: { query: URLSearchParams; me: Me }) {
       const v = query.get(f);
       if (v) api.set(f, v);
     }
-    setPage(null);
     get<Page_>(`/api/v1/audit?${api}`)
-      .then((p) => (setPage(p), setError(null)))
+      .then((p) => (setLoaded({ key, page: p }), setError(null)))
       .catch(setError);
   }, [key]);
+  const page = loaded?.key === key ? loaded.page : null;
 
   const apply = (e: Event) => {
     e.preventDefault();
@@ -87,7 +88,7 @@ export function AuditPage({ query }: { query: URLSearchParams; me: Me }) {
       <ErrorBox error={error} title="Could not read the audit log" />
       {page && page.events.length === 0 && <p class="muted">No events match.</p>}
       {page && page.events.length > 0 && (
-        <ol class="audit" aria-label="Audit events">
+        <ol class="audit" aria-label="Audit events" data-query={key}>
           {page.events.map((ev) => (
             <li class="card event" data-type={ev.type}>
               <div class="event-head">
