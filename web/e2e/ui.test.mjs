@@ -290,6 +290,7 @@ describe('insecure mode (ADR-0007 warning UX)', () => {
 
   it('shows the banner on every page, without a close button, across navigation and reloads', async () => {
     const context = await browser.newContext({ viewport: DESKTOP });
+    const foreign = await watch(context, daemon.url);
     await context.addInitScript(() => localStorage.setItem('kaged.insecureAck', (() => {
       const d = new Date();
       const p = (n) => String(n).padStart(2, '0');
@@ -321,6 +322,8 @@ describe('insecure mode (ADR-0007 warning UX)', () => {
     }
     await page.evaluate((h) => (location.hash = h), sessionHash);
     await page.locator('#conn-state', { hasText: 'live' }).waitFor();
+    assert.deepEqual(await page.evaluate(() => window.__csp), [], 'no CSP violations on any screen');
+    assert.deepEqual(foreign, [], 'no request to another host');
     await shoot(page, 'insecure-terminal');
     await context.close();
   });
