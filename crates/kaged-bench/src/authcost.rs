@@ -1,0 +1,123 @@
+//! What the auth layers cost: authenticated `GET /api/v1/status` per second with `wrk` on
+//! loopback, in each auth mode, against the same route on a bench-only build that serves the
+//! router without the gate (`--features bench-ungated` plus `KAGED_BENCH_UNGATED=1`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::kaged::{Kaged, KagedOpts};
+
+/// The configurations measured, in the order each round runs them.
+pub const MODES: [&str; 4] = ["ungated", "loopback", "sidecar", "insecure"];
+
+/// A daemon for one mode and the headers a client of that mode sends.
+struct ModeDaemon {
+    mode: &'static str,
+    kaged: Kaged,
+    headers: Vec<(String, String)>,
+}
+
+pub struct Daemons {
+    daemons: Vec<ModeDaemon>,
+}
+
+const SIDECAR_NONCE: &str = "kaged-bench-sidecar-nonce-0123456789abcdef";
+
+impl Daemons {
+    pub fn start(bin: &Path, ungated_bin: &Path) -> Result<Daemons> {
+        let mut daemons = Vec::new();
+        for mode in MODES {
+            let (bin, args, env, login): (&Path, Vec<String>, Vec<(String, String)>, bool) =
+                match mode {
+                    "ungated" => (
+                        ungated_bin,
+                        Vec::new(),
+                        vec![("KAGED_BENCH_UNGATED".into(), "1".into())],
+                        false,
+                    ),
+                    "loopback" => (bin, Vec::new(), Vec::new(), true),
+                    "sidecar" => (
+                        bin,
+                        vec!["--auth-mode".into(), "sidecar".into()],
+                        vec![("KAGED_AUTH_SIDECAR_NONCE".into(), SIDECAR_NONCE.into())],
+                        false,
+                    ),
+                    _ => (bin, vec!["--insecure".into()], Vec::new(), false),
+                };
+            let (k, _) = Kaged::start(&KagedOpts {
+                bin,
+                args,
+                env,
+                config: None,
+                login,
+            })
+            .with_context(|| format!("starting kaged for the {mode} auth measurement"))?;
+            let headers = match mode {
+                "loopback" => k
+                    .api
+                    .cookie
+                    .iter()
+                    .map(|c| ("Cookie".to_owned(), c.clone()))
+                    .collect(),
+                "sidecar" => vec![
+                    ("X-Kaged-Auth-Nonce".to_owned(), SIDECAR_NONCE.to_owned()),
+                    ("X-Kaged-User-Id".to_owned(), "bench".to_owned()),
+                ],
+                _ => Vec::new(),
+            };
+            // The route must really answer 200 in this mode, or wrk measures refusals.
+            let mut req = crate::kaged::agent().get(format!("{}/api/v1/status", k.api.base));
+            for (h, v) in &headers {
+                req = req.header(h, v);
+            }
+            let status = req.call().context("GET /api/v1/status")?.status();
+            if status.as_u16() != 200 {
+                bail!("GET /api/v1/status in {mode} mode answered {status}");
+            }
+            daemons.push(ModeDaemon {
+                mode,
+                kaged: k,
+                headers,
+            });
+        }
+        Ok(Daemons { daemons })
+    }
+
+    /// One `wrk` run per mode, in `MODES` order; returns requests per second.
+    pub fn round(&self, duration: Duration) -> Result<Vec<(&'static str, f64)>> {
+        let mut out = Vec::new();
+        for d in &self.daemons {
+            out.push((d.mode, wrk(&d.kaged.api.base, &d.headers, duration)?));
+        }
+        Ok(out)
+    }
+}
+
+fn wrk(base: &str, headers: &[(String, String)], duration: Duration) -> Result<f64> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", "-c8"])
+        .arg(format!("-d{}s", duration.as_secs().max(1)));
+    for (h, v) in headers {
+        cmd.arg("-H").arg(format!("{h}: {v}"));
+    }
+    cmd.arg(format!("{base}/api/v1/status"));
+    let out = cmd.output().context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if let Some(line) = text.lines().find(|l| l.contains("Non-2xx")) {
+        bail!("wrk saw refusals ({}) at {base}", line.trim());
+    }
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow!("no Requests/sec in wrk's output:\n{text}"))
+}

@@ -1,0 +1,374 @@
+//! The kaged target: the real binary in per-user mode in a temp HOME, logged in as a browser
+//! would (launch URL → cookie → CSRF token from `/api/v1/me`).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use crate::ws::{Proto, Term};
+
+/// The project every bench session runs in (`.kaged/project.yaml` says `project: bench`).
+pub const PROJECT: &str = "bench";
+
+pub struct KagedOpts<'a> {
+    pub bin: &'a Path,
+    /// Extra arguments to `kaged start`.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// `config.toml` contents.
+    pub config: Option<String>,
+    /// Log in through the printed launch URL (loopback auth).
+    pub login: bool,
+}
+
+/// A running daemon; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Kaged {
+    child: Child,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub home: PathBuf,
+    pub api: Api,
+    log: Arc<Mutex<Vec<String>>>,
+    _root: tempfile::TempDir,
+}
+
+/// What HTTP needs to look like a logged-in browser tab. Cheap to clone into blocking tasks.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    agent: ureq::Agent,
+    pub headers: Vec<(String, String)>,
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+impl Api {
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
+        let mut res = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                for (k, v) in &self.headers {
+                    r = r.header(k, v);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = self.agent.delete(&url);
+                for (k, v) in &self.headers {
+                    r = r.header(k, v);
+                }
+                r.call()
+            }
+            (_, body) => {
+                let mut r = self.agent.post(&url);
+                for (k, v) in &self.headers {
+                    r = r.header(k, v);
+                }
+                match body {
+                    Some(b) => r.send_json(b),
+                    None => r.send_empty(),
+                }
+            }
+        }
+        .with_context(|| format!("{method} {path}"))?;
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    pub fn get(&self, path: &str) -> Result<(u16, Value)> {
+        self.call("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<(u16, Value)> {
+        self.call("DELETE", path, None)
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (status, v) = self.call(method, path, body)?;
+        if !(200..300).contains(&status) {
+            bail!("{method} {path} answered {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Loads the bench project; a project that is already loaded is fine.
+    pub fn load_project(&self, dir: &Path) -> Result<()> {
+        let (status, v) = self.post("/api/v1/projects", &json!({"path": dir}))?;
+        if !(200..300).contains(&status) && status != 409 {
+            bail!(
+                "loading the project {} answered {status}: {v}",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts a session in the bench project and returns its id.
+    pub fn create_session(&self, argv: &[&str]) -> Result<String> {
+        let body = json!({"argv": argv, "cols": crate::raw::COLS, "rows": crate::raw::ROWS});
+        let v = self.ok(
+            "POST",
+            &format!("/api/v1/projects/{PROJECT}/sessions"),
+            Some(&body),
+        )?;
+        v.get("id")
+            .or_else(|| v.pointer("/session/id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no session id in {v}"))
+    }
+
+    pub fn session(&self, id: &str) -> Result<Value> {
+        let v = self.ok("GET", &format!("/api/v1/sessions/{id}"), None)?;
+        Ok(v.get("session").cloned().unwrap_or(v))
+    }
+
+    pub fn end_session(&self, id: &str) -> Result<()> {
+        let (status, v) = self.delete(&format!("/api/v1/sessions/{id}"))?;
+        // 409: it already ended.
+        if !(200..300).contains(&status) && status != 409 {
+            bail!("DELETE session {id} answered {status}: {v}");
+        }
+        Ok(())
+    }
+}
+
+/// Runs a blocking API call off the async runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow!("blocking task failed: {e}"))?
+}
+
+impl Kaged {
+    /// Starts the daemon and returns it with the time from spawn to the first `readyz` 200.
+    pub fn start(opts: &KagedOpts<'_>) -> Result<(Kaged, Duration)> {
+        let root = tempfile::Builder::new()
+            .prefix("kaged-bench-")
+            .tempdir()
+            .context("creating a temp dir for the daemon")?;
+        let home = root.path().join("home");
+        let rt = root.path().join("rt");
+        std::fs::create_dir_all(&home).context("creating the temp HOME")?;
+        std::fs::create_dir_all(&rt).context("creating the temp runtime dir")?;
+        std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700))
+            .context("chmod 0700 on the runtime dir")?;
+        if let Some(text) = &opts.config {
+            let dir = home.join(".config/kaged");
+            std::fs::create_dir_all(&dir).context("creating the config dir")?;
+            let path = dir.join("config.toml");
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .context("chmod 0600 on config.toml")?;
+        }
+        let mut cmd = Command::new(opts.bin);
+        cmd.arg("start")
+            .args(["--bind", "127.0.0.1:0"])
+            .args(&opts.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &rt)
+            .env("KAGED_MODE", "user")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let t0 = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", opts.bin.display()))?;
+        let pid = child.id();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                // Drains stderr for the daemon's whole life, so that logging never blocks it.
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = tx.send(line.clone());
+                    if let Ok(mut l) = log.lock() {
+                        if l.len() > 200 {
+                            l.remove(0);
+                        }
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        let tail = |log: &Arc<Mutex<Vec<String>>>| {
+            log.lock()
+                .map(|l| l.join("\n"))
+                .unwrap_or_else(|_| String::new())
+        };
+        let mut launch = None;
+        let addr: SocketAddr = loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+                anyhow!(
+                    "kaged did not print its address within 30 s; its stderr:\n{}",
+                    tail(&log)
+                )
+            })?;
+            if let Some(url) = line.trim().strip_prefix("open:") {
+                launch = url.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                let a = rest.split_whitespace().next().unwrap_or("");
+                break a
+                    .parse()
+                    .with_context(|| format!("unexpected address {a:?} in {line:?}"))?;
+            }
+        };
+        let agent = agent();
+        let base = format!("http://{addr}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ready_after = loop {
+            let ready = agent
+                .get(format!("{base}/api/v1/readyz"))
+                .call()
+                .map(|r| r.status().as_u16() == 200)
+                .unwrap_or(false);
+            if ready {
+                break t0.elapsed();
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "kaged never answered readyz 200; its stderr:\n{}",
+                    tail(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        };
+        let mut api = Api {
+            base: base.clone(),
+            agent: agent.clone(),
+            headers: Vec::new(),
+            cookie: None,
+            csrf: None,
+        };
+        if opts.login {
+            while launch.is_none() {
+                let line = rx.recv_timeout(Duration::from_secs(5)).map_err(|_| {
+                    anyhow!("kaged printed no launch URL; its stderr:\n{}", tail(&log))
+                })?;
+                if let Some(url) = line.trim().strip_prefix("open:") {
+                    launch = url.split_whitespace().next().map(str::to_owned);
+                }
+            }
+            let url = launch.unwrap_or_default();
+            let res = agent.get(&url).call().context("opening the launch URL")?;
+            if res.status().as_u16() != 303 {
+                bail!("the launch URL answered {} instead of 303", res.status());
+            }
+            let cookie = res
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.starts_with("kaged_session_"))
+                .and_then(|v| v.split(';').next())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("the launch URL set no kaged_session_ cookie"))?;
+            api.headers.push(("Cookie".into(), cookie.clone()));
+            api.cookie = Some(cookie);
+            let (status, me) = api.get("/api/v1/me")?;
+            let csrf = me
+                .get("csrf_token")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("GET /api/v1/me answered {status} without csrf_token"))?
+                .to_owned();
+            api.headers.push(("Origin".into(), base.clone()));
+            api.headers.push(("X-Kaged-CSRF".into(), csrf.clone()));
+            api.csrf = Some(csrf);
+        }
+        Ok((
+            Kaged {
+                child,
+                addr,
+                pid,
+                home,
+                api,
+                log,
+                _root: root,
+            },
+            ready_after,
+        ))
+    }
+
+    /// The last lines the daemon logged, for error messages.
+    pub fn log_tail(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    pub fn transcript_path(&self, id: &str) -> PathBuf {
+        self.home
+            .join(".local/share/kaged/sessions")
+            .join(id)
+            .join("transcript")
+    }
+
+    /// A viewer on a session's PTY, attached as the web UI does.
+    pub async fn attach(&self, id: &str, hello: Option<u64>) -> Result<Term> {
+        let csrf = self.api.csrf.clone().unwrap_or_default();
+        let url = format!("ws://{}/api/v1/sessions/{id}/pty?csrf={csrf}", self.addr);
+        let mut headers = vec![("Origin".to_owned(), self.api.base.clone())];
+        if let Some(c) = &self.api.cookie {
+            headers.push(("Cookie".to_owned(), c.clone()));
+        }
+        Term::connect(&url, &headers, Proto::Kaged, hello).await
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(mut self, grace: Duration) {
+        self.terminate(grace);
+    }
+
+    fn terminate(&mut self, grace: Duration) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Kaged {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate(Duration::from_secs(10));
+        }
+    }
+}
