@@ -362,7 +362,19 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
         date: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
-        commit: sh("git", &["rev-parse", "--short", "HEAD"], &paths.workspace),
+        commit: {
+            let head = sh("git", &["rev-parse", "--short", "HEAD"], &paths.workspace);
+            let dirty = sh(
+                "git",
+                &["status", "--porcelain", "--untracked-files=no"],
+                &paths.workspace,
+            );
+            if dirty.is_empty() || dirty == "?" {
+                head
+            } else {
+                format!("{head}` (plus uncommitted changes in the tree) `")
+            }
+        },
         nproc: sh("nproc", &[], &paths.workspace),
         kernel: sh("uname", &["-r"], &paths.workspace),
         cpu: cpu_model(),

@@ -118,7 +118,7 @@ pub fn median(v: &[f64]) -> Option<f64> {
 
 fn num(v: f64) -> String {
     let a = v.abs();
-    if a >= 1000.0 {
+    if a >= 1000.0 || (v.fract() == 0.0 && a < 1e9) {
         format!("{v:.0}")
     } else if a >= 100.0 {
         format!("{v:.1}")

@@ -17,12 +17,22 @@ const BENCH: &str = env!("CARGO_BIN_EXE_kaged-bench");
 fn kaged_binary() -> PathBuf {
     let bench = Path::new(BENCH);
     let profile_dir = bench.parent().expect("kaged-bench lives in a profile dir");
-    let target_dir = profile_dir.parent().expect("the profile dir lives in a target dir");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile dir lives in a target dir");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "kaged", "--bin", "kaged", "--target-dir"])
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "kaged",
+        "--bin",
+        "kaged",
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -45,7 +55,11 @@ fn values(r: &Value, target: &str, metric: &str) -> Vec<f64> {
 
 fn one(r: &Value, target: &str, metric: &str) -> f64 {
     let v = values(r, target, metric);
-    assert_eq!(v.len(), 1, "{target}/{metric}: expected one sample, got {v:?}");
+    assert_eq!(
+        v.len(),
+        1,
+        "{target}/{metric}: expected one sample, got {v:?}"
+    );
     v[0]
 }
 
@@ -85,8 +99,16 @@ fn smoke_run_counts_every_byte_through_the_raw_pty_kaged_and_terminado() {
     for t in &targets {
         // Bytes counted between the markers == the file's size, and every byte matched.
         assert_eq!(one(&r, t, "throughput_bytes"), f64::from(1 << 20), "{t}");
-        assert_eq!(one(&r, t, "throughput_file_bytes"), f64::from(1 << 20), "{t}");
-        assert_eq!(one(&r, t, "throughput_intact"), 1.0, "{t}: bytes lost or changed");
+        assert_eq!(
+            one(&r, t, "throughput_file_bytes"),
+            f64::from(1 << 20),
+            "{t}"
+        );
+        assert_eq!(
+            one(&r, t, "throughput_intact"),
+            1.0,
+            "{t}: bytes lost or changed"
+        );
         assert!(one(&r, t, "throughput_mibs") > 0.0, "{t}");
         assert_eq!(one(&r, t, "echo_samples"), 50.0, "{t}");
         let (p50, p99) = (one(&r, t, "echo_p50_ms"), one(&r, t, "echo_p99_ms"));
