@@ -21,10 +21,16 @@ fn newest(path: &Path) -> Option<SystemTime> {
 
 fn main() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    let sources: Vec<PathBuf> = ["src", "index.html", "package-lock.json", "vite.config.ts", "public"]
-        .iter()
-        .map(|p| web.join(p))
-        .collect();
+    let sources: Vec<PathBuf> = [
+        "src",
+        "index.html",
+        "package-lock.json",
+        "vite.config.ts",
+        "public",
+    ]
+    .iter()
+    .map(|p| web.join(p))
+    .collect();
     for p in sources.iter().chain([&web.join("dist")]) {
         println!("cargo:rerun-if-changed={}", p.display());
     }
@@ -44,7 +50,11 @@ fn main() {
                 )
             });
         if !status.success() {
-            panic!("`npm {}` failed in {}; see its output above", args.join(" "), web.display());
+            panic!(
+                "`npm {}` failed in {}; see its output above",
+                args.join(" "),
+                web.display()
+            );
         }
     };
     if !web.join("node_modules").is_dir() {

@@ -187,13 +187,13 @@ pub fn plan(
     })
 }
 
-/// Compiles the plan into a ready spawn. Returns the spec and a summary for audit and API.
+/// Compiles the plan into a ready spawn; the cage summary travels in `meta.cage`.
 pub fn compile(
     plan: &Plan,
     project: &LoadedProject,
     facts: &HostFacts,
     actor: &str,
-) -> Result<(SpawnSpec, Value), ApiError> {
+) -> Result<SpawnSpec, ApiError> {
     let term = ("TERM".to_owned(), "xterm-256color".to_owned());
     let meta_base = json!({"kind": plan.kind, "name": plan.name, "command": plan.argv});
     let Some(policy) = &plan.cage else {
@@ -213,22 +213,19 @@ pub fn compile(
         env.extend(plan.task_env.iter().map(|(k, v)| (k.into(), v.into())));
         let summary = json!({"caged": false, "reason": if facts.sandbox_enabled { "cage: disabled in the project file" } else { "daemon started with --no-sandbox" }});
         let mut meta = meta_base;
-        meta["cage"] = summary.clone();
-        return Ok((
-            SpawnSpec {
-                project_id: project.id.clone(),
-                actor: actor.to_owned(),
-                argv: plan.argv.iter().map(OsString::from).collect(),
-                env,
-                cwd: project.root.clone(),
-                cols: plan.cols,
-                rows: plan.rows,
-                walltime: None,
-                keep_fds: Vec::new(),
-                meta,
-            },
-            summary,
-        ));
+        meta["cage"] = summary;
+        return Ok(SpawnSpec {
+            project_id: project.id.clone(),
+            actor: actor.to_owned(),
+            argv: plan.argv.iter().map(OsString::from).collect(),
+            env,
+            cwd: project.root.clone(),
+            cols: plan.cols,
+            rows: plan.rows,
+            walltime: None,
+            keep_fds: Vec::new(),
+            meta,
+        });
     };
     let mut sandbox_policy = to_sandbox_policy(policy);
     for name in plan.task_env.keys() {
@@ -285,21 +282,18 @@ pub fn compile(
         })
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
-    Ok((
-        SpawnSpec {
-            project_id: project.id.clone(),
-            actor: actor.to_owned(),
-            argv,
-            env,
-            cwd: project.root.clone(),
-            cols: plan.cols,
-            rows: plan.rows,
-            walltime: compiled.walltime,
-            keep_fds: compiled.keep_fds,
-            meta,
-        },
-        json!({"caged": true, "summary": summary}),
-    ))
+    Ok(SpawnSpec {
+        project_id: project.id.clone(),
+        actor: actor.to_owned(),
+        argv,
+        env,
+        cwd: project.root.clone(),
+        cols: plan.cols,
+        rows: plan.rows,
+        walltime: compiled.walltime,
+        keep_fds: compiled.keep_fds,
+        meta,
+    })
 }
 
 /// The DSL's cage policy and the sandbox's are the same shape; this is the one place that

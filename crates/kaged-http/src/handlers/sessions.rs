@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use kaged_auth::Authenticated;
-use kaged_session::{SessionError, SessionState, Signal};
+use kaged_session::{Session, SessionError, SessionState, Signal};
 use kaged_store::{AuditEvent, EventType};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,6 +41,25 @@ pub(crate) fn body<T>(
     })
 }
 
+fn find(st: &AppState, id: &str) -> ApiResult<Arc<Session>> {
+    st.sessions
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("session", id))
+}
+
+fn info(s: &Session) -> Json<Value> {
+    Json(serde_json::to_value(s.info()).unwrap_or(Value::Null))
+}
+
+async fn audit(st: &AppState, kind: EventType, auth: &Authenticated, s: &Session, data: Value) {
+    st.audit(
+        AuditEvent::new(kind, Some(&auth.identity.user_id), data)
+            .project(s.project_id())
+            .session(s.id()),
+    )
+    .await;
+}
+
 pub(crate) async fn list_for_project(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -65,36 +84,23 @@ pub(crate) async fn create(
         .projects
         .get(&id)
         .ok_or_else(|| ApiError::not_found("project", &id))?;
-    let actor = auth.identity.user_id.clone();
     let plan = launcher::plan(&project, req, &st.host)?;
     // `session.started`, `run.started` and their audit rows come from the event bridge.
-    let (spec, _cage) = launcher::compile(&plan, &project, &st.host, &actor)?;
+    let spec = launcher::compile(&plan, &project, &st.host, &auth.identity.user_id)?;
     let session = st.sessions.spawn(spec).map_err(session_error)?;
-    let info = session.info();
     if plan.cage.is_none() && st.host.sandbox_enabled {
-        st.audit(
-            AuditEvent::new(
-                EventType::CageDisabled,
-                Some(&actor),
-                json!({"kind": plan.kind, "name": plan.name}),
-            )
-            .project(&project.id)
-            .session(&info.id),
-        )
-        .await;
+        let data = json!({"kind": plan.kind, "name": plan.name});
+        audit(&st, EventType::CageDisabled, &auth, &session, data).await;
     }
-    Ok(Json(serde_json::to_value(&info).unwrap_or(Value::Null)))
+    Ok(info(&session))
 }
 
 pub(crate) async fn get(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let s = st
-        .sessions
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("session", &id))?;
-    Ok(Json(serde_json::to_value(s.info()).unwrap_or(Value::Null)))
+    let s = find(&st, &id)?;
+    Ok(info(&s))
 }
 
 /// Ends a session: SIGHUP, then SIGTERM, then SIGKILL to its process group.
@@ -103,10 +109,7 @@ pub(crate) async fn end(
     Extension(auth): Extension<Authenticated>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let s = st
-        .sessions
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("session", &id))?;
+    let s = find(&st, &id)?;
     if s.state() == SessionState::Exited {
         return Err(ApiError::new(
             Code::Conflict,
@@ -114,17 +117,8 @@ pub(crate) async fn end(
         ));
     }
     s.terminate();
-    st.audit(
-        AuditEvent::new(
-            EventType::SessionTerminated,
-            Some(&auth.identity.user_id),
-            json!({}),
-        )
-        .project(s.project_id())
-        .session(&id),
-    )
-    .await;
-    Ok(Json(serde_json::to_value(s.info()).unwrap_or(Value::Null)))
+    audit(&st, EventType::SessionTerminated, &auth, &s, json!({})).await;
+    Ok(info(&s))
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,22 +157,17 @@ pub(crate) async fn signal(
             ));
         }
     };
-    let s = st
-        .sessions
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("session", &id))?;
+    let s = find(&st, &id)?;
     s.signal(sig).map_err(session_error)?;
-    st.audit(
-        AuditEvent::new(
-            EventType::SessionSignalled,
-            Some(&auth.identity.user_id),
-            json!({"signal": sig.as_str()}),
-        )
-        .project(s.project_id())
-        .session(&id),
+    audit(
+        &st,
+        EventType::SessionSignalled,
+        &auth,
+        &s,
+        json!({"signal": sig.as_str()}),
     )
     .await;
-    Ok(Json(serde_json::to_value(s.info()).unwrap_or(Value::Null)))
+    Ok(info(&s))
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,12 +189,9 @@ pub(crate) async fn resize(
             "cols and rows must be between 1 and 1000",
         ));
     }
-    let s = st
-        .sessions
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("session", &id))?;
+    let s = find(&st, &id)?;
     s.resize(b.cols, b.rows).map_err(session_error)?;
-    Ok(Json(serde_json::to_value(s.info()).unwrap_or(Value::Null)))
+    Ok(info(&s))
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,10 +212,7 @@ pub(crate) async fn input(
             "input is limited to 64 KiB per request",
         ));
     }
-    let s = st
-        .sessions
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("session", &id))?;
+    let s = find(&st, &id)?;
     s.write_input(b.data.as_bytes())
         .await
         .map_err(session_error)?;
