@@ -833,16 +833,8 @@ fn only_the_daemon_uid_can_read_the_sidecar_nonce() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let other = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            crate::fixture::BIN,
-            "auth",
-            "nonce",
-        ])
+    let other = crate::fixture::as_nobody()
+        .args(["auth", "nonce"])
         .env_clear()
         .env("HOME", d.home())
         .env("XDG_RUNTIME_DIR", d.dir.path().join("rt"))

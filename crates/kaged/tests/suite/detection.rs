@@ -6,7 +6,7 @@ use std::process::Command;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 
-use crate::fixture::BIN;
+use crate::fixture::{BIN, as_nobody};
 
 fn status(
     home: &std::path::Path,
@@ -15,15 +15,7 @@ fn status(
     nobody: bool,
 ) -> (i32, Value) {
     let mut cmd = if nobody {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            BIN,
-        ]);
-        c
+        as_nobody()
     } else {
         Command::new(BIN)
     };
