@@ -490,3 +490,39 @@ pub fn write_into(path: &Path, table: &str) -> Result<()> {
     };
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_table_replaces_only_the_generated_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("BENCHMARKS.md");
+        std::fs::write(
+            &path,
+            format!("# B\n\nprose before\n\n{BEGIN}\nold\n{END}\n\nprose after\n"),
+        )
+        .unwrap();
+        write_into(&path, "new table\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("# B\n\nprose before\n\n{BEGIN}\nnew table\n{END}\n\nprose after\n")
+        );
+    }
+
+    #[test]
+    fn ratios_pair_rounds_and_summaries_show_median_and_range() {
+        let mut r = Results::default();
+        for (round, (a, b)) in [(10.0, 20.0), (30.0, 20.0), (20.0, 40.0)]
+            .iter()
+            .enumerate()
+        {
+            r.add(round, "kaged", "x", *a);
+            r.add(round, "raw", "x", *b);
+        }
+        assert_eq!(r.ratios(("kaged", "x"), ("raw", "x")), vec![0.5, 1.5, 0.5]);
+        assert_eq!(r.cell("kaged", "x"), "20 (10–30)");
+        assert_eq!(verdict(&[0.5, 1.5, 0.5], Goal::AtMost(0.5)), "meets");
+    }
+}
