@@ -14,7 +14,10 @@ use crate::state::AppState;
 
 pub(crate) async fn events(State(st): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
     let rx = st.events.subscribe();
-    ws.on_upgrade(move |socket| stream(socket, rx))
+    // Clients only ever send pings here; see pty.rs for why the buffer is small.
+    ws.max_message_size(64 << 10)
+        .read_buffer_size(4 << 10)
+        .on_upgrade(move |socket| stream(socket, rx))
 }
 
 async fn stream(socket: WebSocket, mut rx: tokio::sync::broadcast::Receiver<serde_json::Value>) {
