@@ -28,6 +28,17 @@ pub fn spawn_event_bridge(st: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Writes the counted authenticated reads once a second (see `gate`).
+pub fn spawn_read_audit(st: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            st.flush_read_audit().await;
+        }
+    })
+}
+
 fn is_agent(info: &SessionInfo) -> bool {
     info.meta["kind"] == "agent"
 }

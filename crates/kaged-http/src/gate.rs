@@ -96,16 +96,58 @@ pub(crate) async fn gate(
     let response = next.run(req).await;
 
     // 6. Audit: every authenticated request's user id (ADR-0007). Never the query string:
-    // it can carry a CSRF token.
+    // it can carry a CSRF token. Writes and upgrades get a row each; plain reads are counted
+    // per actor, route and status and written once a second (`http.reads`), because a row
+    // per poll made the audit writer the daemon's main cost under load.
     if let Some(actor) = actor {
-        st.audit(AuditEvent::new(
-            EventType::HttpRequest,
-            Some(&actor),
-            json!({"method": method.as_str(), "path": path, "status": response.status().as_u16(), "peer": peer}),
-        ))
-        .await;
+        let status = response.status().as_u16();
+        if state_changing || is_ws {
+            st.audit(AuditEvent::new(
+                EventType::HttpRequest,
+                Some(&actor),
+                json!({"method": method.as_str(), "path": path, "status": status, "peer": peer}),
+            ))
+            .await;
+        } else {
+            let route = matched.unwrap_or_else(|| "(unmatched)".to_owned());
+            st.reads.count(actor, method.as_str(), route, status);
+        }
     }
     response
+}
+
+/// Counts of authenticated reads since the last flush, keyed by (actor, method, route, status).
+#[derive(Default)]
+pub(crate) struct ReadCounter {
+    counts: std::sync::Mutex<std::collections::HashMap<(String, &'static str, String, u16), u64>>,
+}
+
+impl ReadCounter {
+    fn count(&self, actor: String, method: &str, route: String, status: u16) {
+        let method = if method == "HEAD" { "HEAD" } else { "GET" };
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((actor, method, route, status)).or_default() += 1;
+    }
+
+    fn take(&self) -> Vec<((String, &'static str, String, u16), u64)> {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        m.drain().collect()
+    }
+}
+
+impl AppState {
+    /// Writes the counted reads as `http.reads` rows; the daemon calls it every second and at
+    /// shutdown.
+    pub async fn flush_read_audit(&self) {
+        for ((actor, method, route, status), count) in self.reads.take() {
+            self.audit(AuditEvent::new(
+                EventType::HttpReads,
+                Some(&actor),
+                json!({"method": method, "route": route, "status": status, "count": count}),
+            ))
+            .await;
+        }
+    }
 }
 
 /// 5. Warning headers and security headers on every response.

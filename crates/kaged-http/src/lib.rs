@@ -15,7 +15,7 @@ mod routes;
 mod state;
 
 pub use access::Access;
-pub use bridge::spawn_event_bridge;
+pub use bridge::{spawn_event_bridge, spawn_read_audit};
 pub use error::{ApiError, Code};
 pub use launcher::HostFacts;
 pub use projects::Projects;

@@ -99,6 +99,7 @@ pub struct AppState {
     pub(crate) warnings: Vec<Warning>,
     pub(crate) routes: crate::routes::RouteIndex,
     pub(crate) rejections: crate::gate::RejectLimiter,
+    pub(crate) reads: crate::gate::ReadCounter,
     ready: AtomicBool,
 }
 
@@ -128,6 +129,7 @@ impl AppState {
             events: tokio::sync::broadcast::channel(1024).0,
             routes: crate::routes::RouteIndex::new(),
             rejections: crate::gate::RejectLimiter::default(),
+            reads: crate::gate::ReadCounter::default(),
             ready: AtomicBool::new(false),
         }
     }

@@ -871,3 +871,51 @@ fn doctor_checks_the_machine() {
     assert!(text.contains("[ok  ] bubblewrap"), "{text}");
     assert!(out.status.success(), "{text}");
 }
+
+#[test]
+fn every_authenticated_request_is_audited_with_its_user_id() {
+    let mut d = daemon().start();
+    let s = d.login();
+    for _ in 0..5 {
+        assert_eq!(d.get_as(&s, "/api/v1/status").status, 200);
+    }
+    let r = d.post(&s, "/api/v1/auth/launch-token", &serde_json::json!({}));
+    assert_eq!(r.status, 200);
+    // Reads are counted and written once a second; writes get their own row.
+    std::thread::sleep(Duration::from_millis(1500));
+    let rows = d
+        .get_as(&s, "/api/v1/audit?type=http.reads&limit=100")
+        .json();
+    let status_reads: u64 = rows["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["route"] == "/api/v1/status")
+        .map(|e| {
+            assert_eq!(
+                e["actor"],
+                d.get_as(&s, "/api/v1/me").json()["identity"]["user_id"]
+            );
+            e["data"]["count"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(status_reads, 5);
+    let writes = d.get_as(&s, "/api/v1/audit?type=http.request").json();
+    let w = &writes["events"][0];
+    assert_eq!(w["data"]["method"], "POST");
+    assert_eq!(w["data"]["path"], "/api/v1/auth/launch-token");
+    assert_eq!(w["data"]["status"], 200);
+    // Counts not yet flushed are written at shutdown.
+    d.get_as(&s, "/api/v1/projects");
+    let db = d.home().join(".local/share/kaged/kaged.db");
+    d.terminate();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE type = 'http.reads' AND data LIKE '%/api/v1/projects%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}

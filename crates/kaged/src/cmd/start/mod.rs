@@ -200,6 +200,7 @@ async fn serve(
         }
     }
     let bridge = kaged_http::spawn_event_bridge(state.clone());
+    let reads = kaged_http::spawn_read_audit(state.clone());
 
     state
         .audit(AuditEvent::new(
@@ -326,6 +327,8 @@ async fn serve(
     // Let the bridge audit the exits the shutdown caused.
     tokio::time::sleep(Duration::from_millis(50)).await;
     bridge.abort();
+    reads.abort();
+    state.flush_read_audit().await;
     state
         .audit(AuditEvent::new(
             EventType::DaemonStopped,
