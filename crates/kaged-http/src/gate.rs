@@ -116,10 +116,13 @@ pub(crate) async fn gate(
     response
 }
 
-/// Counts of authenticated reads since the last flush, keyed by (actor, method, route, status).
+/// (actor, method, route, status) of an authenticated read.
+type ReadKey = (String, &'static str, String, u16);
+
+/// Counts of authenticated reads since the last flush.
 #[derive(Default)]
 pub(crate) struct ReadCounter {
-    counts: std::sync::Mutex<std::collections::HashMap<(String, &'static str, String, u16), u64>>,
+    counts: std::sync::Mutex<std::collections::HashMap<ReadKey, u64>>,
 }
 
 impl ReadCounter {
@@ -129,7 +132,7 @@ impl ReadCounter {
         *m.entry((actor, method, route, status)).or_default() += 1;
     }
 
-    fn take(&self) -> Vec<((String, &'static str, String, u16), u64)> {
+    fn take(&self) -> Vec<(ReadKey, u64)> {
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         m.drain().collect()
     }
