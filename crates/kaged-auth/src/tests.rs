@@ -139,11 +139,15 @@ fn cookie_for_another_port_or_tampered_is_refused() {
             .unwrap_err(),
         AuthError::Missing
     );
+    // Flip the last character to a different one (never a no-op "tamper").
     let mut tampered = value.clone();
-    tampered.pop();
-    tampered.push('A');
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
     let c = format!("kaged_session_4242={tampered}");
-    assert!(p.authenticate(&headers(&[("cookie", &c)])).is_err());
+    assert_eq!(
+        p.authenticate(&headers(&[("cookie", &c)])).unwrap_err(),
+        AuthError::BadCookie
+    );
     let dup = format!("kaged_session_4242={value}; kaged_session_4242={value}");
     assert_eq!(
         p.authenticate(&headers(&[("cookie", &dup)])).unwrap_err(),
