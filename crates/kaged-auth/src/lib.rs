@@ -133,26 +133,30 @@ pub enum AuthSetupError {
 
 /// 256 random bits from the OS, URL-safe base64. `Debug` never shows the value.
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret {
+    value: String,
+    /// SHA-256 of `value`, computed once: comparisons hash only the presented side.
+    digest: [u8; 32],
+}
 
 impl Secret {
     pub fn generate() -> Result<Secret, AuthSetupError> {
-        Ok(Secret(B64.encode(random_bytes::<32>()?)))
+        Ok(Secret::from_string(B64.encode(random_bytes::<32>()?)))
     }
 
     pub fn from_string(value: String) -> Secret {
-        Secret(value)
+        let digest = Sha256::digest(value.as_bytes()).into();
+        Secret { value, digest }
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
 
     /// Constant-time equality; hashing first makes the time independent of length too.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let a = Sha256::digest(self.0.as_bytes());
-        let b = Sha256::digest(presented);
-        a.ct_eq(&b).into()
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        self.digest.ct_eq(&presented).into()
     }
 }
 
@@ -204,21 +208,32 @@ pub struct AuthPolicy {
     local_user: String,
     loopback_nonce: Option<Secret>,
     sidecar_nonce: Option<Secret>,
-    /// Keys cookies and CSRF tokens; random per start so a restart invalidates both.
+    /// Keys CSRF tokens; random per start so a restart invalidates them.
     key: [u8; 32],
+    /// Keys session cookies; derived from `key` and the nonce, so a restart (new nonce)
+    /// invalidates every cookie.
+    cookie_key: [u8; 32],
     launch_ttl: Duration,
     launch_tokens: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 impl AuthPolicy {
     pub fn new(cfg: PolicyConfig) -> Result<AuthPolicy, AuthSetupError> {
+        let key = random_bytes::<32>()?;
+        let nonce = cfg
+            .loopback_nonce
+            .as_ref()
+            .map(|n| n.expose().as_bytes())
+            .unwrap_or_default();
+        let cookie_key = mac(&key, &[b"cookie-key", nonce]);
         Ok(AuthPolicy {
             mode: cfg.mode,
             cookie_name: format!("kaged_session_{}", cfg.port),
             local_user: cfg.local_user,
             loopback_nonce: cfg.loopback_nonce,
             sidecar_nonce: cfg.sidecar_nonce,
-            key: random_bytes::<32>()?,
+            key,
+            cookie_key,
             launch_ttl: cfg.launch_ttl,
             launch_tokens: Mutex::new(HashMap::new()),
         })
@@ -336,23 +351,16 @@ impl AuthPolicy {
         })
     }
 
-    fn cookie_value(&self, sid: &str) -> String {
-        let tag = mac(&self.cookie_key(), &[b"session", sid.as_bytes()]);
-        format!("{sid}.{}", B64.encode(tag))
+    fn cookie_tag(&self, sid: &str) -> [u8; 32] {
+        mac(&self.cookie_key, &[b"session", sid.as_bytes()])
     }
 
-    /// The cookie key derives from the nonce, so a restart (new nonce) invalidates every cookie.
-    fn cookie_key(&self) -> [u8; 32] {
-        let nonce = self
-            .loopback_nonce
-            .as_ref()
-            .map(|n| n.expose().as_bytes())
-            .unwrap_or_default();
-        mac(&self.key, &[b"cookie-key", nonce])
+    fn cookie_value(&self, sid: &str) -> String {
+        format!("{sid}.{}", B64.encode(self.cookie_tag(sid)))
     }
 
     fn verify_cookie(&self, value: &str) -> Option<String> {
-        let (sid, _) = value.split_once('.')?;
+        let (sid, tag) = value.split_once('.')?;
         if sid.len() != 22
             || !sid
                 .bytes()
@@ -360,10 +368,13 @@ impl AuthPolicy {
         {
             return None;
         }
-        let expected = self.cookie_value(sid);
-        let ok: bool = Sha256::digest(expected.as_bytes())
-            .ct_eq(&Sha256::digest(value.as_bytes()))
-            .into();
+        // Room for base64's length estimate; a valid tag decodes to exactly 32 bytes.
+        let mut presented = [0u8; 48];
+        match B64.decode_slice(tag, &mut presented) {
+            Ok(32) => {}
+            _ => return None,
+        }
+        let ok: bool = self.cookie_tag(sid).ct_eq(&presented[..32]).into();
         ok.then(|| sid.to_owned())
     }
 
