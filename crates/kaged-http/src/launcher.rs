@@ -102,15 +102,7 @@ pub fn plan(
             .ok_or_else(|| {
                 ApiError::not_found("agent", &agent).with_details(json!({"project": project.id}))
             })?;
-        if req.cage.is_some() {
-            return Err(bad(
-                "a declared agent runs in its declared cage; drop `cage` or edit the project file",
-            ));
-        }
-        let cage = match &spec.cage {
-            Cage::Disabled => None,
-            Cage::Policy(p) => Some(p.clone()),
-        };
+        let cage = declared_cage("agent", &spec.cage, req.cage.is_some())?;
         (
             "agent",
             Some(agent),
@@ -122,15 +114,7 @@ pub fn plan(
         let t = project.project.tasks.get(&task).ok_or_else(|| {
             ApiError::not_found("task", &task).with_details(json!({"project": project.id}))
         })?;
-        if req.cage.is_some() {
-            return Err(bad(
-                "a declared task runs in its declared cage; drop `cage` or edit the project file",
-            ));
-        }
-        let cage = match &t.cage {
-            Cage::Disabled => None,
-            Cage::Policy(p) => Some(p.clone()),
-        };
+        let cage = declared_cage("task", &t.cage, req.cage.is_some())?;
         ("task", Some(task), t.command.clone(), cage, t.env.clone())
     } else {
         let argv = req.argv.unwrap_or_else(|| vec![facts.shell.clone()]);
@@ -184,6 +168,23 @@ pub fn plan(
         task_env,
         cols,
         rows,
+    })
+}
+
+/// The cage a declared agent or task runs in; a request cannot override it.
+fn declared_cage(
+    kind: &str,
+    cage: &Cage,
+    overridden: bool,
+) -> Result<Option<CagePolicy>, ApiError> {
+    if overridden {
+        return Err(bad(format!(
+            "a declared {kind} runs in its declared cage; drop `cage` or edit the project file"
+        )));
+    }
+    Ok(match cage {
+        Cage::Disabled => None,
+        Cage::Policy(p) => Some(p.clone()),
     })
 }
 
