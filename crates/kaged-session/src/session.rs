@@ -599,11 +599,19 @@ enum Drained {
     End,
 }
 
+/// Linux queues PTY output in chunks of up to this many bytes.
+const SHORT_READ: usize = 4096;
+
 fn drain_readable(fd: &OwnedFd, buf: &mut [u8]) -> (usize, Drained) {
     let mut n = 0;
     while n < buf.len() {
         match rustix::io::read(fd.as_fd(), &mut buf[n..]) {
             Ok(0) => return (n, Drained::End),
+            // A read shorter than the TTY's flip-buffer chunk means the line discipline was
+            // empty: stop here instead of confirming with one more read, which would wait for
+            // the kernel's flip-buffer worker on the other CPU. The next chunk raises a fresh
+            // readiness event, so nothing is missed.
+            Ok(k) if k < SHORT_READ => return (n + k, Drained::WouldBlock),
             Ok(k) => n += k,
             Err(Errno::AGAIN) => return (n, Drained::WouldBlock),
             Err(Errno::INTR) => {}
