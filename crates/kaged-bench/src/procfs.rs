@@ -8,6 +8,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
+/// SIGTERM a server, then SIGKILL it if it has not exited after `grace`.
+pub fn terminate(child: &mut std::process::Child, grace: Duration) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// `VmRSS` in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
