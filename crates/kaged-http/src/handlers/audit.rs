@@ -40,6 +40,9 @@ pub(crate) async fn list(
             format!("limit={limit} is out of range; use 1 to 1000"),
         ));
     }
+    // Read your own writes: events recorded before this request may still sit in the
+    // writer's queue, and an operator who just deleted something expects to see it here.
+    st.audit.flush().await.map_err(ApiError::internal)?;
     let rows = st
         .store
         .audit_query(AuditQuery {
