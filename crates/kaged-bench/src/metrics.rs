@@ -136,7 +136,8 @@ pub struct Throughput {
     pub mibs: f64,
     pub intact: bool,
     pub body_len: u64,
-    /// Server CPU (user + system) spent during the run; `None` for the raw PTY.
+    /// CPU (user + system) the reading side spent during the run: the server process, or for
+    /// the raw PTY the reading thread minus what the byte-for-byte check alone costs.
     pub server_cpu: Option<Duration>,
 }
 
@@ -160,6 +161,7 @@ pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
     let cmd = stream_command(&file.shell_path(), &mark);
     let mut sc = Scanner::new(&file.bytes, &mark);
     let mut buf = vec![0u8; 128 << 10];
+    let cpu0 = thread_cpu();
     let t0 = Instant::now();
     pty.write_all(cmd.as_bytes())?;
     loop {
@@ -172,13 +174,39 @@ pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    let reader_cpu = thread_cpu().saturating_sub(cpu0);
     Ok(Throughput {
         secs,
         mibs: file.mib() / secs,
         intact: sc.intact(),
         body_len: sc.body_len().unwrap_or(0),
-        server_cpu: None,
+        server_cpu: Some(reader_cpu.saturating_sub(check_cpu(&file.bytes, &mark))),
     })
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// What the byte-for-byte check alone costs on the same stream, held in memory and fed in the
+/// 4 KiB pieces a PTY delivers. Subtracted from the raw reader's CPU, so that the raw figure is
+/// the kernel's cost of reading a PTY (the floor for any server), not the checker's.
+fn check_cpu(file: &[u8], mark: &str) -> Duration {
+    let mut sc = Scanner::new(file, mark);
+    let cpu0 = thread_cpu();
+    sc.feed(format!("BEGIN{mark}>").as_bytes());
+    for piece in file.chunks(4096) {
+        sc.feed(piece);
+    }
+    sc.feed(format!("END{mark}.").as_bytes());
+    let spent = thread_cpu().saturating_sub(cpu0);
+    std::hint::black_box(sc.intact());
+    spent
 }
 
 pub fn raw_echo(p: &Params) -> Result<Vec<Duration>> {
