@@ -50,6 +50,14 @@ enum Cmd {
     Smoke(Opts),
     /// The benchmark: 5 interleaved rounds; writes the table into BENCHMARKS.md.
     Full(Opts),
+    /// Internal: the raw start figures as JSON, measured from a process that holds no data.
+    #[command(hide = true)]
+    RawStart {
+        #[arg(long)]
+        project: PathBuf,
+        #[arg(long)]
+        samples: usize,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -109,6 +117,9 @@ fn main() -> ExitCode {
         Cmd::Setup(o) => setup(&o).map(|_| true),
         Cmd::Smoke(o) => bench(Mode::Smoke, &o),
         Cmd::Full(o) => bench(Mode::Full, &o),
+        Cmd::RawStart { project, samples } => metrics::raw_start_here(&project, samples)
+            .and_then(|s| Ok(serde_json::to_writer(std::io::stdout(), &s)?))
+            .map(|()| true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

@@ -247,6 +247,7 @@ pub fn raw_echo(p: &Params) -> Result<Vec<Duration>> {
     Ok(rtts)
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct RawStart {
     pub bash: Vec<Duration>,
     pub bwrap_bash: Vec<Duration>,
@@ -323,18 +324,40 @@ pub fn bwrap_args(project: &Path) -> Vec<String> {
     a
 }
 
+/// The raw start figures, measured by a fresh `kaged-bench raw-start` process: this one holds
+/// the data files (hundreds of MiB), and forking it made every raw start about 15 ms slower
+/// than the same start from a small process such as the daemon.
 pub fn raw_start(p: &Params) -> Result<RawStart> {
+    let exe = std::env::current_exe().context("finding kaged-bench's own path")?;
+    let out = std::process::Command::new(&exe)
+        .arg("raw-start")
+        .arg("--project")
+        .arg(&p.project_dir)
+        .arg("--samples")
+        .arg(p.start_samples.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {} raw-start", exe.display()))?;
+    if !out.status.success() {
+        bail!("{} raw-start failed ({})", exe.display(), out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("reading the raw-start figures")
+}
+
+/// Measures bash alone, the cage by hand with bash on a PTY, and `bwrap … true`, `samples`
+/// times each, from the calling process.
+pub fn raw_start_here(project_dir: &Path, samples: usize) -> Result<RawStart> {
     let home = tempfile::tempdir().context("temp HOME for the raw shell")?;
     let env = shell_env(home.path());
-    let cage = bwrap_args(&p.project_dir);
+    let cage = bwrap_args(project_dir);
     let mut out = RawStart {
         bash: Vec::new(),
         bwrap_bash: Vec::new(),
         bwrap_true: Vec::new(),
     };
-    for _ in 0..p.start_samples {
+    for _ in 0..samples {
         let t0 = Instant::now();
-        let mut pty = RawPty::spawn(SHELL, &env, &p.project_dir)?;
+        let mut pty = RawPty::spawn(SHELL, &env, project_dir)?;
         out.bash.push(pty.first_byte(Duration::from_secs(10))? - t0);
         drop(pty);
 
@@ -342,7 +365,7 @@ pub fn raw_start(p: &Params) -> Result<RawStart> {
         argv.extend(cage.iter().cloned());
         argv.extend(SHELL.iter().map(|s| (*s).to_owned()));
         let t0 = Instant::now();
-        let mut pty = RawPty::spawn(&argv, &env, &p.project_dir)?;
+        let mut pty = RawPty::spawn(&argv, &env, project_dir)?;
         out.bwrap_bash
             .push(pty.first_byte(Duration::from_secs(10))? - t0);
         drop(pty);

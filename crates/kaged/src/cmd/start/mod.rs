@@ -6,6 +6,7 @@ mod lock;
 mod notify;
 mod setup;
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -304,6 +305,14 @@ async fn serve(
     let shutdown_state = state.clone();
     let mut graceful_rx = stop_rx.clone();
     let server = tokio::spawn(async move {
+        // Terminal output is many small writes: without TCP_NODELAY, Nagle holds a frame back
+        // until the previous one is ACKed, and a delayed ACK makes that up to 40 ms (the first
+        // prompt after the WebSocket `hello` waited exactly that).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = graceful_rx.wait_for(|s| *s).await;
