@@ -87,12 +87,33 @@ impl Daemons {
     }
 
     /// One `wrk` run per mode, in `MODES` order; returns requests per second.
-    pub fn round(&self, duration: Duration) -> Result<Vec<(&'static str, f64)>> {
+    /// One round: each gated mode is measured back to back with the ungated build, in an order
+    /// that flips every round, so the ratio is taken between neighbours and a drift in the
+    /// machine's speed cancels out instead of landing on whichever mode ran later.
+    /// Returns `(mode, requests/s, the ungated requests/s of its pair)`.
+    pub fn round(&self, round: usize, duration: Duration) -> Result<Vec<(&'static str, f64, f64)>> {
+        let (ungated, gated) = self
+            .daemons
+            .split_first()
+            .ok_or_else(|| anyhow!("no daemons were started"))?;
         let mut out = Vec::new();
-        for d in &self.daemons {
-            out.push((d.mode, wrk(&d.kaged.api.base, &d.headers, duration)?));
+        for d in gated {
+            let (rps, base) = if round % 2 == 0 {
+                let base = ungated.wrk(duration)?;
+                (d.wrk(duration)?, base)
+            } else {
+                let rps = d.wrk(duration)?;
+                (rps, ungated.wrk(duration)?)
+            };
+            out.push((d.mode, rps, base));
         }
         Ok(out)
+    }
+}
+
+impl ModeDaemon {
+    fn wrk(&self, duration: Duration) -> Result<f64> {
+        wrk(&self.kaged.api.base, &self.headers, duration)
     }
 }
 

@@ -474,10 +474,12 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
         let res = authcost::Daemons::start(&paths.kaged, &paths.ungated);
         if let Some(daemons) = record(&mut r, 0, "auth", "starting the daemons", res) {
             for round in 0..rounds {
-                let res = daemons.round(Duration::from_secs(auth_secs));
+                let res = daemons.round(round, Duration::from_secs(auth_secs));
                 if let Some(v) = record(&mut r, round, "auth", "wrk", res) {
-                    for (mode, rps) in v {
+                    for (mode, rps, ungated) in v {
                         r.add(round, mode, "status_rps", rps);
+                        r.add(round, mode, "status_rps_ungated_pair", ungated);
+                        r.add(round, "ungated", "status_rps", ungated);
                     }
                 }
             }

@@ -37,11 +37,11 @@ impl Access {
     }
 
     pub fn host_allowed(&self, host: &str) -> bool {
-        self.hosts.contains(&host.to_ascii_lowercase())
+        contains_ignoring_case(&self.hosts, host)
     }
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        origin != "null" && self.origins.contains(&origin.to_ascii_lowercase())
+        origin != "null" && contains_ignoring_case(&self.origins, origin)
     }
 
     /// Sorted, for `kaged status` and error details.
@@ -49,6 +49,16 @@ impl Access {
         let mut v: Vec<_> = self.hosts.iter().cloned().collect();
         v.sort();
         v
+    }
+}
+
+/// The sets hold lowercase names; a name that is already lowercase (what browsers send) is
+/// looked up without a copy.
+fn contains_ignoring_case(set: &std::collections::HashSet<String>, name: &str) -> bool {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        set.contains(&name.to_ascii_lowercase())
+    } else {
+        set.contains(name)
     }
 }
 

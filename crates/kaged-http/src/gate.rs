@@ -23,18 +23,22 @@ pub(crate) async fn gate(
     mut req: Request<Body>,
     next: Next,
 ) -> Response {
+    // Nothing here allocates on the way through for a plain authenticated read: the peer and
+    // path are formatted only for a refusal or an audit row.
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
+        .map(|c| c.0);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let matched = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let spec = st.routes.lookup(&method, matched.as_deref());
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
+    let spec = st.routes.lookup(&method, matched);
+    let route = if matched.is_some() {
+        spec.path
+    } else {
+        "(unmatched)"
+    };
     let headers = req.headers();
+    let path = req.uri().path();
     let is_ws = is_websocket(headers);
     let state_changing = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
 
@@ -44,7 +48,7 @@ pub(crate) async fn gate(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     if !host.is_some_and(|h| st.access.host_allowed(h)) {
-        return refuse(&st, Code::Forbidden, "host_not_allowed", &method, &path, peer,
+        return refuse(&st, Code::Forbidden, "host_not_allowed", &method, path, peer,
             "Host header is not in this daemon's allowlist; use the URL kaged printed, or add the name to auth.allowed_hosts").await;
     }
 
@@ -55,7 +59,7 @@ pub(crate) async fn gate(
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes() == b"cross-site");
         if cross_site || !origin.is_some_and(|o| st.access.origin_allowed(o)) {
-            return refuse(&st, Code::Forbidden, "origin_not_allowed", &method, &path, peer,
+            return refuse(&st, Code::Forbidden, "origin_not_allowed", &method, path, peer,
                 "Origin is missing or not allowed; requests that change state must come from kaged's own page (or add the origin to auth.allowed_origins)").await;
         }
     }
@@ -64,7 +68,7 @@ pub(crate) async fn gate(
     let authed = if spec.auth {
         match st.auth.authenticate(headers) {
             Ok(a) => Some(a),
-            Err(e) => return unauthenticated(&st, e, &method, &path, peer, headers).await,
+            Err(e) => return unauthenticated(&st, e, &method, path, peer, headers).await,
         }
     } else {
         None
@@ -73,22 +77,21 @@ pub(crate) async fn gate(
     // 4. CSRF: every state-changing method and every upgrade, in every auth mode.
     if spec.csrf || state_changing || is_ws {
         let ok = authed.as_ref().is_some_and(|a| {
-            let presented = headers
-                .get(HEADER_CSRF)
-                .map(|v| v.as_bytes().to_vec())
-                .or_else(|| {
-                    (is_ws)
-                        .then(|| query_param(req.uri().query(), "csrf"))
-                        .flatten()
-                });
-            presented.is_some_and(|p| st.auth.verify_csrf(a, &p))
+            let presented = headers.get(HEADER_CSRF).map(|v| v.as_bytes()).or_else(|| {
+                is_ws
+                    .then(|| query_param(req.uri().query(), "csrf"))
+                    .flatten()
+            });
+            presented.is_some_and(|p| st.auth.verify_csrf(a, p))
         });
         if !ok {
-            return refuse(&st, Code::Forbidden, "csrf", &method, &path, peer,
+            return refuse(&st, Code::Forbidden, "csrf", &method, path, peer,
                 "missing or wrong CSRF token; send the token from GET /api/v1/me in the X-Kaged-CSRF header").await;
         }
     }
 
+    // Writes and upgrades get an audit row with the request's path; only they need it kept.
+    let write_path = (state_changing || is_ws).then(|| path.to_owned());
     let actor = authed.as_ref().map(|a| a.identity.user_id.clone());
     if let Some(a) = authed {
         req.extensions_mut().insert(a);
@@ -101,40 +104,53 @@ pub(crate) async fn gate(
     // per poll made the audit writer the daemon's main cost under load.
     if let Some(actor) = actor {
         let status = response.status().as_u16();
-        if state_changing || is_ws {
-            st.audit(AuditEvent::new(
-                EventType::HttpRequest,
-                Some(&actor),
-                json!({"method": method.as_str(), "path": path, "status": status, "peer": peer}),
-            ))
-            .await;
-        } else {
-            let route = matched.unwrap_or_else(|| "(unmatched)".to_owned());
-            st.reads.count(actor, method.as_str(), route, status);
+        match write_path {
+            Some(path) => {
+                st.audit(AuditEvent::new(
+                    EventType::HttpRequest,
+                    Some(&actor),
+                    json!({"method": method.as_str(), "path": path, "status": status,
+                           "peer": peer.map(|p| p.to_string())}),
+                ))
+                .await;
+            }
+            None => st.reads.count(&actor, method.as_str(), route, status),
         }
     }
     response
 }
 
-/// (actor, method, route, status) of an authenticated read.
-type ReadKey = (String, &'static str, String, u16);
+/// (method, route, status) of an authenticated read; the route is the table's pattern.
+type ReadKey = (&'static str, &'static str, u16);
 
-/// Counts of authenticated reads since the last flush.
+/// Counts of authenticated reads since the last flush, per actor.
 #[derive(Default)]
 pub(crate) struct ReadCounter {
-    counts: std::sync::Mutex<std::collections::HashMap<ReadKey, u64>>,
+    counts: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::HashMap<ReadKey, u64>>,
+    >,
 }
 
 impl ReadCounter {
-    fn count(&self, actor: String, method: &str, route: String, status: u16) {
+    fn count(&self, actor: &str, method: &str, route: &'static str, status: u16) {
         let method = if method == "HEAD" { "HEAD" } else { "GET" };
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((actor, method, route, status)).or_default() += 1;
+        // Allocates only for an actor's first read since the last flush.
+        let per_actor = match m.get_mut(actor) {
+            Some(per_actor) => per_actor,
+            None => m.entry(actor.to_owned()).or_default(),
+        };
+        *per_actor.entry((method, route, status)).or_default() += 1;
     }
 
-    fn take(&self) -> Vec<(ReadKey, u64)> {
+    fn take(&self) -> Vec<(String, ReadKey, u64)> {
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        m.drain().collect()
+        m.drain()
+            .flat_map(|(actor, keys)| {
+                keys.into_iter()
+                    .map(move |(key, count)| (actor.clone(), key, count))
+            })
+            .collect()
     }
 }
 
@@ -142,7 +158,7 @@ impl AppState {
     /// Writes the counted reads as `http.reads` rows; the daemon calls it every second and at
     /// shutdown.
     pub async fn flush_read_audit(&self) {
-        for ((actor, method, route, status), count) in self.reads.take() {
+        for (actor, (method, route, status), count) in self.reads.take() {
             self.audit(AuditEvent::new(
                 EventType::HttpReads,
                 Some(&actor),
@@ -181,10 +197,10 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<Vec<u8>> {
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q [u8]> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| v.as_bytes().to_vec())
+        (k == name).then_some(v.as_bytes())
     })
 }
 
@@ -193,7 +209,7 @@ async fn unauthenticated(
     err: AuthError,
     method: &Method,
     path: &str,
-    peer: Option<String>,
+    peer: Option<SocketAddr>,
     headers: &HeaderMap,
 ) -> Response {
     st.rejected(err.reason(), method, path, peer).await;
@@ -234,7 +250,7 @@ async fn refuse(
     reason: &'static str,
     method: &Method,
     path: &str,
-    peer: Option<String>,
+    peer: Option<SocketAddr>,
     message: &str,
 ) -> Response {
     st.rejected(reason, method, path, peer).await;
@@ -253,7 +269,8 @@ pub(crate) struct RejectLimiter {
 const REJECTIONS_PER_SECOND: u32 = 20;
 
 impl AppState {
-    async fn rejected(&self, reason: &str, method: &Method, path: &str, peer: Option<String>) {
+    async fn rejected(&self, reason: &str, method: &Method, path: &str, peer: Option<SocketAddr>) {
+        let peer = peer.map(|p| p.to_string());
         tracing::info!(reason, method = %method, path, peer, "request refused");
         let now = self.info.started.elapsed().as_secs();
         let lim = &self.rejections;
