@@ -98,7 +98,7 @@ impl Daemons {
             .ok_or_else(|| anyhow!("no daemons were started"))?;
         let mut out = Vec::new();
         for d in gated {
-            let (rps, base) = if round % 2 == 0 {
+            let (rps, base) = if round.is_multiple_of(2) {
                 let base = ungated.wrk(duration)?;
                 (d.wrk(duration)?, base)
             } else {
