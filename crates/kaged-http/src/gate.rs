@@ -32,10 +32,11 @@ pub(crate) async fn gate(
     let method = req.method().clone();
     let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
     let spec = st.routes.lookup(&method, matched);
-    let route = if matched.is_some() {
-        spec.path
-    } else {
-        "(unmatched)"
+    let route = match matched {
+        Some(_) if spec.path != crate::routes::FALLBACK.path => spec.path,
+        // Matched by the router under a method the table does not list.
+        Some(_) => "(unlisted method)",
+        None => "(unmatched)",
     };
     let headers = req.headers();
     let path = req.uri().path();
