@@ -619,6 +619,13 @@ fn raw_round(r: &mut Results, round: usize, p: &Params, want: &dyn Fn(Section) -
                 "bwrap_true_ms",
                 metrics::median_ms(&s.bwrap_true),
             );
+            // Issue 8's baseline: bare `bwrap … true` plus a shell start.
+            r.add(
+                round,
+                "raw",
+                "start_bwrap_true_plus_bash_ms",
+                metrics::median_ms(&s.bwrap_true) + metrics::median_ms(&s.bash),
+            );
         }
     }
 }
