@@ -61,6 +61,27 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), SessionError> {
 /// Writes `meta.json` through a temporary file and a rename, so a crash leaves either the old
 /// or the new version, never half of one.
 pub(crate) fn write_meta(dir: &Path, info: &SessionInfo) -> Result<(), SessionError> {
+    write_meta_inner(dir, info, false)
+}
+
+/// The last word on a session that has ended: its transcript, then its `meta.json`, reach the
+/// disk before the end is announced, so a finished session survives a power cut as finished
+/// and complete. Running sessions skip this: an fsync per batch would sit on the hot path.
+/// A transcript that cannot be synced is reported and the end is still recorded.
+pub(crate) fn write_final(dir: &Path, info: &SessionInfo) -> Result<(), SessionError> {
+    let transcript = dir.join(TRANSCRIPT);
+    let synced = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nofollow())
+        .open(&transcript)
+        .and_then(|f| f.sync_data());
+    if let Err(e) = synced {
+        tracing::warn!(path = %transcript.display(), error = %e, "could not sync the transcript");
+    }
+    write_meta_inner(dir, info, true)
+}
+
+fn write_meta_inner(dir: &Path, info: &SessionInfo, durable: bool) -> Result<(), SessionError> {
     let path = dir.join(META);
     let tmp = dir.join(".meta.json.tmp");
     let io = |action, source| SessionError::Io {
@@ -77,8 +98,18 @@ pub(crate) fn write_meta(dir: &Path, info: &SessionInfo) -> Result<(), SessionEr
         .open(&tmp)
         .map_err(|e| io("writing", e))?;
     file.write_all(&json).map_err(|e| io("writing", e))?;
+    if durable {
+        file.sync_all().map_err(|e| io("syncing", e))?;
+    }
     drop(file);
-    fs::rename(&tmp, &path).map_err(|e| io("replacing", e))
+    fs::rename(&tmp, &path).map_err(|e| io("replacing", e))?;
+    if durable {
+        // The rename itself is durable only once the directory is.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("syncing the directory of", e))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn read_meta(dir: &Path) -> Result<SessionInfo, SessionError> {

@@ -814,8 +814,15 @@ async fn supervise(
         st.transcript_complete &= complete;
     }
     let info = s.info();
-    if let Err(e) = persist::write_meta(&s.dir, &info) {
-        tracing::warn!(session = %s.id, error = %e, "could not record the session's end");
+    let (dir, final_info) = (s.dir.clone(), info.clone());
+    match tokio::task::spawn_blocking(move || persist::write_final(&dir, &final_info)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(session = %s.id, error = %e, "could not record the session's end");
+        }
+        Err(e) => {
+            tracing::warn!(session = %s.id, error = %e, "recording the session's end failed");
+        }
     }
     s.data_notify.notify_waiters();
     s.done.send_replace(true);
