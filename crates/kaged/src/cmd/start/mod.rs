@@ -6,13 +6,13 @@ mod lock;
 mod notify;
 mod setup;
 
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use axum::serve::ListenerExt;
 use kaged_auth::{AuthMode, remove_quietly, write_secret_file};
 use kaged_config::{Env, Flags, Settings};
 use kaged_deploy::{Layout, Probe};
