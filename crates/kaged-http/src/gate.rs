@@ -23,8 +23,8 @@ pub(crate) async fn gate(
     mut req: Request<Body>,
     next: Next,
 ) -> Response {
-    // Nothing here allocates on the way through for a plain authenticated read: the peer and
-    // path are formatted only for a refusal or an audit row.
+    // A plain authenticated read allocates only the identity handed to the handler: the peer
+    // and path are formatted only for a refusal or an audit row.
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
