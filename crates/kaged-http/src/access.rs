@@ -105,6 +105,7 @@ mod tests {
         );
         assert!(a.origin_allowed("http://localhost:4000"));
         assert!(a.origin_allowed("https://kaged.example.com"));
+        assert!(a.origin_allowed("HTTPS://Kaged.Example.com"));
         assert!(!a.origin_allowed("http://localhost:4001"));
         assert!(!a.origin_allowed("null"));
         assert!(!a.origin_allowed("https://localhost:4000"));
