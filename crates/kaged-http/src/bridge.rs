@@ -1,5 +1,7 @@
 //! Forwards session events to `/api/v1/events` subscribers and the audit log, in one place so
-//! every session (API, agent, task) is announced and audited the same way.
+//! every session (API, agent, task) is announced and audited the same way. Each event is
+//! queued for the audit log before it is announced, so whoever sees an event and then reads
+//! `GET /api/v1/audit` (which flushes the writer) finds its row.
 
 use std::sync::Arc;
 
@@ -46,7 +48,6 @@ fn is_agent(info: &SessionInfo) -> bool {
 async fn forward(st: &AppState, ev: SessionEvent) {
     match ev {
         SessionEvent::Started(info) => {
-            st.publish(json!({"type": "session.started", "session": info}));
             st.audit(
                 AuditEvent::new(
                     EventType::SessionStarted,
@@ -57,10 +58,8 @@ async fn forward(st: &AppState, ev: SessionEvent) {
                 .session(&info.id),
             )
             .await;
+            st.publish(json!({"type": "session.started", "session": info}));
             if is_agent(&info) {
-                st.publish(
-                    json!({"type": "run.started", "session": info, "agent": info.meta["name"]}),
-                );
                 st.audit(
                     AuditEvent::new(
                         EventType::RunStarted,
@@ -71,10 +70,12 @@ async fn forward(st: &AppState, ev: SessionEvent) {
                     .session(&info.id),
                 )
                 .await;
+                st.publish(
+                    json!({"type": "run.started", "session": info, "agent": info.meta["name"]}),
+                );
             }
         }
         SessionEvent::Exited(info) => {
-            st.publish(json!({"type": "session.exited", "session": info}));
             let data = json!({"exit_code": info.exit_code, "signal": info.signal, "end_reason": info.end_reason,
                               "bytes_total": info.bytes_total, "transcript_complete": info.transcript_complete});
             st.audit(
@@ -83,16 +84,17 @@ async fn forward(st: &AppState, ev: SessionEvent) {
                     .session(&info.id),
             )
             .await;
+            st.publish(json!({"type": "session.exited", "session": info}));
             if is_agent(&info) {
-                st.publish(
-                    json!({"type": "run.ended", "session": info, "agent": info.meta["name"]}),
-                );
                 st.audit(
                     AuditEvent::new(EventType::RunEnded, Some(&info.actor), data)
                         .project(&info.project_id)
                         .session(&info.id),
                 )
                 .await;
+                st.publish(
+                    json!({"type": "run.ended", "session": info, "agent": info.meta["name"]}),
+                );
             }
         }
         SessionEvent::Attached {
@@ -100,13 +102,13 @@ async fn forward(st: &AppState, ev: SessionEvent) {
             project_id,
             actor,
         } => {
-            st.publish(json!({"type": "session.attached", "session_id": session_id, "project_id": project_id, "actor": actor}));
             st.audit(
                 AuditEvent::new(EventType::SessionAttached, Some(&actor), json!({}))
                     .project(&project_id)
                     .session(&session_id),
             )
             .await;
+            st.publish(json!({"type": "session.attached", "session_id": session_id, "project_id": project_id, "actor": actor}));
         }
     }
 }

@@ -186,7 +186,20 @@ fn delete_escalates_to_sigkill_for_a_process_that_ignores_hup_and_term() {
     load(&d, &s, proj.path());
     let info = start(&d, &s, "demo", json!({"task": "stubborn"}));
     let id = info["id"].as_str().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // `ready` is printed after the trap is set; a fixed sleep could lose that race on a busy
+    // machine and end the task with HUP instead.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while d.get_as(&s, &format!("/api/v1/sessions/{id}")).json()["bytes_total"]
+        .as_u64()
+        .unwrap_or(0)
+        < 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never printed `ready`"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(d.delete(&s, &format!("/api/v1/sessions/{id}")).status, 200);
     let done = wait_exited(&d, &s, id);
     assert_eq!(done["signal"], 9, "{done}");
@@ -402,23 +415,36 @@ fn agents_stream_as_runs_and_cage_disabled_is_audited() {
     let loose = start(&d, &s, "agents", json!({"agent": "primary.loose"}));
     assert_eq!(loose["meta"]["cage"]["caged"], false);
     wait_exited(&d, &s, loose["id"].as_str().unwrap());
-    std::thread::sleep(Duration::from_millis(200));
-    let audit = d
-        .get_as(&s, "/api/v1/audit?project_id=agents&limit=100")
-        .json();
-    let types: Vec<String> = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap().to_owned())
-        .collect();
-    for t in [
+    // The end is audited by the event bridge just after the state turns `exited`: poll.
+    let want = [
         "run.started",
         "run.ended",
         "cage.disabled",
         "project.loaded",
-    ] {
-        assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = d
+            .get_as(&s, "/api/v1/audit?project_id=agents&limit=100")
+            .json();
+        let types: Vec<String> = audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect();
+        let missing: Vec<&str> = want
+            .into_iter()
+            .filter(|t| !types.iter().any(|x| x == t))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing:?} missing from {types:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
