@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pretty_assertions::assert_eq;
 
-use crate::fixture::{Response, TestDaemon, daemon, raw};
+use crate::fixture::{Response, TestDaemon, daemon, eventually, raw};
 
 const NONCE: &str = "sidecar-nonce-0123456789abcdef0123456789";
 
@@ -884,8 +884,7 @@ fn every_authenticated_request_is_audited_with_its_user_id() {
     // Reads are counted and written once a second (polled, so a busy machine that runs the
     // flush late does not fail the test); writes get their own row.
     let me = d.get_as(&s, "/api/v1/me").json()["identity"]["user_id"].clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status_reads = loop {
+    let status_reads = eventually(Duration::from_secs(15), || {
         let rows = d
             .get_as(&s, "/api/v1/audit?type=http.reads&limit=100")
             .json();
@@ -899,11 +898,12 @@ fn every_authenticated_request_is_audited_with_its_user_id() {
                 e["data"]["count"].as_u64().unwrap()
             })
             .sum();
-        if n >= 5 || std::time::Instant::now() > deadline {
-            break n;
+        if n >= 5 {
+            Ok(n)
+        } else {
+            Err(format!("{n} of 5 status reads counted"))
         }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert_eq!(status_reads, 5);
     let writes = d.get_as(&s, "/api/v1/audit?type=http.request").json();
     let w = &writes["events"][0];

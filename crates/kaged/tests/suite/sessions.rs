@@ -7,7 +7,7 @@ use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::fixture::{Session, TestDaemon, daemon, project_dir, read_until};
+use crate::fixture::{Session, TestDaemon, daemon, eventually, project_dir, read_until};
 
 const SHELL_PROJECT: &str = "version: 1\nproject: demo\n";
 
@@ -24,18 +24,14 @@ fn start(d: &TestDaemon, s: &Session, project: &str, body: Value) -> Value {
 }
 
 fn wait_exited(d: &TestDaemon, s: &Session, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || {
         let v = d.get_as(s, &format!("/api/v1/sessions/{id}")).json();
         if v["state"] == "exited" {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("session {id} never exited: {v}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "session {id} never exited: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 async fn hello(ws: &mut crate::fixture::Ws, offset: u64) -> Value {
@@ -188,18 +184,13 @@ fn delete_escalates_to_sigkill_for_a_process_that_ignores_hup_and_term() {
     let id = info["id"].as_str().unwrap();
     // `ready` is printed after the trap is set; a fixed sleep could lose that race on a busy
     // machine and end the task with HUP instead.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while d.get_as(&s, &format!("/api/v1/sessions/{id}")).json()["bytes_total"]
-        .as_u64()
-        .unwrap_or(0)
-        < 5
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the task never printed `ready`"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(20), || {
+        let v = d.get_as(&s, &format!("/api/v1/sessions/{id}")).json();
+        match v["bytes_total"].as_u64() {
+            Some(n) if n >= 5 => Ok(()),
+            _ => Err(format!("the task never printed `ready`: {v}")),
+        }
+    });
     assert_eq!(d.delete(&s, &format!("/api/v1/sessions/{id}")).status, 200);
     let done = wait_exited(&d, &s, id);
     assert_eq!(done["signal"], 9, "{done}");
@@ -422,8 +413,7 @@ fn agents_stream_as_runs_and_cage_disabled_is_audited() {
         "cage.disabled",
         "project.loaded",
     ];
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let audit = d
             .get_as(&s, "/api/v1/audit?project_id=agents&limit=100")
             .json();
@@ -438,14 +428,11 @@ fn agents_stream_as_runs_and_cage_disabled_is_audited() {
             .filter(|t| !types.iter().any(|x| x == t))
             .collect();
         if missing.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{missing:?} missing from {types:?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{missing:?} missing from {types:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
