@@ -8,14 +8,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use crate::diag::{Code, Sink, child_pointer};
-use crate::model::{
-    Access, AgentSpec, ByteSize, Cage, CagePolicy, FsGrant, Limits, MAX_CPU, MAX_DESCRIPTION_CHARS,
-    MAX_PIDS, Network, PathError, PathScheme, Plugin, PortablePath, Project, State, Task, Walltime,
-};
+use kaged_api::{EnvNameError, check_env_name};
+
 use crate::portability::{
     concrete_model_reason, holds_secret_value, is_secret_key, symlink_escape,
 };
 use crate::yaml::{Entry, Node, Value};
+use crate::{
+    Access, AgentSpec, ByteSize, Cage, CagePolicy, FsGrant, Limits, MAX_CPU, MAX_DESCRIPTION_CHARS,
+    MAX_PIDS, Network, PathError, PathScheme, Plugin, PortablePath, Project, State, Task, Walltime,
+};
 
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -96,13 +98,6 @@ pub(crate) fn is_name(s: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-}
-
-pub(crate) fn is_env_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    (1..=128).contains(&b.len())
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// Home directories are the clearest sign of an operator-local path in an argv.
@@ -734,17 +729,25 @@ impl Decoder<'_, '_> {
             policy.env = self.string_list(e, &p, "env", "an environment variable name");
             if let Value::Seq(items) = &e.value {
                 for (i, (n, name)) in items.iter().zip(&policy.env).enumerate() {
-                    if matches!(n.value, Value::Str(_)) && !name.is_empty() && !is_env_name(name) {
-                        self.report(
-                            n,
-                            Code::BadName,
-                            &child_pointer(&p, &i.to_string()),
-                            format!(
-                                "{name:?} is not an environment variable name; list NAMES only \
-                                 (letters, digits and `_`), never NAME=value"
-                            ),
-                        );
+                    if !matches!(n.value, Value::Str(_)) || name.is_empty() {
+                        continue;
                     }
+                    let message = match check_env_name(name) {
+                        Ok(()) => continue,
+                        Err(EnvNameError::Invalid { .. }) => format!(
+                            "{name:?} is not an environment variable name; list NAMES only \
+                             (letters, digits and `_`), never NAME=value"
+                        ),
+                        Err(e @ EnvNameError::Reserved { .. }) => {
+                            format!("{e}; remove it from the list")
+                        }
+                    };
+                    self.report(
+                        n,
+                        Code::BadName,
+                        &child_pointer(&p, &i.to_string()),
+                        message,
+                    );
                 }
             }
         }
@@ -918,8 +921,9 @@ impl Decoder<'_, '_> {
             };
             for v in vars {
                 let vp = child_pointer(&p, &v.key);
-                if !is_env_name(&v.key) {
-                    self.sink.push(
+                match check_env_name(&v.key) {
+                    Ok(()) => {}
+                    Err(EnvNameError::Invalid { .. }) => self.sink.push(
                         v.key_pos,
                         Code::BadName,
                         &vp,
@@ -927,7 +931,11 @@ impl Decoder<'_, '_> {
                             "{:?} is not an environment variable name (letters, digits and `_`)",
                             v.key
                         ),
-                    );
+                    ),
+                    Err(e @ EnvNameError::Reserved { .. }) => {
+                        self.sink
+                            .push(v.key_pos, Code::BadName, &vp, format!("{e}; remove it"))
+                    }
                 }
                 if is_secret_key(&v.key) && holds_secret_value(&v.value) {
                     // Reported as a credential by the credential scan.
@@ -1024,9 +1032,6 @@ mod tests {
         assert!(!is_slug("My-App"));
         assert!(is_name("test.unit"));
         assert!(!is_name("_x"));
-        assert!(is_env_name("_X1"));
-        assert!(!is_env_name("1X"));
-        assert!(!is_env_name("A=B"));
     }
 
     #[test]

@@ -21,7 +21,6 @@
 mod decode;
 mod diag;
 mod local;
-mod model;
 mod overlay;
 mod portability;
 mod yaml;
@@ -34,10 +33,14 @@ pub use local::{
     ApiKey, LocalConfig, LocalConfigError, Provider, RegisteredProject, UnknownAlias,
     UnknownAliases,
 };
-pub use model::{
-    ALIAS_PATTERN, Access, AgentSpec, ByteSize, Cage, CagePolicy, DEFAULT_CAGE_ENV,
-    ENV_NAME_PATTERN, FsGrant, Limits, MAX_DESCRIPTION_CHARS, NAME_PATTERN, Network, PathError,
-    PathScheme, Plugin, PortablePath, Project, SLUG_PATTERN, State, Task, Walltime,
+// The file format's types are wire types: they live in `kaged-api`, once.
+pub use kaged_api::cage::{
+    Access, ByteSize, Cage, CagePolicy, DEFAULT_CAGE_ENV, ENV_NAME_PATTERN, FsGrant, Limits,
+    MAX_CPU, MAX_PIDS, Network, PathError, PathScheme, PortablePath, State, Walltime,
+};
+pub use kaged_api::project::{
+    ALIAS_PATTERN, AgentSpec, MAX_DESCRIPTION_CHARS, NAME_PATTERN, Plugin, Project, SLUG_PATTERN,
+    Task,
 };
 
 use diag::{Code as C, Pos, Sink, Src};

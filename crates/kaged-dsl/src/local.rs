@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::decode::{is_env_name, is_name};
-use crate::model::Project;
+pub use kaged_api::UnknownAlias;
+use kaged_api::{EnvNameError, check_env_name};
+
+use crate::Project;
+use crate::decode::is_name;
 use crate::portability::secret_kind;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +113,8 @@ impl LocalConfig {
                      Remove the key from this file and rotate it"
                 )));
             }
-            if !is_env_name(&p.api_key_env) {
+            // The shape rule only: this names a variable of the daemon, never of a cage.
+            if let Err(EnvNameError::Invalid { .. }) = check_env_name(&p.api_key_env) {
                 return Err(invalid(format!(
                     "[providers.{name}] api_key_env must be an environment variable NAME such as \
                      ANTHROPIC_API_KEY (letters, digits and `_`)"
@@ -134,6 +138,22 @@ impl LocalConfig {
         &self,
         project: &Project,
     ) -> Result<BTreeMap<String, String>, UnknownAliases> {
+        let (resolved, missing) = self.resolve_models_partially(project);
+        if missing.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(UnknownAliases {
+                file: self.source.clone(),
+                missing,
+            })
+        }
+    }
+
+    /// What resolves, and what does not: a project view shows both.
+    pub fn resolve_models_partially(
+        &self,
+        project: &Project,
+    ) -> (BTreeMap<String, String>, Vec<UnknownAlias>) {
         let mut resolved = BTreeMap::new();
         let mut missing = Vec::new();
         for (agent, spec) in project.agents() {
@@ -148,14 +168,7 @@ impl LocalConfig {
                 }),
             }
         }
-        if missing.is_empty() {
-            Ok(resolved)
-        } else {
-            Err(UnknownAliases {
-                file: self.source.clone(),
-                missing,
-            })
-        }
+        (resolved, missing)
     }
 }
 
@@ -209,13 +222,6 @@ impl fmt::Display for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UnknownAlias {
-    /// Dotted agent name, e.g. `primary.reviewer`.
-    pub agent: String,
-    pub alias: String,
 }
 
 /// Aliases a project uses that the operator's local.toml does not define.

@@ -1,120 +1,21 @@
-//! The typed project, as the rest of kaged sees it after a successful load.
-//!
-//! These types are also the source of the JSON Schema ([`crate::json_schema`]), so the
-//! schema served at `GET /api/v1/dsl/schema` and the parser describe one format. Values are
-//! normalised: defaults are filled in (an omitted `cage` is the default policy), paths are
-//! lexically cleaned, `walltime` is seconds and `memory` is bytes.
+//! Cage policy (design §7) as a project file, an API request and the sandbox compiler all
+//! see it, plus the summary of a compiled cage. Policies carry no host paths: filesystem
+//! grants are `project:/…` paths, resolved against a project root only by the sandbox.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ts_rs::TS;
 
-/// `project` slugs: lowercase, digits and inner dashes, 2 to 64 characters.
-pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$";
-/// Agent, task and plugin names.
-pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
-/// Model aliases: no `:` or `/`, which is what keeps concrete `provider:model` ids out.
-pub const ALIAS_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
-/// Environment variable names.
+/// Environment variable names: what a shell accepts, at most 128 characters.
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
-/// Longest allowed `description`, in characters.
-pub const MAX_DESCRIPTION_CHARS: usize = 280;
-
-/// A whole project: `<root>/.kaged/project.yaml` with its overlay applied.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(
-    title = "kaged project",
-    description = "A portable kaged project (.kaged/project.yaml). Nothing in it is \
-                   operator-local: model aliases, paths and credentials are resolved by each \
-                   operator's local.toml."
-)]
-pub struct Project {
-    /// Format version; only `1` exists.
-    #[schemars(range(min = 1, max = 1))]
-    pub version: u32,
-    /// The project's slug.
-    #[schemars(regex(pattern = SLUG_PATTERN))]
-    pub project: String,
-    /// One line for humans, at most 280 characters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 280))]
-    pub description: Option<String>,
-    /// The agent (or shell) a session of this project runs by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary: Option<AgentSpec>,
-    /// Named runnable commands (test, lint, ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
-    pub tasks: BTreeMap<String, Task>,
-    /// Supervised plugin subprocesses (ADR-0008).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub plugins: Vec<Plugin>,
-}
-
-/// An agent: what to run, with which model alias and prompt, in which cage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentSpec {
-    /// A model alias (e.g. `fast`) that the operator's local.toml maps to a concrete id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = ALIAS_PATTERN))]
-    pub model: Option<String>,
-    /// The system prompt file, a `project:/` path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = "^project:/"))]
-    pub system_prompt: Option<PortablePath>,
-    /// The program to run, as an argv (no shell parsing).
-    #[schemars(length(min = 1), inner(length(min = 1)))]
-    pub command: Vec<String>,
-    /// The cage policy, or `"disabled"` to run uncaged (audited).
-    #[serde(default)]
-    pub cage: Cage,
-    /// Tools the agent may use; `agent:NAME` delegates to the child agent NAME.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1)))]
-    pub tools: Vec<String>,
-    /// Child agents by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
-    pub agents: BTreeMap<String, AgentSpec>,
-}
-
-/// A declared command, started as a session in its own cage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Task {
-    /// The program to run, as an argv.
-    #[schemars(length(min = 1), inner(length(min = 1)))]
-    pub command: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 280))]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub cage: Cage,
-    /// Extra environment for the task. Values are literal and portable; credentials never
-    /// belong here (allowlist the variable's name under `cage.env` instead).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("propertyNames" = { "pattern": ENV_NAME_PATTERN }))]
-    pub env: BTreeMap<String, String>,
-}
-
-/// A plugin: a supervised subprocess speaking JSON-RPC over stdio.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Plugin {
-    #[schemars(regex(pattern = NAME_PATTERN))]
-    pub name: String,
-    #[schemars(length(min = 1), inner(length(min = 1)))]
-    pub command: Vec<String>,
-}
 
 /// Either a cage policy or the explicit, audited opt-out `"disabled"`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, TS)]
+#[ts(type = "\"disabled\" | CagePolicy")]
 pub enum Cage {
     Disabled,
     Policy(CagePolicy),
@@ -168,7 +69,7 @@ impl JsonSchema for Cage {
 }
 
 /// What a cage lets through (design §7). The sandbox crate compiles this into bwrap argv.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(deny_unknown_fields)]
 pub struct CagePolicy {
     /// Filesystem grants. Omitted: the whole project, read-write.
@@ -215,7 +116,7 @@ fn default_fs() -> Vec<FsGrant> {
 }
 
 /// One filesystem entry made visible in the cage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(deny_unknown_fields)]
 pub struct FsGrant {
     pub path: PortablePath,
@@ -224,7 +125,7 @@ pub struct FsGrant {
     pub access: Access,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     #[default]
@@ -232,7 +133,7 @@ pub enum Access {
     Rw,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// No network namespace shared: no connectivity at all.
@@ -242,7 +143,7 @@ pub enum Network {
     Host,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Scratch space is thrown away when the session ends.
@@ -253,7 +154,7 @@ pub enum State {
 }
 
 /// Resource limits; each is optional and applied where the host allows (cgroups).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,13 +170,26 @@ pub struct Limits {
     pub cpu: Option<f64>,
 }
 
+impl Limits {
+    /// Whether any limit needs a cgroup (walltime does not).
+    pub fn needs_cgroup(&self) -> bool {
+        self.memory.is_some() || self.pids.is_some() || self.cpu.is_some()
+    }
+
+    pub fn walltime_duration(&self) -> Option<std::time::Duration> {
+        self.walltime
+            .map(|w| std::time::Duration::from_secs(w.seconds()))
+    }
+}
+
 /// Largest `pids` limit (the kernel's `pid_max` ceiling).
 pub const MAX_PIDS: i64 = 4_194_304;
 /// Largest `cpu` limit.
 pub const MAX_CPU: f64 = 1024.0;
 
 /// A wall-clock limit in seconds. Written as seconds or `30s`/`10m`/`2h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, TS)]
+#[ts(type = "number | string")]
 pub struct Walltime(pub u64);
 
 impl Walltime {
@@ -305,7 +219,8 @@ impl Walltime {
 }
 
 /// A size in bytes. Written as bytes or with a binary suffix `K`/`M`/`G`/`T` (`2G`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, TS)]
+#[ts(type = "number | string")]
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
@@ -409,14 +324,16 @@ pub enum PathScheme {
 ///
 /// Host paths never appear in a project (ADR-0011); each operator's daemon resolves these
 /// against its own directories with [`PortablePath::resolve`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, TS)]
 #[serde(transparent)]
+#[ts(type = "string")]
 pub struct PortablePath(String);
 
 impl PortablePath {
     pub const PATTERN: &'static str = "^(project|config):/";
 
-    pub(crate) fn project_root() -> PortablePath {
+    /// `project:/`, the whole project.
+    pub fn project_root() -> PortablePath {
         PortablePath("project:/".into())
     }
 
@@ -529,21 +446,138 @@ pub enum PathError {
     Escape,
 }
 
-impl Project {
-    /// Every agent with its dotted name: `primary`, `primary.reviewer`, ... in a stable
-    /// order, for listing and for starting sessions.
-    pub fn agents(&self) -> Vec<(String, &AgentSpec)> {
-        fn walk<'a>(name: String, spec: &'a AgentSpec, out: &mut Vec<(String, &'a AgentSpec)>) {
-            for (child, c) in &spec.agents {
-                walk(format!("{name}.{child}"), c, out);
-            }
-            out.push((name, spec));
+/// Why an environment variable name may not be allowlisted into a cage. This is the one rule,
+/// used by the project file's checks, the session API and the cage compiler.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvNameError {
+    #[error(
+        "{name:?} is not an environment variable name; use letters, digits and `_`, not starting with a digit (NAME only, never NAME=value)"
+    )]
+    Invalid { name: String },
+    #[error("{name:?} may not enter a cage: {reason}")]
+    Reserved { name: String, reason: &'static str },
+}
+
+pub fn check_env_name(name: &str) -> Result<(), EnvNameError> {
+    let b = name.as_bytes();
+    let shaped = (1..=128).contains(&b.len())
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_');
+    if !shaped {
+        return Err(EnvNameError::Invalid {
+            name: name.to_owned(),
+        });
+    }
+    let reason = if name.to_ascii_uppercase().starts_with("KAGED_") {
+        "KAGED_* variables carry the daemon's secrets"
+    } else if name == "HOME" {
+        "the cage sets HOME to its own home directory"
+    } else {
+        return Ok(());
+    };
+    Err(EnvNameError::Reserved {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// What a compiled cage can see and do, for the audit trail, the API and the UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct CageSummary {
+    pub grants: Vec<GrantSummary>,
+    pub network: Network,
+    pub state: State,
+    /// As requested; `walltime` is enforced by the session broker, the rest as
+    /// `cgroup_limits` says.
+    pub limits: Limits,
+    pub cgroup_limits: CgroupLimits,
+    /// Names of the variables passed in (values are never recorded).
+    pub env: Vec<String>,
+    /// Host paths hidden by a mask inside the cage.
+    #[ts(type = "Array<string>")]
+    pub masked: Vec<PathBuf>,
+    #[ts(type = "string")]
+    pub cwd: PathBuf,
+    pub pty: bool,
+    /// Whether nested user namespaces are forbidden (needs bubblewrap ≥ 0.8).
+    pub nested_userns_disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct GrantSummary {
+    pub path: PortablePath,
+    /// The real host path, which is also the path inside the cage.
+    #[ts(type = "string")]
+    pub host_path: PathBuf,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CgroupLimits {
+    /// The policy sets no memory, pids or cpu limit.
+    NotRequested,
+    /// Applied by a `systemd-run --user --scope` wrapper.
+    Enforced,
+    /// Requested but this host cannot apply them; the cage runs anyway.
+    NotEnforced { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn env_names_follow_one_rule() {
+        for ok in ["TERM", "_X1", "lower_case", "PATH"] {
+            assert_eq!(check_env_name(ok), Ok(()), "{ok}");
         }
-        let mut out = Vec::new();
-        if let Some(p) = &self.primary {
-            walk("primary".into(), p, &mut out);
+        for bad in ["", "1X", "A=B", "A-B", "A\0", &"X".repeat(129)] {
+            assert!(
+                matches!(check_env_name(bad), Err(EnvNameError::Invalid { .. })),
+                "{bad:?}"
+            );
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        for reserved in ["KAGED_AUTH_NONCE", "kaged_x", "HOME"] {
+            assert!(
+                matches!(check_env_name(reserved), Err(EnvNameError::Reserved { .. })),
+                "{reserved}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_keys_left_out_take_the_safe_defaults() {
+        let empty: CagePolicy = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, CagePolicy::default());
+        assert_eq!(empty.network, Network::None);
+        assert_eq!(
+            empty.fs,
+            vec![FsGrant {
+                path: PortablePath::project_root(),
+                access: Access::Rw
+            }]
+        );
+        let err = serde_json::from_str::<CagePolicy>(r#"{"netwrok":"host"}"#).unwrap_err();
+        assert!(err.to_string().contains("netwrok"), "{err}");
+    }
+
+    #[test]
+    fn limits_take_numbers_or_suffixed_strings_and_serialise_as_numbers() {
+        let l: Limits =
+            serde_json::from_str(r#"{"walltime":"10m","memory":"2G","pids":64,"cpu":1.5}"#)
+                .unwrap();
+        assert_eq!(
+            l.walltime_duration(),
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert!(l.needs_cgroup());
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            serde_json::json!({"walltime": 600, "memory": 2u64 << 30, "pids": 64, "cpu": 1.5})
+        );
     }
 }

@@ -1,0 +1,33 @@
+//! `GET /api/v1/events`: daemon events as JSON text frames, one [`DaemonEvent`] each.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::session::SessionInfo;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(tag = "type")]
+pub enum DaemonEvent {
+    #[serde(rename = "session.started")]
+    SessionStarted { session: SessionInfo },
+    #[serde(rename = "session.exited")]
+    SessionExited { session: SessionInfo },
+    #[serde(rename = "session.attached")]
+    SessionAttached {
+        session_id: String,
+        project_id: String,
+        actor: String,
+    },
+    /// A declared agent's session started: an agent run.
+    #[serde(rename = "run.started")]
+    RunStarted { session: SessionInfo, agent: String },
+    #[serde(rename = "run.ended")]
+    RunEnded { session: SessionInfo, agent: String },
+    /// This subscriber fell behind and missed `missed` events; refetch what it shows.
+    #[serde(rename = "gap")]
+    Gap { missed: u64 },
+    /// The answer to a client's `{"type":"ping"}`.
+    #[serde(rename = "pong")]
+    Pong,
+}

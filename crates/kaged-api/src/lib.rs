@@ -1,0 +1,46 @@
+//! `api` owns kaged's wire types, each defined once: the project file's model (ADR-0011,
+//! design §9) and cage policy (§7), the HTTP API's requests and responses (§5), the PTY and
+//! events protocols (§6) and the error envelope. The daemon, the handlers, the CLI, the tests
+//! and the bench all speak these types; the UI's TypeScript (`web/src/api.gen.ts`) and the
+//! OpenAPI document are generated from them, so nothing on either side reads JSON by key.
+//!
+//! It holds values and their validation rules, never behaviour: no I/O, no clocks beyond
+//! [`Timestamp::now`], no knowledge of HTTP.
+
+pub mod audit;
+pub mod cage;
+pub mod error;
+pub mod event;
+pub mod project;
+pub mod pty;
+pub mod session;
+pub mod settings;
+pub mod status;
+mod timestamp;
+pub mod typescript;
+
+pub use audit::{AuditPage, AuditParams, AuditRow};
+pub use cage::{
+    Access, ByteSize, Cage, CagePolicy, CageSummary, CgroupLimits, DEFAULT_CAGE_ENV,
+    ENV_NAME_PATTERN, EnvNameError, FsGrant, GrantSummary, Limits, Network, PathError, PathScheme,
+    PortablePath, State, Walltime, check_env_name,
+};
+pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
+pub use event::DaemonEvent;
+pub use project::{
+    AgentSpec, AgentView, LoadProject, Plugin, Project, ProjectList, ProjectView, TaskView,
+    UnknownAlias, Unloaded,
+};
+pub use pty::{ClientControl, ServerControl};
+pub use session::{
+    CageState, EndReason, InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionKind,
+    SessionList, SessionOrigin, SessionState, SignalName, SignalRequest, StartSession,
+};
+pub use settings::{
+    AuthMode, Mode, SessionLimitsReport, SettingsReport, Source, Sourced, UnknownValue,
+};
+pub use status::{
+    BwrapInfo, CgroupSupport, Health, Identity, LaunchUrl, LocalSummary, Me, Paths, ProviderKey,
+    SandboxStatus, Status, VersionInfo, Warning,
+};
+pub use timestamp::Timestamp;

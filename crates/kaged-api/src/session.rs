@@ -1,0 +1,193 @@
+//! Sessions (design §6): what a session is, where it came from, and the requests that start
+//! and steer one.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::cage::{CagePolicy, CageSummary};
+use crate::timestamp::Timestamp;
+
+/// Lifecycle of a session (design §6). Being attached is not a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Recorded on disk just before exec; a session still in this state after a restart never
+    /// ran (the daemon died while starting it).
+    Starting,
+    Running,
+    Exited,
+}
+
+/// Why a session ended, when something other than the process itself decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The process ended on its own.
+    ProcessExited,
+    /// An operator asked for it.
+    Terminated,
+    /// The session's walltime ran out.
+    Walltime,
+    /// The daemon shut down.
+    Shutdown,
+    /// The daemon died while the session ran; its exit status is unknown.
+    DaemonRestart,
+}
+
+/// What kind of thing a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// The operator's login shell.
+    Shell,
+    /// An explicit argv from the request.
+    Command,
+    /// A declared agent of the project.
+    Agent,
+    /// A declared task of the project.
+    Task,
+}
+
+/// Whether and how a session is caged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CageState {
+    /// In a bubblewrap cage; the summary says what it can see and do.
+    Caged { summary: Box<CageSummary> },
+    /// The project file says `cage: disabled` for this agent or task (audited).
+    DisabledByProject,
+    /// The daemon runs with `--no-sandbox` (ADR-0009).
+    NoSandbox,
+}
+
+impl CageState {
+    pub fn is_caged(&self) -> bool {
+        matches!(self, CageState::Caged { .. })
+    }
+}
+
+/// Where a session came from: what was asked for and the cage it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct SessionOrigin {
+    pub kind: SessionKind,
+    /// The agent's dotted name or the task's name.
+    pub name: Option<String>,
+    /// The command as declared or requested, before any cage wraps it.
+    pub command: Vec<String>,
+    pub cage: CageState,
+}
+
+/// A snapshot of a session, as stored in `meta.json`, served by the API and sent in events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct SessionInfo {
+    pub id: String,
+    pub project_id: String,
+    /// The operator who started it.
+    pub actor: String,
+    /// What really runs (usually `bwrap … -- command`), lossily converted to UTF-8.
+    pub argv: Vec<String>,
+    pub state: SessionState,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    /// The signal number that killed the process, if one did.
+    pub signal: Option<i32>,
+    pub end_reason: Option<EndReason>,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub cols: u16,
+    pub rows: u16,
+    /// Offset just past the last byte of output, i.e. the total output size.
+    pub bytes_total: u64,
+    /// False when some output could not be written to the transcript (disk error) or may be
+    /// missing (the daemon died before its last batch was written).
+    pub transcript_complete: bool,
+    pub origin: SessionOrigin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `POST /api/v1/projects/{id}/sessions`: at most one of `argv`, `agent` and `task`; none
+/// starts the operator's login shell.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct StartSession {
+    /// An explicit argv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// A declared agent by dotted name (`primary`, `primary.reviewer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// A declared task by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Terminal width, 1 to 1000 (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cols: Option<u16>,
+    /// Terminal height, 1 to 1000 (default 24).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u16>,
+    /// A cage policy for an explicit argv or the shell; declared agents and tasks keep theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cage: Option<CagePolicy>,
+    /// Extra environment variable names to allowlist into the cage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+}
+
+/// The signals an operator may send, by name (`SIGINT` or `INT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SignalName {
+    #[serde(alias = "SIGINT")]
+    Int,
+    #[serde(alias = "SIGTERM")]
+    Term,
+    #[serde(alias = "SIGHUP")]
+    Hup,
+    #[serde(alias = "SIGKILL")]
+    Kill,
+    #[serde(alias = "SIGQUIT")]
+    Quit,
+    #[serde(alias = "SIGUSR1")]
+    Usr1,
+    #[serde(alias = "SIGUSR2")]
+    Usr2,
+    #[serde(alias = "SIGSTOP")]
+    Stop,
+    #[serde(alias = "SIGCONT")]
+    Cont,
+    #[serde(alias = "SIGWINCH")]
+    Winch,
+}
+
+/// `POST /api/v1/sessions/{id}/signal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    pub signal: SignalName,
+}
+
+/// `POST /api/v1/sessions/{id}/resize`: both 1 to 1000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeRequest {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// `POST /api/v1/sessions/{id}/input`: text to type, at most 64 KiB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct InputRequest {
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct InputWritten {
+    /// Bytes written to the terminal.
+    pub written: u64,
+}

@@ -1,0 +1,80 @@
+//! The UI's TypeScript types, rendered from the wire types with `ts-rs` into one file,
+//! `web/src/api.gen.ts`. A test fails when the committed file is stale; regenerate it with
+//! `KAGED_UPDATE_GENERATED=1 cargo test -p kaged-api`.
+
+use ts_rs::{Config, TS};
+
+use crate::*;
+
+/// The repository path of the generated file.
+pub const GENERATED_FILE: &str = "web/src/api.gen.ts";
+
+macro_rules! declarations {
+    ($cfg:expr; $($ty:ty),* $(,)?) => {
+        vec![$(declaration::<$ty>($cfg)),*]
+    };
+}
+
+fn declaration<T: TS>(cfg: &Config) -> String {
+    let docs = T::docs()
+        .map(|d| format!("{}\n", d.trim_end()))
+        .unwrap_or_default();
+    format!("{docs}export {}", T::decl(cfg))
+}
+
+/// The whole generated file.
+pub fn render() -> String {
+    // Byte offsets and ids stay far below 2^53, so `number` is exact and far easier to use
+    // than `bigint` in the UI.
+    let cfg = Config::new().with_large_int("number");
+    let decls = declarations!(&cfg;
+        Timestamp, Mode, AuthMode, Source, Sourced<()>, SettingsReport, SessionLimitsReport,
+        Access, Network, State, Walltime, ByteSize, PortablePath, FsGrant, Limits, CagePolicy,
+        Cage, CgroupLimits, GrantSummary, CageSummary,
+        Plugin, project::Task, AgentSpec, Project, UnknownAlias, AgentView, TaskView,
+        ProjectView, ProjectList, LoadProject, Unloaded,
+        SessionState, EndReason, SessionKind, CageState, SessionOrigin, SessionInfo, SessionList,
+        StartSession, SignalName, SignalRequest, ResizeRequest, InputRequest, InputWritten,
+        ClientControl, ServerControl, DaemonEvent,
+        AuditRow, AuditPage, AuditParams,
+        ErrorCode, ErrorBody, ErrorEnvelope,
+        Warning, Paths, BwrapInfo, CgroupSupport, SandboxStatus, ProviderKey, LocalSummary,
+        Status, Identity, Me, LaunchUrl, Health, VersionInfo,
+    );
+    let mut out = String::from(
+        "// Generated from the Rust wire types in crates/kaged-api; do not edit.\n\
+         // Regenerate with `KAGED_UPDATE_GENERATED=1 cargo test -p kaged-api`.\n\n",
+    );
+    for d in decls {
+        out.push_str(&d);
+        out.push_str("\n\n");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::PathBuf;
+
+    #[test]
+    fn generated_typescript_is_current() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(super::GENERATED_FILE);
+        let fresh = super::render();
+        if std::env::var_os("KAGED_UPDATE_GENERATED").is_some() {
+            std::fs::write(&path, &fresh).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{} is stale; run `KAGED_UPDATE_GENERATED=1 cargo test -p kaged-api` and commit it",
+            path.display()
+        );
+    }
+}

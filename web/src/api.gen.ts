@@ -1,0 +1,544 @@
+// Generated from the Rust wire types in crates/kaged-api; do not edit.
+// Regenerate with `KAGED_UPDATE_GENERATED=1 cargo test -p kaged-api`.
+
+export type Timestamp = string;
+
+/**
+ * The two first-class deployment modes of ADR-0010.
+ */
+export type Mode = "user" | "system";
+
+/**
+ * `auth.mode` of ADR-0007's per-user amendment.
+ */
+export type AuthMode = "loopback" | "sidecar" | "insecure";
+
+/**
+ * Where a setting's value came from; `kaged status` shows it so "why is it like this?" has an
+ * answer.
+ */
+export type Source = { "kind": "default" } | { "kind": "mode" } | { "kind": "file", "name": string } | { "kind": "env", "name": string } | { "kind": "flag", "name": string };
+
+export type Sourced<T> = { value: T, source: Source, };
+
+/**
+ * The merged settings as reported: each value with its source. The sidecar nonce is never
+ * part of it, not even its source's path.
+ */
+export type SettingsReport = { 
+/**
+ * The config file that was read, if any.
+ */
+config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>, allowed_hosts: Sourced<Array<string>>, allowed_origins: Sourced<Array<string>>, insecure_reason: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, log_level: Sourced<string>, };
+
+export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, };
+
+export type Access = "ro" | "rw";
+
+export type Network = "none" | "host";
+
+export type State = "ephemeral" | "persistent";
+
+/**
+ * A wall-clock limit in seconds. Written as seconds or `30s`/`10m`/`2h`.
+ */
+export type Walltime = number | string;
+
+/**
+ * A size in bytes. Written as bytes or with a binary suffix `K`/`M`/`G`/`T` (`2G`).
+ */
+export type ByteSize = number | string;
+
+/**
+ * A `project:/…` or `config:/…` path, lexically normalised (no `.`, `..` or `//`).
+ *
+ * Host paths never appear in a project (ADR-0011); each operator's daemon resolves these
+ * against its own directories with [`PortablePath::resolve`].
+ */
+export type PortablePath = string;
+
+/**
+ * One filesystem entry made visible in the cage.
+ */
+export type FsGrant = { path: PortablePath, 
+/**
+ * Omitted: read-only, the least that makes a grant useful.
+ */
+access: Access, };
+
+/**
+ * Resource limits; each is optional and applied where the host allows (cgroups).
+ */
+export type Limits = { walltime?: Walltime | null, memory?: ByteSize | null, pids?: number | null, 
+/**
+ * CPUs, fractional allowed.
+ */
+cpu?: number | null, };
+
+/**
+ * What a cage lets through (design §7). The sandbox crate compiles this into bwrap argv.
+ */
+export type CagePolicy = { 
+/**
+ * Filesystem grants. Omitted: the whole project, read-write.
+ */
+fs: Array<FsGrant>, network: Network, state: State, limits: Limits, 
+/**
+ * Names of environment variables passed into the cage (values come from the daemon's
+ * environment at start; everything else is cleared). Omitted: the terminal and locale
+ * basics, [`DEFAULT_CAGE_ENV`] (the same default as the sandbox crate's).
+ */
+env: Array<string>, };
+
+/**
+ * Either a cage policy or the explicit, audited opt-out `"disabled"`.
+ */
+export type Cage = "disabled" | CagePolicy;
+
+export type CgroupLimits = { "status": "not_requested" } | { "status": "enforced" } | { "status": "not_enforced", reason: string, };
+
+export type GrantSummary = { path: PortablePath, 
+/**
+ * The real host path, which is also the path inside the cage.
+ */
+host_path: string, access: Access, };
+
+/**
+ * What a compiled cage can see and do, for the audit trail, the API and the UI.
+ */
+export type CageSummary = { grants: Array<GrantSummary>, network: Network, state: State, 
+/**
+ * As requested; `walltime` is enforced by the session broker, the rest as
+ * `cgroup_limits` says.
+ */
+limits: Limits, cgroup_limits: CgroupLimits, 
+/**
+ * Names of the variables passed in (values are never recorded).
+ */
+env: Array<string>, 
+/**
+ * Host paths hidden by a mask inside the cage.
+ */
+masked: Array<string>, cwd: string, pty: boolean, 
+/**
+ * Whether nested user namespaces are forbidden (needs bubblewrap ≥ 0.8).
+ */
+nested_userns_disabled: boolean, };
+
+/**
+ * A plugin: a supervised subprocess speaking JSON-RPC over stdio.
+ */
+export type Plugin = { name: string, command: Array<string>, };
+
+/**
+ * A declared command, started as a session in its own cage.
+ */
+export type Task = { 
+/**
+ * The program to run, as an argv.
+ */
+command: Array<string>, description?: string | null, cage: Cage, 
+/**
+ * Extra environment for the task. Values are literal and portable; credentials never
+ * belong here (allowlist the variable's name under `cage.env` instead).
+ */
+env?: { [key in string]: string }, };
+
+/**
+ * An agent: what to run, with which model alias and prompt, in which cage.
+ */
+export type AgentSpec = { 
+/**
+ * A model alias (e.g. `fast`) that the operator's local.toml maps to a concrete id.
+ */
+model?: string | null, 
+/**
+ * The system prompt file, a `project:/` path.
+ */
+system_prompt?: PortablePath | null, 
+/**
+ * The program to run, as an argv (no shell parsing).
+ */
+command: Array<string>, 
+/**
+ * The cage policy, or `"disabled"` to run uncaged (audited).
+ */
+cage: Cage, 
+/**
+ * Tools the agent may use; `agent:NAME` delegates to the child agent NAME.
+ */
+tools?: Array<string>, 
+/**
+ * Child agents by name.
+ */
+agents?: { [key in string]: AgentSpec }, };
+
+/**
+ * A whole project: `<root>/.kaged/project.yaml` with its overlay applied.
+ */
+export type Project = { 
+/**
+ * Format version; only `1` exists.
+ */
+version: number, 
+/**
+ * The project's slug.
+ */
+project: string, 
+/**
+ * One line for humans, at most 280 characters.
+ */
+description?: string | null, 
+/**
+ * The agent (or shell) a session of this project runs by default.
+ */
+primary?: AgentSpec | null, 
+/**
+ * Named runnable commands (test, lint, ...).
+ */
+tasks?: { [key in string]: Task }, 
+/**
+ * Supervised plugin subprocesses (ADR-0008).
+ */
+plugins?: Array<Plugin>, };
+
+/**
+ * An agent's model alias that the operator's `local.toml` does not define.
+ */
+export type UnknownAlias = { 
+/**
+ * Dotted agent name, e.g. `primary.reviewer`.
+ */
+agent: string, alias: string, };
+
+/**
+ * A declared agent, as something to start.
+ */
+export type AgentView = { 
+/**
+ * Dotted name: `primary`, `primary.reviewer`.
+ */
+name: string, command: Array<string>, model: string | null, caged: boolean, cage: Cage, };
+
+/**
+ * A declared task, as something to start.
+ */
+export type TaskView = { name: string, command: Array<string>, description: string | null, caged: boolean, cage: Cage, };
+
+/**
+ * A loaded project: its file, what can be started from it, and its model aliases resolved
+ * against this operator's `local.toml`.
+ */
+export type ProjectView = { 
+/**
+ * The project's slug.
+ */
+id: string, name: string, 
+/**
+ * The canonical project directory on this host.
+ */
+root: string, description: string | null, agents: Array<AgentView>, tasks: Array<TaskView>, 
+/**
+ * Alias → concrete model id, for the aliases that resolve.
+ */
+models: { [key in string]: string }, unknown_model_aliases: Array<UnknownAlias>, loaded_at: Timestamp, loaded_by: string, 
+/**
+ * The project file as parsed, defaults filled in.
+ */
+definition: Project, };
+
+export type ProjectList = { projects: Array<ProjectView>, };
+
+/**
+ * `POST /api/v1/projects`.
+ */
+export type LoadProject = { 
+/**
+ * The project's root directory: absolute, holding `.kaged/project.yaml`.
+ */
+path: string, };
+
+/**
+ * `DELETE /api/v1/projects/{id}`.
+ */
+export type Unloaded = { unloaded: string, };
+
+/**
+ * Lifecycle of a session (design §6). Being attached is not a state.
+ */
+export type SessionState = "starting" | "running" | "exited";
+
+/**
+ * Why a session ended, when something other than the process itself decided it.
+ */
+export type EndReason = "process_exited" | "terminated" | "walltime" | "shutdown" | "daemon_restart";
+
+/**
+ * What kind of thing a session runs.
+ */
+export type SessionKind = "shell" | "command" | "agent" | "task";
+
+/**
+ * Whether and how a session is caged.
+ */
+export type CageState = { "state": "caged", summary: CageSummary, } | { "state": "disabled_by_project" } | { "state": "no_sandbox" };
+
+/**
+ * Where a session came from: what was asked for and the cage it got.
+ */
+export type SessionOrigin = { kind: SessionKind, 
+/**
+ * The agent's dotted name or the task's name.
+ */
+name: string | null, 
+/**
+ * The command as declared or requested, before any cage wraps it.
+ */
+command: Array<string>, cage: CageState, };
+
+/**
+ * A snapshot of a session, as stored in `meta.json`, served by the API and sent in events.
+ */
+export type SessionInfo = { id: string, project_id: string, 
+/**
+ * The operator who started it.
+ */
+actor: string, 
+/**
+ * What really runs (usually `bwrap … -- command`), lossily converted to UTF-8.
+ */
+argv: Array<string>, state: SessionState, pid: number | null, exit_code: number | null, 
+/**
+ * The signal number that killed the process, if one did.
+ */
+signal: number | null, end_reason: EndReason | null, started_at: Timestamp, ended_at: Timestamp | null, cols: number, rows: number, 
+/**
+ * Offset just past the last byte of output, i.e. the total output size.
+ */
+bytes_total: number, 
+/**
+ * False when some output could not be written to the transcript (disk error) or may be
+ * missing (the daemon died before its last batch was written).
+ */
+transcript_complete: boolean, origin: SessionOrigin, };
+
+export type SessionList = { sessions: Array<SessionInfo>, };
+
+/**
+ * `POST /api/v1/projects/{id}/sessions`: at most one of `argv`, `agent` and `task`; none
+ * starts the operator's login shell.
+ */
+export type StartSession = { 
+/**
+ * An explicit argv.
+ */
+argv?: Array<string> | null, 
+/**
+ * A declared agent by dotted name (`primary`, `primary.reviewer`).
+ */
+agent?: string | null, 
+/**
+ * A declared task by name.
+ */
+task?: string | null, 
+/**
+ * Terminal width, 1 to 1000 (default 80).
+ */
+cols?: number | null, 
+/**
+ * Terminal height, 1 to 1000 (default 24).
+ */
+rows?: number | null, 
+/**
+ * A cage policy for an explicit argv or the shell; declared agents and tasks keep theirs.
+ */
+cage?: CagePolicy | null, 
+/**
+ * Extra environment variable names to allowlist into the cage.
+ */
+env?: Array<string> | null, };
+
+/**
+ * The signals an operator may send, by name (`SIGINT` or `INT`).
+ */
+export type SignalName = "INT" | "TERM" | "HUP" | "KILL" | "QUIT" | "USR1" | "USR2" | "STOP" | "CONT" | "WINCH";
+
+/**
+ * `POST /api/v1/sessions/{id}/signal`.
+ */
+export type SignalRequest = { signal: SignalName, };
+
+/**
+ * `POST /api/v1/sessions/{id}/resize`: both 1 to 1000.
+ */
+export type ResizeRequest = { cols: number, rows: number, };
+
+/**
+ * `POST /api/v1/sessions/{id}/input`: text to type, at most 64 KiB.
+ */
+export type InputRequest = { data: string, };
+
+export type InputWritten = { 
+/**
+ * Bytes written to the terminal.
+ */
+written: number, };
+
+/**
+ * What a viewer sends as a text frame.
+ */
+export type ClientControl = { "type": "hello", offset?: number | null, } | { "type": "resize", cols: number, rows: number, } | { "type": "ping" };
+
+/**
+ * What the daemon sends as a text frame.
+ */
+export type ServerControl = { "type": "hello", offset: number, session: string, } | { "type": "gap", from: number, to: number, } | { "type": "exit", code: number | null, signal: number | null, } | { "type": "pong" } | { "type": "error", message: string, };
+
+export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "gap", missed: number, } | { "type": "pong" };
+
+/**
+ * One audit row. `data` differs per event type and never holds a secret.
+ */
+export type AuditRow = { id: number, ts: Timestamp, 
+/**
+ * Dotted event name, e.g. `session.started`.
+ */
+type: string, 
+/**
+ * The user id of whoever caused it; none for the daemon's own events.
+ */
+actor: string | null, project_id: string | null, session_id: string | null, data: unknown, };
+
+export type AuditPage = { events: Array<AuditRow>, 
+/**
+ * Pass as `before` for the next (older) page; none on the last page.
+ */
+next_before: number | null, };
+
+/**
+ * The query of `GET /api/v1/audit`.
+ */
+export type AuditParams = { 
+/**
+ * Only rows older than this id.
+ */
+before?: number | null, 
+/**
+ * Rows per page, 1 to 1000 (default 100).
+ */
+limit?: number | null, 
+/**
+ * An exact type (`session.started`) or a prefix ending in `.` (`session.`).
+ */
+type?: string | null, actor?: string | null, project_id?: string | null, session_id?: string | null, };
+
+/**
+ * The stable error codes, each with its HTTP status.
+ */
+export type ErrorCode = "bad_request" | "validation_failed" | "unauthenticated" | "forbidden" | "not_found" | "conflict" | "dsl_invalid" | "rate_limited" | "internal" | "unavailable";
+
+export type ErrorBody = { code: ErrorCode, 
+/**
+ * For people: what was wrong and what to do about it.
+ */
+message: string, 
+/**
+ * For programs: e.g. the diagnostics of an invalid project file.
+ */
+details?: unknown, };
+
+export type ErrorEnvelope = { error: ErrorBody, };
+
+/**
+ * A danger state, announced on every response as `X-Kaged-Warning` and in the UI.
+ */
+export type Warning = "insecure-mode" | "no-sandbox";
+
+/**
+ * The resolved paths of this deployment mode.
+ */
+export type Paths = { state: string, config: string, 
+/**
+ * Whether the config file exists (and was read, for a running daemon).
+ */
+config_loaded: boolean, 
+/**
+ * The operator's `local.toml`.
+ */
+local: string, runtime: string, 
+/**
+ * Why the runtime dir is not the mode's usual one, if it is not.
+ */
+runtime_note: string | null, database: string, 
+/**
+ * Where the audit log is (a table in the database).
+ */
+audit: string, sessions: string, };
+
+/**
+ * The bwrap binary that passed the start-up self-test.
+ */
+export type BwrapInfo = { path: string, version: string, };
+
+/**
+ * Whether memory, pids and cpu limits can be enforced on this host.
+ */
+export type CgroupSupport = { "status": "available", systemd_run: string, } | { "status": "unavailable", reason: string, };
+
+export type SandboxStatus = { 
+/**
+ * False under `--no-sandbox`.
+ */
+enabled: boolean, 
+/**
+ * Present when the sandbox is enabled.
+ */
+bwrap: BwrapInfo | null, cgroups: CgroupSupport, };
+
+/**
+ * A provider from `local.toml`: whether its key variable is set, never the key.
+ */
+export type ProviderKey = { api_key_env: string, present: boolean, };
+
+export type LocalSummary = { model_aliases: Array<string>, providers: { [key in string]: ProviderKey }, registered_projects: number, };
+
+export type Status = { mode: Mode, 
+/**
+ * The rule of design §3 that decided the mode.
+ */
+mode_reason: string, paths: Paths, bind: string, 
+/**
+ * The URL local clients use.
+ */
+url: string, allowed_hosts: Array<string>, auth_mode: AuthMode, insecure: boolean, insecure_reason: string | null, sandbox: SandboxStatus, local: LocalSummary, warnings: Array<Warning>, version: string, pid: number, started_at: Timestamp, uptime_secs: number, settings: SettingsReport, };
+
+/**
+ * The one identity every handler sees, whatever the auth mode (ADR-0007's table).
+ */
+export type Identity = { user_id: string, email: string | null, groups: Array<string>, mode: AuthMode, };
+
+export type Me = { identity: Identity, 
+/**
+ * Send it as `X-Kaged-CSRF` on every state-changing request (or `?csrf=` on a WebSocket
+ * upgrade). It is bound to this session and worthless without it.
+ */
+csrf_token: string, warnings: Array<Warning>, };
+
+/**
+ * `POST /api/v1/auth/launch-token`: a fresh one-time launch URL (loopback mode).
+ */
+export type LaunchUrl = { url: string, expires_in_secs: number, };
+
+/**
+ * `GET /api/v1/healthz` and `GET /api/v1/readyz`.
+ */
+export type Health = { 
+/**
+ * `ok` (alive) or `ready` (serving).
+ */
+status: string, };
+
+/**
+ * `GET /api/v1/version`.
+ */
+export type VersionInfo = { name: string, version: string, };
