@@ -20,21 +20,25 @@ const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::m
 
 impl Timestamp {
     pub fn now() -> Timestamp {
-        Timestamp(OffsetDateTime::now_utc())
+        Timestamp::millis(OffsetDateTime::now_utc())
     }
 
-    /// Whole milliseconds, so a value survives a round trip through its text unchanged.
     pub fn from_system(t: SystemTime) -> Timestamp {
-        let t = OffsetDateTime::from(t);
-        Timestamp(
-            t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-                .unwrap_or(t),
-        )
+        Timestamp::millis(OffsetDateTime::from(t))
     }
 
     /// Parses any RFC 3339 timestamp (older files carry nanoseconds or an offset).
     pub fn parse(text: &str) -> Result<Timestamp, time::error::Parse> {
-        OffsetDateTime::parse(text, &Rfc3339).map(|t| Timestamp(t.to_offset(UtcOffset::UTC)))
+        OffsetDateTime::parse(text, &Rfc3339)
+            .map(|t| Timestamp::millis(t.to_offset(UtcOffset::UTC)))
+    }
+
+    /// Whole milliseconds, so a value survives a round trip through its text unchanged.
+    fn millis(t: OffsetDateTime) -> Timestamp {
+        Timestamp(
+            t.replace_nanosecond(u32::from(t.millisecond()) * 1_000_000)
+                .unwrap_or(t),
+        )
     }
 
     pub fn unix_seconds(self) -> i64 {

@@ -16,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -36,14 +35,7 @@ const MAX_LIVE_LAUNCH_TOKENS: usize = 64;
 /// A sidecar nonce an operator supplies must be at least this long; shorter ones are guessable.
 pub const MIN_SIDECAR_NONCE_LEN: usize = 32;
 
-/// The one identity type every handler sees, whatever the auth mode (ADR-0007's table).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    pub user_id: String,
-    pub email: Option<String>,
-    pub groups: Vec<String>,
-    pub mode: AuthMode,
-}
+pub use kaged_api::Identity;
 
 /// What authenticated a request; CSRF tokens are bound to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,10 +233,6 @@ impl AuthPolicy {
 
     pub fn mode(&self) -> AuthMode {
         self.mode
-    }
-
-    pub fn cookie_name(&self) -> &str {
-        &self.cookie_name
     }
 
     fn local_identity(&self) -> Identity {

@@ -11,84 +11,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kaged_deploy::{Layout, Mode};
+use kaged_deploy::Layout;
 use serde::Serialize;
 
 pub use file::FileConfig;
 
-/// Where a setting's value came from; `kaged status` shows it so "why is it like this?" has an
-/// answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
-pub enum Source {
-    Default,
-    /// The deployment mode's default (design §3 table).
-    Mode,
-    File(PathBuf),
-    Env(String),
-    Flag(String),
-}
+pub use kaged_api::{AuthMode, Source, Sourced};
 
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::Mode => f.write_str("deployment mode default"),
-            Source::File(p) => write!(f, "{}", p.display()),
-            Source::Env(v) => write!(f, "env {v}"),
-            Source::Flag(v) => write!(f, "flag {v}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub source: Source,
-}
-
-impl<T> Sourced<T> {
-    fn new(value: T, source: Source) -> Self {
-        Sourced { value, source }
-    }
-}
-
-/// `auth.mode` of ADR-0007's per-user amendment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    Loopback,
-    Sidecar,
-    Insecure,
-}
-
-impl AuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::Loopback => "loopback",
-            AuthMode::Sidecar => "sidecar",
-            AuthMode::Insecure => "insecure",
-        }
-    }
-
-    fn parse(value: &str, origin: &str) -> Result<Self, ConfigError> {
-        match value {
-            "loopback" => Ok(AuthMode::Loopback),
-            "sidecar" => Ok(AuthMode::Sidecar),
-            "insecure" => Ok(AuthMode::Insecure),
-            other => Err(ConfigError::Invalid {
-                origin: origin.to_owned(),
-                value: other.to_owned(),
-                expected: "one of `loopback`, `sidecar`, `insecure`",
-            }),
-        }
-    }
-}
-
-impl fmt::Display for AuthMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+fn parse_auth_mode(value: &str, origin: &str) -> Result<AuthMode, ConfigError> {
+    value.parse().map_err(|e: kaged_api::UnknownValue| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        value: value.to_owned(),
+        expected: e.expected,
+    })
 }
 
 /// Where the sidecar nonce comes from (design §4). The value itself is read by `auth`.
@@ -213,6 +148,30 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings as `kaged status` reports them: every value with its source, and nothing
+    /// about the sidecar nonce.
+    pub fn report(&self) -> kaged_api::SettingsReport {
+        let count = |n: &usize| *n as u64;
+        kaged_api::SettingsReport {
+            config_file: self.config_file.as_ref().map(|p| p.display().to_string()),
+            bind: self.bind.map(ToString::to_string),
+            auth_mode: self.auth_mode.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            insecure_reason: self.insecure_reason.clone(),
+            insecure_bind: self.insecure_bind.clone(),
+            launch_token_ttl_secs: self.launch_token_ttl.map(Duration::as_secs),
+            sandbox_enabled: self.sandbox_enabled.clone(),
+            storage_url: self.storage_url.clone(),
+            sessions: kaged_api::SessionLimitsReport {
+                max_per_project: self.sessions.max_per_project.map(count),
+                max_per_operator: self.sessions.max_per_operator.map(count),
+                scrollback_bytes: self.sessions.scrollback_bytes.map(count),
+            },
+            log_level: self.log_level.clone(),
+        }
+    }
+
     /// Merges file < env < flags. The config file is `--config`, else the mode's path if it
     /// exists.
     pub fn resolve(layout: &Layout, env: &Env, flags: &Flags) -> Result<Settings, ConfigError> {
@@ -234,12 +193,12 @@ impl Settings {
             }
             Err(e) => return Err(e),
         };
-        let fsrc = || Source::File(path.clone());
+        let fsrc = || Source::File(path.display().to_string());
         let fc = file.clone().unwrap_or_default();
         let mode = layout.mode;
 
         let bind = pick(
-            Sourced::new(mode.default_bind(), Source::Mode),
+            Sourced::new(kaged_deploy::default_bind(mode), Source::Mode),
             fc.bind
                 .as_deref()
                 .map(|v| parse_addr(v, &format!("{}: bind", path.display())))
@@ -255,11 +214,11 @@ impl Settings {
         );
 
         let auth_mode = pick(
-            Sourced::new(default_auth(mode), Source::Mode),
+            Sourced::new(AuthMode::default_for(mode), Source::Mode),
             fc.auth
                 .mode
                 .as_deref()
-                .map(|v| AuthMode::parse(v, &format!("{}: auth.mode", path.display())))
+                .map(|v| parse_auth_mode(v, &format!("{}: auth.mode", path.display())))
                 .transpose()?
                 .map(|v| Sourced::new(v, fsrc())),
             auth_from_env(env)?,
@@ -440,13 +399,6 @@ impl Settings {
     }
 }
 
-fn default_auth(mode: Mode) -> AuthMode {
-    match mode {
-        Mode::User => AuthMode::Loopback,
-        Mode::System => AuthMode::Sidecar,
-    }
-}
-
 /// Later layers win: default < file < env < flag.
 fn pick<T>(
     default: Sourced<T>,
@@ -460,7 +412,7 @@ fn pick<T>(
 fn auth_from_env(env: &Env) -> Result<Option<Sourced<AuthMode>>, ConfigError> {
     let explicit = env
         .get("KAGED_AUTH_MODE")
-        .map(|v| AuthMode::parse(v, "env KAGED_AUTH_MODE"))
+        .map(|v| parse_auth_mode(v, "env KAGED_AUTH_MODE"))
         .transpose()?;
     let insecure = env.flag("KAGED_INSECURE")?.unwrap_or(false);
     match (explicit, insecure) {
@@ -481,7 +433,7 @@ fn auth_from_flags(flags: &Flags) -> Result<Option<Sourced<AuthMode>>, ConfigErr
     let explicit = flags
         .auth_mode
         .as_deref()
-        .map(|v| AuthMode::parse(v, "flag --auth-mode"))
+        .map(|v| parse_auth_mode(v, "flag --auth-mode"))
         .transpose()?;
     match (explicit, flags.insecure) {
         (Some(m), true) if m != AuthMode::Insecure => Err(ConfigError::Conflict {

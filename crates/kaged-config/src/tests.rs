@@ -55,7 +55,7 @@ fn file_then_env_then_flag() {
         "bind = \"127.0.0.1:1111\"\n[auth]\nmode = \"sidecar\"\n",
         0o644,
     );
-    let file = Source::File(f.layout.config_file.clone());
+    let file = Source::File(f.layout.config_file.display().to_string());
     let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
     assert_eq!(
         s.bind,

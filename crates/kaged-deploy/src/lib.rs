@@ -12,60 +12,20 @@ use serde::Serialize;
 
 pub use dirs::{DirError, ensure_private_dir};
 
-/// The two first-class deployment modes of ADR-0010.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    User,
-    System,
-}
+pub use kaged_api::Mode;
 
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::User => "user",
-            Mode::System => "system",
-        }
-    }
-
-    /// Default bind per design §3: per-user lets the OS pick a free port.
-    pub fn default_bind(self) -> SocketAddr {
-        match self {
-            Mode::User => SocketAddr::from(([127, 0, 0, 1], 0)),
-            Mode::System => SocketAddr::from(([127, 0, 0, 1], 7777)),
-        }
-    }
-
-    /// Default `auth.mode` per the ADR-0007 per-user amendment.
-    pub fn default_auth(self) -> &'static str {
-        match self {
-            Mode::User => "loopback",
-            Mode::System => "sidecar",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Mode {
-    type Err = DeployError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "user" | "per-user" => Ok(Mode::User),
-            "system" | "system-wide" => Ok(Mode::System),
-            other => Err(DeployError::BadMode(other.to_owned())),
-        }
+/// Default bind per design §3: per-user lets the OS pick a free port.
+pub fn default_bind(mode: Mode) -> SocketAddr {
+    match mode {
+        Mode::User => SocketAddr::from(([127, 0, 0, 1], 0)),
+        Mode::System => SocketAddr::from(([127, 0, 0, 1], 7777)),
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("unknown deployment mode {0:?}: use `user` or `system`")]
-    BadMode(String),
+    #[error(transparent)]
+    BadMode(#[from] kaged_api::UnknownValue),
     #[error(
         "cannot resolve per-user paths: neither $XDG_DATA_HOME nor $HOME is set; set HOME or KAGED_HOME"
     )]

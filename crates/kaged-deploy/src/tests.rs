@@ -71,7 +71,7 @@ fn root_is_system_with_system_paths() {
             sessions_dir: "/var/lib/kaged/sessions".into(),
         }
     );
-    assert_eq!(layout.mode.default_bind().to_string(), "127.0.0.1:7777");
+    assert_eq!(crate::default_bind(layout.mode).to_string(), "127.0.0.1:7777");
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn xdg_dirs_are_honoured_and_fallback_is_user() {
         layout.auth_cookie_file(),
         home.path().join("rt/kaged/auth-cookie")
     );
-    assert_eq!(layout.mode.default_bind().to_string(), "127.0.0.1:0");
+    assert_eq!(crate::default_bind(layout.mode).to_string(), "127.0.0.1:0");
 }
 
 #[test]

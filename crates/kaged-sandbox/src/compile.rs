@@ -26,15 +26,18 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
-use serde::Serialize;
+
+use kaged_api::cage::{
+    Access, CagePolicy, CageSummary, CgroupLimits, EnvNameError, GrantSummary, Limits, Network,
+    PathScheme, PortablePath, State, check_env_name,
+};
 
 use crate::host::{CgroupSupport, HostSystem, SystemMount};
-use crate::policy::{Access, CagePolicy, Limits, Network, StateKind};
 
 /// The cage's `$HOME`.
 pub const CAGE_HOME: &str = "/home/cage";
@@ -42,8 +45,6 @@ pub const CAGE_HOME: &str = "/home/cage";
 pub const CAGE_HOSTNAME: &str = "kaged-cage";
 /// `PATH` inside the cage unless the policy lets the caller's `PATH` through.
 pub const CAGE_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
-
-const PROJECT_PREFIX: &str = "project:";
 
 /// Everything `compile` needs for one cage. The caller (the daemon) supplies host facts; the
 /// policy supplies intent.
@@ -58,12 +59,12 @@ pub struct CageRequest<'a> {
     pub env_values: &'a [(String, String)],
     /// Host paths that must never be visible (daemon runtime dir, nonce files, state dir).
     pub deny: &'a [PathBuf],
-    /// The directory mounted as `$HOME` for [`StateKind::Persistent`].
+    /// The directory mounted as `$HOME` for [`State::Persistent`].
     pub scratch_dir: Option<&'a Path>,
     /// The cage runs on a PTY the broker made its controlling terminal: no `--new-session`.
     pub pty: bool,
     /// Working directory as a `project:/` path; defaults to the project root.
-    pub cwd: Option<&'a str>,
+    pub cwd: Option<&'a PortablePath>,
 }
 
 /// A ready-to-spawn cage. Keep it alive until the child is spawned: `keep_fds` are the grants
@@ -75,7 +76,8 @@ pub struct CompiledCage {
     pub args: Vec<OsString>,
     /// O_PATH descriptors of the grants, opened close-on-exec so that no *other* child of the
     /// daemon inherits them; the spawner must let exactly these through (see
-    /// [`CompiledCage::command`] or [`inherit_only`]). bwrap closes them after mounting.
+    /// [`CompiledCage::command`] or `kaged_pty::inherit_only`). bwrap closes them after
+    /// mounting.
     pub keep_fds: Vec<OwnedFd>,
     pub summary: CageSummary,
     /// The session broker kills the cage after this long; the cage itself does not.
@@ -98,118 +100,18 @@ impl CompiledCage {
         // SAFETY: the closure only makes syscalls (fcntl, close_range, getrlimit), which are
         // async-signal-safe, on descriptors that `self` keeps open until the caller spawned.
         unsafe {
-            cmd.pre_exec(move || inherit_only(&fds));
+            cmd.pre_exec(move || kaged_pty::inherit_only(&fds));
         }
         cmd
     }
 
     /// The descriptor numbers in `keep_fds`, sorted, for spawners that fork themselves (pass
-    /// them to [`inherit_only`] in the child).
+    /// them to `kaged_pty::inherit_only` in the child).
     pub fn raw_fds(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self.keep_fds.iter().map(AsRawFd::as_raw_fd).collect();
         fds.sort_unstable();
         fds
     }
-}
-
-/// Makes exactly `fds` (sorted ascending, all above 2) and stdio survive exec: every other
-/// descriptor is marked close-on-exec, so nothing the daemon inherited or opened without
-/// `O_CLOEXEC` (a listening socket, the database) leaks into a cage. Call it in the child
-/// between fork and exec; it only makes syscalls, so it is async-signal-safe.
-pub fn inherit_only(fds: &[RawFd]) -> std::io::Result<()> {
-    let mut next: u32 = 3;
-    for &fd in fds {
-        let fd_u = u32::try_from(fd)
-            .ok()
-            .filter(|&f| f >= next)
-            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        if fd_u > next {
-            cloexec_range(next, fd_u - 1)?;
-        }
-        // SAFETY: fcntl on a descriptor number has no memory-safety preconditions.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        next = fd_u + 1;
-    }
-    cloexec_range(next, u32::MAX)
-}
-
-fn cloexec_range(first: u32, last: u32) -> std::io::Result<()> {
-    // SAFETY: close_range(2) takes plain integers; with CLOSE_RANGE_CLOEXEC it closes nothing.
-    let done = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            last,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if done == 0 {
-        return Ok(());
-    }
-    // Kernels before 5.11: one by one, up to the descriptor limit.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let end = u32::try_from(limit.rlim_cur)
-        .unwrap_or(u32::MAX)
-        .min(last.saturating_add(1));
-    for fd in first..end {
-        let Ok(fd) = RawFd::try_from(fd) else { break };
-        // SAFETY: as above; a closed descriptor just reports EBADF.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags != -1 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What a cage can see and do, for the audit trail and the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CageSummary {
-    pub grants: Vec<GrantSummary>,
-    pub network: Network,
-    pub state: StateKind,
-    /// As requested; `walltime` is enforced by the session broker, the rest as
-    /// `cgroup_limits` says.
-    pub limits: Limits,
-    pub cgroup_limits: CgroupLimits,
-    /// Names of the variables passed in (values are never recorded).
-    pub env: Vec<String>,
-    /// Host paths hidden by a mask inside the cage.
-    pub masked: Vec<PathBuf>,
-    pub cwd: PathBuf,
-    pub pty: bool,
-    /// Whether nested user namespaces are forbidden (needs bubblewrap ≥ 0.8).
-    pub nested_userns_disabled: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GrantSummary {
-    pub path: String,
-    /// The real host path, which is also the path inside the cage.
-    pub host_path: PathBuf,
-    pub access: Access,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum CgroupLimits {
-    /// The policy sets no memory, pids or cpu limit.
-    NotRequested,
-    /// Applied by a `systemd-run --user --scope` wrapper.
-    Enforced,
-    /// Requested but this host cannot apply them; the cage runs anyway.
-    NotEnforced { reason: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,8 +120,6 @@ pub enum CageError {
         "grant path {path:?} is not a project path; write it as `project:/relative/path` (host paths are not portable)"
     )]
     NotAProjectPath { path: String },
-    #[error("path {path:?} contains `..`; name the entry directly under `project:/`")]
-    ParentComponent { path: String },
     #[error("path {path:?} contains a NUL byte")]
     NulInPath { path: String },
     #[error("project root {path}: {source}; check that the project directory exists")]
@@ -329,7 +229,7 @@ pub fn compile(req: &CageRequest<'_>) -> Result<CompiledCage, CageError> {
 
 /// A grant after resolution, bound by `fd` at `dest`.
 struct Bound {
-    spec: String,
+    spec: PortablePath,
     dest: PathBuf,
     access: Access,
     fd: OwnedFd,
@@ -353,16 +253,16 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
 
     let mut grants: Vec<Bound> = Vec::with_capacity(policy.fs.len());
     for grant in &policy.fs {
-        let rel = parse_project_path(&grant.path)?;
+        let rel = project_relative(&grant.path)?;
         let host_path = root.join(&rel);
         let real = std::fs::canonicalize(&host_path).map_err(|source| CageError::GrantMissing {
-            path: grant.path.clone(),
+            path: grant.path.to_string(),
             host: host_path.clone(),
             source,
         })?;
         let Ok(rel_real) = real.strip_prefix(&root) else {
             return Err(CageError::GrantEscapes {
-                path: grant.path.clone(),
+                path: grant.path.to_string(),
                 resolved: real,
                 root,
             });
@@ -379,14 +279,14 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
             ResolveFlag::RESOLVE_BENEATH,
         )
         .map_err(|source| CageError::GrantOpen {
-            path: grant.path.clone(),
+            path: grant.path.to_string(),
             host: real.clone(),
             source,
         })?;
         if let Some(other) = grants.iter().find(|b| b.dest == real) {
             return Err(CageError::DuplicateGrant {
-                first: other.spec.clone(),
-                second: grant.path.clone(),
+                first: other.spec.to_string(),
+                second: grant.path.to_string(),
                 host: real,
             });
         }
@@ -401,8 +301,8 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     grants.sort_by_key(|b| b.dest.components().count());
 
     let scratch = match policy.state {
-        StateKind::Ephemeral => None,
-        StateKind::Persistent => {
+        State::Ephemeral => None,
+        State::Persistent => {
             let dir = req.scratch_dir.ok_or(CageError::ScratchDirRequired)?;
             let scratch_err = |source| CageError::ScratchDir {
                 path: dir.to_owned(),
@@ -521,7 +421,7 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
             grants: grant_summaries,
             network: policy.network,
             state: policy.state,
-            limits: policy.limits,
+            limits: policy.limits.clone(),
             cgroup_limits,
             env: env.into_iter().map(|(name, _)| name).collect(),
             masked: masked.into_iter().map(|(p, _)| p).collect(),
@@ -529,32 +429,24 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
             pty: req.pty,
             nested_userns_disabled: host.disable_userns,
         },
-        walltime: policy.limits.walltime,
+        walltime: policy.limits.walltime_duration(),
     })
 }
 
-/// `project:/a/b` → `a/b`, refusing anything that is not a plain path beneath the project.
-fn parse_project_path(spec: &str) -> Result<PathBuf, CageError> {
-    if spec.contains('\0') {
-        return Err(CageError::NulInPath { path: spec.into() });
+/// `project:/a/b` → `a/b`. Portable paths are already normalised (no `..` above the root);
+/// only the project's own namespace can be granted.
+fn project_relative(path: &PortablePath) -> Result<PathBuf, CageError> {
+    if path.scheme() != PathScheme::Project {
+        return Err(CageError::NotAProjectPath {
+            path: path.to_string(),
+        });
     }
-    let Some(rest) = spec
-        .strip_prefix(PROJECT_PREFIX)
-        .filter(|r| r.starts_with('/'))
-    else {
-        return Err(CageError::NotAProjectPath { path: spec.into() });
-    };
-    let mut rel = PathBuf::new();
-    for component in Path::new(rest).components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(part) => rel.push(part),
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(CageError::ParentComponent { path: spec.into() });
-            }
-        }
+    if path.as_str().contains('\0') {
+        return Err(CageError::NulInPath {
+            path: path.to_string(),
+        });
     }
-    Ok(rel)
+    Ok(PathBuf::from(path.relative()))
 }
 
 /// O_PATH open that fails on any symlink in `path`, so what is opened is what was checked.
@@ -634,7 +526,11 @@ fn masks_for_denied(
 
 /// The cage's working directory: the requested project path, else the project root when it is
 /// granted, else `$HOME`.
-fn cage_cwd(cwd: Option<&str>, root: &Path, grants: &[Bound]) -> Result<PathBuf, CageError> {
+fn cage_cwd(
+    cwd: Option<&PortablePath>,
+    root: &Path,
+    grants: &[Bound],
+) -> Result<PathBuf, CageError> {
     let granted = |p: &Path| grants.iter().any(|b| p.starts_with(&b.dest));
     let Some(spec) = cwd else {
         return Ok(if granted(root) {
@@ -643,14 +539,14 @@ fn cage_cwd(cwd: Option<&str>, root: &Path, grants: &[Bound]) -> Result<PathBuf,
             PathBuf::from(CAGE_HOME)
         });
     };
-    let host = root.join(parse_project_path(spec)?);
+    let host = root.join(project_relative(spec)?);
     let real = std::fs::canonicalize(&host).map_err(|source| CageError::Cwd {
-        cwd: spec.into(),
+        cwd: spec.to_string(),
         source,
     })?;
     if !granted(&real) {
         return Err(CageError::CwdNotGranted {
-            cwd: spec.into(),
+            cwd: spec.to_string(),
             host: real,
         });
     }
@@ -672,15 +568,15 @@ fn check_argv(argv: &[String]) -> Result<(), CageError> {
 
 fn check_limits(limits: &Limits) -> Result<(), CageError> {
     let invalid = |key, value: String, reason| CageError::InvalidLimit { key, value, reason };
-    if limits.walltime.is_some_and(|d| d.is_zero()) {
+    if limits.walltime.is_some_and(|w| w.seconds() == 0) {
         return Err(invalid(
             "walltime",
             "0".into(),
             "must be at least one second",
         ));
     }
-    if limits.memory_bytes == Some(0) {
-        return Err(invalid("memory_bytes", "0".into(), "must be positive"));
+    if limits.memory.is_some_and(|m| m.bytes() == 0) {
+        return Err(invalid("memory", "0".into(), "must be positive"));
     }
     if limits.pids == Some(0) {
         return Err(invalid("pids", "0".into(), "must be positive"));
@@ -698,8 +594,8 @@ fn check_limits(limits: &Limits) -> Result<(), CageError> {
 /// systemd properties for the scope; `cpu` is in CPUs, `CPUQuota` in percent of one CPU.
 fn cgroup_properties(limits: &Limits) -> Vec<String> {
     let mut props = Vec::new();
-    if let Some(bytes) = limits.memory_bytes {
-        props.push(format!("MemoryMax={bytes}"));
+    if let Some(memory) = limits.memory {
+        props.push(format!("MemoryMax={}", memory.bytes()));
     }
     if let Some(pids) = limits.pids {
         props.push(format!("TasksMax={pids}"));
@@ -713,31 +609,25 @@ fn cgroup_properties(limits: &Limits) -> Vec<String> {
     props
 }
 
-/// The allowlisted `(name, value)` pairs, in policy order. `KAGED_*` names are refused because
-/// they carry the daemon's secrets (nonces, tokens); `HOME` because the cage owns it.
+/// The allowlisted `(name, value)` pairs, in policy order, under the one env-name rule
+/// (`KAGED_*` carries the daemon's secrets; the cage owns `HOME`).
 fn allowlisted_env(
     names: &[String],
     candidates: &[(String, String)],
 ) -> Result<Vec<(String, String)>, CageError> {
     let mut out: Vec<(String, String)> = Vec::new();
     for name in names {
-        if name.is_empty()
-            || name.contains(['=', '\0'])
-            || name.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(CageError::InvalidEnvName { name: name.clone() });
-        }
-        if name.to_ascii_uppercase().starts_with("KAGED_") {
-            return Err(CageError::ReservedEnvName {
-                name: name.clone(),
-                reason: "KAGED_* variables carry the daemon's secrets",
-            });
-        }
-        if name == "HOME" {
-            return Err(CageError::ReservedEnvName {
-                name: name.clone(),
-                reason: "the cage sets HOME to its own home directory",
-            });
+        match check_env_name(name) {
+            Ok(()) => {}
+            Err(EnvNameError::Invalid { .. }) => {
+                return Err(CageError::InvalidEnvName { name: name.clone() });
+            }
+            Err(EnvNameError::Reserved { reason, .. }) => {
+                return Err(CageError::ReservedEnvName {
+                    name: name.clone(),
+                    reason,
+                });
+            }
         }
         if out.iter().any(|(n, _)| n == name) {
             continue;

@@ -10,10 +10,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 
 use crate::compile::{CageError, CageRequest, compile_on};
-use crate::policy::CagePolicy;
+use kaged_api::cage::CagePolicy;
+pub use kaged_api::status::{BwrapInfo, CgroupSupport};
 
 /// Host paths the cage never shows even though their parent is mounted: in system-wide mode
 /// `/etc/kaged` holds the config and possibly the sidecar nonce file, readable by the daemon's
@@ -100,14 +100,6 @@ impl HostSystem {
     }
 }
 
-/// Whether cgroup limits (memory, pids, cpu) can be enforced here, for `kaged status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum CgroupSupport {
-    Available { systemd_run: PathBuf },
-    Unavailable { reason: String },
-}
-
 /// Probes once whether `systemd-run --user --scope` can start a scope with memory, pids and
 /// cpu limits whose controllers are actually delegated (a scope with an undelegated controller
 /// accepts `MemoryMax=` and silently ignores it).
@@ -188,13 +180,6 @@ fn missing_controllers(subtree_control: &str) -> Vec<&'static str> {
         .into_iter()
         .filter(|c| !enabled.contains(c))
         .collect()
-}
-
-/// The bwrap binary that passed the self-test.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BwrapInfo {
-    pub path: PathBuf,
-    pub version: String,
 }
 
 #[derive(Debug, thiserror::Error)]

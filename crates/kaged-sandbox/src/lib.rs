@@ -8,13 +8,15 @@
 
 mod compile;
 mod host;
-mod policy;
 
 pub use compile::{
-    CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CageSummary, CgroupLimits,
-    CompiledCage, GrantSummary, compile, compile_on, inherit_only,
+    CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CompiledCage, compile,
+    compile_on,
 };
-pub use host::{
-    BwrapInfo, CgroupSupport, HostSystem, SelfTestError, SystemMount, cgroup_support, self_test,
+pub use host::{HostSystem, SelfTestError, SystemMount, cgroup_support, self_test};
+// The policy and summary types are wire types, defined once in `kaged-api`.
+pub use kaged_api::cage::{
+    Access, CagePolicy, CageSummary, CgroupLimits, FsGrant, GrantSummary, Limits, Network,
+    PortablePath, State,
 };
-pub use policy::{Access, CagePolicy, Grant, Limits, Network, StateKind};
+pub use kaged_api::status::{BwrapInfo, CgroupSupport};

@@ -1,6 +1,6 @@
 //! Quick, in-process measurements of the broker (no HTTP, no WebSocket), for development.
-//! The real side-by-side benchmark of issue 8 lives in the bench tool; this one answers "did
-//! my change to the broker cost anything?" in seconds.
+//! The real side-by-side benchmark is `kaged-bench`; this one answers "did my change to the
+//! broker cost anything?" in seconds.
 //!
 //! ```text
 //! cargo run --release -p kaged-session --example broker_bench -- throughput 256
@@ -11,16 +11,14 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use kaged_api::session::{CageState, SessionKind, SessionOrigin};
 use kaged_session::{ManagerConfig, Session, SessionManager, SpawnSpec, Viewer, ViewerEvent};
-use rustix::pty::OpenptFlags;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -55,7 +53,12 @@ fn spec(dir: &Path, argv: &[&str]) -> SpawnSpec {
         rows: 24,
         walltime: None,
         keep_fds: Vec::new(),
-        meta: serde_json::Value::Null,
+        origin: SessionOrigin {
+            kind: SessionKind::Command,
+            name: None,
+            command: Vec::new(),
+            cage: CageState::NoSandbox,
+        },
     }
 }
 
@@ -113,7 +116,7 @@ async fn throughput(dir: &Path, mib: usize) -> anyhow::Result<()> {
         let raw_cpu = cpu_time()? - cpu;
         let start = Instant::now();
         let s = mgr.spawn(spec(dir, &["cat", input]))?;
-        let (bytes, gaps) = drain(s.attach("bench", Some(0))).await;
+        let (bytes, gaps) = drain(s.attach(Some(0))).await;
         let broker = (bytes, start.elapsed());
         s.wait().await;
         let broker_cpu = cpu_time()? - cpu - raw_cpu;
@@ -140,27 +143,13 @@ fn rate((bytes, took): (u64, Duration)) -> f64 {
 /// The physical limit: `cat` on a PTY and a blocking read loop until EIO.
 fn raw_pty_cat(input: &str) -> anyhow::Result<(u64, Duration)> {
     let start = Instant::now();
-    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
-    let master = rustix::pty::openpt(flags)?;
-    rustix::pty::grantpt(&master)?;
-    rustix::pty::unlockpt(&master)?;
-    let slave: OwnedFd = rustix::pty::ioctl_tiocgptpeer(&master, flags)?;
+    let pty = kaged_pty::Pty::open(80, 24)?;
     let mut cmd = std::process::Command::new("cat");
-    cmd.arg(input)
-        .stdin(Stdio::from(slave.try_clone()?))
-        .stdout(Stdio::from(slave.try_clone()?))
-        .stderr(Stdio::from(slave.try_clone()?));
-    // SAFETY: only syscalls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::setsid()?;
-            rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
-            Ok(())
-        });
-    }
+    cmd.arg(input);
+    pty.prepare(&mut cmd, &[])?;
     let mut child = cmd.spawn()?;
     drop(cmd);
-    drop(slave);
+    let master = pty.into_master();
     let mut buf = vec![0u8; 128 << 10];
     let mut total = 0u64;
     loop {
@@ -208,7 +197,7 @@ async fn idle(dir: &Path, count: usize) -> anyhow::Result<()> {
     for _ in 0..count {
         let s = mgr.spawn(spec(dir, &["/bin/sh"]))?;
         viewers.push(tokio::spawn(async move {
-            let mut v = s.attach("bench", None);
+            let mut v = s.attach(None);
             // Stay attached, as an idle browser tab would.
             while v.next().await.is_some() {}
         }));
@@ -228,7 +217,7 @@ async fn idle(dir: &Path, count: usize) -> anyhow::Result<()> {
 }
 
 async fn wait_prompt(s: &Arc<Session>) {
-    let mut v = s.attach("bench", None);
+    let mut v = s.attach(None);
     while let Some(ViewerEvent::Data { bytes, .. }) = v.next().await {
         if bytes.ends_with(b"$ ") {
             break;
@@ -244,7 +233,7 @@ async fn slow(dir: &Path, mib: usize) -> anyhow::Result<()> {
     let before = rss_kib()?;
     let start = Instant::now();
     let s = mgr.spawn(spec(dir, &["cat", input]))?;
-    let mut slow_viewer = s.attach("slow", Some(0));
+    let mut slow_viewer = s.attach(Some(0));
     let slow = tokio::spawn(async move {
         let (mut got, mut gaps) = (0u64, 0u64);
         let began = Instant::now();
@@ -259,7 +248,7 @@ async fn slow(dir: &Path, mib: usize) -> anyhow::Result<()> {
         }
         (got, gaps)
     });
-    let fast = drain(s.attach("fast", Some(0))).await;
+    let fast = drain(s.attach(Some(0))).await;
     let fast_rate = rate((fast.0, start.elapsed()));
     let peak = rss_kib()?;
     let info = s.wait().await;

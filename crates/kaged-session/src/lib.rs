@@ -3,7 +3,7 @@
 //! policy either: it runs whatever argv it is given (usually `bwrap … -- cmd` from
 //! `kaged-sandbox`) and knows nothing about HTTP or WebSocket framing.
 //!
-//! The hot path (issue 8): one task per session reads the PTY master once, coalescing what is
+//! The hot path: one task per session reads the PTY master once, coalescing what is
 //! already readable into one chunk without any timer, appends it to a bounded scrollback ring
 //! addressed by byte offsets, and wakes viewers. Viewers are cursors into that ring, so a slow
 //! or dead viewer costs nothing and never stalls the process; when it falls behind the ring it
@@ -25,8 +25,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+pub use kaged_api::session::{EndReason, SessionInfo, SessionOrigin, SessionState};
 pub use manager::SessionManager;
 pub use nix::sys::signal::Signal;
 pub use session::{Session, Viewer, ViewerEvent};
@@ -78,75 +77,8 @@ pub struct SpawnSpec {
     /// Descriptors the child inherits at the same numbers (for example bwrap's `--args FD`,
     /// `--seccomp FD`). They are closed in the daemon once the child runs.
     pub keep_fds: Vec<OwnedFd>,
-    /// Free-form data stored with the session (cage summary, agent name, …).
-    pub meta: serde_json::Value,
-}
-
-/// Lifecycle of a session (design §6). Being attached is not a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    /// Recorded on disk just before exec; a session still in this state after a restart never
-    /// ran (the daemon died while starting it).
-    Starting,
-    Running,
-    Exited,
-}
-
-/// Why a session ended, when something other than the process itself decided it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EndReason {
-    /// The process ended on its own.
-    ProcessExited,
-    /// An operator asked for it (`terminate`).
-    Terminated,
-    /// The session's walltime ran out.
-    Walltime,
-    /// The daemon shut down.
-    Shutdown,
-    /// The daemon died while the session ran; its exit status is unknown.
-    DaemonRestart,
-}
-
-/// A snapshot of a session, as stored in `meta.json` and sent in events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionInfo {
-    pub id: String,
-    pub project_id: String,
-    pub actor: String,
-    /// The argv, lossily converted to UTF-8 for display.
-    pub argv: Vec<String>,
-    pub state: SessionState,
-    pub pid: Option<u32>,
-    pub exit_code: Option<i32>,
-    /// The signal number that killed the process, if one did.
-    pub signal: Option<i32>,
-    pub end_reason: Option<EndReason>,
-    /// RFC 3339.
-    pub started_at: String,
-    /// RFC 3339.
-    pub ended_at: Option<String>,
-    pub cols: u16,
-    pub rows: u16,
-    /// Offset just past the last byte of output, i.e. the total output size.
-    pub bytes_total: u64,
-    /// False when some output could not be written to the transcript (disk error) or may be
-    /// missing (the daemon died before its last batch was written).
-    pub transcript_complete: bool,
-    pub meta: serde_json::Value,
-}
-
-/// Daemon-wide session events, for `/api/v1/events` and the audit log.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SessionEvent {
-    Started(SessionInfo),
-    Exited(SessionInfo),
-    Attached {
-        session_id: String,
-        project_id: String,
-        actor: String,
-    },
+    /// What was asked for and the cage it got, stored and reported with the session.
+    pub origin: SessionOrigin,
 }
 
 /// Which running-session limit was hit.
@@ -190,6 +122,8 @@ pub enum SessionError {
     Pty(#[source] std::io::Error),
     #[error("session {id} is not running")]
     NotRunning { id: String },
+    #[error(transparent)]
+    Dir(#[from] kaged_deploy::DirError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

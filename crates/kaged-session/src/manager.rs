@@ -6,21 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use tokio::sync::broadcast;
+use kaged_api::Timestamp;
 
 use crate::persist::{self, TRANSCRIPT};
 use crate::pty::Spawner;
 use crate::session::{NewSession, Session};
 use crate::{
-    EndReason, LimitKind, ManagerConfig, SessionError, SessionEvent, SessionInfo, SessionState,
-    SpawnSpec,
+    EndReason, LimitKind, ManagerConfig, SessionError, SessionInfo, SessionState, SpawnSpec,
 };
-
-/// Events are for live consumers (the events WebSocket, the audit writer); one that lags this
-/// far behind gets `RecvError::Lagged` rather than holding memory.
-const EVENT_CAPACITY: usize = 1024;
 
 /// Owns every session of the daemon. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -32,7 +25,6 @@ pub struct SessionManager {
 struct Inner {
     cfg: ManagerConfig,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    events: broadcast::Sender<SessionEvent>,
     shutting_down: AtomicBool,
     spawner: Spawner,
 }
@@ -46,9 +38,8 @@ impl SessionManager {
     /// descriptors (its PTY master and a pidfd), and the usual soft limit of 1024 would cap
     /// the daemon at a few hundred sessions.
     pub fn open(cfg: ManagerConfig) -> Result<Self, SessionError> {
-        persist::private_dir(&cfg.sessions_dir)?;
+        kaged_deploy::ensure_private_dir(&cfg.sessions_dir)?;
         raise_nofile_limit();
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let mut sessions = HashMap::new();
         let entries = std::fs::read_dir(&cfg.sessions_dir).map_err(|source| SessionError::Io {
             action: "listing",
@@ -66,7 +57,7 @@ impl SessionManager {
                     let id = info.id.clone();
                     sessions.insert(
                         id,
-                        Session::past(info, dir, cfg.scrollback_bytes, events.clone()),
+                        Session::past(info, dir, cfg.scrollback_bytes),
                     );
                 }
                 Err(e) => {
@@ -78,15 +69,10 @@ impl SessionManager {
             inner: Arc::new(Inner {
                 cfg,
                 sessions: Mutex::new(sessions),
-                events,
                 shutting_down: AtomicBool::new(false),
                 spawner: Spawner::new().map_err(SessionError::Pty)?,
             }),
         })
-    }
-
-    pub fn config(&self) -> &ManagerConfig {
-        &self.inner.cfg
     }
 
     /// Starts a session, unless a running-session limit is reached
@@ -136,7 +122,6 @@ impl SessionManager {
                 id: id.clone(),
                 scrollback_bytes: cfg.scrollback_bytes,
                 kill_grace: cfg.kill_grace,
-                events: self.inner.events.clone(),
                 spawner: &self.inner.spawner,
             },
             spec,
@@ -158,18 +143,8 @@ impl SessionManager {
             .cloned()
             .collect();
         let mut infos: Vec<SessionInfo> = matching.iter().map(|s| s.info()).collect();
-        // By time, not by string: RFC 3339 drops a zero fraction, so strings misorder.
-        infos.sort_by_cached_key(|i| {
-            let at = OffsetDateTime::parse(&i.started_at, &Rfc3339)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            (at, i.id.clone())
-        });
+        infos.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
         infos
-    }
-
-    /// Session lifecycle and attach events from now on.
-    pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
-        self.inner.events.subscribe()
     }
 
     /// Refuses new sessions, terminates the running ones (with the usual escalation, reason
@@ -219,7 +194,7 @@ fn load_past(dir: &Path, id: &str) -> Result<SessionInfo, SessionError> {
             .unwrap_or_else(SystemTime::now);
         info.state = SessionState::Exited;
         info.end_reason = Some(EndReason::DaemonRestart);
-        info.ended_at = Some(persist::rfc3339(last_write));
+        info.ended_at = Some(Timestamp::from_system(last_write));
         // The last batch may not have reached the disk.
         info.transcript_complete = false;
         changed = true;

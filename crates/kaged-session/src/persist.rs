@@ -2,14 +2,10 @@
 //! `sessions_dir/<id>/transcript` (every output byte, appended). Files are 0600 and directories
 //! 0700 because transcripts hold whatever the operator typed and saw, secrets included.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::{SessionError, SessionInfo};
 
@@ -33,29 +29,6 @@ pub(crate) fn is_valid_id(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    // Formatting fails only for years outside 0..=9999, which a clock cannot produce.
-    OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
-}
-
-pub(crate) fn now() -> String {
-    rfc3339(SystemTime::now())
-}
-
-/// Creates `dir` (and parents) and makes sure it is 0700 even when it already existed.
-pub(crate) fn private_dir(dir: &Path) -> Result<(), SessionError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
-        .map_err(|source| SessionError::Io {
-            action: "creating the private session directory",
-            path: dir.to_path_buf(),
-            source,
-        })
 }
 
 /// Writes `meta.json` through a temporary file and a rename, so a crash leaves either the old
@@ -114,16 +87,65 @@ fn write_meta_inner(dir: &Path, info: &SessionInfo, durable: bool) -> Result<(),
 
 pub(crate) fn read_meta(dir: &Path) -> Result<SessionInfo, SessionError> {
     let path = dir.join(META);
+    let parse_err = |e: serde_json::Error| SessionError::Io {
+        action: "parsing",
+        path: path.clone(),
+        source: e.into(),
+    };
     let raw = fs::read(&path).map_err(|source| SessionError::Io {
         action: "reading",
         path: path.clone(),
         source,
     })?;
-    serde_json::from_slice(&raw).map_err(|e| SessionError::Io {
-        action: "parsing",
-        path,
-        source: e.into(),
-    })
+    let mut value: serde_json::Value = serde_json::from_slice(&raw).map_err(parse_err)?;
+    upgrade_legacy_meta(&mut value);
+    serde_json::from_value(value).map_err(parse_err)
+}
+
+/// Sessions recorded before `origin` existed kept a free-form `meta` object (`kind`, `name`,
+/// `command`, `cage: {caged, summary|reason}`) and spelled two limits `walltime_secs` and
+/// `memory_bytes`. Rewrites that shape in place so past sessions stay listed.
+fn upgrade_legacy_meta(v: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(obj) = v.as_object_mut() else { return };
+    if obj.contains_key("origin") {
+        return;
+    }
+    let Some(mut meta) = obj.remove("meta") else {
+        return;
+    };
+    let cage = match meta["cage"]["caged"].as_bool() {
+        Some(true) => {
+            let mut summary = meta["cage"]["summary"].take();
+            if let Some(limits) = summary["limits"].as_object_mut() {
+                for (old, new) in [("walltime_secs", "walltime"), ("memory_bytes", "memory")] {
+                    if let Some(x) = limits.remove(old) {
+                        limits.insert(new.to_owned(), x);
+                    }
+                }
+            }
+            json!({"state": "caged", "summary": summary})
+        }
+        _ if meta["cage"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no-sandbox")) =>
+        {
+            json!({"state": "no_sandbox"})
+        }
+        _ => json!({"state": "disabled_by_project"}),
+    };
+    let command = match meta["command"].take() {
+        Value::Null => obj.get("argv").cloned().unwrap_or(Value::Array(Vec::new())),
+        c => c,
+    };
+    let kind = match meta["kind"].as_str() {
+        Some(k @ ("shell" | "command" | "agent" | "task")) => k.to_owned(),
+        _ => "command".to_owned(),
+    };
+    obj.insert(
+        "origin".to_owned(),
+        json!({"kind": kind, "name": meta["name"].take(), "command": command, "cage": cage}),
+    );
 }
 
 /// Opened for each batch and closed after it, so an idle session holds no transcript fd.

@@ -16,12 +16,13 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use rustix::io::Errno;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{Notify, broadcast, watch};
+use kaged_api::Timestamp;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::persist::{self, TRANSCRIPT};
 use crate::ring::{Ring, RingRead};
-use crate::{EndReason, SessionError, SessionEvent, SessionInfo, SessionState, pty};
+use crate::{EndReason, SessionError, SessionInfo, SessionOrigin, SessionState, pty};
 
 /// Upper bound of one coalesced read: whatever is readable right now, up to this, becomes one
 /// chunk (and usually one WebSocket frame).
@@ -52,7 +53,7 @@ struct Status {
     exit_code: Option<i32>,
     signal: Option<i32>,
     end_reason: Option<EndReason>,
-    ended_at: Option<String>,
+    ended_at: Option<Timestamp>,
     cols: u16,
     rows: u16,
     transcript_complete: bool,
@@ -67,8 +68,8 @@ pub struct Session {
     project_id: String,
     actor: String,
     argv: Vec<String>,
-    meta: serde_json::Value,
-    started_at: String,
+    origin: SessionOrigin,
+    started_at: Timestamp,
     status: Mutex<Status>,
     ring: Mutex<Ring>,
     /// New bytes or the exit: wakes viewers.
@@ -86,7 +87,6 @@ pub struct Session {
     done: watch::Sender<bool>,
     terminating: AtomicBool,
     kill_grace: Duration,
-    events: broadcast::Sender<SessionEvent>,
 }
 
 /// What a viewer receives, in order. `Exit` comes once, after the last byte.
@@ -116,7 +116,6 @@ pub(crate) struct NewSession<'a> {
     pub(crate) dir: PathBuf,
     pub(crate) scrollback_bytes: usize,
     pub(crate) kill_grace: Duration,
-    pub(crate) events: broadcast::Sender<SessionEvent>,
     pub(crate) spawner: &'a pty::Spawner,
 }
 
@@ -141,7 +140,7 @@ impl Session {
         if argv.is_empty() {
             return Err(SessionError::EmptyArgv);
         }
-        persist::private_dir(&new.dir)?;
+        kaged_deploy::ensure_private_dir(&new.dir)?;
         let transcript = new.dir.join(TRANSCRIPT);
         persist::create_transcript(&transcript)?;
         let mut info = SessionInfo {
@@ -154,13 +153,13 @@ impl Session {
             exit_code: None,
             signal: None,
             end_reason: None,
-            started_at: persist::now(),
+            started_at: Timestamp::now(),
             ended_at: None,
             cols: spec.cols,
             rows: spec.rows,
             bytes_total: 0,
             transcript_complete: true,
-            meta: spec.meta.clone(),
+            origin: spec.origin.clone(),
         };
         persist::write_meta(&new.dir, &info)?;
 
@@ -194,8 +193,8 @@ impl Session {
             project_id: spec.project_id,
             actor: spec.actor,
             argv,
-            meta: spec.meta,
-            started_at: info.started_at.clone(),
+            origin: spec.origin,
+            started_at: info.started_at,
             status: Mutex::new(Status {
                 state: SessionState::Running,
                 pid: Some(spawned.pid),
@@ -219,7 +218,6 @@ impl Session {
             done: watch::Sender::new(false),
             terminating: AtomicBool::new(false),
             kill_grace: new.kill_grace,
-            events: new.events,
         });
         if let Err(e) = persist::write_meta(&session.dir, &info) {
             tracing::warn!(session = %session.id, error = %e, "could not record the running session");
@@ -233,25 +231,18 @@ impl Session {
             writer,
             spec.walltime,
         ));
-        // Ignored when nobody listens.
-        let _ = session.events.send(SessionEvent::Started(info));
         Ok(session)
     }
 
     /// A session from a previous daemon run, served from its transcript.
-    pub(crate) fn past(
-        info: SessionInfo,
-        dir: PathBuf,
-        scrollback_bytes: usize,
-        events: broadcast::Sender<SessionEvent>,
-    ) -> Arc<Session> {
+    pub(crate) fn past(info: SessionInfo, dir: PathBuf, scrollback_bytes: usize) -> Arc<Session> {
         Arc::new(Session {
             id: info.id,
             dir,
             project_id: info.project_id,
             actor: info.actor,
             argv: info.argv,
-            meta: info.meta,
+            origin: info.origin,
             started_at: info.started_at,
             status: Mutex::new(Status {
                 state: SessionState::Exited,
@@ -276,7 +267,6 @@ impl Session {
             done: watch::Sender::new(true),
             terminating: AtomicBool::new(true),
             kill_grace: Duration::ZERO,
-            events,
         })
     }
 
@@ -309,13 +299,13 @@ impl Session {
             exit_code: st.exit_code,
             signal: st.signal,
             end_reason: st.end_reason,
-            started_at: self.started_at.clone(),
-            ended_at: st.ended_at.clone(),
+            started_at: self.started_at,
+            ended_at: st.ended_at,
             cols: st.cols,
             rows: st.rows,
             bytes_total,
             transcript_complete: st.transcript_complete,
-            meta: self.meta.clone(),
+            origin: self.origin.clone(),
         }
     }
 
@@ -368,8 +358,8 @@ impl Session {
     /// Sets the terminal size; the kernel sends SIGWINCH to the foreground process group.
     pub fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
         let fd = self.master()?;
-        rustix::termios::tcsetwinsize(fd.get_ref(), pty::winsize(cols, rows))
-            .map_err(|e| self.control("resize", e.into()))?;
+        kaged_pty::set_size(fd.get_ref().as_fd(), cols, rows)
+            .map_err(|e| self.control("resize", e))?;
         let mut st = lock(&self.status);
         st.cols = cols;
         st.rows = rows;
@@ -431,22 +421,17 @@ impl Session {
         self.info()
     }
 
-    /// Starts a viewer at `from` and announces the attach as `actor`. `None` means the start
-    /// of the scrollback; an offset beyond the end means the end. While the session runs, an
+    /// Starts a viewer at `from`. `None` means the start of the scrollback; an offset beyond
+    /// the end means the end. While the session runs, an
     /// offset older than the scrollback yields a [`ViewerEvent::Gap`] first; once it has
     /// exited, every offset is served from the complete transcript on disk.
-    pub fn attach(self: &Arc<Self>, actor: &str, from: Option<u64>) -> Viewer {
+    pub fn attach(self: &Arc<Self>, from: Option<u64>) -> Viewer {
         let ring = lock(&self.ring);
         let cursor = match from {
             None => ring.default_start(),
             Some(offset) => offset.min(ring.end()),
         };
         drop(ring);
-        let _ = self.events.send(SessionEvent::Attached {
-            session_id: self.id.clone(),
-            project_id: self.project_id.clone(),
-            actor: actor.to_owned(),
-        });
         Viewer {
             session: self.clone(),
             cursor,
@@ -503,10 +488,6 @@ impl Viewer {
     /// The offset of the next byte this viewer will receive.
     pub fn offset(&self) -> u64 {
         self.cursor
-    }
-
-    pub fn session(&self) -> &Arc<Session> {
-        &self.session
     }
 
     /// The next event, or `None` after `Exit`. Cancel-safe: dropping the future loses
@@ -810,12 +791,11 @@ async fn supervise(
         st.exit_code = code;
         st.signal = signal;
         st.end_reason.get_or_insert(EndReason::ProcessExited);
-        st.ended_at = Some(persist::now());
+        st.ended_at = Some(Timestamp::now());
         st.transcript_complete &= complete;
     }
-    let info = s.info();
-    let (dir, final_info) = (s.dir.clone(), info.clone());
-    match tokio::task::spawn_blocking(move || persist::write_final(&dir, &final_info)).await {
+    let (dir, info) = (s.dir.clone(), s.info());
+    match tokio::task::spawn_blocking(move || persist::write_final(&dir, &info)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(session = %s.id, error = %e, "could not record the session's end");
@@ -826,5 +806,4 @@ async fn supervise(
     }
     s.data_notify.notify_waiters();
     s.done.send_replace(true);
-    let _ = s.events.send(SessionEvent::Exited(info));
 }

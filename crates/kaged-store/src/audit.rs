@@ -5,10 +5,11 @@
 use std::fmt;
 
 use rusqlite::{Connection, params_from_iter};
+use kaged_api::{AuditParams, AuditRow, Timestamp};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{StoreError, now_rfc3339};
+use crate::StoreError;
 
 /// Every audit event kaged writes. Dotted names are the stable, public form (design §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,31 +100,10 @@ impl AuditEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditRow {
-    pub id: i64,
-    pub ts: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub actor: Option<String>,
-    pub project_id: Option<String>,
-    pub session_id: Option<String>,
-    pub data: serde_json::Value,
-}
+/// Rows per page when the caller does not say.
+pub const DEFAULT_PAGE: u32 = 100;
 
-/// A page request: newest first, strictly older than `before`.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub before: Option<i64>,
-    pub limit: u32,
-    /// Exact type (`session.started`) or a prefix ending in `.` (`session.`).
-    pub kind: Option<String>,
-    pub actor: Option<String>,
-    pub project_id: Option<String>,
-    pub session_id: Option<String>,
-}
-
-pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+pub(crate) fn query(conn: &Connection, q: &AuditParams) -> Result<Vec<AuditRow>, StoreError> {
     let mut sql = String::from(
         "SELECT id, ts, type, actor, project_id, session_id, data FROM audit_events WHERE 1 = 1",
     );
@@ -154,14 +134,18 @@ pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRow>, 
         }
     }
     sql.push_str(" ORDER BY id DESC LIMIT ?");
-    args.push(q.limit.clamp(1, 1000).to_string());
+    args.push(q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, 1000).to_string());
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
         .query_map(params_from_iter(args.iter()), |r| {
             let data: String = r.get(6)?;
+            let ts: String = r.get(1)?;
+            let ts = Timestamp::parse(&ts).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+            })?;
             Ok(AuditRow {
                 id: r.get(0)?,
-                ts: r.get(1)?,
+                ts,
                 kind: r.get(2)?,
                 actor: r.get(3)?,
                 project_id: r.get(4)?,
@@ -198,7 +182,7 @@ impl AuditWriter {
 
     pub async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
         self.tx
-            .send(Msg::Event(event, now_rfc3339()))
+            .send(Msg::Event(event, Timestamp::now().to_string()))
             .await
             .map_err(|_| StoreError::WriterGone)
     }

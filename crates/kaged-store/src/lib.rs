@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 
-pub use audit::{AuditEvent, AuditQuery, AuditRow, AuditWriter, EventType};
+pub use audit::{AuditEvent, AuditWriter, DEFAULT_PAGE, EventType};
+use kaged_api::{AuditParams, AuditRow, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,7 +45,7 @@ pub struct ProjectRow {
     pub id: String,
     pub root: String,
     pub name: String,
-    pub loaded_at: String,
+    pub loaded_at: Timestamp,
     pub loaded_by: String,
 }
 
@@ -67,10 +68,6 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Starts the batching audit writer on its own thread with its own connection.
     pub fn audit_writer(&self) -> Result<AuditWriter, StoreError> {
         AuditWriter::start(connect(&self.path)?)
@@ -90,7 +87,7 @@ impl Store {
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
-    pub async fn audit_query(&self, q: AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn audit_query(&self, q: AuditParams) -> Result<Vec<AuditRow>, StoreError> {
         self.with_conn(move |c| audit::query(c, &q)).await
     }
 
@@ -100,7 +97,13 @@ impl Store {
                 "INSERT INTO projects (id, root, name, loaded_at, loaded_by) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET root = excluded.root, name = excluded.name,
                    loaded_at = excluded.loaded_at, loaded_by = excluded.loaded_by",
-                params![row.id, row.root, row.name, row.loaded_at, row.loaded_by],
+                params![
+                    row.id,
+                    row.root,
+                    row.name,
+                    row.loaded_at.to_string(),
+                    row.loaded_by
+                ],
             )?;
             Ok(())
         })
@@ -119,11 +122,14 @@ impl Store {
             )?;
             let rows = stmt
                 .query_map([], |r| {
+                    let loaded_at: String = r.get(3)?;
+                    // A row from before timestamps were normalised still loads.
+                    let loaded_at = Timestamp::parse(&loaded_at).unwrap_or_else(|_| Timestamp::now());
                     Ok(ProjectRow {
                         id: r.get(0)?,
                         root: r.get(1)?,
                         name: r.get(2)?,
-                        loaded_at: r.get(3)?,
+                        loaded_at,
                         loaded_by: r.get(4)?,
                     })
                 })?
@@ -155,16 +161,6 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;
     Ok(conn)
-}
-
-/// RFC 3339 UTC timestamp with millisecond precision, the one format used everywhere.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    now.format(&fmt)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ async fn audit_round_trip_filters_and_pages() {
     w.flush().await.unwrap();
 
     let all = store
-        .audit_query(AuditQuery {
-            limit: 100,
+        .audit_query(kaged_api::AuditParams {
+            limit: Some(100),
             ..Default::default()
         })
         .await
@@ -38,8 +38,8 @@ async fn audit_round_trip_filters_and_pages() {
     assert_eq!(all[0].data, json!({"n": 4}));
 
     let page = store
-        .audit_query(AuditQuery {
-            limit: 2,
+        .audit_query(kaged_api::AuditParams {
+            limit: Some(2),
             kind: Some("session.".into()),
             before: Some(all[1].id),
             ..Default::default()
@@ -50,8 +50,8 @@ async fn audit_round_trip_filters_and_pages() {
     assert_eq!(ids, vec!["s2", "s1"]);
 
     let by_actor = store
-        .audit_query(AuditQuery {
-            limit: 10,
+        .audit_query(kaged_api::AuditParams {
+            limit: Some(10),
             actor: Some("nobody".into()),
             ..Default::default()
         })
@@ -88,7 +88,7 @@ async fn reopening_keeps_data_and_wal_mode() {
             id: "demo".into(),
             root: "/tmp/demo".into(),
             name: "demo".into(),
-            loaded_at: now_rfc3339(),
+            loaded_at: kaged_api::Timestamp::now(),
             loaded_by: "alice".into(),
         })
         .await

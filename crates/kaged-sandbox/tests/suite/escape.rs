@@ -5,7 +5,8 @@ use std::net::TcpListener;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-use kaged_sandbox::{Access, CagePolicy, Grant, Limits, Network};
+use kaged_api::cage::Walltime;
+use kaged_sandbox::{Access, CagePolicy, FsGrant, Limits, Network, PortablePath};
 use pretty_assertions::assert_eq;
 
 use super::fixture::{Machine, pids_running, wait_at_most};
@@ -14,8 +15,8 @@ fn grants(list: &[(&str, Access)]) -> CagePolicy {
     CagePolicy {
         fs: list
             .iter()
-            .map(|(path, access)| Grant {
-                path: (*path).into(),
+            .map(|(path, access)| FsGrant {
+                path: PortablePath::parse(path).unwrap(),
                 access: *access,
             })
             .collect(),
@@ -235,7 +236,7 @@ cage_test! {
     fn walltime_kill_ends_the_whole_cage() {
         let m = Machine::new();
         let policy = CagePolicy {
-            limits: Limits { walltime: Some(Duration::from_secs(1)), ..Limits::default() },
+            limits: Limits { walltime: Some(Walltime(1)), ..Limits::default() },
             ..CagePolicy::default()
         };
         // A command line unique to this run, so it can be found from outside.

@@ -3,8 +3,6 @@
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use kaged_sandbox::{CagePolicy, CageRequest, compile};
@@ -27,27 +25,17 @@ fn interactive_bash_on_a_pty(pty_cage: bool) -> String {
         cwd: None,
     })
     .unwrap();
-    let pty = nix::pty::openpty(None, None).unwrap();
+    // The session broker's own PTY setup: setsid + TIOCSCTTY, only the grants cross exec.
+    let pty = kaged_pty::Pty::open(80, 24).unwrap();
     let mut cmd = cage.command();
-    cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave));
-    // SAFETY: setsid and ioctl are async-signal-safe; stdin is the PTY slave by now.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    pty.prepare(&mut cmd, &cage.raw_fds()).unwrap();
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     drop(cage);
     let status = wait_at_most(&mut child, Duration::from_secs(30)).expect("bash did not exit");
     assert!(status.success(), "{status}");
     // All slave ends are closed now: reading drains the buffer and then fails with EIO.
-    let mut master = std::fs::File::from(pty.master);
+    let mut master = std::fs::File::from(pty.into_master());
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

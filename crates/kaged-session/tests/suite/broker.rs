@@ -10,7 +10,7 @@ use super::fixture::{Fixture, contains, read_to_end, read_until, seq_output};
 async fn typed_command_output_reaches_the_viewer() {
     let fx = Fixture::new();
     let s = fx.shell();
-    let mut v = s.attach("alice", None);
+    let mut v = s.attach(None);
     read_until(&mut v, |b| b.ends_with(b"$ ")).await;
     s.write_input(b"echo hi\n").await.unwrap();
     let seen = read_until(&mut v, |b| contains(b, b"\r\nhi\r\n")).await;
@@ -24,8 +24,8 @@ async fn typed_command_output_reaches_the_viewer() {
 async fn two_viewers_both_see_every_byte() {
     let fx = Fixture::new();
     let s = fx.spawn(&["/bin/sh", "-c", "seq 1 20000"]);
-    let mut a = s.attach("alice", Some(0));
-    let mut b = s.attach("bob", Some(0));
+    let mut a = s.attach(Some(0));
+    let mut b = s.attach(Some(0));
     let (sa, sb) = tokio::join!(read_to_end(&mut a), read_to_end(&mut b));
     let expected = seq_output(20000);
     assert_eq!(sa.bytes.len(), expected.len());
@@ -46,8 +46,8 @@ async fn a_viewer_that_never_reads_stalls_nothing_and_later_gets_a_gap() {
         "-c",
         "seq 1 800000; printf 'DO%s\\n' NE; read line; echo bye",
     ]);
-    let mut stalled = s.attach("stalled", Some(0));
-    let mut fast = s.attach("fast", Some(0));
+    let mut stalled = s.attach(Some(0));
+    let mut fast = s.attach(Some(0));
     let seen = read_until(&mut fast, |b| b.ends_with(b"DONE\r\n")).await;
     assert_eq!(
         seen.gaps,
@@ -85,14 +85,14 @@ async fn a_viewer_that_never_reads_stalls_nothing_and_later_gets_a_gap() {
 async fn reattach_from_an_offset_replays_exactly() {
     let fx = Fixture::new();
     let s = fx.spawn(&["/bin/sh", "-c", "seq 1 5000; read line"]);
-    let mut first = s.attach("alice", None);
+    let mut first = s.attach(None);
     let expected = seq_output(5000);
     let full = read_until(&mut first, |b| b.len() >= expected.len()).await;
     assert!(full.bytes == expected);
     drop(first);
 
     for offset in [0u64, 1, 1234, expected.len() as u64 - 1] {
-        let mut again = s.attach("alice", Some(offset));
+        let mut again = s.attach(Some(offset));
         assert_eq!(again.offset(), offset);
         let seen = read_until(&mut again, |b| {
             b.len() as u64 >= expected.len() as u64 - offset
@@ -104,13 +104,13 @@ async fn reattach_from_an_offset_replays_exactly() {
         );
     }
     // An offset beyond the end (say, from before a restart) starts at the end.
-    let beyond = s.attach("alice", Some(u64::MAX));
+    let beyond = s.attach(Some(u64::MAX));
     assert_eq!(beyond.offset(), expected.len() as u64);
 
     s.write_input(b"\n").await.unwrap();
     let info = s.wait().await;
     // After the exit the bytes come from the transcript, still by offset.
-    let mut late = s.attach("alice", Some(1234));
+    let mut late = s.attach(Some(1234));
     let seen = read_to_end(&mut late).await;
     assert_eq!(seen.bytes.len() as u64, info.bytes_total - 1234);
     assert!(seen.bytes.starts_with(&expected[1234..]));
@@ -121,7 +121,7 @@ async fn reattach_from_an_offset_replays_exactly() {
 async fn resize_reaches_the_child() {
     let fx = Fixture::new();
     let s = fx.shell();
-    let mut v = s.attach("alice", None);
+    let mut v = s.attach(None);
     read_until(&mut v, |b| b.ends_with(b"$ ")).await;
     s.write_input(b"stty size\n").await.unwrap();
     read_until(&mut v, |b| contains(b, b"24 80\r\n")).await;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kaged_api::session::{CageState, SessionKind, SessionOrigin};
 use kaged_session::{ManagerConfig, Session, SessionManager, SpawnSpec, Viewer, ViewerEvent};
 use tempfile::TempDir;
 
@@ -77,7 +78,12 @@ pub fn spec_in(home: &Path, project: &str, actor: &str, argv: &[&str]) -> SpawnS
         rows: 24,
         walltime: None,
         keep_fds: Vec::new(),
-        meta: serde_json::json!({"agent": "test"}),
+        origin: SessionOrigin {
+            kind: SessionKind::Command,
+            name: None,
+            command: argv.iter().map(|a| (*a).to_owned()).collect(),
+            cage: CageState::NoSandbox,
+        },
     }
 }
 

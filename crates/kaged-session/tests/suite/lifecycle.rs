@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use kaged_session::{
-    EndReason, LimitKind, SessionError, SessionEvent, SessionState, Signal, ViewerEvent,
+    EndReason, LimitKind, SessionError, SessionState, Signal, ViewerEvent,
 };
 use pretty_assertions::assert_eq;
 
@@ -33,7 +33,7 @@ async fn exit_code_is_recorded() {
 async fn the_killing_signal_is_recorded_and_sent_to_viewers() {
     let fx = Fixture::new();
     let s = fx.spawn(&["/bin/sh", "-c", "echo up; kill -TERM $$"]);
-    let mut v = s.attach("alice", Some(0));
+    let mut v = s.attach(Some(0));
     let seen = read_to_end(&mut v).await;
     assert_eq!(seen.bytes, b"up\r\n");
     assert_eq!(seen.exit, Some((None, Some(libc_sigterm()))));
@@ -53,7 +53,7 @@ async fn signal_reaches_the_process_group() {
         "-c",
         "trap 'echo got-usr1; exit 4' USR1; echo ready; while :; do sleep 0.05; done",
     ]);
-    let mut v = s.attach("alice", Some(0));
+    let mut v = s.attach(Some(0));
     read_until(&mut v, |b| b.ends_with(b"ready\r\n")).await;
     s.signal(Signal::SIGUSR1).unwrap();
     let seen = read_to_end(&mut v).await;
@@ -91,7 +91,7 @@ async fn terminate_escalates_to_sigkill_when_hup_and_term_are_ignored() {
         "-c",
         "trap '' HUP TERM; echo ready; while :; do sleep 1; done",
     ]);
-    let mut v = s.attach("alice", Some(0));
+    let mut v = s.attach(Some(0));
     read_until(&mut v, |b| b.ends_with(b"ready\r\n")).await;
     s.terminate();
     let info = s.wait().await;
@@ -198,7 +198,7 @@ async fn the_child_gets_exactly_the_given_env_and_the_kept_fds() {
     let mut spec = fx.spec(&["/bin/bash", "--norc", "--noprofile", "-c", &script]);
     spec.keep_fds.push(tx.into());
     let s = fx.mgr.spawn(spec).unwrap();
-    let mut v = s.attach("alice", Some(0));
+    let mut v = s.attach(Some(0));
     let seen = read_to_end(&mut v).await;
     let text = String::from_utf8(seen.bytes).unwrap();
     let env: Vec<&str> = text
@@ -238,7 +238,7 @@ async fn a_session_outlives_the_thread_that_spawned_it() {
     })
     .join()
     .unwrap();
-    let mut v = s.attach("alice", Some(0));
+    let mut v = s.attach(Some(0));
     read_until(&mut v, |b| b.ends_with(b"up\r\n")).await;
     // Give a parent-death signal, if one were coming, time to land.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -266,34 +266,25 @@ async fn a_failed_spawn_names_the_program_and_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_announce_start_attach_and_exit() {
+async fn wait_returns_the_recorded_end_and_origin() {
     let fx = Fixture::new();
-    let mut events = fx.mgr.events();
     let s = fx.spawn(&["/bin/sh", "-c", "read line"]);
-    let mut v = s.attach("bob", None);
+    let started = s.info();
+    assert_eq!(started.state, SessionState::Running);
+    let mut v = s.attach(None);
     s.write_input(b"\n").await.unwrap();
     let info = s.wait().await;
     assert!(matches!(
         read_to_end(&mut v).await.exit,
         Some((Some(0), None))
     ));
-
-    let SessionEvent::Started(started) = events.recv().await.unwrap() else {
-        panic!("expected Started first");
-    };
     assert_eq!(
-        (started.id.as_str(), started.state, started.pid),
-        (s.id(), SessionState::Running, info.pid)
+        (info.id.as_str(), info.state, info.pid, info.exit_code),
+        (s.id(), SessionState::Exited, started.pid, Some(0))
     );
-    assert_eq!(
-        events.recv().await.unwrap(),
-        SessionEvent::Attached {
-            session_id: s.id().to_owned(),
-            project_id: "proj".to_owned(),
-            actor: "bob".to_owned(),
-        }
-    );
-    assert_eq!(events.recv().await.unwrap(), SessionEvent::Exited(info));
+    assert_eq!(info.origin, started.origin);
+    assert_eq!(info.end_reason, Some(EndReason::ProcessExited));
+    assert!(info.ended_at.is_some_and(|end| end >= info.started_at));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +300,7 @@ async fn input_to_an_exited_session_is_refused() {
         s.resize(1, 1),
         Err(SessionError::NotRunning { .. })
     ));
-    let mut v = s.attach("alice", None);
+    let mut v = s.attach(None);
     assert_eq!(
         v.next().await,
         Some(ViewerEvent::Exit {
@@ -348,7 +339,7 @@ async fn a_bwrap_cage_runs_on_the_pty_with_its_size_and_can_be_terminated() {
     ]);
     (spec.cols, spec.rows) = (123, 45);
     let s = fx.mgr.spawn(spec).unwrap();
-    let mut v = s.attach("alice", Some(0));
+    let mut v = s.attach(Some(0));
     let seen = read_until(&mut v, |b| b.ends_with(b"ready\r\n")).await;
     assert_eq!(seen.bytes, b"has-tty\r\n45 123\r\nready\r\n");
     s.terminate();

@@ -37,7 +37,7 @@ async fn a_new_manager_lists_past_sessions_and_replays_their_transcripts() {
     let done = fx.spawn(&["/bin/sh", "-c", "echo persisted-output; exit 5"]);
     let done_info = done.wait().await;
     let running = fx.spawn(&["/bin/sh", "-c", "echo still-running; sleep 100"]);
-    let mut v = running.attach("alice", None);
+    let mut v = running.attach(None);
     read_until(&mut v, |b| contains(b, b"still-running\r\n")).await;
     // Wait for the transcript batch to reach the disk, as it would before a crash.
     while running.read_transcript(0, 100).await.unwrap().is_empty() {
@@ -69,7 +69,7 @@ async fn a_new_manager_lists_past_sessions_and_replays_their_transcripts() {
 
     for from in [Some(0), None] {
         let past = again.get(done.id()).unwrap();
-        let replayed = read_to_end(&mut past.attach("alice", from)).await;
+        let replayed = read_to_end(&mut past.attach(from)).await;
         assert_eq!(replayed.bytes, b"persisted-output\r\n");
         assert_eq!(replayed.exit, Some((Some(5), None)));
     }
@@ -106,7 +106,7 @@ async fn session_files_are_private() {
 async fn a_transcript_that_cannot_be_written_is_reported_and_viewers_lose_nothing() {
     let fx = Fixture::new();
     let s = fx.spawn(&["/bin/sh", "-c", "read line; seq 1 3000"]);
-    let mut v = s.attach("alice", Some(0));
+    let mut v = s.attach(Some(0));
     // Root ignores permission bits, so break the file by putting a directory in its place.
     std::fs::remove_file(s.transcript_path()).unwrap();
     std::fs::create_dir(s.transcript_path()).unwrap();
@@ -126,6 +126,6 @@ async fn a_transcript_that_cannot_be_written_is_reported_and_viewers_lose_nothin
         (false, expected.len() as u64)
     );
     // The scrollback is kept, since the transcript cannot stand in for it.
-    let replay = read_to_end(&mut s.attach("alice", Some(0))).await;
+    let replay = read_to_end(&mut s.attach(Some(0))).await;
     assert!(replay.bytes == expected);
 }
