@@ -5,77 +5,61 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use kaged_dsl::{Cage, Diagnostics, Project};
+use kaged_api::{AgentView, Cage, Project, ProjectView, TaskView, Timestamp};
+use kaged_dsl::{Diagnostics, LocalConfig};
 use kaged_store::{ProjectRow, Store, StoreError};
-use serde::Serialize;
-use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
 pub struct LoadedProject {
     pub id: String,
     pub root: PathBuf,
     pub project: Project,
-    pub loaded_at: String,
+    pub loaded_at: Timestamp,
     pub loaded_by: String,
 }
 
 impl LoadedProject {
-    /// The API shape: the project plus what can be started from it, with its model aliases
-    /// resolved against this operator's `local.toml`.
-    pub fn to_json(&self, local: &kaged_dsl::LocalConfig) -> Value {
-        // Partial resolution is useful: show what resolves and list what does not.
-        let mut models = BTreeMap::new();
-        let mut unknown = Vec::new();
-        for (agent, spec) in self.project.agents() {
-            let Some(alias) = &spec.model else { continue };
-            match local.models.get(alias) {
-                Some(id) => {
-                    models.insert(alias.clone(), id.clone());
-                }
-                None => unknown.push(json!({"agent": agent, "alias": alias})),
-            }
-        }
-        let agents: Vec<Value> = self
+    /// The API's view, with model aliases resolved against this operator's `local.toml`:
+    /// what resolves is shown, and what does not is listed.
+    pub fn view(&self, local: &LocalConfig) -> ProjectView {
+        let (models, unknown_model_aliases) = local.resolve_models_partially(&self.project);
+        let agents = self
             .project
             .agents()
             .into_iter()
-            .map(|(name, spec)| {
-                json!({
-                    "name": name,
-                    "command": spec.command,
-                    "model": spec.model,
-                    "caged": !matches!(spec.cage, Cage::Disabled),
-                    "cage": spec.cage,
-                })
+            .map(|(name, spec)| AgentView {
+                name,
+                command: spec.command.clone(),
+                model: spec.model.clone(),
+                caged: !matches!(spec.cage, Cage::Disabled),
+                cage: spec.cage.clone(),
             })
             .collect();
-        let tasks: Vec<Value> = self
+        let tasks = self
             .project
             .tasks
             .iter()
-            .map(|(name, t)| {
-                json!({
-                    "name": name,
-                    "command": t.command,
-                    "description": t.description,
-                    "caged": !matches!(t.cage, Cage::Disabled),
-                    "cage": t.cage,
-                })
+            .map(|(name, t)| TaskView {
+                name: name.clone(),
+                command: t.command.clone(),
+                description: t.description.clone(),
+                caged: !matches!(t.cage, Cage::Disabled),
+                cage: t.cage.clone(),
             })
             .collect();
-        json!({
-            "id": self.id,
-            "name": self.project.project,
-            "root": self.root,
-            "description": self.project.description,
-            "agents": agents,
-            "tasks": tasks,
-            "models": models,
-            "unknown_model_aliases": unknown,
-            "loaded_at": self.loaded_at,
-            "loaded_by": self.loaded_by,
-            "definition": self.project,
-        })
+        ProjectView {
+            id: self.id.clone(),
+            name: self.project.project.clone(),
+            root: self.root.clone(),
+            description: self.project.description.clone(),
+            agents,
+            tasks,
+            models,
+            unknown_model_aliases,
+            loaded_at: self.loaded_at,
+            loaded_by: self.loaded_by.clone(),
+            definition: self.project.clone(),
+        }
     }
 }
 
@@ -101,12 +85,6 @@ pub enum ProjectError {
 #[derive(Default)]
 pub struct Projects {
     map: RwLock<BTreeMap<String, LoadedProject>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Reloaded {
-    pub loaded: Vec<String>,
-    pub failed: Vec<(String, String)>,
 }
 
 impl Projects {
@@ -160,7 +138,7 @@ impl Projects {
             id: id.clone(),
             root: canonical,
             project,
-            loaded_at: kaged_store::now_rfc3339(),
+            loaded_at: Timestamp::now(),
             loaded_by: actor.to_owned(),
         };
         store
@@ -168,7 +146,7 @@ impl Projects {
                 id: id.clone(),
                 root: loaded.root.display().to_string(),
                 name: loaded.project.project.clone(),
-                loaded_at: loaded.loaded_at.clone(),
+                loaded_at: loaded.loaded_at,
                 loaded_by: actor.to_owned(),
             })
             .await?;
@@ -184,17 +162,13 @@ impl Projects {
 
     /// Loads every registered project again at start-up. A project that no longer parses
     /// stays registered (its files may be mid-edit) but is reported and not served.
-    pub async fn reload_all(&self, store: &Store) -> Result<Reloaded, ProjectError> {
-        let mut out = Reloaded {
-            loaded: Vec::new(),
-            failed: Vec::new(),
-        };
+    pub async fn reload_all(&self, store: &Store) -> Result<Vec<(String, String)>, ProjectError> {
+        let mut failed = Vec::new();
         for row in store.projects().await? {
-            match self.load(store, Path::new(&row.root), &row.loaded_by).await {
-                Ok(p) => out.loaded.push(p.id),
-                Err(e) => out.failed.push((row.root, e.to_string())),
+            if let Err(e) = self.load(store, Path::new(&row.root), &row.loaded_by).await {
+                failed.push((row.root, e.to_string()));
             }
         }
-        Ok(out)
+        Ok(failed)
     }
 }

@@ -1,0 +1,398 @@
+//! The daemon's lifecycle: [`Daemon::start`] sets everything up and binds, [`Daemon::serve_until`]
+//! serves an app until told to stop and drains it, [`Daemon::shutdown`] ends sessions and
+//! flushes the audit log, in that order, each step awaited.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::serve::ListenerExt;
+use kaged_api::{DaemonEvent, SandboxStatus, Timestamp, Warning};
+use kaged_auth::{AuthMode, AuthPolicy};
+use kaged_config::Settings;
+use kaged_deploy::Layout;
+use kaged_dsl::LocalConfig;
+use kaged_session::SessionManager;
+use kaged_store::{AuditEvent, EventType, Store};
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::Access;
+use crate::audit::Audit;
+use crate::endpoint::Endpoint;
+use crate::error::StartError;
+use crate::host::HostFacts;
+use crate::lock::StateLock;
+use crate::projects::Projects;
+use crate::startup::{bind_self_check, setup_auth};
+
+/// How long in-flight requests may take to finish once the daemon stops accepting.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// Subscribers of `/api/v1/events` that lag this far behind get a `gap` instead of memory.
+const EVENT_CAPACITY: usize = 1024;
+
+/// The running daemon. Cheap to clone; every clone is the same daemon.
+#[derive(Clone)]
+pub struct Daemon {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) layout: Layout,
+    pub(crate) settings: Settings,
+    pub(crate) bind: SocketAddr,
+    /// The UNIX user the daemon runs as.
+    pub(crate) user: String,
+    pub(crate) started_at: Timestamp,
+    pub(crate) started: Instant,
+    pub(crate) sandbox: SandboxStatus,
+    pub(crate) auth: AuthPolicy,
+    pub(crate) access: Access,
+    pub(crate) store: Store,
+    pub(crate) audit: Audit,
+    pub(crate) sessions: SessionManager,
+    pub(crate) projects: Projects,
+    pub(crate) host: HostFacts,
+    pub(crate) local: LocalConfig,
+    pub(crate) events: broadcast::Sender<DaemonEvent>,
+    pub(crate) warnings: Vec<Warning>,
+    /// Session exit watchers and the read-audit ticker; shutdown waits for all of them.
+    pub(crate) tasks: TaskTracker,
+    stop: CancellationToken,
+    ready: AtomicBool,
+    listener: Mutex<Option<std::net::TcpListener>>,
+    runtime_files: Vec<PathBuf>,
+    _lock: StateLock,
+}
+
+impl Daemon {
+    /// Everything short of serving: directories, the state-dir lock, the start-up self-checks
+    /// (bind safety, bwrap), storage, the listener, auth and its nonce files, sessions, the
+    /// project registry, and the start-up audit rows. Must run inside a tokio runtime.
+    pub async fn start(settings: Settings, layout: Layout) -> Result<Daemon, StartError> {
+        layout.create_dirs()?;
+        let lock = StateLock::acquire(&layout)?;
+        let insecure_bind = bind_self_check(&settings)?;
+        let sandbox = sandbox_status(&settings)?;
+        let db = settings.database_path().to_owned();
+        if let Some(parent) = db.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StartError::Io {
+                what: "create",
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let store = Store::open(&db)?;
+        let audit = Audit::new(store.audit_writer()?);
+        let bind = settings.bind.value;
+        let listener = std::net::TcpListener::bind(bind)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| StartError::Bind { bind, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { bind, source })?;
+        let user = local_user();
+        let (auth, mut runtime_files) = setup_auth(&layout, &settings, bound.port(), user.clone())?;
+        let access = Access::new(
+            bound,
+            &settings.allowed_hosts.value,
+            &settings.allowed_origins.value,
+        );
+        let mut mcfg = kaged_session::ManagerConfig::new(&layout.sessions_dir);
+        mcfg.scrollback_bytes = settings.sessions.scrollback_bytes.value;
+        mcfg.max_per_project = settings.sessions.max_per_project.value;
+        mcfg.max_per_operator = settings.sessions.max_per_operator.value;
+        let sessions = SessionManager::open(mcfg)?;
+        let local = LocalConfig::load(&layout.local_file)?;
+        let endpoint = Endpoint::new(&layout, &settings, bound);
+        endpoint.write(&layout)?;
+        runtime_files.push(layout.endpoint_file());
+        let daemon = Daemon {
+            inner: Arc::new(Inner {
+                host: HostFacts::capture(&layout, &settings),
+                warnings: warnings(&settings),
+                layout,
+                settings,
+                bind: bound,
+                user,
+                started_at: Timestamp::now(),
+                started: Instant::now(),
+                sandbox,
+                auth,
+                access,
+                store,
+                audit,
+                sessions,
+                projects: Projects::default(),
+                local,
+                events: broadcast::channel(EVENT_CAPACITY).0,
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+                ready: AtomicBool::new(false),
+                listener: Mutex::new(Some(listener)),
+                runtime_files,
+                _lock: lock,
+            }),
+        };
+        daemon.load_registered_projects().await;
+        daemon.audit_start(insecure_bind).await;
+        daemon.spawn_read_audit();
+        Ok(daemon)
+    }
+
+    /// Serves `app` on the listener until `shutdown` resolves, then stops accepting and gives
+    /// in-flight requests [`DRAIN_GRACE`] to finish. Readiness (`/api/v1/readyz`) is on exactly
+    /// while serving.
+    pub async fn serve_until(
+        &self,
+        app: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| std::io::Error::other("the daemon is already serving"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        // Terminal output is many small writes: without TCP_NODELAY, Nagle holds a frame back
+        // until the previous one is ACKed, and a delayed ACK makes that up to 40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+            }
+        });
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = drain_rx.wait_for(|d| *d).await;
+                })
+                .await
+        });
+        self.inner.ready.store(true, Ordering::SeqCst);
+        tracing::info!(
+            elapsed_ms = self.inner.started.elapsed().as_millis() as u64,
+            "ready on http://{}",
+            self.inner.bind
+        );
+        shutdown.await;
+        self.inner.ready.store(false, Ordering::SeqCst);
+        let _ = drain_tx.send(true);
+        match tokio::time::timeout(DRAIN_GRACE, server).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(std::io::Error::other(e)),
+            Err(_) => {
+                tracing::warn!("requests still running after {DRAIN_GRACE:?}; closing them");
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends every session (HUP, TERM, KILL to each group), waits until their ends are recorded
+    /// and audited, writes the counted reads and `daemon.stopped`, flushes the audit log and
+    /// removes the runtime files. `reason` names what stopped the daemon (a signal, say).
+    pub async fn shutdown(&self, reason: &str) {
+        let inner = &self.inner;
+        inner.ready.store(false, Ordering::SeqCst);
+        inner.sessions.shutdown().await;
+        inner.stop.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        inner.audit.flush_reads().await;
+        inner
+            .audit
+            .record(AuditEvent::new(
+                EventType::DaemonStopped,
+                None,
+                json!({"signal": reason}),
+            ))
+            .await;
+        if let Err(e) = inner.audit.flush().await {
+            tracing::warn!(error = %e, "audit flush failed");
+        }
+        kaged_auth::remove_quietly(&inner.runtime_files);
+        tracing::info!("stopped");
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The address the listener is bound to (the OS picks the port for `:0`).
+    pub fn bind(&self) -> SocketAddr {
+        self.inner.bind
+    }
+
+    /// The auth policy the gate applies to every request.
+    pub fn auth(&self) -> &AuthPolicy {
+        &self.inner.auth
+    }
+
+    /// The Host and Origin allowlists the gate applies.
+    pub fn access(&self) -> &Access {
+        &self.inner.access
+    }
+
+    /// The audit log, for the gate's request, read and refusal rows.
+    pub fn audit_log(&self) -> &Audit {
+        &self.inner.audit
+    }
+
+    pub fn warnings(&self) -> &[Warning] {
+        &self.inner.warnings
+    }
+
+    /// The URL local clients use: a wildcard bind is reached through loopback, because
+    /// `0.0.0.0` is not a Host the allowlist accepts.
+    pub fn base_url(&self) -> String {
+        base_url(self.inner.bind)
+    }
+
+    /// Daemon events from now on, for `/api/v1/events`.
+    pub fn events(&self) -> broadcast::Receiver<DaemonEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Publishes to `/api/v1/events`; nobody listening is fine.
+    pub(crate) fn publish(&self, event: DaemonEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    async fn audit_start(&self, insecure_bind: bool) {
+        let (i, s) = (&self.inner, &self.inner.settings);
+        let bind = i.bind.to_string();
+        i.audit
+            .record(AuditEvent::new(
+                EventType::DaemonStarted,
+                None,
+                json!({
+                    "pid": std::process::id(),
+                    "mode": i.layout.mode,
+                    "mode_reason": i.layout.reason.to_string(),
+                    "bind": bind,
+                    "auth_mode": s.auth_mode.value,
+                    "sandbox": s.sandbox_enabled.value,
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "config": s.config_file,
+                }),
+            ))
+            .await;
+        if insecure_bind {
+            i.audit
+                .record(AuditEvent::new(
+                    EventType::AuthInsecureBind,
+                    None,
+                    json!({"bind": bind, "override": "KAGED_INSECURE_BIND=1"}),
+                ))
+                .await;
+        }
+        if s.auth_mode.value == AuthMode::Insecure {
+            i.audit
+                .record(AuditEvent::new(
+                    EventType::AuthInsecureMode,
+                    None,
+                    json!({"bind": bind, "event": "daemon_start",
+                           "reason": s.insecure_reason.as_ref().map(|r| r.value.clone())}),
+                ))
+                .await;
+        }
+        if !s.sandbox_enabled.value {
+            i.audit
+                .record(AuditEvent::new(
+                    EventType::SandboxDisabled,
+                    None,
+                    json!({"source": s.sandbox_enabled.source.to_string()}),
+                ))
+                .await;
+        }
+    }
+
+    /// Writes the counted authenticated reads once a second, until shutdown.
+    fn spawn_read_audit(&self) {
+        let daemon = self.clone();
+        let stop = self.inner.stop.clone();
+        self.inner.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => daemon.inner.audit.flush_reads().await,
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+}
+
+pub(crate) fn base_url(bind: SocketAddr) -> String {
+    match bind.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            format!("http://127.0.0.1:{}", bind.port())
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            format!("http://localhost:{}", bind.port())
+        }
+        _ => format!("http://{bind}"),
+    }
+}
+
+fn warnings(settings: &Settings) -> Vec<Warning> {
+    let mut w = Vec::new();
+    if settings.auth_mode.value == AuthMode::Insecure {
+        w.push(Warning::InsecureMode);
+    }
+    if !settings.sandbox_enabled.value {
+        w.push(Warning::NoSandbox);
+    }
+    w
+}
+
+/// ADR-0009: no cages, no start, unless the operator said `--no-sandbox` out loud.
+fn sandbox_status(settings: &Settings) -> Result<SandboxStatus, StartError> {
+    let cgroups = kaged_sandbox::cgroup_support().clone();
+    if let kaged_api::CgroupSupport::Unavailable { reason } = &cgroups {
+        tracing::info!("cgroup limits unavailable: {reason}");
+    }
+    let bwrap = if settings.sandbox_enabled.value {
+        let bwrap = kaged_sandbox::self_test()?;
+        tracing::info!(
+            "sandbox: {} {} passed the self-test",
+            bwrap.path.display(),
+            bwrap.version
+        );
+        Some(bwrap)
+    } else {
+        None
+    };
+    Ok(SandboxStatus {
+        enabled: settings.sandbox_enabled.value,
+        bwrap,
+        cgroups,
+    })
+}
+
+/// The UNIX user the daemon runs as, for the loopback identity and the audit trail.
+pub fn local_user() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid-{uid}"))
+}

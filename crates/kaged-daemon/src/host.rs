@@ -1,0 +1,72 @@
+//! What sessions need from the host, captured once at start-up: nothing reads the process
+//! environment after this.
+
+use std::path::PathBuf;
+
+use kaged_config::{NonceSource, Settings};
+use kaged_deploy::Layout;
+
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub sandbox_enabled: bool,
+    /// The operator's login shell, the default argv.
+    pub shell: String,
+    pub home: PathBuf,
+    /// The daemon's environment minus `KAGED_*`: candidates for allowlisted names.
+    pub env: Vec<(String, String)>,
+    /// Never visible in a cage: runtime dir, state dir, config dir, database dir, a sidecar
+    /// nonce file.
+    pub deny: Vec<PathBuf>,
+    /// Persistent cage scratch lives in `<scratch_root>/<project id>`.
+    pub scratch_root: PathBuf,
+}
+
+impl HostFacts {
+    pub fn capture(layout: &Layout, settings: &Settings) -> HostFacts {
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten();
+        let shell = user
+            .as_ref()
+            .map(|u| u.shell.display().to_string())
+            .filter(|s| !s.is_empty() && !s.ends_with("nologin") && !s.ends_with("false"))
+            .unwrap_or_else(|| "/bin/sh".to_owned());
+        let home = user
+            .map(|u| u.dir)
+            .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let env = std::env::vars()
+            .filter(|(k, _)| !k.starts_with("KAGED_") && k != "NOTIFY_SOCKET")
+            .collect();
+        HostFacts {
+            sandbox_enabled: settings.sandbox_enabled.value,
+            shell,
+            home,
+            env,
+            deny: denied_paths(layout, settings),
+            scratch_root: layout.state_dir.join("scratch"),
+        }
+    }
+
+    /// The value of `name` in the daemon's environment, if set and not empty.
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The paths no cage may ever see: everything that holds the daemon's secrets or state.
+fn denied_paths(layout: &Layout, settings: &Settings) -> Vec<PathBuf> {
+    let mut deny = vec![layout.runtime_dir.clone(), layout.state_dir.clone()];
+    deny.extend(layout.config_file.parent().map(ToOwned::to_owned));
+    if let Some(NonceSource::File(p)) = settings.sidecar_nonce.as_ref().map(|s| &s.value) {
+        deny.push(p.clone());
+    }
+    deny.extend(settings.database_path().parent().map(ToOwned::to_owned));
+    deny.retain(|p| p.exists());
+    deny.sort();
+    deny.dedup();
+    deny
+}

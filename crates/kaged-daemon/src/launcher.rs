@@ -1,0 +1,357 @@
+//! Turns "start a session in project P" into a spawn, in two pure steps: [`plan`] resolves what
+//! to run (the operator's shell, a declared agent or task, or an explicit argv) and in which
+//! cage; [`compile`] turns the plan into the session's argv, environment and origin. Policy
+//! comes from the project file; this module only resolves it and hands it to the sandbox.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use kaged_api::{
+    Cage, CagePolicy, CageState, SessionKind, SessionOrigin, StartSession, State,
+    check_env_name,
+};
+use kaged_session::SpawnSpec;
+
+use crate::error::{OpError, OpResult};
+use crate::host::HostFacts;
+use crate::projects::LoadedProject;
+
+const MAX_ARGS: usize = 256;
+const MAX_ARGV_BYTES: usize = 64 * 1024;
+/// Terminal sizes beyond this are a client bug, not a terminal.
+pub const MAX_DIM: u16 = 1000;
+
+/// What a request resolved to, before compiling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub kind: SessionKind,
+    pub name: Option<String>,
+    pub argv: Vec<String>,
+    /// `None`: run uncaged (`cage: disabled` in the project file, or `--no-sandbox`).
+    pub cage: Option<CagePolicy>,
+    pub task_env: BTreeMap<String, String>,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+fn invalid(msg: impl Into<String>) -> OpError {
+    OpError::Invalid(msg.into())
+}
+
+pub fn check_size(cols: u16, rows: u16) -> OpResult<()> {
+    if (1..=MAX_DIM).contains(&cols) && (1..=MAX_DIM).contains(&rows) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "cols={cols} rows={rows}: both must be between 1 and {MAX_DIM}"
+        )))
+    }
+}
+
+pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> OpResult<Plan> {
+    let (cols, rows) = (req.cols.unwrap_or(80), req.rows.unwrap_or(24));
+    check_size(cols, rows)?;
+    let chosen = [req.argv.is_some(), req.agent.is_some(), req.task.is_some()];
+    if chosen.iter().filter(|b| **b).count() > 1 {
+        return Err(invalid("give at most one of `argv`, `agent` and `task`"));
+    }
+    let overridden = req.cage.is_some();
+    let (kind, name, argv, mut cage, task_env) = if let Some(agent) = req.agent {
+        let (_, spec) = project
+            .project
+            .agents()
+            .into_iter()
+            .find(|(n, _)| *n == agent)
+            .ok_or_else(|| OpError::not_found("agent", &agent))?;
+        let cage = declared_cage("agent", &spec.cage, overridden)?;
+        let argv = spec.command.clone();
+        (SessionKind::Agent, Some(agent), argv, cage, BTreeMap::new())
+    } else if let Some(task) = req.task {
+        let t = project
+            .project
+            .tasks
+            .get(&task)
+            .ok_or_else(|| OpError::not_found("task", &task))?;
+        let cage = declared_cage("task", &t.cage, overridden)?;
+        let (argv, env) = (t.command.clone(), t.env.clone());
+        (SessionKind::Task, Some(task), argv, cage, env)
+    } else {
+        let argv = req.argv.unwrap_or_else(|| vec![facts.shell.clone()]);
+        let kind = if argv.len() == 1 && argv[0] == facts.shell {
+            SessionKind::Shell
+        } else {
+            SessionKind::Command
+        };
+        let cage = req.cage.unwrap_or_else(|| project_cage(project));
+        (kind, None, argv, Some(cage), BTreeMap::new())
+    };
+    check_argv(&argv)?;
+    if let (Some(c), Some(extra)) = (cage.as_mut(), req.env) {
+        for name in extra {
+            check_env_name(&name).map_err(|e| invalid(format!("env: {e}")))?;
+            if !c.env.contains(&name) {
+                c.env.push(name);
+            }
+        }
+    }
+    if !facts.sandbox_enabled {
+        cage = None;
+    }
+    Ok(Plan {
+        kind,
+        name,
+        argv,
+        cage,
+        task_env,
+        cols,
+        rows,
+    })
+}
+
+/// A shell or command runs in the primary agent's cage unless the request names one.
+fn project_cage(project: &LoadedProject) -> CagePolicy {
+    match project.project.primary.as_ref().map(|p| &p.cage) {
+        Some(Cage::Policy(p)) => p.clone(),
+        _ => CagePolicy::default(),
+    }
+}
+
+/// The cage a declared agent or task runs in; a request cannot override it.
+fn declared_cage(kind: &str, cage: &Cage, overridden: bool) -> OpResult<Option<CagePolicy>> {
+    if overridden {
+        return Err(invalid(format!(
+            "a declared {kind} runs in its declared cage; drop `cage` or edit the project file"
+        )));
+    }
+    Ok(match cage {
+        Cage::Disabled => None,
+        Cage::Policy(p) => Some(p.clone()),
+    })
+}
+
+fn check_argv(argv: &[String]) -> OpResult<()> {
+    if argv.is_empty() || argv.iter().any(|a| a.is_empty() || a.contains('\0')) {
+        return Err(invalid(
+            "argv must be a non-empty list of non-empty strings without NUL bytes",
+        ));
+    }
+    if argv.len() > MAX_ARGS || argv.iter().map(String::len).sum::<usize>() > MAX_ARGV_BYTES {
+        return Err(invalid(format!(
+            "argv is too long (at most {MAX_ARGS} arguments and {MAX_ARGV_BYTES} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+/// Compiles the plan into a ready spawn. The persistent scratch directory, when the policy
+/// asks for one, is created here: the one side effect, right before the spawn needs it.
+pub fn compile(
+    plan: &Plan,
+    project: &LoadedProject,
+    facts: &HostFacts,
+    actor: &str,
+) -> OpResult<SpawnSpec> {
+    let origin = |cage| SessionOrigin {
+        kind: plan.kind,
+        name: plan.name.clone(),
+        command: plan.argv.clone(),
+        cage,
+    };
+    let spec = |argv, env, walltime, keep_fds, origin| SpawnSpec {
+        project_id: project.id.clone(),
+        actor: actor.to_owned(),
+        argv,
+        env,
+        cwd: project.root.clone(),
+        cols: plan.cols,
+        rows: plan.rows,
+        walltime,
+        keep_fds,
+        origin,
+    };
+    let Some(policy) = &plan.cage else {
+        let cage = if facts.sandbox_enabled {
+            CageState::DisabledByProject
+        } else {
+            CageState::NoSandbox
+        };
+        let argv = plan.argv.iter().map(OsString::from).collect();
+        return Ok(spec(argv, uncaged_env(plan, facts), None, Vec::new(), origin(cage)));
+    };
+    let mut policy = policy.clone();
+    for name in plan.task_env.keys() {
+        if !policy.env.contains(name) {
+            policy.env.push(name.clone());
+        }
+    }
+    let mut env_values: Vec<(String, String)> = facts
+        .env
+        .iter()
+        .filter(|(k, _)| k != "TERM")
+        .cloned()
+        .collect();
+    env_values.push(("TERM".to_owned(), "xterm-256color".to_owned()));
+    env_values.extend(plan.task_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let scratch = match policy.state {
+        State::Persistent => {
+            let dir = facts.scratch_root.join(&project.id);
+            kaged_deploy::ensure_private_dir(&dir)
+                .map_err(|e| OpError::internal("cannot create the cage's scratch dir", e))?;
+            Some(dir)
+        }
+        State::Ephemeral => None,
+    };
+    let compiled = kaged_sandbox::compile(&kaged_sandbox::CageRequest {
+        project_root: &project.root,
+        policy: &policy,
+        argv: &plan.argv,
+        env_values: &env_values,
+        deny: &facts.deny,
+        scratch_dir: scratch.as_deref(),
+        pty: true,
+        cwd: None,
+    })
+    .map_err(|e| invalid(format!("cannot build the cage: {e}")))?;
+    let mut argv: Vec<OsString> = vec![compiled.program.clone().into()];
+    argv.extend(compiled.args.iter().cloned());
+    // bwrap itself needs only PATH; systemd-run (cgroup limits) also needs the user bus.
+    let env = facts
+        .env
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "PATH" | "XDG_RUNTIME_DIR" | "DBUS_SESSION_BUS_ADDRESS"))
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    let cage = CageState::Caged {
+        summary: Box::new(compiled.summary),
+    };
+    Ok(spec(argv, env, compiled.walltime, compiled.keep_fds, origin(cage)))
+}
+
+/// An uncaged process gets a plain login-like environment, never the daemon's own.
+fn uncaged_env(plan: &Plan, facts: &HostFacts) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("TERM".into(), "xterm-256color".into()),
+        ("HOME".into(), facts.home.clone().into()),
+    ];
+    for (k, v) in &facts.env {
+        if matches!(k.as_str(), "PATH" | "LANG" | "LC_ALL" | "USER" | "LOGNAME" | "SHELL") {
+            env.push((k.into(), v.into()));
+        }
+    }
+    env.extend(plan.task_env.iter().map(|(k, v)| (k.into(), v.into())));
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::PathBuf;
+
+    use kaged_api::{Network, Timestamp};
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+
+    fn project(yaml: &str) -> LoadedProject {
+        let project = kaged_dsl::parse_project_str(std::path::Path::new("p.yaml"), yaml).unwrap();
+        LoadedProject {
+            id: project.project.clone(),
+            root: PathBuf::from("/srv/p"),
+            project,
+            loaded_at: Timestamp::now(),
+            loaded_by: "alice".into(),
+        }
+    }
+
+    fn facts(sandbox: bool) -> HostFacts {
+        HostFacts {
+            sandbox_enabled: sandbox,
+            shell: "/bin/bash".into(),
+            home: "/home/alice".into(),
+            env: vec![("PATH".into(), "/usr/bin".into())],
+            deny: vec![],
+            scratch_root: "/var/lib/kaged/scratch".into(),
+        }
+    }
+
+    const YAML: &str = "version: 1\nproject: demo\nprimary:\n  command: [claude]\n  cage:\n    network: host\n    env: [TERM]\ntasks:\n  lint:\n    command: [make, lint]\n    cage: disabled\n    env: {CI: '1'}\n";
+
+    #[test]
+    fn no_choice_is_the_login_shell_in_the_primary_agents_cage() {
+        let p = project(YAML);
+        let plan = plan(&p, StartSession::default(), &facts(true)).unwrap();
+        assert_eq!(plan.kind, SessionKind::Shell);
+        assert_eq!(plan.argv, vec!["/bin/bash"]);
+        assert_eq!((plan.cols, plan.rows), (80, 24));
+        let cage = plan.cage.unwrap();
+        assert_eq!((cage.network, cage.env), (Network::Host, vec!["TERM".to_owned()]));
+    }
+
+    #[test]
+    fn declared_tasks_keep_their_cage_and_env_and_refuse_an_override() {
+        let p = project(YAML);
+        let req = StartSession {
+            task: Some("lint".into()),
+            ..StartSession::default()
+        };
+        let plan = plan(&p, req.clone(), &facts(true)).unwrap();
+        assert_eq!(
+            (plan.kind, plan.name.as_deref(), plan.cage.is_none()),
+            (SessionKind::Task, Some("lint"), true)
+        );
+        assert_eq!(plan.task_env.get("CI").map(String::as_str), Some("1"));
+        let overridden = StartSession {
+            cage: Some(CagePolicy::default()),
+            ..req
+        };
+        assert!(matches!(super::plan(&p, overridden, &facts(true)), Err(OpError::Invalid(_))));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_what_was_wrong() {
+        let p = project(YAML);
+        let f = facts(true);
+        let cases = [
+            StartSession { cols: Some(0), ..Default::default() },
+            StartSession { argv: Some(vec![]), ..Default::default() },
+            StartSession { argv: Some(vec!["a\0b".into()]), ..Default::default() },
+            StartSession {
+                argv: Some(vec!["sh".into()]),
+                task: Some("lint".into()),
+                ..Default::default()
+            },
+            StartSession { env: Some(vec!["KAGED_AUTH".into()]), ..Default::default() },
+            StartSession { env: Some(vec!["A=B".into()]), ..Default::default() },
+        ];
+        for req in cases {
+            let err = plan(&p, req.clone(), &f).unwrap_err();
+            assert!(matches!(err, OpError::Invalid(_)), "{req:?}: {err}");
+        }
+        let unknown = StartSession { agent: Some("nobody".into()), ..Default::default() };
+        assert!(matches!(plan(&p, unknown, &f), Err(OpError::NotFound { what: "agent", .. })));
+    }
+
+    #[test]
+    fn no_sandbox_runs_everything_uncaged_and_says_why() {
+        let p = project(YAML);
+        let f = facts(false);
+        let plan = plan(&p, StartSession::default(), &f).unwrap();
+        assert_eq!(plan.cage, None);
+        let spec = compile(&plan, &p, &f, "alice").unwrap();
+        assert_eq!(spec.origin.cage, CageState::NoSandbox);
+        assert_eq!(spec.argv, vec![OsString::from("/bin/bash")]);
+        assert!(spec.env.contains(&("HOME".into(), "/home/alice".into())));
+    }
+
+    #[test]
+    fn a_project_that_disables_the_cage_is_recorded_as_such() {
+        let p = project(YAML);
+        let f = facts(true);
+        let req = StartSession { task: Some("lint".into()), ..Default::default() };
+        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice").unwrap();
+        assert_eq!(spec.origin.cage, CageState::DisabledByProject);
+        assert_eq!(spec.origin.kind, SessionKind::Task);
+        assert!(spec.env.contains(&("CI".into(), "1".into())));
+    }
+}

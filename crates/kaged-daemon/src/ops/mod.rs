@@ -1,0 +1,12 @@
+//! One typed method per operation, one file per resource (pueue-style): each method checks
+//! its input, does the work, and writes its own audit rows and events, so finding what an
+//! operation records is a directory listing.
+
+mod audit;
+mod auth;
+mod projects;
+mod sessions;
+mod status;
+
+pub use sessions::Attached;
+pub use status::paths;

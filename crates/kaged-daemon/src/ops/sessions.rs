@@ -1,0 +1,293 @@
+//! Sessions: start one in a project, list, inspect, end, signal, resize, type into, attach.
+//! A session's start and end rows and events are written here: the start by
+//! [`Daemon::start_session`], the end by the watcher it leaves behind.
+
+use std::sync::Arc;
+
+use kaged_api::{
+    CageState, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest, SessionInfo,
+    SessionKind, SessionList, SessionState, SignalName, SignalRequest, StartSession,
+};
+use kaged_auth::AuthMode;
+use kaged_session::{Session, Signal, Viewer};
+use kaged_store::{AuditEvent, EventType};
+use serde_json::json;
+
+use crate::Daemon;
+use crate::error::{OpError, OpResult};
+use crate::launcher;
+
+/// Input sent through the API in one request; a terminal takes keystrokes, not files.
+const MAX_INPUT: usize = 64 * 1024;
+
+impl Daemon {
+    /// The sessions of a project, oldest first; a project that was unloaded still lists its
+    /// past sessions.
+    pub fn sessions(&self, project_id: &str) -> OpResult<SessionList> {
+        let sessions = self.inner.sessions.list(Some(project_id));
+        if sessions.is_empty() && self.inner.projects.get(project_id).is_none() {
+            return Err(OpError::not_found("project", project_id));
+        }
+        Ok(SessionList { sessions })
+    }
+
+    pub fn session(&self, id: &str) -> OpResult<SessionInfo> {
+        Ok(self.find(id)?.info())
+    }
+
+    pub async fn start_session(
+        &self,
+        actor: &Identity,
+        project_id: &str,
+        req: StartSession,
+    ) -> OpResult<SessionInfo> {
+        let i = &self.inner;
+        let project = i
+            .projects
+            .get(project_id)
+            .ok_or_else(|| OpError::not_found("project", project_id))?;
+        let plan = launcher::plan(&project, req, &i.host)?;
+        let spec = launcher::compile(&plan, &project, &i.host, &actor.user_id)?;
+        let session = i.sessions.spawn(spec)?;
+        let info = session.info();
+        self.audit_started(&info).await;
+        self.publish(DaemonEvent::SessionStarted {
+            session: info.clone(),
+        });
+        if let Some(agent) = agent_name(&info) {
+            self.publish(DaemonEvent::RunStarted {
+                session: info.clone(),
+                agent,
+            });
+        }
+        let daemon = self.clone();
+        i.tasks.spawn(async move {
+            let ended = session.wait().await;
+            daemon.on_exit(ended).await;
+        });
+        Ok(info)
+    }
+
+    /// Ends a session: SIGHUP, then SIGTERM, then SIGKILL to its process group.
+    pub async fn end_session(&self, actor: &Identity, id: &str) -> OpResult<SessionInfo> {
+        let s = self.find(id)?;
+        if s.state() == SessionState::Exited {
+            return Err(OpError::Conflict(format!("session {id} has already exited")));
+        }
+        s.terminate();
+        self.audit_session(EventType::SessionTerminated, actor, &s, json!({}))
+            .await;
+        Ok(s.info())
+    }
+
+    pub async fn signal_session(
+        &self,
+        actor: &Identity,
+        id: &str,
+        req: SignalRequest,
+    ) -> OpResult<SessionInfo> {
+        let s = self.find(id)?;
+        let sig = signal(req.signal);
+        s.signal(sig)?;
+        let data = json!({"signal": sig.as_str()});
+        self.audit_session(EventType::SessionSignalled, actor, &s, data)
+            .await;
+        Ok(s.info())
+    }
+
+    pub fn resize_session(&self, id: &str, req: ResizeRequest) -> OpResult<SessionInfo> {
+        launcher::check_size(req.cols, req.rows)?;
+        let s = self.find(id)?;
+        s.resize(req.cols, req.rows)?;
+        Ok(s.info())
+    }
+
+    pub async fn send_input(&self, id: &str, req: InputRequest) -> OpResult<InputWritten> {
+        if req.data.len() > MAX_INPUT {
+            return Err(OpError::Invalid(format!(
+                "input is limited to {} KiB per request",
+                MAX_INPUT >> 10
+            )));
+        }
+        let s = self.find(id)?;
+        s.write_input(req.data.as_bytes()).await?;
+        Ok(InputWritten {
+            written: req.data.len() as u64,
+        })
+    }
+
+    /// A session's terminal, for the PTY WebSocket.
+    pub fn terminal(&self, id: &str) -> OpResult<Terminal> {
+        Ok(Terminal {
+            daemon: self.clone(),
+            session: self.find(id)?,
+        })
+    }
+
+    fn find(&self, id: &str) -> OpResult<Arc<Session>> {
+        self.inner
+            .sessions
+            .get(id)
+            .ok_or_else(|| OpError::not_found("session", id))
+    }
+
+    async fn audit_started(&self, info: &SessionInfo) {
+        let origin = &info.origin;
+        let row = |kind, data| {
+            AuditEvent::new(kind, Some(&info.actor), data)
+                .project(&info.project_id)
+                .session(&info.id)
+        };
+        let audit = &self.inner.audit;
+        audit
+            .record(row(
+                EventType::SessionStarted,
+                json!({"argv": info.argv, "kind": origin.kind, "name": origin.name,
+                       "cage": origin.cage}),
+            ))
+            .await;
+        if let Some(agent) = agent_name(info) {
+            audit
+                .record(row(EventType::RunStarted, json!({"agent": agent})))
+                .await;
+        }
+        if origin.cage == CageState::DisabledByProject {
+            audit
+                .record(row(
+                    EventType::CageDisabled,
+                    json!({"kind": origin.kind, "name": origin.name}),
+                ))
+                .await;
+        }
+    }
+
+    /// A session ended (on its own, by an operator, its walltime or shutdown): audited first,
+    /// then announced, so whoever sees the event and reads the audit log finds the row.
+    async fn on_exit(&self, info: SessionInfo) {
+        let data = json!({"exit_code": info.exit_code, "signal": info.signal,
+                          "end_reason": info.end_reason, "bytes_total": info.bytes_total,
+                          "transcript_complete": info.transcript_complete});
+        let row = |kind, data| {
+            AuditEvent::new(kind, Some(&info.actor), data)
+                .project(&info.project_id)
+                .session(&info.id)
+        };
+        let agent = agent_name(&info);
+        let audit = &self.inner.audit;
+        audit.record(row(EventType::SessionExited, data.clone())).await;
+        if agent.is_some() {
+            audit.record(row(EventType::RunEnded, data)).await;
+        }
+        self.publish(DaemonEvent::SessionExited {
+            session: info.clone(),
+        });
+        if let Some(agent) = agent {
+            self.publish(DaemonEvent::RunEnded {
+                session: info,
+                agent,
+            });
+        }
+    }
+
+    async fn audit_session(
+        &self,
+        kind: EventType,
+        actor: &Identity,
+        s: &Session,
+        data: serde_json::Value,
+    ) {
+        self.inner
+            .audit
+            .record(
+                AuditEvent::new(kind, Some(&actor.user_id), data)
+                    .project(s.project_id())
+                    .session(s.id()),
+            )
+            .await;
+    }
+}
+
+/// A session's terminal: attach viewers, type, resize. Keystrokes and resizes from a viewer
+/// are not audited one by one (the attach is); ending and signalling are.
+pub struct Terminal {
+    daemon: Daemon,
+    session: Arc<Session>,
+}
+
+/// A viewer attached at `offset`.
+pub struct Attached {
+    pub viewer: Viewer,
+    pub offset: u64,
+}
+
+impl Terminal {
+    pub fn id(&self) -> &str {
+        self.session.id()
+    }
+
+    /// Starts a viewer at `from` (see [`Session::attach`]), audits the attach (ADR-0007: in
+    /// insecure mode every attach is also an `auth.insecure_mode` row) and announces it.
+    pub async fn attach(&self, actor: &Identity, from: Option<u64>) -> Attached {
+        let (i, s) = (&self.daemon.inner, &self.session);
+        let viewer = s.attach(from);
+        self.daemon
+            .audit_session(EventType::SessionAttached, actor, s, json!({}))
+            .await;
+        if i.settings.auth_mode.value == AuthMode::Insecure {
+            let reason = i.settings.insecure_reason.as_ref().map(|r| r.value.clone());
+            let data = json!({"event": "session_attach", "bind": i.bind.to_string(),
+                              "reason": reason});
+            self.daemon
+                .audit_session(EventType::AuthInsecureMode, actor, s, data)
+                .await;
+        }
+        self.daemon.publish(DaemonEvent::SessionAttached {
+            session_id: s.id().to_owned(),
+            project_id: s.project_id().to_owned(),
+            actor: actor.user_id.clone(),
+        });
+        Attached {
+            offset: viewer.offset(),
+            viewer,
+        }
+    }
+
+    /// Types `data`. Input to a session that has ended is dropped: the viewer is about to
+    /// receive the exit.
+    pub async fn input(&self, data: &[u8]) {
+        if let Err(e) = self.session.write_input(data).await {
+            tracing::debug!(session = %self.id(), error = %e, "input not delivered");
+        }
+    }
+
+    /// Resizes the terminal; sizes out of range and ended sessions are ignored.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        if launcher::check_size(cols, rows).is_ok()
+            && let Err(e) = self.session.resize(cols, rows)
+        {
+            tracing::debug!(session = %self.id(), error = %e, "resize not applied");
+        }
+    }
+}
+
+fn agent_name(info: &SessionInfo) -> Option<String> {
+    match info.origin.kind {
+        SessionKind::Agent => info.origin.name.clone(),
+        SessionKind::Shell | SessionKind::Command | SessionKind::Task => None,
+    }
+}
+
+fn signal(name: SignalName) -> Signal {
+    match name {
+        SignalName::Int => Signal::SIGINT,
+        SignalName::Term => Signal::SIGTERM,
+        SignalName::Hup => Signal::SIGHUP,
+        SignalName::Kill => Signal::SIGKILL,
+        SignalName::Quit => Signal::SIGQUIT,
+        SignalName::Usr1 => Signal::SIGUSR1,
+        SignalName::Usr2 => Signal::SIGUSR2,
+        SignalName::Stop => Signal::SIGSTOP,
+        SignalName::Cont => Signal::SIGCONT,
+        SignalName::Winch => Signal::SIGWINCH,
+    }
+}

@@ -1,0 +1,94 @@
+//! Start-up decisions that are pure functions of layout and settings: the bind self-check of
+//! ADR-0007 and the auth policy with its per-start nonce files.
+
+use std::path::PathBuf;
+
+use kaged_auth::{
+    AuthMode, AuthPolicy, MIN_SIDECAR_NONCE_LEN, PolicyConfig, Secret, read_secret_file,
+    write_secret_file,
+};
+use kaged_config::{NonceSource, Settings};
+use kaged_deploy::Layout;
+
+use crate::error::StartError;
+
+/// ADR-0007's start-up self-check. Returns whether the `KAGED_INSECURE_BIND` override was
+/// used, which the daemon audits.
+pub(crate) fn bind_self_check(settings: &Settings) -> Result<bool, StartError> {
+    let bind = settings.bind.value;
+    if bind.ip().is_loopback() {
+        return Ok(false);
+    }
+    if bind.ip().is_unspecified() {
+        tracing::warn!(
+            "binding {bind} exposes kaged on EVERY network interface; prefer 127.0.0.1 behind a sidecar (ADR-0007)"
+        );
+    }
+    if settings.sidecar_nonce.is_some() && settings.auth_mode.value == AuthMode::Sidecar {
+        return Ok(false);
+    }
+    if settings.insecure_bind.value {
+        tracing::warn!(
+            "!!! KAGED_INSECURE_BIND=1: serving on non-loopback {bind} WITHOUT a sidecar nonce. Anyone who can reach this address can try to talk to kaged. This override is audited. !!!"
+        );
+        return Ok(true);
+    }
+    Err(StartError::UnsafeBind {
+        bind,
+        source_of: settings.bind.source.to_string(),
+    })
+}
+
+/// Creates the per-start nonce files. Returns the policy and the runtime files to remove at
+/// shutdown.
+pub(crate) fn setup_auth(
+    layout: &Layout,
+    settings: &Settings,
+    port: u16,
+    local_user: String,
+) -> Result<(AuthPolicy, Vec<PathBuf>), StartError> {
+    let mut files = Vec::new();
+    let mut loopback_nonce = None;
+    let mut sidecar_nonce = None;
+    match settings.auth_mode.value {
+        AuthMode::Loopback => {
+            let nonce = Secret::generate()?;
+            write_secret_file(&layout.auth_cookie_file(), nonce.expose())?;
+            files.push(layout.auth_cookie_file());
+            loopback_nonce = Some(nonce);
+        }
+        AuthMode::Sidecar => {
+            let nonce = match &settings.sidecar_nonce {
+                Some(s) => {
+                    let value = match &s.value {
+                        NonceSource::Inline(v) => v.clone(),
+                        NonceSource::File(p) => read_secret_file(p, true)?,
+                    };
+                    if value.len() < MIN_SIDECAR_NONCE_LEN {
+                        return Err(kaged_auth::AuthSetupError::WeakNonce {
+                            origin: s.source.to_string(),
+                            len: value.len(),
+                        }
+                        .into());
+                    }
+                    Secret::from_string(value)
+                }
+                None => Secret::generate()?,
+            };
+            // `kaged auth nonce` reads this copy; only the daemon's UID can.
+            write_secret_file(&layout.sidecar_nonce_file(), nonce.expose())?;
+            files.push(layout.sidecar_nonce_file());
+            sidecar_nonce = Some(nonce);
+        }
+        AuthMode::Insecure => {}
+    }
+    let policy = AuthPolicy::new(PolicyConfig {
+        mode: settings.auth_mode.value,
+        port,
+        local_user,
+        loopback_nonce,
+        sidecar_nonce,
+        launch_ttl: settings.launch_token_ttl.value,
+    })?;
+    Ok((policy, files))
+}
