@@ -443,17 +443,24 @@ pub(crate) fn parse(text: &str, src: Src, sink: &mut Sink<'_>) -> Option<Node> {
     for item in Parser::new_from_str(text) {
         match item {
             Err(e) => {
-                let at = Pos {
-                    src,
-                    line: e.marker().line().max(1),
-                    column: e.marker().col() + 1,
+                let (line, col) = (e.marker().line().max(1), e.marker().col());
+                let (at, message) = match indentation_tab(text, line, col, e.info()) {
+                    Some((line, column)) => (
+                        Pos { src, line, column },
+                        "YAML syntax error: a tab in the indentation; indent with spaces, \
+                         not tabs"
+                            .to_string(),
+                    ),
+                    None => (
+                        Pos {
+                            src,
+                            line,
+                            column: col + 1,
+                        },
+                        format!("YAML syntax error: {}; fix the YAML here", e.info()),
+                    ),
                 };
-                b.sink.push(
-                    at,
-                    Code::YamlSyntax,
-                    "",
-                    format!("YAML syntax error: {}; fix the YAML here", e.info()),
-                );
+                b.sink.push(at, Code::YamlSyntax, "", message);
                 return None;
             }
             Ok((Event::DocumentStart(_), span)) => {
@@ -478,6 +485,50 @@ pub(crate) fn parse(text: &str, src: Src, sink: &mut Sink<'_>) -> Option<Node> {
         }
     }
     Some(b.root.unwrap_or_else(|| Node::null(Pos::start(src))))
+}
+
+/// The 1-based line and column of the tab that caused a syntax error, when a tab in the
+/// indentation caused it. saphyr marks such errors away from the tab: at the start of the
+/// plain scalar before the tab's line, or past the whitespace on the tab's line.
+/// `line` is 1-based and `col` 0-based, as in saphyr's marker.
+fn indentation_tab(text: &str, line: usize, col: usize, info: &str) -> Option<(usize, usize)> {
+    // Tabs are fine inside flow collections, so only tab and block errors can be a tab's fault.
+    let about_tab = info.contains("tab");
+    if !about_tab && !info.contains("block") {
+        return None;
+    }
+    let leading = |l: &str| l.len() - l.trim_start_matches([' ', '\t']).len();
+    let mut lines = text.lines().skip(line - 1);
+    let first = lines.next()?;
+    // Leading whitespace is ASCII, so its byte offsets are also character columns.
+    let width = leading(first);
+    if col <= width
+        && let Some(c) = first[..width].find('\t')
+    {
+        return Some((line, c + 1));
+    }
+    // A marker on a tab after content is already right, and that tab is no indentation.
+    if !about_tab || first.chars().nth(col) == Some('\t') {
+        return None;
+    }
+    // The tab is on a later line that a plain scalar or block scalar runs into. Blank and
+    // comment-only lines may hold tabs. A continuation line may hold tabs deeper than the
+    // scalar's parent, so prefer a tab no deeper than the marked line's indentation.
+    let mut deeper = None;
+    for (i, l) in lines.enumerate() {
+        let n = leading(l);
+        if n == l.len() || l[n..].starts_with('#') {
+            continue;
+        }
+        if let Some(c) = l[..n].find('\t') {
+            let at = (line + 1 + i, c + 1);
+            if c <= width {
+                return Some(at);
+            }
+            deeper.get_or_insert(at);
+        }
+    }
+    deeper
 }
 
 /// YAML 1.2 core-schema resolution of a plain scalar.
@@ -592,6 +643,34 @@ mod tests {
             panic!("not a map")
         };
         assert_eq!(entries[0].value.value, Value::Str("1".into()));
+    }
+
+    #[test]
+    fn indentation_tabs_are_found_in_the_text() {
+        // Past the whitespace on the tab's own line.
+        assert_eq!(
+            indentation_tab("a:\n  b: 1\n \t c: 2\n", 3, 3, "tabs disallowed"),
+            Some((3, 2))
+        );
+        // At the plain scalar before it, with a blank tab line and a comment in between.
+        assert_eq!(
+            indentation_tab("a:\n  b: x\n\t\n\t# c\n\tc: 2\n", 2, 5, "found a tab"),
+            Some((5, 1))
+        );
+        // A tab deeper than the scalar's parent continues it; the shallower one is the fault.
+        assert_eq!(
+            indentation_tab("a: x\n \ty\n\tz\n", 1, 3, "found a tab"),
+            Some((3, 1))
+        );
+        // Tabs are allowed in flow collections, and a tab after content is no indentation.
+        assert_eq!(
+            indentation_tab("a: [x,\n\t}\n", 2, 1, "did not find expected node content"),
+            None
+        );
+        assert_eq!(
+            indentation_tab("? \tx\n: 1\nb:\n\tc: 2\n", 1, 2, "tabs disallowed"),
+            None
+        );
     }
 
     #[test]

@@ -54,3 +54,48 @@ fn pointers_escape_slashes_and_tildes() {
     .unwrap_err();
     assert_eq!(err.iter().next().unwrap().pointer, "/tasks/a~1b~0c");
 }
+
+#[test]
+fn a_tab_in_the_indentation_is_reported_where_the_tab_is() {
+    // saphyr marks these at the scalar before the tab's line, or past the tab.
+    let cases = [
+        (
+            concat!(
+                "version: 1\nproject: ok\nprimary:\n  command: [bash]\n",
+                "  cage:\n    network: none\n\tfs: []\n",
+            ),
+            "p.yaml:7:1",
+        ),
+        (
+            "version: 1\nprimary:\n  command: [bash]\n  \tmodel: fast\nproject: ok\n",
+            "p.yaml:4:3",
+        ),
+        (
+            "version: 1\nproject: ok\nprimary:\n  command:\n  \t- bash\n",
+            "p.yaml:5:3",
+        ),
+    ];
+    for (yaml, at) in cases {
+        let err = parse_project_str(Path::new("p.yaml"), yaml).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{at}: yaml_syntax: YAML syntax error: a tab in the indentation; indent with \
+                 spaces, not tabs (at /)"
+            ),
+            "{yaml:?}"
+        );
+    }
+}
+
+#[test]
+fn other_syntax_errors_keep_their_position_and_message() {
+    let err = parse_project_str(
+        Path::new("p.yaml"),
+        "version: 1\nproject: ok\nprimary: {command: [bash,\n\t}\n",
+    )
+    .unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert_eq!((d.line, d.column), (4, 2));
+    assert!(d.message.ends_with("; fix the YAML here"), "{}", d.message);
+}
