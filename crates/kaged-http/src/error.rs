@@ -1,65 +1,22 @@
-//! The JSON error envelope of design §5, produced in exactly one `IntoResponse` impl.
+//! The JSON error envelope of design §5, produced in exactly one `IntoResponse` impl, and the
+//! extractors that turn malformed input into it instead of axum's plain-text rejections.
 
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-/// The stable error codes of design §5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    BadRequest,
-    ValidationFailed,
-    Unauthenticated,
-    Forbidden,
-    NotFound,
-    Conflict,
-    DslInvalid,
-    RateLimited,
-    Internal,
-    Unavailable,
-}
-
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::BadRequest => "bad_request",
-            Code::ValidationFailed => "validation_failed",
-            Code::Unauthenticated => "unauthenticated",
-            Code::Forbidden => "forbidden",
-            Code::NotFound => "not_found",
-            Code::Conflict => "conflict",
-            Code::DslInvalid => "dsl_invalid",
-            Code::RateLimited => "rate_limited",
-            Code::Internal => "internal",
-            Code::Unavailable => "unavailable",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            Code::BadRequest | Code::ValidationFailed => StatusCode::BAD_REQUEST,
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::Forbidden => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::Conflict => StatusCode::CONFLICT,
-            Code::DslInvalid => StatusCode::UNPROCESSABLE_ENTITY,
-            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
+use kaged_api::{ErrorBody, ErrorCode, ErrorEnvelope};
+use kaged_daemon::OpError;
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub code: Code,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),
@@ -67,31 +24,66 @@ impl ApiError {
         }
     }
 
-    pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        self.details = Some(details);
-        self
-    }
-
     pub fn not_found(what: &str, id: &str) -> Self {
-        ApiError::new(Code::NotFound, format!("no {what} with id {id:?}"))
+        ApiError::new(ErrorCode::NotFound, format!("no {what} with id {id:?}"))
     }
+}
 
-    /// Internal errors are logged in full but the client gets a generic message: internals
-    /// (paths, SQL) are not the caller's business.
-    pub fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "internal error");
-        ApiError::new(Code::Internal, "internal error; see the daemon log")
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> ApiError {
+        ApiError {
+            code: e.code(),
+            details: e.details(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code.as_str(), "message": self.message});
-        if let Some(d) = self.details {
-            body["details"] = d;
-        }
-        (self.code.status(), Json(json!({ "error": body }))).into_response()
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let envelope = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
+        (status, Json(envelope)).into_response()
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Malformed JSON is `bad_request`; well-formed JSON with wrong fields or values is
+/// `validation_failed`. Both say what was expected.
+pub(crate) fn body<T>(b: Result<Json<T>, JsonRejection>, hint: &str) -> ApiResult<T> {
+    b.map(|Json(v)| v).map_err(|e| {
+        let code = match e {
+            JsonRejection::JsonDataError(_) => ErrorCode::ValidationFailed,
+            _ => ErrorCode::BadRequest,
+        };
+        ApiError::new(code, format!("{}; expected {hint}", e.body_text()))
+    })
+}
+
+pub(crate) fn query<T>(
+    q: Result<axum::extract::Query<T>, QueryRejection>,
+    hint: &str,
+) -> ApiResult<T> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("{e}; {hint}")))
+}
+
+/// A plain request to a WebSocket route gets the envelope, not axum's plain-text rejection.
+pub(crate) fn upgrade(
+    ws: Result<axum::extract::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<axum::extract::WebSocketUpgrade> {
+    ws.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{}; this route is a WebSocket: connect with `Upgrade: websocket`", e.body_text()),
+        )
+    })
+}

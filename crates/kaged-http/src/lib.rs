@@ -1,53 +1,38 @@
-//! `http` owns the API surface (design §5): one route table with an auth and a CSRF flag per
-//! entry, one layer stack in front of every route including WebSocket upgrades
-//! (Host → Origin → auth → CSRF → warning headers → audit), the JSON error envelope and the
-//! handlers. Handlers only ever see an [`kaged_auth::Identity`]; they never branch on the
-//! deployment or auth mode.
+//! `http` owns the API surface (design §5) and nothing else: one route table with an auth and
+//! a CSRF flag per entry, one layer stack in front of every route including WebSocket
+//! upgrades (Host → Origin → auth → CSRF → warning headers → audit), the JSON error envelope,
+//! the OpenAPI document, and handlers that each call one [`kaged_daemon::Daemon`] method.
+//! Handlers only ever see an [`kaged_auth::Identity`]; they never branch on the deployment or
+//! auth mode.
 
-mod access;
-mod bridge;
 pub mod error;
 mod gate;
 mod handlers;
-pub mod launcher;
-pub mod projects;
+pub mod openapi;
 mod routes;
-mod state;
 
-pub use access::Access;
-pub use bridge::{spawn_event_bridge, spawn_read_audit};
-pub use error::{ApiError, Code};
-pub use launcher::HostFacts;
-pub use projects::Projects;
-pub use routes::{RouteSpec, route_specs};
-pub use state::{AppState, DaemonInfo, Parts, Warning};
+pub use error::ApiError;
+pub use routes::{Answer, RouteSpec, route_specs};
 
 use std::sync::Arc;
 
 use axum::Router;
+use kaged_daemon::Daemon;
+
+/// What handlers share: the daemon and the route table the gate consults.
+pub(crate) struct Http {
+    pub(crate) daemon: Daemon,
+    pub(crate) routes: routes::RouteIndex,
+}
 
 /// Builds the full router: every route from the table, wrapped by the gate and the response
 /// decorations. Nothing is added outside this function.
-pub fn router(state: Arc<AppState>) -> Router {
-    #[cfg(feature = "bench-ungated")]
-    if std::env::var_os("KAGED_BENCH_UNGATED").is_some() {
-        tracing::warn!(
-            "BENCH BUILD: KAGED_BENCH_UNGATED is set, every route is served WITHOUT Host/Origin/auth/CSRF checks"
-        );
-        return routes::build(state.clone())
-            .layer(axum::middleware::from_fn(gate::bench_identity))
-            .layer(axum::middleware::map_response_with_state(
-                state,
-                gate::decorate,
-            ));
-    }
-    routes::build(state.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            gate::gate,
-        ))
-        .layer(axum::middleware::map_response_with_state(
-            state,
-            gate::decorate,
-        ))
+pub fn router(daemon: Daemon) -> Router {
+    let http = Arc::new(Http {
+        daemon,
+        routes: routes::RouteIndex::new(),
+    });
+    routes::build(http.clone())
+        .layer(axum::middleware::from_fn_with_state(http.clone(), gate::gate))
+        .layer(axum::middleware::map_response_with_state(http, gate::decorate))
 }

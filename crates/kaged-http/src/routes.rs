@@ -1,6 +1,8 @@
 //! The one route table (design §5). Every route the daemon serves is a row here, with its auth
-//! and CSRF flags; the gate looks the flags up by method and matched path, and anything that
-//! is not a row (fallback, wrong method) is treated as authenticated + CSRF-checked.
+//! and CSRF flags and the wire types it speaks: the gate looks the flags up by method and
+//! matched path, the OpenAPI document is generated from the rows, and tests walk them.
+//! Anything that is not a row (fallback, wrong method) is treated as authenticated and, when
+//! it changes state, CSRF-checked.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,14 +10,36 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
-use serde::Serialize;
+use kaged_api::*;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 
+use crate::Http;
 use crate::handlers;
-use crate::state::AppState;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Renders one type's schema into the document's components.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// What a successful answer is.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    /// 200 with this JSON body.
+    Json(SchemaFn),
+    /// 303 to `/`, setting the session cookie.
+    Redirect,
+    /// 200 with an HTML page or a static asset of the web UI.
+    Page,
+    /// 200 with a JSON document that is itself a schema (JSON Schema, OpenAPI).
+    Document,
+    /// 101: a WebSocket whose text frames are this type.
+    Upgrade(SchemaFn),
+}
+
+#[derive(Debug, Clone)]
 pub struct RouteSpec {
-    #[serde(serialize_with = "ser_method")]
     pub method: Method,
     pub path: &'static str,
     /// False only for the unauthenticated list of design §5.
@@ -23,10 +47,10 @@ pub struct RouteSpec {
     /// True for every state-changing method and every WebSocket upgrade.
     pub csrf: bool,
     pub websocket: bool,
-}
-
-fn ser_method<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(m.as_str())
+    pub summary: &'static str,
+    pub query: Option<SchemaFn>,
+    pub body: Option<SchemaFn>,
+    pub answer: Answer,
 }
 
 /// Anything not in the table needs auth; the gate adds Origin and CSRF checks for any
@@ -37,121 +61,232 @@ pub(crate) const FALLBACK: RouteSpec = RouteSpec {
     auth: true,
     csrf: false,
     websocket: false,
+    summary: "",
+    query: None,
+    body: None,
+    answer: Answer::Page,
 };
 
-type Handler = MethodRouter<Arc<AppState>>;
+type Handler = MethodRouter<Arc<Http>>;
 
-const fn public(method: Method, path: &'static str) -> RouteSpec {
+fn row(method: Method, path: &'static str, summary: &'static str, answer: Answer) -> RouteSpec {
+    let websocket = matches!(answer, Answer::Upgrade(_));
     RouteSpec {
+        csrf: method != Method::GET || websocket,
         method,
         path,
+        auth: true,
+        websocket,
+        summary,
+        query: None,
+        body: None,
+        answer,
+    }
+}
+
+fn public<T: JsonSchema>(path: &'static str, summary: &'static str) -> RouteSpec {
+    RouteSpec {
         auth: false,
-        csrf: false,
-        websocket: false,
+        ..row(Method::GET, path, summary, Answer::Json(schema::<T>))
     }
 }
 
-const fn read(path: &'static str) -> RouteSpec {
+fn read<T: JsonSchema>(path: &'static str, summary: &'static str) -> RouteSpec {
+    row(Method::GET, path, summary, Answer::Json(schema::<T>))
+}
+
+fn write<B: JsonSchema, T: JsonSchema>(
+    method: Method,
+    path: &'static str,
+    summary: &'static str,
+) -> RouteSpec {
     RouteSpec {
-        method: Method::GET,
-        path,
-        auth: true,
-        csrf: false,
-        websocket: false,
+        body: Some(schema::<B>),
+        ..row(method, path, summary, Answer::Json(schema::<T>))
     }
 }
 
-const fn write(method: Method, path: &'static str) -> RouteSpec {
-    RouteSpec {
-        method,
-        path,
-        auth: true,
-        csrf: true,
-        websocket: false,
-    }
+/// A state-changing request without a body.
+fn act<T: JsonSchema>(method: Method, path: &'static str, summary: &'static str) -> RouteSpec {
+    row(method, path, summary, Answer::Json(schema::<T>))
 }
 
-const fn socket(path: &'static str) -> RouteSpec {
-    RouteSpec {
-        method: Method::GET,
-        path,
-        auth: true,
-        csrf: true,
-        websocket: true,
-    }
+fn socket<T: JsonSchema>(path: &'static str, summary: &'static str) -> RouteSpec {
+    row(Method::GET, path, summary, Answer::Upgrade(schema::<T>))
 }
 
 fn table() -> Vec<(RouteSpec, Handler)> {
     use handlers::*;
     vec![
-        (public(Method::GET, "/api/v1/healthz"), get(health::healthz)),
-        (public(Method::GET, "/api/v1/readyz"), get(health::readyz)),
-        (public(Method::GET, "/api/v1/version"), get(health::version)),
-        (public(Method::GET, "/launch"), get(launch::launch)),
         (
-            public(Method::GET, "/api/v1/dsl/schema"),
+            public::<Health>("/api/v1/healthz", "Liveness"),
+            get(health::healthz),
+        ),
+        (
+            public::<Health>("/api/v1/readyz", "Readiness: 503 while starting or stopping"),
+            get(health::readyz),
+        ),
+        (
+            public::<VersionInfo>("/api/v1/version", "The daemon's version"),
+            get(health::version),
+        ),
+        (
+            RouteSpec {
+                auth: false,
+                ..row(
+                    Method::GET,
+                    "/launch",
+                    "Trades a one-time launch token for the session cookie (loopback mode)",
+                    Answer::Redirect,
+                )
+            },
+            get(launch::launch),
+        ),
+        (
+            RouteSpec {
+                auth: false,
+                ..row(
+                    Method::GET,
+                    "/api/v1/dsl/schema",
+                    "The JSON Schema of .kaged/project.yaml",
+                    Answer::Document,
+                )
+            },
             get(projects::schema),
         ),
-        (read("/"), get(web::index)),
-        (read("/assets/{*path}"), get(web::asset)),
-        (read("/api/v1/status"), get(status::status)),
-        (read("/api/v1/me"), get(me::me)),
         (
-            write(Method::POST, "/api/v1/auth/launch-token"),
+            row(Method::GET, "/", "The web UI", Answer::Page),
+            get(web::index),
+        ),
+        (
+            row(Method::GET, "/assets/{*path}", "The web UI's assets", Answer::Page),
+            get(web::asset),
+        ),
+        (
+            read::<Status>("/api/v1/status", "Mode and why, where the data lives, settings"),
+            get(status::status),
+        ),
+        (
+            row(
+                Method::GET,
+                "/api/v1/openapi.json",
+                "This document",
+                Answer::Document,
+            ),
+            get(openapi::openapi),
+        ),
+        (
+            read::<Me>("/api/v1/me", "The caller's identity and CSRF token"),
+            get(me::me),
+        ),
+        (
+            act::<LaunchUrl>(
+                Method::POST,
+                "/api/v1/auth/launch-token",
+                "A fresh one-time launch URL (loopback mode)",
+            ),
             post(me::launch_token),
         ),
-        (read("/api/v1/audit"), get(audit::list)),
-        (socket("/api/v1/events"), get(events::events)),
-        (read("/api/v1/projects"), get(projects::list)),
         (
-            write(Method::POST, "/api/v1/projects"),
+            RouteSpec {
+                query: Some(schema::<AuditParams>),
+                ..read::<AuditPage>("/api/v1/audit", "The audit log, newest first")
+            },
+            get(audit::list),
+        ),
+        (
+            socket::<DaemonEvent>("/api/v1/events", "Daemon events"),
+            get(events::events),
+        ),
+        (
+            read::<ProjectList>("/api/v1/projects", "Loaded projects"),
+            get(projects::list),
+        ),
+        (
+            write::<LoadProject, ProjectView>(
+                Method::POST,
+                "/api/v1/projects",
+                "Loads the project in a directory",
+            ),
             post(projects::load),
         ),
-        (read("/api/v1/projects/{id}"), get(projects::get)),
         (
-            write(Method::DELETE, "/api/v1/projects/{id}"),
+            read::<ProjectView>("/api/v1/projects/{id}", "One project"),
+            get(projects::get),
+        ),
+        (
+            act::<Unloaded>(Method::DELETE, "/api/v1/projects/{id}", "Unloads a project"),
             delete(projects::unload),
         ),
         (
-            read("/api/v1/projects/{id}/sessions"),
+            read::<SessionList>("/api/v1/projects/{id}/sessions", "A project's sessions"),
             get(sessions::list_for_project),
         ),
         (
-            write(Method::POST, "/api/v1/projects/{id}/sessions"),
+            write::<StartSession, SessionInfo>(
+                Method::POST,
+                "/api/v1/projects/{id}/sessions",
+                "Starts a session: the shell, a declared agent or task, or an argv",
+            ),
             post(sessions::create),
         ),
-        (read("/api/v1/sessions/{id}"), get(sessions::get)),
         (
-            write(Method::DELETE, "/api/v1/sessions/{id}"),
+            read::<SessionInfo>("/api/v1/sessions/{id}", "One session"),
+            get(sessions::get),
+        ),
+        (
+            act::<SessionInfo>(
+                Method::DELETE,
+                "/api/v1/sessions/{id}",
+                "Ends a session: HUP, then TERM, then KILL",
+            ),
             delete(sessions::end),
         ),
         (
-            write(Method::POST, "/api/v1/sessions/{id}/signal"),
+            write::<SignalRequest, SessionInfo>(
+                Method::POST,
+                "/api/v1/sessions/{id}/signal",
+                "Signals a session's process group",
+            ),
             post(sessions::signal),
         ),
         (
-            write(Method::POST, "/api/v1/sessions/{id}/resize"),
+            write::<ResizeRequest, SessionInfo>(
+                Method::POST,
+                "/api/v1/sessions/{id}/resize",
+                "Resizes a session's terminal",
+            ),
             post(sessions::resize),
         ),
         (
-            write(Method::POST, "/api/v1/sessions/{id}/input"),
+            write::<InputRequest, InputWritten>(
+                Method::POST,
+                "/api/v1/sessions/{id}/input",
+                "Types into a session",
+            ),
             post(sessions::input),
         ),
-        (socket("/api/v1/sessions/{id}/pty"), get(pty::pty)),
+        (
+            socket::<ServerControl>(
+                "/api/v1/sessions/{id}/pty",
+                "A session's terminal: binary frames are bytes, text frames control",
+            ),
+            get(pty::pty),
+        ),
     ]
 }
 
-/// The table as data, for the router walk test and docs.
+/// The table as data, for the OpenAPI document, the router walk test and docs.
 pub fn route_specs() -> Vec<RouteSpec> {
     table().into_iter().map(|(s, _)| s).collect()
 }
 
-pub(crate) fn build(state: Arc<AppState>) -> Router {
+pub(crate) fn build(http: Arc<Http>) -> Router {
     let mut router = Router::new();
     for (spec, handler) in table() {
         router = router.route(spec.path, handler);
     }
-    router.fallback(handlers::not_found).with_state(state)
+    router.fallback(handlers::not_found).with_state(http)
 }
 
 pub(crate) struct RouteIndex(HashMap<(Method, &'static str), RouteSpec>);
@@ -211,6 +346,13 @@ mod tests {
                 s.path
             );
             assert_eq!(s.method, Method::GET, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn every_route_says_what_it_does() {
+        for s in route_specs() {
+            assert!(!s.summary.is_empty(), "{} {} has no summary", s.method, s.path);
         }
     }
 }

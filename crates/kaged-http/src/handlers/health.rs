@@ -4,26 +4,33 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use kaged_api::{ErrorCode, Health, VersionInfo};
 
-use crate::error::{ApiError, ApiResult, Code};
-use crate::state::AppState;
+use crate::Http;
+use crate::error::{ApiError, ApiResult};
 
-pub(crate) async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
 }
 
-pub(crate) async fn readyz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    if st.is_ready() {
-        Ok(Json(json!({"status": "ready"})))
+pub(crate) async fn readyz(State(http): State<Arc<Http>>) -> ApiResult<Json<Health>> {
+    if http.daemon.is_ready() {
+        Ok(Json(Health {
+            status: "ready".to_owned(),
+        }))
     } else {
         Err(ApiError::new(
-            Code::Unavailable,
+            ErrorCode::Unavailable,
             "kaged is starting or shutting down",
         ))
     }
 }
 
-pub(crate) async fn version() -> Json<Value> {
-    Json(json!({"name": "kaged", "version": env!("CARGO_PKG_VERSION")}))
+pub(crate) async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo {
+        name: "kaged".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }

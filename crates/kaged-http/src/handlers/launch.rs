@@ -7,31 +7,24 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kaged_store::{AuditEvent, EventType};
-use serde_json::json;
+use kaged_api::ErrorCode;
 
-use crate::error::{ApiError, Code};
-use crate::state::AppState;
+use crate::Http;
+use crate::error::ApiError;
 
 pub(crate) async fn launch(
-    State(st): State<Arc<AppState>>,
+    State(http): State<Arc<Http>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(token) = q.get("token") else {
         return ApiError::new(
-            Code::BadRequest,
+            ErrorCode::BadRequest,
             "missing ?token=; use the URL from `kaged auth open`",
         )
         .into_response();
     };
-    match st.auth.redeem_launch(token) {
+    match http.daemon.redeem_launch(token).await {
         Ok(cookie) => {
-            st.audit(AuditEvent::new(
-                EventType::AuthLaunchTokenUsed,
-                Some(&st.info.user),
-                json!({}),
-            ))
-            .await;
             let mut res = StatusCode::SEE_OTHER.into_response();
             let h = res.headers_mut();
             h.insert(header::LOCATION, HeaderValue::from_static("/"));
@@ -41,14 +34,6 @@ pub(crate) async fn launch(
             }
             res
         }
-        Err(e) => {
-            st.audit(AuditEvent::new(
-                EventType::AuthRejected,
-                None,
-                json!({"reason": e.reason(), "path": "/launch"}),
-            ))
-            .await;
-            ApiError::new(Code::Unauthenticated, e.to_string()).into_response()
-        }
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -1,10 +1,12 @@
 //! One file per resource, pueue-style: finding the code for a route is a directory listing.
+//! Each handler extracts, calls one daemon method and returns its typed answer.
 
 pub(crate) mod audit;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod launch;
 pub(crate) mod me;
+pub(crate) mod openapi;
 pub(crate) mod projects;
 pub(crate) mod pty;
 pub(crate) mod sessions;

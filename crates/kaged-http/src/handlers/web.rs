@@ -1,22 +1,36 @@
 //! The browser UI, embedded in the binary at build time (`web/dist`), so `kaged` stays one
-//! file. Served behind the same gate as the API, with a strict CSP.
+//! file. Served behind the same gate as the API, with a strict CSP. A binary built before the
+//! UI was serves a page that says how to build it.
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use include_dir::{Dir, include_dir};
+use axum::response::{Html, IntoResponse, Response};
+use include_dir::Dir;
 
 use crate::error::ApiError;
 
-static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../web/dist");
+#[cfg(kaged_web_dist)]
+static DIST: Option<Dir<'static>> = Some(include_dir::include_dir!(
+    "$CARGO_MANIFEST_DIR/../../web/dist"
+));
+#[cfg(not(kaged_web_dist))]
+static DIST: Option<Dir<'static>> = None;
 
 /// Only our own origin; no inline script or style, no framing, no other hosts.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
                    form-action 'self'; object-src 'none'";
 
+const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8>\
+    <meta name=viewport content=\"width=device-width\"><title>kaged: web UI not built</title>\
+    <body>\
+    <h1>The web UI is not built into this kaged</h1>\
+    <p>The API works; the browser UI was not built when this binary was. Build it and rebuild \
+    kaged: <code>./dev start</code> does both, or run <code>cd web &amp;&amp; npm ci &amp;&amp; \
+    npm run build</code> and then <code>cargo build -p kaged</code>.</p></body>";
+
 fn serve(path: &str, cache: &'static str) -> Response {
-    let Some(file) = DIST.get_file(path) else {
+    let Some(file) = DIST.as_ref().and_then(|d| d.get_file(path)) else {
         return ApiError::not_found("file", path).into_response();
     };
     let mime = match path.rsplit('.').next() {
@@ -41,6 +55,9 @@ fn serve(path: &str, cache: &'static str) -> Response {
 }
 
 pub(crate) async fn index() -> Response {
+    if DIST.is_none() {
+        return Html(NOT_BUILT).into_response();
+    }
     // The shell must never be cached: it names the current hashed assets.
     serve("index.html", "no-store")
 }

@@ -1,7 +1,93 @@
-//! The loud stderr blocks of ADR-0007 (`--insecure`) and ADR-0009 (`--no-sandbox`), printed at
-//! every start.
+//! What `kaged start` tells the operator: the mode and why, where it listens and how to get
+//! in, what to do next when nobody can sign in yet, and the loud blocks of ADR-0007
+//! (`--insecure`) and ADR-0009 (`--no-sandbox`), printed at every start.
 
 use std::net::SocketAddr;
+
+use kaged_auth::AuthMode;
+use kaged_config::Settings;
+use kaged_daemon::Daemon;
+use kaged_deploy::{Layout, Mode};
+
+pub(super) fn log_start(layout: &Layout, settings: &Settings) {
+    tracing::info!(
+        mode = %layout.mode,
+        reason = %layout.reason,
+        "mode={} (reason: {})",
+        layout.mode,
+        layout.reason
+    );
+    if let Some(note) = &layout.runtime_note {
+        tracing::warn!("runtime dir {}: {note}", layout.runtime_dir.display());
+    }
+    match &settings.config_file {
+        Some(path) => tracing::info!("config: {}", path.display()),
+        None => tracing::info!(
+            "config: {} (not present; using defaults)",
+            layout.config_file.display()
+        ),
+    }
+}
+
+pub(super) fn print(daemon: &Daemon) {
+    let (layout, settings) = (daemon.layout(), daemon.settings());
+    let bound = daemon.bind();
+    let auth = settings.auth_mode.value;
+    if auth == AuthMode::Insecure {
+        print_insecure_block(bound);
+    }
+    if !settings.sandbox_enabled.value {
+        print_no_sandbox_block(bound);
+    }
+    eprintln!(
+        "kaged {} listening on http://{bound}",
+        env!("CARGO_PKG_VERSION")
+    );
+    eprintln!("  mode:    {} (reason: {})", layout.mode, layout.reason);
+    eprintln!("  state:   {}", layout.state_dir.display());
+    eprintln!("  auth:    {auth}");
+    match auth {
+        AuthMode::Loopback => {
+            eprintln!(
+                "  nonce:   {} (0600; `kaged auth open` prints a fresh launch URL)",
+                layout.auth_cookie_file().display()
+            );
+            match daemon.launch_url() {
+                Ok(launch) => eprintln!(
+                    "  open:    {}  (one-time, valid {}s)",
+                    launch.url, launch.expires_in_secs
+                ),
+                Err(e) => eprintln!("  open:    no launch URL: {e}; run `kaged auth open`"),
+            }
+        }
+        AuthMode::Sidecar => {
+            eprintln!(
+                "  sidecar: nonce in {} (0600; `kaged auth nonce` prints it)",
+                layout.sidecar_nonce_file().display()
+            );
+            if settings.sidecar_nonce.is_none() {
+                print_next_steps(layout.mode);
+            }
+        }
+        AuthMode::Insecure => eprintln!("  open:    {}/", daemon.base_url()),
+    }
+}
+
+/// Sidecar mode with no sidecar configured: nobody can sign in yet, so say how to fix that
+/// (ADR-0007) or how to try kaged as oneself (ADR-0010's per-user mode).
+fn print_next_steps(mode: Mode) {
+    let why = match mode {
+        Mode::System => "system-wide mode expects an auth sidecar in front of it (ADR-0007)",
+        Mode::User => "auth.mode = \"sidecar\" expects an auth sidecar in front of it (ADR-0007)",
+    };
+    eprintln!();
+    eprintln!("  next:    no sidecar is configured yet, so nobody can sign in: {why}.");
+    eprintln!("           - put one in front: see docs/choose-your-deployment.md (oauth2-proxy,");
+    eprintln!("             Authelia, Tailscale, ...), set up with the nonce from `kaged auth nonce`;");
+    eprintln!("           - or try kaged locally as yourself, with a launch URL and no sidecar:");
+    eprintln!("               kaged start --mode user");
+    eprintln!();
+}
 
 pub(super) fn print_insecure_block(bind: SocketAddr) {
     let exposed = if bind.ip().is_loopback() {

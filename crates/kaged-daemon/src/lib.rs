@@ -1,0 +1,28 @@
+//! `daemon` is kaged's daemon as a type (design §1): it owns the state, the project registry,
+//! session planning, the host facts and the audit log, and offers one typed method per
+//! operation, each of which writes its own audit rows and events. It never speaks HTTP beyond
+//! serving an app it is handed; `kaged-http` maps routes onto these methods.
+//!
+//! Data flows one way: CLI → `Settings` → [`Daemon::start`] → (HTTP gate → handlers → daemon
+//! methods) → sessions and cages.
+
+mod access;
+mod audit;
+mod daemon;
+mod endpoint;
+mod error;
+mod host;
+pub mod launcher;
+mod lock;
+mod ops;
+mod projects;
+mod startup;
+
+pub use access::Access;
+pub use audit::Audit;
+pub use daemon::{Daemon, local_user};
+pub use endpoint::Endpoint;
+pub use error::{OpError, OpResult, StartError};
+pub use host::HostFacts;
+pub use ops::{Attached, Terminal, paths};
+pub use projects::LoadedProject;
