@@ -1,200 +1,187 @@
 // The daemon's HTTP API (design §5), as the UI uses it. Every request goes to the page's own
 // origin with the session cookie; every non-GET carries the CSRF token from GET /api/v1/me.
+// The wire types are generated from the daemon's Rust types (./api.gen).
 
-export interface Identity {
-  user_id: string;
-  email?: string | null;
-  groups?: string[];
-  mode: string;
-}
+import type {
+  AuditPage,
+  AuditParams,
+  ErrorCode,
+  ErrorEnvelope,
+  LoadProject,
+  Me,
+  ProjectList,
+  ProjectView,
+  SessionInfo,
+  SessionList,
+  SignalRequest,
+  StartSession,
+  Status,
+  Warning,
+} from './api.gen';
+import { Store } from './store';
 
-export interface Me {
-  identity: Identity;
-  csrf_token: string;
-  warnings: string[];
-}
+export type {
+  AgentView,
+  AuditPage,
+  AuditParams,
+  AuditRow,
+  CageState,
+  ClientControl,
+  DaemonEvent,
+  Me,
+  Paths,
+  ProjectView,
+  ServerControl,
+  SessionInfo,
+  SignalName,
+  StartSession,
+  Status,
+  Warning,
+} from './api.gen';
 
-export interface Agent {
-  name: string;
-  command: string[];
-  caged: boolean;
-}
+/** Failures that never produced the daemon's error envelope. */
+export type LocalErrorCode = 'network' | `http_${number}`;
 
-export interface Task {
-  name: string;
-  command: string[];
-  description?: string | null;
-}
-
-export interface Project {
-  id: string;
-  name: string;
-  root: string;
-  description?: string | null;
-  agents: Agent[];
-  tasks: Task[];
-}
-
-export type SessionState = 'starting' | 'running' | 'exited';
-
-export interface Session {
-  id: string;
-  project_id: string;
-  actor: string;
-  argv: string[];
-  state: SessionState;
-  exit_code: number | null;
-  signal: number | null;
-  started_at: string;
-  ended_at: string | null;
-  cols: number;
-  rows: number;
-  bytes_total: number;
-  meta?: Record<string, unknown>;
-}
-
-export interface Diagnostic {
-  file?: string;
-  line?: number;
-  column?: number;
-  code?: string;
-  message: string;
-  pointer?: string;
-}
-
-export interface AuditEvent {
-  id: number;
-  ts: string;
-  type: string;
-  actor: string | null;
-  project_id: string | null;
-  session_id: string | null;
-  data: unknown;
-}
-
-export interface AuditPage {
-  events: AuditEvent[];
-  next_before: number | null;
-}
-
-export interface Status {
-  mode: string;
-  mode_reason: string;
-  paths: Record<string, string | boolean | null>;
-  bind: string;
-  url: string;
-  auth_mode: string;
-  insecure: boolean;
-  insecure_reason?: string | null;
-  sandbox: { enabled: boolean; bwrap?: unknown; cgroups?: unknown; [k: string]: unknown };
-  warnings: string[];
-  version: string;
-  pid: number;
-  started_at: string;
-  uptime_secs: number;
-}
-
-/** A failed API call, carrying the daemon's error envelope (`{"error":{code,message,details}}`). */
+/** A failed API call, carrying the daemon's error envelope when it sent one. */
 export class ApiError extends Error {
   constructor(
-    public status: number,
-    public code: string,
+    readonly status: number,
+    readonly envelope: ErrorEnvelope | null,
     message: string,
-    public details?: any,
   ) {
     super(message);
   }
-}
 
-/** Listeners for auth failures, so any screen's 401/403 turns into the app-wide error screen. */
-type AuthListener = (e: ApiError) => void;
-const authListeners = new Set<AuthListener>();
-export function onAuthError(l: AuthListener): () => void {
-  authListeners.add(l);
-  return () => authListeners.delete(l);
+  get code(): ErrorCode | LocalErrorCode {
+    return this.envelope?.error.code ?? (this.status ? `http_${this.status}` : 'network');
+  }
+
+  get details(): unknown {
+    return this.envelope?.error.details;
+  }
 }
 
 /**
- * Warnings the daemon reports (`insecure-mode`, `no-sandbox`). Every response carries them in
- * `X-Kaged-Warning`, so the banners appear even on screens whose API call failed.
+ * One problem in a project file. It travels in the free-JSON `details.diagnostics` of a
+ * `dsl_invalid` error, so it is not among the generated types; it mirrors kaged-dsl's Diagnostic.
  */
-type WarningListener = (w: string[]) => void;
-const warningListeners = new Set<WarningListener>();
-let warnings: string[] = [];
-export function currentWarnings(): string[] {
-  return warnings;
-}
-export function onWarnings(l: WarningListener): () => void {
-  warningListeners.add(l);
-  return () => warningListeners.delete(l);
-}
-export function noteWarnings(header: string | string[] | null | undefined) {
-  const list = (Array.isArray(header) ? header : (header ?? '').split(','))
-    .map((w) => w.trim())
-    .filter(Boolean);
-  const merged = [...new Set([...warnings, ...list])];
-  if (merged.length !== warnings.length) {
-    warnings = merged;
-    warningListeners.forEach((l) => l(warnings));
-  }
+export interface Diagnostic {
+  file: string;
+  line: number;
+  column: number;
+  code: string;
+  message: string;
+  pointer: string;
 }
 
-let csrf = '';
-export function setCsrf(token: string) {
-  csrf = token;
-}
-export function csrfToken(): string {
-  return csrf;
-}
-
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  if (method !== 'GET' && method !== 'HEAD') headers['X-Kaged-CSRF'] = csrf;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  let res: Response;
-  try {
-    res = await fetch(path, {
-      method,
-      headers,
-      credentials: 'same-origin',
-      cache: 'no-store',
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    throw new ApiError(0, 'network', `cannot reach the kaged daemon (${(e as Error).message})`);
-  }
-  noteWarnings(res.headers.get('x-kaged-warning'));
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = null;
-  }
-  if (!res.ok) {
-    const err = json?.error;
-    const e = new ApiError(
-      res.status,
-      err?.code ?? `http_${res.status}`,
-      err?.message ?? (text.slice(0, 200) || res.statusText),
-      err?.details,
-    );
-    if (res.status === 401 || (res.status === 403 && e.code === 'forbidden' && method === 'GET')) {
-      authListeners.forEach((l) => l(e));
-    }
-    throw e;
-  }
-  return json as T;
-}
-
-export const get = <T>(path: string) => api<T>('GET', path);
-
-/** `ws://host/path?csrf=…`: browsers cannot put headers on an upgrade, so the token rides the query. */
-export function wsUrl(path: string): string {
-  const u = new URL(path, location.href);
-  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  u.searchParams.set('csrf', csrf);
-  return u.toString();
+export function diagnosticsOf(e: ApiError | null): Diagnostic[] | undefined {
+  if (e?.code !== 'dsl_invalid') return undefined;
+  const list = (e.details as { diagnostics?: unknown } | undefined)?.diagnostics;
+  return Array.isArray(list) ? (list as Diagnostic[]) : undefined;
 }
 
 export const enc = encodeURIComponent;
+
+type Method = 'GET' | 'POST' | 'DELETE';
+
+// A Record, so a new Warning in the generated types fails to compile until it is listed here.
+const KNOWN_WARNINGS: Record<Warning, true> = { 'insecure-mode': true, 'no-sandbox': true };
+const isWarning = (w: string): w is Warning => Object.hasOwn(KNOWN_WARNINGS, w);
+
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+function asEnvelope(json: unknown): ErrorEnvelope | null {
+  const error = (json as Partial<ErrorEnvelope> | null)?.error;
+  return typeof error?.code === 'string' && typeof error.message === 'string' ? (json as ErrorEnvelope) : null;
+}
+
+/** The daemon as this tab talks to it: its endpoints plus the per-sign-in state they need. */
+export class Api {
+  private csrf = '';
+  /** Danger states announced so far; every response repeats them, so they only grow. */
+  readonly warnings = new Store<Warning[]>([]);
+  /** The latest 401 (or a refused read), which replaces every screen. */
+  readonly authFailure = new Store<ApiError | null>(null);
+
+  /** Who is signed in; keeps the CSRF token and the warnings it reports. */
+  async me(): Promise<Me> {
+    const me = await this.request<Me>('GET', '/api/v1/me');
+    this.csrf = me.csrf_token;
+    this.noteWarnings(me.warnings);
+    return me;
+  }
+
+  status = () => this.request<Status>('GET', '/api/v1/status');
+  projects = () => this.request<ProjectList>('GET', '/api/v1/projects');
+  project = (id: string) => this.request<ProjectView>('GET', `/api/v1/projects/${enc(id)}`);
+  loadProject = (body: LoadProject) => this.request<ProjectView>('POST', '/api/v1/projects', body);
+  sessions = (projectId: string) => this.request<SessionList>('GET', `/api/v1/projects/${enc(projectId)}/sessions`);
+  startSession = (projectId: string, body: StartSession) =>
+    this.request<SessionInfo>('POST', `/api/v1/projects/${enc(projectId)}/sessions`, body);
+  session = (id: string) => this.request<SessionInfo>('GET', `/api/v1/sessions/${enc(id)}`);
+  signal = (id: string, body: SignalRequest) => this.request<SessionInfo>('POST', `/api/v1/sessions/${enc(id)}/signal`, body);
+  endSession = (id: string) => this.request<SessionInfo>('DELETE', `/api/v1/sessions/${enc(id)}`);
+
+  audit(params: AuditParams): Promise<AuditPage> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v != null && v !== '') q.set(k, String(v));
+    return this.request<AuditPage>('GET', `/api/v1/audit?${q}`);
+  }
+
+  eventsUrl = () => this.wsUrl('/api/v1/events');
+  ptyUrl = (sessionId: string) => this.wsUrl(`/api/v1/sessions/${enc(sessionId)}/pty`);
+
+  /** Browsers cannot put headers on a WebSocket upgrade, so the token rides the query. */
+  private wsUrl(path: string): string {
+    const u = new URL(path, location.href);
+    u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    u.searchParams.set('csrf', this.csrf);
+    return u.toString();
+  }
+
+  private async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    const res = await this.send(method, path, body);
+    this.noteWarnings((res.headers.get('x-kaged-warning') ?? '').split(','));
+    const text = await res.text();
+    const json = parseJson(text);
+    if (res.ok) return json as T;
+    throw this.failure(method, res, json, text);
+  }
+
+  private async send(method: Method, path: string, body: unknown): Promise<Response> {
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (method !== 'GET') headers['X-Kaged-CSRF'] = this.csrf;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    try {
+      return await fetch(path, {
+        method,
+        headers,
+        credentials: 'same-origin',
+        cache: 'no-store',
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ApiError(0, null, `cannot reach the kaged daemon (${(e as Error).message})`);
+    }
+  }
+
+  private failure(method: Method, res: Response, json: unknown, text: string): ApiError {
+    const envelope = asEnvelope(json);
+    const e = new ApiError(res.status, envelope, envelope?.error.message ?? (text.slice(0, 200) || res.statusText));
+    // A refused write is that action's error; a refused read means this tab may not look at all.
+    if (res.status === 401 || (res.status === 403 && e.code === 'forbidden' && method === 'GET')) this.authFailure.set(e);
+    return e;
+  }
+
+  private noteWarnings(list: string[]) {
+    const known = this.warnings.value;
+    const added = list.map((w) => w.trim()).filter((w): w is Warning => isWarning(w) && !known.includes(w));
+    if (added.length) this.warnings.set([...new Set([...known, ...added])]);
+  }
+}

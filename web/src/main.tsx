@@ -7,8 +7,10 @@ import './style.css';
 
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, type Me, currentWarnings, get, onAuthError, onWarnings, setCsrf } from './api';
+import { ApiError, type Me, type Warning } from './api';
+import { ServicesContext, createServices, useApi } from './context';
 import { useRoute } from './router';
+import { useStore } from './store';
 import { ProjectsPage } from './pages/projects';
 import { ProjectPage } from './pages/project';
 import { SessionPage } from './pages/session';
@@ -24,7 +26,7 @@ function today(): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
 }
 
-function Banners({ warnings }: { warnings: string[] }) {
+function Banners({ warnings }: { warnings: Warning[] }) {
   return (
     <div class="banners">
       {warnings.includes('insecure-mode') && (
@@ -135,19 +137,21 @@ function AuthScreen({ error }: { error: ApiError }) {
   );
 }
 
-function Screen({ me }: { me: Me }) {
+function Screen() {
   const route = useRoute();
   const [head, id] = route.path;
+  // Keyed by id: another project or session gets a fresh page, so no late answer about the
+  // previous one lands on it.
   switch (head) {
     case undefined:
     case 'projects':
-      return id ? <ProjectPage id={id} /> : <ProjectsPage />;
+      return id ? <ProjectPage key={id} id={id} /> : <ProjectsPage />;
     case 'sessions':
-      return id ? <SessionPage id={id} /> : <ProjectsPage />;
+      return id ? <SessionPage key={id} id={id} /> : <ProjectsPage />;
     case 'status':
       return <StatusPage />;
     case 'audit':
-      return <AuditPage query={route.query} me={me} />;
+      return <AuditPage query={route.query} />;
     default:
       return (
         <section class="page">
@@ -188,21 +192,15 @@ function Nav({ me }: { me: Me | null }) {
 }
 
 function App() {
+  const api = useApi();
   const [me, setMe] = useState<Me | null>(null);
-  const [fatal, setFatal] = useState<ApiError | null>(null);
-  const [warnings, setWarnings] = useState<string[]>(currentWarnings());
-
-  useEffect(() => onWarnings((w) => setWarnings([...w])), []);
-  useEffect(() => onAuthError((e) => setFatal(e)), []);
+  const [meError, setMeError] = useState<ApiError | null>(null);
+  const warnings = useStore(api.warnings);
+  const authFailure = useStore(api.authFailure);
   useEffect(() => {
-    get<Me>('/api/v1/me')
-      .then((m) => {
-        setCsrf(m.csrf_token);
-        setWarnings((w) => [...new Set([...w, ...(m.warnings ?? [])])]);
-        setMe(m);
-      })
-      .catch((e) => setFatal(e instanceof ApiError ? e : new ApiError(0, 'network', String(e))));
-  }, []);
+    api.me().then(setMe, (e) => setMeError(e instanceof ApiError ? e : new ApiError(0, null, String(e))));
+  }, [api]);
+  const fatal = authFailure ?? meError;
 
   return (
     <div class="app">
@@ -212,12 +210,21 @@ function App() {
       <Banners warnings={warnings} />
       <Nav me={fatal ? null : me} />
       <main id="main" tabIndex={-1}>
-        {fatal ? <AuthScreen error={fatal} /> : me ? <Screen me={me} /> : <p class="page muted">Loading…</p>}
+        {fatal ? <AuthScreen error={fatal} /> : me ? <Screen /> : <p class="page muted">Loading…</p>}
       </main>
       {warnings.includes('insecure-mode') && <InsecureSplash />}
     </div>
   );
 }
 
+function Root() {
+  const [services] = useState(createServices);
+  return (
+    <ServicesContext.Provider value={services}>
+      <App />
+    </ServicesContext.Provider>
+  );
+}
+
 const root = document.getElementById('app');
-if (root) render(<App />, root);
+if (root) render(<Root />, root);

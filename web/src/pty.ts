@@ -1,9 +1,9 @@
 // Client side of the PTY WebSocket (design §6). Binary frames are terminal bytes both ways;
-// text frames are JSON control. The client tracks the byte offset it has seen (hello offset +
-// bytes received, moved forward by gaps) so a dropped socket reattaches with replay from
-// exactly where it stopped, with exponential backoff.
+// text frames are JSON control (ClientControl up, ServerControl down). The client tracks the
+// byte offset it has seen (hello offset + bytes received, moved forward by gaps) so a dropped
+// socket reattaches with replay from exactly where it stopped, with exponential backoff.
 
-import { wsUrl } from './api';
+import type { ClientControl, ServerControl } from './api';
 
 export type ConnState =
   | { kind: 'connecting' }
@@ -21,6 +21,15 @@ export interface PtySink {
 }
 
 const MAX_BACKOFF_MS = 15_000;
+const PING_MS = 25_000;
+
+function parseControl(text: string): ServerControl | null {
+  try {
+    return JSON.parse(text) as ServerControl;
+  } catch {
+    return null;
+  }
+}
 
 export class PtyClient {
   private ws: WebSocket | null = null;
@@ -33,8 +42,9 @@ export class PtyClient {
   private size: { cols: number; rows: number } | null = null;
   private enc = new TextEncoder();
 
+  /** `url` is the session's PTY socket, CSRF token included. */
   constructor(
-    private sessionId: string,
+    private url: string,
     private sink: PtySink,
   ) {}
 
@@ -50,68 +60,64 @@ export class PtyClient {
   private connect() {
     if (this.stopped) return;
     this.sink.state(this.attempt === 0 ? { kind: 'connecting' } : { kind: 'reconnecting', attempt: this.attempt, inMs: 0 });
-    const ws = new WebSocket(wsUrl(`/api/v1/sessions/${encodeURIComponent(this.sessionId)}/pty`));
+    const ws = new WebSocket(this.url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-    ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'hello', offset: this.offset }));
-      if (this.size) ws.send(JSON.stringify({ type: 'resize', ...this.size }));
-      clearInterval(this.ping);
-      this.ping = window.setInterval(() => this.sendControl({ type: 'ping' }), 25_000);
-    };
-    ws.onmessage = (m) => {
-      if (m.data instanceof ArrayBuffer) {
-        const bytes = new Uint8Array(m.data);
-        this.offset += bytes.byteLength;
-        this.sink.data(bytes);
-        return;
-      }
-      let msg: any;
-      try {
-        msg = JSON.parse(m.data);
-      } catch {
-        return;
-      }
-      switch (msg.type) {
-        case 'hello':
-          if (typeof msg.offset === 'number') this.offset = msg.offset;
-          this.attempt = 0;
-          this.sink.state({ kind: 'open' });
-          break;
-        case 'gap':
-          if (typeof msg.to === 'number') {
-            this.sink.gap(msg.from, msg.to);
-            this.offset = Math.max(this.offset, msg.to);
-          }
-          break;
-        case 'exit':
-          this.exited = true;
-          this.sink.state({ kind: 'exited', code: msg.code ?? null, signal: msg.signal ?? null });
-          break;
-      }
-    };
-    ws.onclose = () => {
-      clearInterval(this.ping);
-      if (this.ws !== ws || this.stopped) return;
-      if (this.exited) {
-        this.sink.state({ kind: 'closed' });
-        return;
-      }
-      void this.scheduleRetry();
-    };
+    ws.onopen = () => this.onOpen();
+    ws.onmessage = (m) => (m.data instanceof ArrayBuffer ? this.onBytes(new Uint8Array(m.data)) : this.onText(m.data));
+    ws.onclose = () => this.onClose(ws);
+  }
+
+  private onOpen() {
+    this.sendControl({ type: 'hello', offset: this.offset });
+    if (this.size) this.sendControl({ type: 'resize', ...this.size });
+    clearInterval(this.ping);
+    this.ping = window.setInterval(() => this.sendControl({ type: 'ping' }), PING_MS);
+  }
+
+  private onBytes(bytes: Uint8Array) {
+    this.offset += bytes.byteLength;
+    this.sink.data(bytes);
+  }
+
+  private onText(text: string) {
+    const msg = parseControl(text);
+    switch (msg?.type) {
+      case 'hello':
+        this.offset = msg.offset;
+        this.attempt = 0;
+        this.sink.state({ kind: 'open' });
+        break;
+      case 'gap':
+        this.sink.gap(msg.from, msg.to);
+        this.offset = Math.max(this.offset, msg.to);
+        break;
+      case 'exit':
+        this.exited = true;
+        this.sink.state({ kind: 'exited', code: msg.code, signal: msg.signal });
+        break;
+      case 'error':
+        // The daemon could not read a control message of ours; nothing a viewer can act on.
+        console.warn('kaged pty:', msg.message);
+        break;
+    }
+  }
+
+  private onClose(ws: WebSocket) {
+    clearInterval(this.ping);
+    if (this.ws !== ws || this.stopped) return;
+    if (this.exited) this.sink.state({ kind: 'closed' });
+    else void this.scheduleRetry();
   }
 
   private async scheduleRetry() {
     const inMs = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt);
     this.attempt += 1;
     this.sink.state({ kind: 'reconnecting', attempt: this.attempt, inMs });
-    let again = true;
-    try {
-      again = await this.sink.shouldRetry();
-    } catch {
-      again = true;
-    }
-    if (!again || this.stopped) {
+    const again = await this.sink.shouldRetry().catch(() => true);
+    // Stopped while asking: the viewer is gone, so it hears nothing more.
+    if (this.stopped) return;
+    if (!again) {
       this.sink.state({ kind: 'closed' });
       return;
     }
@@ -126,7 +132,7 @@ export class PtyClient {
     this.connect();
   }
 
-  private sendControl(msg: object) {
+  private sendControl(msg: ClientControl) {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
   }
 

@@ -1,23 +1,22 @@
 // Small shared pieces: error boxes, state badges, times.
 
 import type { ComponentChildren } from 'preact';
-import { ApiError, type Session } from './api';
+import { ApiError, type CageState, type SessionInfo } from './api';
 
 export function ErrorBox({ error, title }: { error: unknown; title?: string }) {
   if (!error) return null;
-  const e = error as ApiError;
   return (
     <div class="error" role="alert">
       <strong>{title ?? 'Something went wrong'}</strong>
       <p>
-        {e.message ?? String(error)}
-        {e.status ? <span class="muted"> ({e.status} {e.code})</span> : null}
+        {error instanceof Error ? error.message : String(error)}
+        {error instanceof ApiError && error.status ? <span class="muted"> ({error.status} {error.code})</span> : null}
       </p>
     </div>
   );
 }
 
-export function StateBadge({ s }: { s: Pick<Session, 'state' | 'exit_code' | 'signal'> }) {
+export function StateBadge({ s }: { s: Pick<SessionInfo, 'state' | 'exit_code' | 'signal'> }) {
   let label: string = s.state;
   if (s.state === 'exited') {
     label = s.signal != null ? `exited · signal ${s.signal}` : s.exit_code != null ? `exited · ${s.exit_code}` : 'exited';
@@ -72,25 +71,38 @@ export function Page({ title, children, actions }: { title: ComponentChildren; c
   );
 }
 
-export function argvText(argv: string[] | undefined): string {
-  return (argv ?? []).map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+export function argvText(argv: string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
 /** What a session runs, as the operator asked for it: the command inside the cage, not bwrap's argv. */
-export function sessionCommand(s: Session): string {
-  const cmd = s.meta?.command;
-  const argv = Array.isArray(cmd) ? (cmd as string[]) : s.argv;
-  return argvText(argv) || '(shell)';
+export function sessionCommand(s: SessionInfo): string {
+  return argvText(s.origin.command.length ? s.origin.command : s.argv) || '(shell)';
 }
 
 /** "shell", "agent claude", "task test": the kind and name the daemon recorded. */
-export function sessionKind(s: Session): string {
-  const kind = typeof s.meta?.kind === 'string' ? s.meta.kind : '';
-  const name = typeof s.meta?.name === 'string' ? s.meta.name : '';
-  return [kind, name].filter(Boolean).join(' ');
+export function sessionKind(s: SessionInfo): string {
+  return [s.origin.kind, s.origin.name].filter(Boolean).join(' ');
 }
 
-export function isUncaged(s: Session): boolean {
-  const cage = s.meta?.cage as { caged?: boolean } | undefined;
-  return cage?.caged === false;
+/** Why a session runs without a cage, or null when it has one. */
+function uncagedReason(cage: CageState): string | null {
+  switch (cage.state) {
+    case 'caged':
+      return null;
+    case 'disabled_by_project':
+      return 'cage: disabled in the project file';
+    case 'no_sandbox':
+      return 'the daemon runs with --no-sandbox';
+  }
+}
+
+/** The "uncaged" badge, for a session whose cage was disabled or never available. */
+export function UncagedBadge({ s }: { s: SessionInfo }) {
+  const reason = uncagedReason(s.origin.cage);
+  return reason ? (
+    <span class="badge bad" title={reason}>
+      uncaged
+    </span>
+  ) : null;
 }

@@ -2,10 +2,11 @@
 // its sessions, kept live by the events socket.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, type Project, type Session, api, enc, get } from '../api';
-import { subscribe } from '../events';
+import { ApiError, type AgentView, type ProjectView, type SessionInfo, type StartSession, enc } from '../api';
+import { useApi, useEvents } from '../context';
+import { touches } from '../events';
 import { navigate } from '../router';
-import { ErrorBox, Page, StateBadge, Time, argvText, bytes, isUncaged, sessionCommand, sessionKind } from '../ui';
+import { ErrorBox, Page, StateBadge, Time, UncagedBadge, argvText, bytes, sessionCommand, sessionKind } from '../ui';
 
 /** A first guess at the terminal size so the process starts close to what the screen shows. */
 function guessSize() {
@@ -14,12 +15,12 @@ function guessSize() {
   return { cols, rows };
 }
 
-export function SessionList({ sessions }: { sessions: Session[] }) {
+export function SessionList({ sessions }: { sessions: SessionInfo[] }) {
   if (sessions.length === 0) return <p class="muted">No sessions yet.</p>;
   return (
     <ul class="sessions" aria-label="Sessions">
       {sessions.map((s) => (
-        <li class="card session" data-session-id={s.id} data-state={s.state}>
+        <li key={s.id} class="card session" data-session-id={s.id} data-state={s.state}>
           <a class="stretch" href={`#/sessions/${enc(s.id)}`}>
             <code class="argv" title={argvText(s.argv)}>
               {sessionCommand(s)}
@@ -28,7 +29,7 @@ export function SessionList({ sessions }: { sessions: Session[] }) {
           <div class="meta">
             <StateBadge s={s} />
             {sessionKind(s) && <span class="badge">{sessionKind(s)}</span>}
-            {isUncaged(s) && <span class="badge bad">uncaged</span>}
+            <UncagedBadge s={s} />
             <span class="muted">
               started <Time ts={s.started_at} />
               {s.ended_at ? (
@@ -37,7 +38,7 @@ export function SessionList({ sessions }: { sessions: Session[] }) {
                   · ended <Time ts={s.ended_at} />
                 </>
               ) : null}{' '}
-              · {bytes(s.bytes_total ?? 0)} · {s.actor}
+              · {bytes(s.bytes_total)} · {s.actor}
             </span>
           </div>
         </li>
@@ -46,30 +47,65 @@ export function SessionList({ sessions }: { sessions: Session[] }) {
   );
 }
 
-export function ProjectPage({ id }: { id: string }) {
-  const [project, setProject] = useState<Project | null>(null);
-  const [sessions, setSessions] = useState<Session[] | null>(null);
+function StartButtons({ project, busy, start }: { project: ProjectView | null; busy: boolean; start: (b: StartSession) => void }) {
+  return (
+    <div class="start-buttons">
+      <button class="btn primary" id="start-shell" disabled={busy} onClick={() => start({})}>
+        Shell
+      </button>
+      {project?.agents.map((a) => <AgentButton key={a.name} a={a} busy={busy} start={start} />)}
+      {project?.tasks.map((t) => (
+        <button key={t.name} class="btn" disabled={busy} title={t.description ?? argvText(t.command)} onClick={() => start({ task: t.name })}>
+          Task: {t.name}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+function AgentButton({ a, busy, start }: { a: AgentView; busy: boolean; start: (b: StartSession) => void }) {
+  return (
+    <button
+      class={`btn${a.caged ? '' : ' danger'}`}
+      disabled={busy}
+      title={`${argvText(a.command)}${a.caged ? '' : ' — runs WITHOUT a cage'}`}
+      onClick={() => start({ agent: a.name })}
+    >
+      Agent: {a.name}
+      {!a.caged && <span class="badge bad">uncaged</span>}
+    </button>
+  );
+}
+
+/** The project and its sessions, the list refetched whenever an event touches it. */
+function useProject(id: string) {
+  const api = useApi();
+  const events = useEvents();
+  const [project, setProject] = useState<ProjectView | null>(null);
+  const [sessions, setSessions] = useState<SessionInfo[] | null>(null);
   const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    api.project(id).then(setProject, setError);
+    const refresh = () => api.sessions(id).then((r) => setSessions(r.sessions), setError);
+    refresh();
+    return events.subscribe((ev) => {
+      if (touches(ev, { projectId: id })) refresh();
+    });
+  }, [api, events, id]);
+  return { project, sessions, error };
+}
+
+export function ProjectPage({ id }: { id: string }) {
+  const api = useApi();
+  const { project, sessions, error } = useProject(id);
   const [startError, setStartError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
 
-  useEffect(() => {
-    get<Project>(`/api/v1/projects/${enc(id)}`).then(setProject).catch(setError);
-    const refresh = () =>
-      get<{ sessions: Session[] }>(`/api/v1/projects/${enc(id)}/sessions`)
-        .then((r) => setSessions(r.sessions))
-        .catch(setError);
-    refresh();
-    return subscribe((ev) => {
-      if (ev.type === 'events.connected' || ev.type === 'gap' || !ev.session || ev.session.project_id === id) refresh();
-    });
-  }, [id]);
-
-  const start = async (body: Record<string, unknown>) => {
+  const start = async (body: StartSession) => {
     setBusy(true);
     setStartError(null);
     try {
-      const s = await api<Session>('POST', `/api/v1/projects/${enc(id)}/sessions`, { ...body, ...guessSize() });
+      const s = await api.startSession(id, { ...body, ...guessSize() });
       navigate(`#/sessions/${enc(s.id)}`);
     } catch (e) {
       setStartError(e as ApiError);
@@ -93,32 +129,7 @@ export function ProjectPage({ id }: { id: string }) {
       )}
       <section class="card" aria-labelledby="start-title">
         <h2 id="start-title">Start a session</h2>
-        <div class="start-buttons">
-          <button class="btn primary" id="start-shell" disabled={busy} onClick={() => start({})}>
-            Shell
-          </button>
-          {project?.agents.map((a) => (
-            <button
-              class={`btn${a.caged ? '' : ' danger'}`}
-              disabled={busy}
-              title={`${argvText(a.command)}${a.caged ? '' : ' — runs WITHOUT a cage'}`}
-              onClick={() => start({ agent: a.name })}
-            >
-              Agent: {a.name}
-              {!a.caged && <span class="badge bad">uncaged</span>}
-            </button>
-          ))}
-          {project?.tasks.map((t) => (
-            <button
-              class="btn"
-              disabled={busy}
-              title={t.description ?? argvText(t.command)}
-              onClick={() => start({ task: t.name })}
-            >
-              Task: {t.name}
-            </button>
-          ))}
-        </div>
+        <StartButtons project={project} busy={busy} start={start} />
         {startError?.code === 'rate_limited' ? (
           <ErrorBox error={startError} title="Session limit reached — end a running session first" />
         ) : (

@@ -2,7 +2,8 @@
 // `dsl_invalid` with positioned diagnostics, rendered one per line like `kaged dsl validate`.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, type Diagnostic, type Project, api, enc, get } from '../api';
+import { ApiError, type Diagnostic, type ProjectView, diagnosticsOf, enc } from '../api';
+import { useApi } from '../context';
 import { navigate } from '../router';
 import { ErrorBox, Page } from '../ui';
 
@@ -10,13 +11,12 @@ export function Diagnostics({ list }: { list: Diagnostic[] }) {
   return (
     <ul class="diagnostics" aria-label="Project file problems">
       {list.map((d) => (
-        <li>
+        // Diagnostics have no id; the daemon drops exact duplicates, so all fields together are unique.
+        <li key={`${d.file}:${d.line}:${d.column}:${d.code}:${d.pointer}:${d.message}`}>
           <code class="where">
-            {d.file ?? 'project.yaml'}
-            {d.line != null ? `:${d.line}` : ''}
-            {d.column != null ? `:${d.column}` : ''}
+            {d.file}:{d.line}:{d.column}
           </code>{' '}
-          {d.code && <span class="badge bad">{d.code}</span>} <span>{d.message}</span>
+          <span class="badge bad">{d.code}</span> <span>{d.message}</span>
           {d.pointer ? <span class="muted"> (at {d.pointer})</span> : null}
         </li>
       ))}
@@ -24,7 +24,8 @@ export function Diagnostics({ list }: { list: Diagnostic[] }) {
   );
 }
 
-function LoadForm({ onLoaded }: { onLoaded: (p: Project) => void }) {
+function LoadForm({ onLoaded }: { onLoaded: (p: ProjectView) => void }) {
+  const api = useApi();
   const [path, setPath] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
@@ -33,7 +34,7 @@ function LoadForm({ onLoaded }: { onLoaded: (p: Project) => void }) {
     setBusy(true);
     setError(null);
     try {
-      onLoaded(await api<Project>('POST', '/api/v1/projects', { path: path.trim() }));
+      onLoaded(await api.loadProject({ path: path.trim() }));
       setPath('');
     } catch (err) {
       setError(err as ApiError);
@@ -41,7 +42,7 @@ function LoadForm({ onLoaded }: { onLoaded: (p: Project) => void }) {
       setBusy(false);
     }
   };
-  const diags: Diagnostic[] | undefined = error?.code === 'dsl_invalid' ? error.details?.diagnostics : undefined;
+  const diags = diagnosticsOf(error);
   return (
     <form class="card load-form" onSubmit={submit} aria-labelledby="load-title">
       <h2 id="load-title">Load a project by path</h2>
@@ -79,10 +80,12 @@ function LoadForm({ onLoaded }: { onLoaded: (p: Project) => void }) {
 }
 
 export function ProjectsPage() {
-  const [projects, setProjects] = useState<Project[] | null>(null);
+  const api = useApi();
+  const [projects, setProjects] = useState<ProjectView[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const load = () =>
-    get<{ projects: Project[] }>('/api/v1/projects')
+    api
+      .projects()
       .then((r) => (setProjects(r.projects), setError(null)))
       .catch(setError);
   useEffect(() => {
@@ -95,7 +98,7 @@ export function ProjectsPage() {
       {projects && projects.length > 0 && (
         <ul class="cards" aria-label="Projects">
           {projects.map((p) => (
-            <li class="card project">
+            <li key={p.id} class="card project">
               <a class="stretch" href={`#/projects/${enc(p.id)}`}>
                 <h2>{p.name}</h2>
               </a>
