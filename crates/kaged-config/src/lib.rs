@@ -19,11 +19,13 @@ pub use file::FileConfig;
 pub use kaged_api::{AuthMode, Source, Sourced};
 
 fn parse_auth_mode(value: &str, origin: &str) -> Result<AuthMode, ConfigError> {
-    value.parse().map_err(|e: kaged_api::UnknownValue| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        value: value.to_owned(),
-        expected: e.expected,
-    })
+    value
+        .parse()
+        .map_err(|e: kaged_api::UnknownValue| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            value: value.to_owned(),
+            expected: e.expected,
+        })
 }
 
 /// Where the sidecar nonce comes from (design §4). The value itself is read by `auth`.

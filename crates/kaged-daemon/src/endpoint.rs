@@ -57,7 +57,6 @@ impl Endpoint {
 /// Alive and ours: the daemon runs as the file's owner, so a pid we may not signal is some
 /// other user's process that reused the number.
 fn pid_alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|pid| {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-    })
+    i32::try_from(pid)
+        .is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 
 use kaged_api::{
-    Cage, CagePolicy, CageState, SessionKind, SessionOrigin, StartSession, State,
-    check_env_name,
+    Cage, CagePolicy, CageState, SessionKind, SessionOrigin, StartSession, State, check_env_name,
 };
 use kaged_session::SpawnSpec;
 
@@ -176,7 +175,13 @@ pub fn compile(
             CageState::NoSandbox
         };
         let argv = plan.argv.iter().map(OsString::from).collect();
-        return Ok(spec(argv, uncaged_env(plan, facts), None, Vec::new(), origin(cage)));
+        return Ok(spec(
+            argv,
+            uncaged_env(plan, facts),
+            None,
+            Vec::new(),
+            origin(cage),
+        ));
     };
     let mut policy = policy.clone();
     for name in plan.task_env.keys() {
@@ -218,13 +223,24 @@ pub fn compile(
     let env = facts
         .env
         .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "PATH" | "XDG_RUNTIME_DIR" | "DBUS_SESSION_BUS_ADDRESS"))
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "PATH" | "XDG_RUNTIME_DIR" | "DBUS_SESSION_BUS_ADDRESS"
+            )
+        })
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
     let cage = CageState::Caged {
         summary: Box::new(compiled.summary),
     };
-    Ok(spec(argv, env, compiled.walltime, compiled.keep_fds, origin(cage)))
+    Ok(spec(
+        argv,
+        env,
+        compiled.walltime,
+        compiled.keep_fds,
+        origin(cage),
+    ))
 }
 
 /// An uncaged process gets a plain login-like environment, never the daemon's own.
@@ -234,7 +250,10 @@ fn uncaged_env(plan: &Plan, facts: &HostFacts) -> Vec<(OsString, OsString)> {
         ("HOME".into(), facts.home.clone().into()),
     ];
     for (k, v) in &facts.env {
-        if matches!(k.as_str(), "PATH" | "LANG" | "LC_ALL" | "USER" | "LOGNAME" | "SHELL") {
+        if matches!(
+            k.as_str(),
+            "PATH" | "LANG" | "LC_ALL" | "USER" | "LOGNAME" | "SHELL"
+        ) {
             env.push((k.into(), v.into()));
         }
     }
@@ -285,7 +304,10 @@ mod tests {
         assert_eq!(plan.argv, vec!["/bin/bash"]);
         assert_eq!((plan.cols, plan.rows), (80, 24));
         let cage = plan.cage.unwrap();
-        assert_eq!((cage.network, cage.env), (Network::Host, vec!["TERM".to_owned()]));
+        assert_eq!(
+            (cage.network, cage.env),
+            (Network::Host, vec!["TERM".to_owned()])
+        );
     }
 
     #[test]
@@ -305,7 +327,10 @@ mod tests {
             cage: Some(CagePolicy::default()),
             ..req
         };
-        assert!(matches!(super::plan(&p, overridden, &facts(true)), Err(OpError::Invalid(_))));
+        assert!(matches!(
+            super::plan(&p, overridden, &facts(true)),
+            Err(OpError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -313,23 +338,44 @@ mod tests {
         let p = project(YAML);
         let f = facts(true);
         let cases = [
-            StartSession { cols: Some(0), ..Default::default() },
-            StartSession { argv: Some(vec![]), ..Default::default() },
-            StartSession { argv: Some(vec!["a\0b".into()]), ..Default::default() },
+            StartSession {
+                cols: Some(0),
+                ..Default::default()
+            },
+            StartSession {
+                argv: Some(vec![]),
+                ..Default::default()
+            },
+            StartSession {
+                argv: Some(vec!["a\0b".into()]),
+                ..Default::default()
+            },
             StartSession {
                 argv: Some(vec!["sh".into()]),
                 task: Some("lint".into()),
                 ..Default::default()
             },
-            StartSession { env: Some(vec!["KAGED_AUTH".into()]), ..Default::default() },
-            StartSession { env: Some(vec!["A=B".into()]), ..Default::default() },
+            StartSession {
+                env: Some(vec!["KAGED_AUTH".into()]),
+                ..Default::default()
+            },
+            StartSession {
+                env: Some(vec!["A=B".into()]),
+                ..Default::default()
+            },
         ];
         for req in cases {
             let err = plan(&p, req.clone(), &f).unwrap_err();
             assert!(matches!(err, OpError::Invalid(_)), "{req:?}: {err}");
         }
-        let unknown = StartSession { agent: Some("nobody".into()), ..Default::default() };
-        assert!(matches!(plan(&p, unknown, &f), Err(OpError::NotFound { what: "agent", .. })));
+        let unknown = StartSession {
+            agent: Some("nobody".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            plan(&p, unknown, &f),
+            Err(OpError::NotFound { what: "agent", .. })
+        ));
     }
 
     #[test]
@@ -348,7 +394,10 @@ mod tests {
     fn a_project_that_disables_the_cage_is_recorded_as_such() {
         let p = project(YAML);
         let f = facts(true);
-        let req = StartSession { task: Some("lint".into()), ..Default::default() };
+        let req = StartSession {
+            task: Some("lint".into()),
+            ..Default::default()
+        };
         let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice").unwrap();
         assert_eq!(spec.origin.cage, CageState::DisabledByProject);
         assert_eq!(spec.origin.kind, SessionKind::Task);

@@ -71,7 +71,10 @@ fn root_is_system_with_system_paths() {
             sessions_dir: "/var/lib/kaged/sessions".into(),
         }
     );
-    assert_eq!(crate::default_bind(layout.mode).to_string(), "127.0.0.1:7777");
+    assert_eq!(
+        crate::default_bind(layout.mode).to_string(),
+        "127.0.0.1:7777"
+    );
 }
 
 #[test]

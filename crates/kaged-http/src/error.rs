@@ -78,12 +78,18 @@ pub(crate) fn query<T>(
 
 /// A plain request to a WebSocket route gets the envelope, not axum's plain-text rejection.
 pub(crate) fn upgrade(
-    ws: Result<axum::extract::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<
+        axum::extract::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
 ) -> ApiResult<axum::extract::WebSocketUpgrade> {
     ws.map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
-            format!("{}; this route is a WebSocket: connect with `Upgrade: websocket`", e.body_text()),
+            format!(
+                "{}; this route is a WebSocket: connect with `Upgrade: websocket`",
+                e.body_text()
+            ),
         )
     })
 }

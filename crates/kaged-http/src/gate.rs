@@ -210,3 +210,16 @@ async fn refuse(
     ApiError::new(code, message).into_response()
 }
 
+/// Stands in for the gate in [`crate::router_without_gate_for_bench`]: handlers need an identity.
+pub(crate) async fn bench_identity(mut req: Request<Body>, next: Next) -> Response {
+    req.extensions_mut().insert(kaged_auth::Authenticated {
+        identity: kaged_auth::Identity {
+            user_id: "bench-ungated".to_owned(),
+            email: None,
+            groups: Vec::new(),
+            mode: AuthMode::Insecure,
+        },
+        credential: kaged_auth::Credential::Insecure,
+    });
+    next.run(req).await
+}

@@ -33,6 +33,24 @@ pub fn router(daemon: Daemon) -> Router {
         routes: routes::RouteIndex::new(),
     });
     routes::build(http.clone())
-        .layer(axum::middleware::from_fn_with_state(http.clone(), gate::gate))
-        .layer(axum::middleware::map_response_with_state(http, gate::decorate))
+        .layer(axum::middleware::from_fn_with_state(
+            http.clone(),
+            gate::gate,
+        ))
+        .layer(axum::middleware::map_response_with_state(
+            http,
+            gate::decorate,
+        ))
+}
+
+/// The same routes with no gate at all: no Host, Origin, auth or CSRF checks, and no audit.
+/// Only `kaged-bench` calls this, to measure what the gate costs; the `kaged` binary never
+/// does, so no build of it can serve ungated. Handlers still get an identity.
+#[doc(hidden)]
+pub fn router_without_gate_for_bench(daemon: Daemon) -> Router {
+    let http = Arc::new(Http {
+        daemon,
+        routes: routes::RouteIndex::new(),
+    });
+    routes::build(http).layer(axum::middleware::from_fn(gate::bench_identity))
 }

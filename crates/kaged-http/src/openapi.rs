@@ -85,7 +85,11 @@ fn operation_id(spec: &RouteSpec) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     let slug = slug.trim_matches('_').replace("__", "_");
-    let slug = if slug.is_empty() { "index".to_owned() } else { slug };
+    let slug = if slug.is_empty() {
+        "index".to_owned()
+    } else {
+        slug
+    };
     format!("{}_{slug}", spec.method.as_str().to_ascii_lowercase())
 }
 
@@ -244,12 +248,17 @@ mod tests {
         let doc = document();
         let create = &doc["paths"]["/api/v1/projects/{id}/sessions"]["post"];
         assert_eq!(create["parameters"][0]["name"], "id");
-        assert!(create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-            .as_str()
-            .unwrap()
-            .ends_with("/StartSession"));
+        assert!(
+            create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .unwrap()
+                .ends_with("/StartSession")
+        );
         assert!(create["security"][0].get("csrf").is_some());
-        assert_eq!(doc["paths"]["/api/v1/healthz"]["get"]["security"], json!([]));
+        assert_eq!(
+            doc["paths"]["/api/v1/healthz"]["get"]["security"],
+            json!([])
+        );
         let audit = &doc["paths"]["/api/v1/audit"]["get"]["parameters"];
         let names: Vec<&str> = audit
             .as_array()
@@ -257,6 +266,9 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert!(names.contains(&"limit") && names.contains(&"type"), "{names:?}");
+        assert!(
+            names.contains(&"limit") && names.contains(&"type"),
+            "{names:?}"
+        );
     }
 }

@@ -123,7 +123,10 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             get(health::healthz),
         ),
         (
-            public::<Health>("/api/v1/readyz", "Readiness: 503 while starting or stopping"),
+            public::<Health>(
+                "/api/v1/readyz",
+                "Readiness: 503 while starting or stopping",
+            ),
             get(health::readyz),
         ),
         (
@@ -159,11 +162,19 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             get(web::index),
         ),
         (
-            row(Method::GET, "/assets/{*path}", "The web UI's assets", Answer::Page),
+            row(
+                Method::GET,
+                "/assets/{*path}",
+                "The web UI's assets",
+                Answer::Page,
+            ),
             get(web::asset),
         ),
         (
-            read::<Status>("/api/v1/status", "Mode and why, where the data lives, settings"),
+            read::<Status>(
+                "/api/v1/status",
+                "Mode and why, where the data lives, settings",
+            ),
             get(status::status),
         ),
         (
@@ -352,7 +363,12 @@ mod tests {
     #[test]
     fn every_route_says_what_it_does() {
         for s in route_specs() {
-            assert!(!s.summary.is_empty(), "{} {} has no summary", s.method, s.path);
+            assert!(
+                !s.summary.is_empty(),
+                "{} {} has no summary",
+                s.method,
+                s.path
+            );
         }
     }
 }

@@ -208,9 +208,16 @@ mod tests {
             unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFD, 0) };
         }
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", &format!("ls /proc/self/fd/{leaked_fd} /proc/self/fd/{kept_fd} 2>&1")]);
+        cmd.args([
+            "-c",
+            &format!("ls /proc/self/fd/{leaked_fd} /proc/self/fd/{kept_fd} 2>&1"),
+        ]);
         let out = output_of(cmd, &[kept_fd]);
-        assert!(out.contains(&format!("/proc/self/fd/{kept_fd}\r\n")) || out.contains(&format!("/proc/self/fd/{kept_fd}\n")), "{out}");
+        assert!(
+            out.contains(&format!("/proc/self/fd/{kept_fd}\r\n"))
+                || out.contains(&format!("/proc/self/fd/{kept_fd}\n")),
+            "{out}"
+        );
         assert!(out.contains("No such file"), "{out}");
     }
 }

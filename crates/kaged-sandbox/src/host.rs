@@ -10,7 +10,6 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-
 use crate::compile::{CageError, CageRequest, compile_on};
 use kaged_api::cage::CagePolicy;
 pub use kaged_api::status::{BwrapInfo, CgroupSupport};

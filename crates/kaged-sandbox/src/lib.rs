@@ -10,8 +10,7 @@ mod compile;
 mod host;
 
 pub use compile::{
-    CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CompiledCage, compile,
-    compile_on,
+    CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CompiledCage, compile, compile_on,
 };
 pub use host::{HostSystem, SelfTestError, SystemMount, cgroup_support, self_test};
 // The policy and summary types are wire types, defined once in `kaged-api`.

@@ -55,10 +55,7 @@ impl SessionManager {
             match load_past(&dir, id) {
                 Ok(info) => {
                     let id = info.id.clone();
-                    sessions.insert(
-                        id,
-                        Session::past(info, dir, cfg.scrollback_bytes),
-                    );
+                    sessions.insert(id, Session::past(info, dir, cfg.scrollback_bytes));
                 }
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "skipping an unreadable past session");

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use kaged_api::Timestamp;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use rustix::io::Errno;
 use tokio::io::unix::AsyncFd;
-use kaged_api::Timestamp;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 

@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use rusqlite::{Connection, params_from_iter};
 use kaged_api::{AuditParams, AuditRow, Timestamp};
+use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 

@@ -124,7 +124,8 @@ impl Store {
                 .query_map([], |r| {
                     let loaded_at: String = r.get(3)?;
                     // A row from before timestamps were normalised still loads.
-                    let loaded_at = Timestamp::parse(&loaded_at).unwrap_or_else(|_| Timestamp::now());
+                    let loaded_at =
+                        Timestamp::parse(&loaded_at).unwrap_or_else(|_| Timestamp::now());
                     Ok(ProjectRow {
                         id: r.get(0)?,
                         root: r.get(1)?,

@@ -1,46 +1,17 @@
 //! How CLI subcommands find and talk to the running daemon: the endpoint file in the runtime
 //! dir says where it listens; the nonce files (readable only by the daemon's UID) prove who we
-//! are, through the same auth gate as every browser.
+//! are, through the same auth gate as every browser. Requests and answers are the wire types
+//! of `kaged-api`; nothing is read by key. No secret ever goes on a command line.
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use kaged_api::{AuthMode, ErrorEnvelope, Me};
+use kaged_daemon::Endpoint;
 use kaged_deploy::{Layout, Probe};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-/// Written by `kaged start` into the runtime dir (0600) and removed at shutdown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub url: String,
-    pub pid: u32,
-    pub mode: String,
-    pub auth_mode: String,
-    pub insecure: bool,
-    pub no_sandbox: bool,
-    pub version: String,
-}
-
-impl Endpoint {
-    pub fn read(layout: &Layout) -> Option<Endpoint> {
-        let text = std::fs::read_to_string(layout.endpoint_file()).ok()?;
-        let ep: Endpoint = serde_json::from_str(&text).ok()?;
-        // A stale file from a crashed daemon must not send us to whatever reused the port.
-        pid_alive(ep.pid).then_some(ep)
-    }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
-    }
-}
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub fn layout(mode: Option<&str>) -> Result<Layout> {
     Ok(Layout::resolve(&Probe::from_env(mode.map(str::to_owned)))?)
@@ -66,6 +37,15 @@ pub fn warn_if_daemon_insecure(mode: Option<&str>) {
     }
 }
 
+/// An error the daemon answered with, in its envelope.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {status}: {}", envelope.error.message)]
+pub struct DaemonError {
+    pub path: String,
+    pub status: u16,
+    pub envelope: ErrorEnvelope,
+}
+
 /// An authenticated client for the local daemon.
 pub struct Client {
     agent: ureq::Agent,
@@ -75,24 +55,35 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects to the daemon of `layout`, or says how to start one.
+    pub fn for_layout(layout: &Layout) -> Result<Client> {
+        let Some(endpoint) = Endpoint::read(layout) else {
+            bail!(
+                "kaged is not running (no endpoint file in {}); start it with `kaged start`",
+                layout.runtime_dir.display()
+            );
+        };
+        Client::connect(layout, endpoint)
+    }
+
     pub fn connect(layout: &Layout, endpoint: Endpoint) -> Result<Client> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(15)))
+            .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
         let mut headers = vec![("origin".to_owned(), endpoint.url.clone())];
-        match endpoint.auth_mode.as_str() {
-            "loopback" => {
+        match endpoint.auth_mode {
+            AuthMode::Loopback => {
                 let nonce = read_nonce(&layout.auth_cookie_file())?;
                 headers.push(("authorization".into(), format!("Bearer {nonce}")));
             }
-            "sidecar" => {
+            AuthMode::Sidecar => {
                 let nonce = read_nonce(&layout.sidecar_nonce_file())?;
                 headers.push(("x-kaged-auth-nonce".into(), nonce));
-                headers.push(("x-kaged-user-id".into(), local_user()));
+                headers.push(("x-kaged-user-id".into(), kaged_daemon::local_user()));
             }
-            _ => {}
+            AuthMode::Insecure => {}
         }
         Ok(Client {
             agent,
@@ -102,45 +93,113 @@ impl Client {
         })
     }
 
-    pub fn get(&self, path: &str) -> Result<Value> {
-        let mut req = self.agent.get(format!("{}{path}", self.endpoint.url));
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let res = req.call().with_context(|| format!("GET {path}"))?;
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let res = self.send(self.agent.get(self.url(path)), path)?;
         decode(path, res)
     }
 
-    pub fn post(&mut self, path: &str, body: &Value) -> Result<Value> {
-        if self.csrf.is_none() {
-            let me = self.get("/api/v1/me")?;
-            self.csrf = me["csrf_token"].as_str().map(str::to_owned);
+    /// Raw bytes (a transcript), with the response's headers.
+    pub fn get_bytes(&self, path: &str) -> Result<(Vec<u8>, ureq::http::HeaderMap)> {
+        let mut res = self.send(self.agent.get(self.url(path)), path)?;
+        if !res.status().is_success() {
+            return Err(envelope_error(path, res).into());
         }
-        let mut req = self.agent.post(format!("{}{path}", self.endpoint.url));
+        let headers = res.headers().clone();
+        let body = res
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .with_context(|| format!("reading {path}"))?;
+        Ok((body, headers))
+    }
+
+    pub fn post<B: Serialize, T: DeserializeOwned>(&mut self, path: &str, body: &B) -> Result<T> {
+        let csrf = self.csrf()?;
+        let req = self
+            .with_headers(self.agent.post(self.url(path)))
+            .header("x-kaged-csrf", &csrf);
+        let res = req
+            .send_json(body)
+            .with_context(|| format!("POST {path}: is the daemon still running?"))?;
+        decode(path, res)
+    }
+
+    pub fn delete<T: DeserializeOwned>(&mut self, path: &str) -> Result<T> {
+        let csrf = self.csrf()?;
+        let req = self
+            .with_headers(self.agent.delete(self.url(path)))
+            .header("x-kaged-csrf", &csrf);
+        let res = req
+            .call()
+            .with_context(|| format!("DELETE {path}: is the daemon still running?"))?;
+        decode(path, res)
+    }
+
+    /// The headers a WebSocket upgrade to `path` needs, CSRF token included.
+    pub fn upgrade_headers(&mut self) -> Result<Vec<(String, String)>> {
+        let mut h = self.headers.clone();
+        h.push(("x-kaged-csrf".into(), self.csrf()?));
+        Ok(h)
+    }
+
+    /// `ws://…` for `path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.url.replacen("http", "ws", 1))
+    }
+
+    fn csrf(&mut self) -> Result<String> {
+        if let Some(t) = &self.csrf {
+            return Ok(t.clone());
+        }
+        let me: Me = self.get("/api/v1/me")?;
+        self.csrf = Some(me.csrf_token.clone());
+        Ok(me.csrf_token)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.url)
+    }
+
+    fn with_headers<B>(&self, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        if let Some(t) = &self.csrf {
-            req = req.header("x-kaged-csrf", t);
-        }
-        let res = req
-            .send_json(body)
-            .with_context(|| format!("POST {path}"))?;
-        decode(path, res)
+        req
+    }
+
+    fn send(
+        &self,
+        req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+        path: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        self.with_headers(req)
+            .call()
+            .with_context(|| format!("GET {path}: is the daemon still running?"))
     }
 }
 
-fn decode(path: &str, mut res: ureq::http::Response<ureq::Body>) -> Result<Value> {
-    let status = res.status();
-    let body: Value = res
-        .body_mut()
-        .read_json()
-        .with_context(|| format!("{path}: the daemon answered {status} without JSON"))?;
-    if !status.is_success() {
-        let msg = body["error"]["message"].as_str().unwrap_or("no message");
-        bail!("{path}: {status}: {msg}");
+fn decode<T: DeserializeOwned>(path: &str, mut res: ureq::http::Response<ureq::Body>) -> Result<T> {
+    if !res.status().is_success() {
+        return Err(envelope_error(path, res).into());
     }
-    Ok(body)
+    let status = res.status();
+    res.body_mut()
+        .read_json()
+        .with_context(|| format!("{path}: the daemon answered {status} with unexpected JSON"))
+}
+
+fn envelope_error(path: &str, mut res: ureq::http::Response<ureq::Body>) -> anyhow::Error {
+    let status = res.status().as_u16();
+    match res.body_mut().read_json::<ErrorEnvelope>() {
+        Ok(envelope) => DaemonError {
+            path: path.to_owned(),
+            status,
+            envelope,
+        }
+        .into(),
+        Err(_) => anyhow!("{path}: the daemon answered {status} without an error envelope"),
+    }
 }
 
 fn read_nonce(path: &Path) -> Result<String> {
@@ -150,12 +209,4 @@ fn read_nonce(path: &Path) -> Result<String> {
             path.display()
         )
     })
-}
-
-pub fn local_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("uid-{}", nix::unistd::geteuid()))
 }

@@ -106,7 +106,11 @@ impl Daemon {
             if loaded {
                 continue;
             }
-            if let Err(e) = i.projects.load(&i.store, &registered.path, "local.toml").await {
+            if let Err(e) = i
+                .projects
+                .load(&i.store, &registered.path, "local.toml")
+                .await
+            {
                 tracing::warn!(
                     "project {} from {} did not load: {e}",
                     registered.path.display(),

@@ -72,7 +72,9 @@ impl Daemon {
     pub async fn end_session(&self, actor: &Identity, id: &str) -> OpResult<SessionInfo> {
         let s = self.find(id)?;
         if s.state() == SessionState::Exited {
-            return Err(OpError::Conflict(format!("session {id} has already exited")));
+            return Err(OpError::Conflict(format!(
+                "session {id} has already exited"
+            )));
         }
         s.terminate();
         self.audit_session(EventType::SessionTerminated, actor, &s, json!({}))
@@ -174,7 +176,9 @@ impl Daemon {
         };
         let agent = agent_name(&info);
         let audit = &self.inner.audit;
-        audit.record(row(EventType::SessionExited, data.clone())).await;
+        audit
+            .record(row(EventType::SessionExited, data.clone()))
+            .await;
         if agent.is_some() {
             audit.record(row(EventType::RunEnded, data)).await;
         }

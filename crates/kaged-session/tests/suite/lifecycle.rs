@@ -5,9 +5,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use kaged_session::{
-    EndReason, LimitKind, SessionError, SessionState, Signal, ViewerEvent,
-};
+use kaged_session::{EndReason, LimitKind, SessionError, SessionState, Signal, ViewerEvent};
 use pretty_assertions::assert_eq;
 
 use super::fixture::{Fixture, contains, read_to_end, read_until, spec_in};

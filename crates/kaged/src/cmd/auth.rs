@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
+use kaged_api::{AuthMode, LaunchUrl};
 
 use crate::cli::OpenArgs;
-use crate::client::{Client, Endpoint, layout};
+use crate::client::{Client, layout};
 
 /// Prints the sidecar nonce. Reading it needs the daemon's UID: the file is 0600 in a 0700 dir.
 pub fn nonce(mode: Option<&str>) -> Result<ExitCode> {
@@ -26,27 +26,19 @@ pub fn nonce(mode: Option<&str>) -> Result<ExitCode> {
 /// file, and opens a browser when one is available.
 pub fn open(mode: Option<&str>, args: OpenArgs) -> Result<ExitCode> {
     let layout = layout(mode)?;
-    let Some(endpoint) = Endpoint::read(&layout) else {
-        bail!(
-            "kaged is not running (no endpoint file in {}); start it with `kaged start`",
-            layout.runtime_dir.display()
-        );
-    };
-    if endpoint.auth_mode != "loopback" {
+    let mut client = Client::for_layout(&layout)?;
+    let endpoint = &client.endpoint;
+    if endpoint.auth_mode != AuthMode::Loopback {
         bail!(
             "the daemon runs in {} auth mode; launch URLs exist only in loopback mode. Open {} through your sidecar instead",
             endpoint.auth_mode,
             endpoint.url
         );
     }
-    let mut client = Client::connect(&layout, endpoint)?;
-    let res = client.post("/api/v1/auth/launch-token", &json!({}))?;
-    let url = res["url"].as_str().context("the daemon returned no url")?;
+    let launch: LaunchUrl = client.post("/api/v1/auth/launch-token", &serde_json::json!({}))?;
+    let url = launch.url.as_str();
     println!("{url}");
-    eprintln!(
-        "(one-time URL, valid {}s)",
-        res["expires_in_secs"].as_u64().unwrap_or(0)
-    );
+    eprintln!("(one-time URL, valid {}s)", launch.expires_in_secs);
     if !args.no_browser
         && std::env::var_os("DISPLAY")
             .or(std::env::var_os("WAYLAND_DISPLAY"))

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kaged_config::{Env, Flags, Settings};
 
-use crate::client::{layout, local_user};
+use crate::client::layout;
+use kaged_daemon::local_user;
 
 enum Verdict {
     Ok(String),

@@ -5,129 +5,122 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kaged_deploy::Layout;
-use serde_json::{Value, json};
+use kaged_api::{AuthMode, CgroupSupport, Mode, Paths, Status};
+use kaged_daemon::Endpoint;
+use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::client::{Client, Endpoint, layout};
+use crate::client::{Client, layout};
+
+/// `--json` with a daemon: the daemon's status, marked running.
+#[derive(Serialize)]
+struct Running<'a> {
+    running: bool,
+    #[serde(flatten)]
+    status: &'a Status,
+}
+
+/// `--json` without one: the mode, the paths, and what a start would do.
+#[derive(Serialize)]
+struct Offline {
+    running: bool,
+    mode: Mode,
+    mode_reason: String,
+    paths: Paths,
+    default_bind: String,
+    default_auth_mode: AuthMode,
+}
 
 pub fn run(mode: Option<&str>, args: StatusArgs) -> Result<ExitCode> {
     let layout = layout(mode)?;
     let Some(endpoint) = Endpoint::read(&layout) else {
-        let value = offline(&layout);
+        let offline = Offline {
+            running: false,
+            mode: layout.mode,
+            mode_reason: layout.reason.to_string(),
+            paths: kaged_daemon::paths(&layout, layout.config_file.exists()),
+            default_bind: kaged_deploy::default_bind(layout.mode).to_string(),
+            default_auth_mode: AuthMode::default_for(layout.mode),
+        };
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            println!("{}", serde_json::to_string_pretty(&offline)?);
         } else {
             println!("kaged is not running.");
-            print_human(&value);
+            println!(
+                "  mode:      {} (reason: {})",
+                offline.mode, offline.mode_reason
+            );
+            println!(
+                "  would bind {} with auth {}",
+                offline.default_bind, offline.default_auth_mode
+            );
+            print_paths(&offline.paths);
         }
         return Ok(ExitCode::from(3));
     };
     let client = Client::connect(&layout, endpoint)?;
-    let mut status = client.get("/api/v1/status")?;
-    status["running"] = json!(true);
+    let status: Status = client.get("/api/v1/status")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        let running = Running {
+            running: true,
+            status: &status,
+        };
+        println!("{}", serde_json::to_string_pretty(&running)?);
     } else {
-        println!(
-            "kaged is running: pid {}, up {}s, version {}",
-            status["pid"],
-            status["uptime_secs"],
-            status["version"].as_str().unwrap_or("?")
-        );
-        print_human(&status);
+        print_running(&status);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn offline(layout: &Layout) -> Value {
-    json!({
-        "running": false,
-        "mode": layout.mode,
-        "mode_reason": layout.reason.to_string(),
-        "paths": {
-            "state": layout.state_dir,
-            "config": layout.config_file,
-            "config_loaded": layout.config_file.exists(),
-            "local": layout.local_file,
-            "runtime": layout.runtime_dir,
-            "runtime_note": layout.runtime_note,
-            "database": layout.database,
-            "audit": format!("{} (table audit_events)", layout.database.display()),
-            "sessions": layout.sessions_dir,
-        },
-        "default_bind": layout.mode.default_bind().to_string(),
-        "default_auth_mode": layout.mode.default_auth(),
-    })
+fn print_running(s: &Status) {
+    println!(
+        "kaged is running: pid {}, up {}s, version {}",
+        s.pid, s.uptime_secs, s.version
+    );
+    println!("  mode:      {} (reason: {})", s.mode, s.mode_reason);
+    println!("  url:       {}", s.url);
+    println!("  bind:      {}", s.bind);
+    println!("  auth:      {}", s.auth_mode);
+    println!(
+        "  sandbox:   {}",
+        if s.sandbox.enabled {
+            "enabled (bubblewrap cages)"
+        } else {
+            "DISABLED (--no-sandbox)"
+        }
+    );
+    if let Some(bwrap) = &s.sandbox.bwrap {
+        println!("  bwrap:     {} {}", bwrap.path.display(), bwrap.version);
+    }
+    match &s.sandbox.cgroups {
+        CgroupSupport::Available { systemd_run } => println!(
+            "  cgroups:   memory/pids/cpu limits enforced via {}",
+            systemd_run.display()
+        ),
+        CgroupSupport::Unavailable { reason } => println!("  cgroups:   not enforced: {reason}"),
+    }
+    if !s.warnings.is_empty() {
+        let w: Vec<&str> = s.warnings.iter().map(|w| w.as_str()).collect();
+        println!("  warnings:  {}", w.join(", "));
+    }
+    print_paths(&s.paths);
 }
 
-fn print_human(v: &Value) {
-    let s = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    };
-    println!(
-        "  mode:      {} (reason: {})",
-        s(&v["mode"]),
-        s(&v["mode_reason"])
-    );
-    if v["running"] == json!(true) {
-        println!("  url:       {}", s(&v["url"]));
-        println!("  bind:      {}", s(&v["bind"]));
-        println!("  auth:      {}", s(&v["auth_mode"]));
-        let sandbox = &v["sandbox"];
-        let enabled = sandbox["enabled"] == json!(true);
-        println!(
-            "  sandbox:   {}",
-            if enabled {
-                "enabled (bubblewrap cages)"
-            } else {
-                "DISABLED (--no-sandbox)"
-            }
-        );
-        if let Some(bwrap) = sandbox.get("bwrap") {
-            println!(
-                "  bwrap:     {} {}",
-                s(&bwrap["path"]),
-                s(&bwrap["version"])
-            );
-        }
-        let cg = &sandbox["cgroups"];
-        if cg["status"] == json!("available") {
-            println!(
-                "  cgroups:   memory/pids/cpu limits enforced via {}",
-                s(&cg["systemd_run"])
-            );
-        } else {
-            println!("  cgroups:   not enforced: {}", s(&cg["reason"]));
-        }
-        if let Some(w) = v["warnings"].as_array().filter(|w| !w.is_empty()) {
-            let w: Vec<_> = w.iter().map(s).collect();
-            println!("  warnings:  {}", w.join(", "));
-        }
-    } else {
-        println!(
-            "  would bind {} with auth {}",
-            s(&v["default_bind"]),
-            s(&v["default_auth_mode"])
-        );
-    }
-    let p = &v["paths"];
+fn print_paths(p: &Paths) {
     println!("  where's my data?");
-    println!("    state:    {}", s(&p["state"]));
-    let loaded = if p["config_loaded"] == json!(true) {
+    println!("    state:    {}", p.state.display());
+    let loaded = if p.config_loaded {
         ""
     } else {
         " (not present; defaults apply)"
     };
-    println!("    config:   {}{loaded}", s(&p["config"]));
-    println!("    local:    {}", s(&p["local"]));
-    println!("    runtime:  {}", s(&p["runtime"]));
-    if !p["runtime_note"].is_null() {
-        println!("              note: {}", s(&p["runtime_note"]));
+    println!("    config:   {}{loaded}", p.config.display());
+    println!("    local:    {}", p.local.display());
+    println!("    runtime:  {}", p.runtime.display());
+    if let Some(note) = &p.runtime_note {
+        println!("              note: {note}");
     }
-    println!("    database: {}", s(&p["database"]));
-    println!("    audit:    {}", s(&p["audit"]));
-    println!("    sessions: {}", s(&p["sessions"]));
+    println!("    database: {}", p.database.display());
+    println!("    audit:    {}", p.audit);
+    println!("    sessions: {}", p.sessions.display());
 }

@@ -62,7 +62,7 @@ async fn a_caged_shell_echoes_over_the_websocket_and_reports_its_exit() {
         json!({"argv": ["bash", "--norc", "--noprofile", "-i"], "cols": 100, "rows": 30}),
     );
     assert_eq!(info["state"], "running");
-    assert_eq!(info["meta"]["cage"]["caged"], true);
+    assert_eq!(info["origin"]["cage"]["state"], "caged");
     let id = info["id"].as_str().unwrap().to_owned();
     let mut ws = d.ws(&format!("/api/v1/sessions/{id}/pty"), &s).await;
     let h = hello(&mut ws, 0).await;
@@ -404,7 +404,7 @@ fn agents_stream_as_runs_and_cage_disabled_is_audited() {
     let id = info["id"].as_str().unwrap().to_owned();
     wait_exited(&d, &s, &id);
     let loose = start(&d, &s, "agents", json!({"agent": "primary.loose"}));
-    assert_eq!(loose["meta"]["cage"]["caged"], false);
+    assert_eq!(loose["origin"]["cage"]["state"], "disabled_by_project");
     wait_exited(&d, &s, loose["id"].as_str().unwrap());
     // The end is audited by the event bridge just after the state turns `exited`: poll.
     let want = [

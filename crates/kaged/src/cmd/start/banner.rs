@@ -83,7 +83,9 @@ fn print_next_steps(mode: Mode) {
     eprintln!();
     eprintln!("  next:    no sidecar is configured yet, so nobody can sign in: {why}.");
     eprintln!("           - put one in front: see docs/choose-your-deployment.md (oauth2-proxy,");
-    eprintln!("             Authelia, Tailscale, ...), set up with the nonce from `kaged auth nonce`;");
+    eprintln!(
+        "             Authelia, Tailscale, ...), set up with the nonce from `kaged auth nonce`;"
+    );
     eprintln!("           - or try kaged locally as yourself, with a launch URL and no sidecar:");
     eprintln!("               kaged start --mode user");
     eprintln!();

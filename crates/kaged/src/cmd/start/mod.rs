@@ -37,7 +37,7 @@ pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
     runtime.block_on(async move {
         let daemon = Daemon::start(settings, layout).await?;
         banner::print(&daemon);
-        let notify = move |msg: &str| sd_notify(notify_socket.as_deref(), msg);
+        let socket = notify_socket.clone();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let (stopped_by, why) = tokio::sync::oneshot::channel();
@@ -47,10 +47,10 @@ pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
                 _ = int.recv() => "SIGINT",
             };
             tracing::info!("received {name}; shutting down");
-            notify("STOPPING=1");
+            sd_notify(socket.as_deref(), "STOPPING=1");
             let _ = stopped_by.send(name);
         };
-        notify("READY=1\nSTATUS=serving");
+        sd_notify(notify_socket.as_deref(), "READY=1\nSTATUS=serving");
         daemon
             .serve_until(kaged_http::router(daemon.clone()), stop)
             .await?;
