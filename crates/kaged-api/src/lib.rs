@@ -35,6 +35,7 @@ pub use pty::{ClientControl, ServerControl};
 pub use session::{
     CageState, EndReason, InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionKind,
     SessionList, SessionOrigin, SessionState, SignalName, SignalRequest, StartSession,
+    TranscriptParams,
 };
 pub use settings::{
     AuthMode, Mode, SessionLimitsReport, SettingsReport, Source, Sourced, UnknownValue,

@@ -191,3 +191,16 @@ pub struct InputWritten {
     /// Bytes written to the terminal.
     pub written: u64,
 }
+
+/// The query of `GET /api/v1/sessions/{id}/transcript`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptParams {
+    /// The first byte to return (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// At most this many bytes, 1 to 8 MiB (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 8_388_608))]
+    pub limit: Option<u32>,
+}

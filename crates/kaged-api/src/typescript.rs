@@ -35,6 +35,7 @@ pub fn render() -> String {
         ProjectView, ProjectList, LoadProject, Unloaded,
         SessionState, EndReason, SessionKind, CageState, SessionOrigin, SessionInfo, SessionList,
         StartSession, SignalName, SignalRequest, ResizeRequest, InputRequest, InputWritten,
+        TranscriptParams,
         ClientControl, ServerControl, DaemonEvent,
         AuditRow, AuditPage, AuditParams,
         ErrorCode, ErrorBody, ErrorEnvelope,

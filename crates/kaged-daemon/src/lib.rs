@@ -24,5 +24,5 @@ pub use daemon::{Daemon, local_user};
 pub use endpoint::Endpoint;
 pub use error::{OpError, OpResult, StartError};
 pub use host::HostFacts;
-pub use ops::{Attached, Terminal, paths};
+pub use ops::{Attached, Terminal, TranscriptSlice, paths};
 pub use projects::LoadedProject;

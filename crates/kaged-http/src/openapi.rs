@@ -138,6 +138,14 @@ fn responses(spec: &RouteSpec, generator: &mut SchemaGenerator) -> Value {
             "description": "A JSON document",
             "content": {"application/json": {"schema": {"type": "object"}}},
         }}),
+        Answer::Bytes => json!({"200": {
+            "description": "Raw bytes",
+            "headers": {
+                "X-Kaged-Offset": {"schema": {"type": "integer", "minimum": 0}},
+                "X-Kaged-Bytes-Total": {"schema": {"type": "integer", "minimum": 0}},
+            },
+            "content": {"application/octet-stream": {}},
+        }}),
         Answer::Page => json!({"200": {
             "description": "A page or an asset of the web UI",
             "content": {"*/*": {}},

@@ -34,6 +34,9 @@ pub enum Answer {
     Page,
     /// 200 with a JSON document that is itself a schema (JSON Schema, OpenAPI).
     Document,
+    /// 200 with raw bytes (a transcript); `X-Kaged-Offset` and `X-Kaged-Bytes-Total` say
+    /// where they start and how much output there is.
+    Bytes,
     /// 101: a WebSocket whose text frames are this type.
     Upgrade(SchemaFn),
 }
@@ -242,8 +245,24 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             post(sessions::create),
         ),
         (
+            read::<SessionList>("/api/v1/sessions", "Every session of every project"),
+            get(sessions::list_all),
+        ),
+        (
             read::<SessionInfo>("/api/v1/sessions/{id}", "One session"),
             get(sessions::get),
+        ),
+        (
+            RouteSpec {
+                query: Some(schema::<TranscriptParams>),
+                ..row(
+                    Method::GET,
+                    "/api/v1/sessions/{id}/transcript",
+                    "Part of a session's transcript: every byte it wrote",
+                    Answer::Bytes,
+                )
+            },
+            get(sessions::transcript),
         ),
         (
             act::<SessionInfo>(

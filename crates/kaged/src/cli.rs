@@ -14,7 +14,10 @@ use clap::{Args, Parser, Subcommand};
                   bubblewrap cages and streams their terminals to your browser.\n\n\
                   Per-user mode (your own UID, ~/.local/share/kaged) and system-wide mode (a `kaged` \
                   user, /var/lib/kaged) use the same binary; `kaged status` tells you which one you \
-                  are in and where your data is."
+                  are in and where your data is.",
+    after_help = "Exit codes: 0 success; 1 error (the daemon refused the request or could not \
+                  be reached; the message says why); 2 usage error; 3 the daemon is not running \
+                  (`kaged status` and every command that talks to it)."
 )]
 pub struct Cli {
     /// Deployment mode: `user` or `system` (default: KAGED_MODE, else detected; see `kaged status`).
@@ -41,6 +44,18 @@ pub enum Command {
         #[command(subcommand)]
         command: DslCommand,
     },
+    /// List sessions: state, project, what runs, owner and age.
+    Ps(PsArgs),
+    /// Start a session in a loaded project: its shell, a declared agent or task, or `-- ARGV`.
+    Run(RunArgs),
+    /// Attach this terminal to a session's terminal; detach with Ctrl-].
+    Attach(AttachArgs),
+    /// Print a session's transcript (every byte it wrote); `-f` follows it live.
+    Logs(LogsArgs),
+    /// End a session: SIGHUP, then SIGTERM, then SIGKILL to its process group.
+    Stop(StopArgs),
+    /// Print a completion script for your shell (`kaged completions bash > …`).
+    Completions { shell: clap_complete::Shell },
     /// Check this machine for what kaged needs: bwrap, user namespaces, runtime dir, linger, bind.
     Doctor,
     /// Print the version.
@@ -98,4 +113,60 @@ pub enum DslCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Only this project's sessions.
+    #[arg(long, short)]
+    pub project: Option<String>,
+    /// Also list sessions that have ended.
+    #[arg(long, short)]
+    pub all: bool,
+    /// Print machine-readable JSON (a `SessionList`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The project's id (its slug), or its directory (`.` or any path with a `/`), which is
+    /// loaded first.
+    pub project: String,
+    /// `shell` (the default), a declared agent or task by name, or `agent:NAME` / `task:NAME`
+    /// when a name is both.
+    pub target: Option<String>,
+    /// Run this command instead, in the project's cage (after `--`).
+    #[arg(last = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
+    /// Attach to the new session at once.
+    #[arg(long, short)]
+    pub attach: bool,
+    /// Print the new session as JSON (a `SessionInfo`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The session's id, or a unique prefix of it.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The session's id, or a unique prefix of it.
+    pub id: String,
+    /// Keep printing what the session writes until it ends.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The session's id, or a unique prefix of it.
+    pub id: String,
+    /// Print the session as JSON (a `SessionInfo`).
+    #[arg(long)]
+    pub json: bool,
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use kaged_api::{AuthMode, ErrorEnvelope, Me};
 use kaged_daemon::Endpoint;
 use kaged_deploy::{Layout, Probe};
@@ -37,6 +37,16 @@ pub fn warn_if_daemon_insecure(mode: Option<&str>) {
     }
 }
 
+/// No daemon runs for this layout; `main` maps it to exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "kaged is not running (no endpoint file in {}); start it with `kaged start`",
+    .runtime_dir.display()
+)]
+pub struct NotRunning {
+    pub runtime_dir: std::path::PathBuf,
+}
+
 /// An error the daemon answered with, in its envelope.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {status}: {}", envelope.error.message)]
@@ -58,10 +68,10 @@ impl Client {
     /// Connects to the daemon of `layout`, or says how to start one.
     pub fn for_layout(layout: &Layout) -> Result<Client> {
         let Some(endpoint) = Endpoint::read(layout) else {
-            bail!(
-                "kaged is not running (no endpoint file in {}); start it with `kaged start`",
-                layout.runtime_dir.display()
-            );
+            return Err(NotRunning {
+                runtime_dir: layout.runtime_dir.clone(),
+            }
+            .into());
         };
         Client::connect(layout, endpoint)
     }

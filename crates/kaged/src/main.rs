@@ -14,6 +14,15 @@ use crate::cli::{AuthCommand, Cli, Command, DslCommand};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Start(_)) {
+        // A client command piped into `head` should end quietly like any Unix tool, not
+        // panic on a broken pipe. The daemon keeps ignoring SIGPIPE: its sockets report EPIPE.
+        // SAFETY: no other thread exists yet, and SIG_DFL installs no handler code.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
         client::warn_if_daemon_insecure(cli.mode.as_deref());
     }
     let result = match cli.command {
@@ -26,6 +35,16 @@ fn main() -> ExitCode {
         Command::Dsl { command } => match command {
             DslCommand::Validate { dir, json } => cmd::dsl::validate(dir, json),
         },
+        Command::Ps(args) => cmd::ps::run(cli.mode.as_deref(), args),
+        Command::Run(args) => cmd::run::run(cli.mode.as_deref(), args),
+        Command::Attach(args) => cmd::attach::run(cli.mode.as_deref(), args),
+        Command::Logs(args) => cmd::logs::run(cli.mode.as_deref(), args),
+        Command::Stop(args) => cmd::stop::run(cli.mode.as_deref(), args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "kaged", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor => cmd::doctor::run(cli.mode.as_deref()),
         Command::Version => cmd::version::run(),
     };
@@ -33,7 +52,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kaged: error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<client::NotRunning>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

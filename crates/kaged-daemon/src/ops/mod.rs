@@ -8,5 +8,5 @@ mod projects;
 mod sessions;
 mod status;
 
-pub use sessions::{Attached, Terminal};
+pub use sessions::{Attached, Terminal, TranscriptSlice};
 pub use status::paths;

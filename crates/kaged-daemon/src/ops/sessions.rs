@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kaged_api::{
     CageState, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest, SessionInfo,
     SessionKind, SessionList, SessionState, SignalName, SignalRequest, StartSession,
+    TranscriptParams,
 };
 use kaged_auth::AuthMode;
 use kaged_session::{Session, Signal, Viewer};
@@ -20,7 +21,51 @@ use crate::launcher;
 /// Input sent through the API in one request; a terminal takes keystrokes, not files.
 const MAX_INPUT: usize = 64 * 1024;
 
+/// Transcript bytes served per request unless the caller asks for fewer.
+const TRANSCRIPT_PAGE: u32 = 1 << 20;
+const TRANSCRIPT_MAX: u32 = 8 << 20;
+
+/// A slice of a session's transcript.
+pub struct TranscriptSlice {
+    /// Where `bytes` start.
+    pub offset: u64,
+    pub bytes: bytes::Bytes,
+    /// The session's output so far; bytes past what the transcript holds yet are still in
+    /// the scrollback (at most one batch behind).
+    pub bytes_total: u64,
+}
+
 impl Daemon {
+    /// Every session of every project, oldest first.
+    pub fn all_sessions(&self) -> SessionList {
+        SessionList {
+            sessions: self.inner.sessions.list(None),
+        }
+    }
+
+    /// Part of a session's transcript, from disk: every byte the session wrote, also those the
+    /// scrollback no longer holds.
+    pub async fn transcript(
+        &self,
+        id: &str,
+        params: TranscriptParams,
+    ) -> OpResult<TranscriptSlice> {
+        let limit = params.limit.unwrap_or(TRANSCRIPT_PAGE);
+        if !(1..=TRANSCRIPT_MAX).contains(&limit) {
+            return Err(OpError::Invalid(format!(
+                "limit={limit} is out of range; use 1 to {TRANSCRIPT_MAX}"
+            )));
+        }
+        let s = self.find(id)?;
+        let offset = params.offset.unwrap_or(0);
+        let bytes = s.read_transcript(offset, limit as usize).await?;
+        Ok(TranscriptSlice {
+            offset,
+            bytes,
+            bytes_total: s.info().bytes_total,
+        })
+    }
+
     /// The sessions of a project, oldest first; a project that was unloaded still lists its
     /// past sessions.
     pub fn sessions(&self, project_id: &str) -> OpResult<SessionList> {

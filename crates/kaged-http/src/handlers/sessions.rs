@@ -2,19 +2,43 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kaged_api::{
     InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionList, SignalRequest,
-    StartSession,
+    StartSession, TranscriptParams,
 };
 use kaged_auth::Authenticated;
 
 use crate::Http;
-use crate::error::{ApiResult, body};
+use crate::error::{ApiResult, body, query};
 
 type Body<T> = Result<Json<T>, JsonRejection>;
+
+pub(crate) async fn list_all(State(http): State<Arc<Http>>) -> Json<SessionList> {
+    Json(http.daemon.all_sessions())
+}
+
+pub(crate) async fn transcript(
+    State(http): State<Arc<Http>>,
+    Path(id): Path<String>,
+    params: Result<Query<TranscriptParams>, QueryRejection>,
+) -> ApiResult<Response> {
+    let params = query(params, "allowed parameters: offset, limit (1 to 8388608)")?;
+    let slice = http.daemon.transcript(&id, params).await?;
+    let mut res = slice.bytes.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("x-kaged-offset", HeaderValue::from(slice.offset));
+    h.insert("x-kaged-bytes-total", HeaderValue::from(slice.bytes_total));
+    Ok(res)
+}
 
 pub(crate) async fn list_for_project(
     State(http): State<Arc<Http>>,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use kaged_auth::AuthMode;
 use kaged_config::Settings;
 use kaged_daemon::Daemon;
-use kaged_deploy::{Layout, Mode};
+use kaged_deploy::{Layout, Mode, ModeReason};
 
 pub(super) fn log_start(layout: &Layout, settings: &Settings) {
     tracing::info!(
@@ -44,6 +44,13 @@ pub(super) fn print(daemon: &Daemon) {
         env!("CARGO_PKG_VERSION")
     );
     eprintln!("  mode:    {} (reason: {})", layout.mode, layout.reason);
+    if matches!(layout.reason, ModeReason::Flag) {
+        // Other commands detect the mode afresh (as root that means system-wide).
+        eprintln!(
+            "           other kaged commands find this daemon with `--mode {0}` or KAGED_MODE={0}",
+            layout.mode
+        );
+    }
     eprintln!("  state:   {}", layout.state_dir.display());
     eprintln!("  auth:    {auth}");
     match auth {
