@@ -1,4 +1,5 @@
 mod auth;
+mod cli;
 mod daemon;
 mod detection;
 mod projects;
