@@ -385,6 +385,19 @@ export type InputWritten = {
 written: number, };
 
 /**
+ * The query of `GET /api/v1/sessions/{id}/transcript`.
+ */
+export type TranscriptParams = { 
+/**
+ * The first byte to return (default 0).
+ */
+offset?: number | null, 
+/**
+ * At most this many bytes, 1 to 8 MiB (default 1 MiB).
+ */
+limit?: number | null, };
+
+/**
  * What a viewer sends as a text frame.
  */
 export type ClientControl = { "type": "hello", offset?: number | null, } | { "type": "resize", cols: number, rows: number, } | { "type": "ping" };

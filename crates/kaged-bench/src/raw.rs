@@ -4,16 +4,13 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::fs::OFlags;
-use rustix::pty::OpenptFlags;
-use rustix::termios::Winsize;
 
 /// A child on a fresh PTY, as the leader of its own session with that PTY as its controlling
 /// terminal: the same shape kaged gives a session, minus everything else.
@@ -34,51 +31,20 @@ impl RawPty {
         let Some((program, args)) = argv.split_first() else {
             bail!("empty argv for the raw PTY");
         };
-        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
-        let master = rustix::pty::openpt(flags).context("posix_openpt")?;
-        rustix::pty::grantpt(&master).context("grantpt")?;
-        rustix::pty::unlockpt(&master).context("unlockpt")?;
-        let name = rustix::pty::ptsname(&master, Vec::new()).context("ptsname")?;
-        let slave: OwnedFd = rustix::fs::open(
-            name.as_c_str(),
-            OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .context("opening the PTY slave")?;
-        rustix::termios::tcsetwinsize(
-            &slave,
-            Winsize {
-                ws_row: ROWS,
-                ws_col: COLS,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            },
-        )
-        .context("setting the PTY size")?;
-        let stdio = || -> Result<Stdio> { Ok(Stdio::from(slave.try_clone()?)) };
+        let pty = kaged_pty::Pty::open(COLS, ROWS).context("opening a PTY")?;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir(cwd)
-            .stdin(stdio()?)
-            .stdout(stdio()?)
-            .stderr(stdio()?);
-        // SAFETY: runs in the forked child before exec and makes only raw syscalls.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                rustix::process::setsid()?;
-                // SAFETY: fd 0 is the PTY slave, set up by the stdio redirection before this.
-                rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
-                Ok(())
-            });
-        }
+            .current_dir(cwd);
+        pty.prepare(&mut cmd, &[]).context("preparing the PTY child")?;
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {:?}", program.as_ref()))?;
-        // Our copies of the slave must go, or the master never reports the hang-up.
+        // The command holds copies of the slave; they must go, or the master never reports
+        // the hang-up.
         drop(cmd);
-        drop(slave);
+        let master = pty.into_master();
         Ok(RawPty {
             master: File::from(master),
             child,
