@@ -37,7 +37,8 @@ impl RawPty {
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(cwd);
-        pty.prepare(&mut cmd, &[]).context("preparing the PTY child")?;
+        pty.prepare(&mut cmd, &[])
+            .context("preparing the PTY child")?;
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {:?}", program.as_ref()))?;

@@ -176,6 +176,8 @@ impl Settings {
 
     /// Merges file < env < flags. The config file is `--config`, else the mode's path if it
     /// exists.
+    // Long on purpose: one `pick` per setting, each a few lines, in the order of
+    // docs/configuration.md; the logic is `pick`, the length is the number of settings.
     pub fn resolve(layout: &Layout, env: &Env, flags: &Flags) -> Result<Settings, ConfigError> {
         let (path, explicit) = match &flags.config {
             Some(p) => (p.clone(), true),

@@ -150,13 +150,28 @@ pub fn compile(
     facts: &HostFacts,
     actor: &str,
 ) -> OpResult<SpawnSpec> {
-    let origin = |cage| SessionOrigin {
-        kind: plan.kind,
-        name: plan.name.clone(),
-        command: plan.argv.clone(),
-        cage,
+    let (argv, env, walltime, keep_fds, cage) = match &plan.cage {
+        Some(policy) => {
+            let compiled = cage(plan, policy, project, facts)?;
+            let mut argv: Vec<OsString> = vec![compiled.program.clone().into()];
+            argv.extend(compiled.args.iter().cloned());
+            let cage = CageState::Caged {
+                summary: Box::new(compiled.summary),
+            };
+            let env = launcher_env(facts);
+            (argv, env, compiled.walltime, compiled.keep_fds, cage)
+        }
+        None => {
+            let cage = if facts.sandbox_enabled {
+                CageState::DisabledByProject
+            } else {
+                CageState::NoSandbox
+            };
+            let argv = plan.argv.iter().map(OsString::from).collect();
+            (argv, uncaged_env(plan, facts), None, Vec::new(), cage)
+        }
     };
-    let spec = |argv, env, walltime, keep_fds, origin| SpawnSpec {
+    Ok(SpawnSpec {
         project_id: project.id.clone(),
         actor: actor.to_owned(),
         argv,
@@ -166,23 +181,22 @@ pub fn compile(
         rows: plan.rows,
         walltime,
         keep_fds,
-        origin,
-    };
-    let Some(policy) = &plan.cage else {
-        let cage = if facts.sandbox_enabled {
-            CageState::DisabledByProject
-        } else {
-            CageState::NoSandbox
-        };
-        let argv = plan.argv.iter().map(OsString::from).collect();
-        return Ok(spec(
-            argv,
-            uncaged_env(plan, facts),
-            None,
-            Vec::new(),
-            origin(cage),
-        ));
-    };
+        origin: SessionOrigin {
+            kind: plan.kind,
+            name: plan.name.clone(),
+            command: plan.argv.clone(),
+            cage,
+        },
+    })
+}
+
+/// The plan's policy, with the task's own variables allowlisted, compiled for this host.
+fn cage(
+    plan: &Plan,
+    policy: &CagePolicy,
+    project: &LoadedProject,
+    facts: &HostFacts,
+) -> OpResult<kaged_sandbox::CompiledCage> {
     let mut policy = policy.clone();
     for name in plan.task_env.keys() {
         if !policy.env.contains(name) {
@@ -206,7 +220,7 @@ pub fn compile(
         }
         State::Ephemeral => None,
     };
-    let compiled = kaged_sandbox::compile(&kaged_sandbox::CageRequest {
+    kaged_sandbox::compile(&kaged_sandbox::CageRequest {
         project_root: &project.root,
         policy: &policy,
         argv: &plan.argv,
@@ -216,11 +230,13 @@ pub fn compile(
         pty: true,
         cwd: None,
     })
-    .map_err(|e| invalid(format!("cannot build the cage: {e}")))?;
-    let mut argv: Vec<OsString> = vec![compiled.program.clone().into()];
-    argv.extend(compiled.args.iter().cloned());
-    // bwrap itself needs only PATH; systemd-run (cgroup limits) also needs the user bus.
-    let env = facts
+    .map_err(|e| invalid(format!("cannot build the cage: {e}")))
+}
+
+/// What the cage launcher itself runs with: bwrap needs only PATH; systemd-run (cgroup
+/// limits) also needs the user bus. The cage's own environment is in its argv.
+fn launcher_env(facts: &HostFacts) -> Vec<(OsString, OsString)> {
+    facts
         .env
         .iter()
         .filter(|(k, _)| {
@@ -230,17 +246,7 @@ pub fn compile(
             )
         })
         .map(|(k, v)| (k.into(), v.into()))
-        .collect();
-    let cage = CageState::Caged {
-        summary: Box::new(compiled.summary),
-    };
-    Ok(spec(
-        argv,
-        env,
-        compiled.walltime,
-        compiled.keep_fds,
-        origin(cage),
-    ))
+        .collect()
 }
 
 /// An uncaged process gets a plain login-like environment, never the daemon's own.

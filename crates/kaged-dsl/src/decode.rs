@@ -475,6 +475,7 @@ impl Decoder<'_, '_> {
         out
     }
 
+    // Long on purpose: one arm per key of this mapping, each with its own diagnostic.
     fn agent(&mut self, node: &Node, ptr: &str, name: &str) -> AgentSpec {
         let mut spec = AgentSpec {
             model: None,
@@ -672,6 +673,7 @@ impl Decoder<'_, '_> {
         }
     }
 
+    // Long on purpose: one arm per key of this mapping, each with its own diagnostic.
     fn policy(&mut self, node: &Node, ptr: &str) -> CagePolicy {
         let mut policy = CagePolicy::default();
         let Some(entries) = self.entries(node, ptr, "the cage policy", POLICY_KEYS) else {
@@ -784,6 +786,7 @@ impl Decoder<'_, '_> {
         grant
     }
 
+    // Long on purpose: one arm per key of this mapping, each with its own diagnostic.
     fn limits(&mut self, node: &Node, ptr: &str) -> Limits {
         let mut limits = Limits::default();
         let Some(entries) = self.entries(node, ptr, "limits", LIMIT_KEYS) else {

@@ -315,6 +315,7 @@ impl Builder<'_, '_> {
         }
     }
 
+    // Long on purpose: one arm per YAML event kind, as the parser emits them.
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), Fatal> {
         let at = pos(self.src, &span);
         match event {

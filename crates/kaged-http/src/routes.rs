@@ -118,6 +118,7 @@ fn socket<T: JsonSchema>(path: &'static str, summary: &'static str) -> RouteSpec
     row(Method::GET, path, summary, Answer::Upgrade(schema::<T>))
 }
 
+// Long on purpose: this is data, one row per route, so the whole API reads at a glance.
 fn table() -> Vec<(RouteSpec, Handler)> {
     use handlers::*;
     vec![

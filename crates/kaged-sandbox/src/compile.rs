@@ -236,6 +236,8 @@ struct Bound {
 }
 
 /// Compiles a cage against explicit host facts (what [`compile`] detects).
+// Long on purpose: after the checks, the argv is written top to bottom in the order bwrap
+// applies it, which is how a reader checks it against design §7.
 pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCage, CageError> {
     let policy = req.policy;
     let bwrap = host.bwrap.clone().ok_or(CageError::BwrapNotFound)?;
@@ -251,70 +253,8 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     let root_fd = open_no_symlinks(AT_FDCWD, &root, OFlag::O_DIRECTORY, ResolveFlag::empty())
         .map_err(|e| root_err(e.into()))?;
 
-    let mut grants: Vec<Bound> = Vec::with_capacity(policy.fs.len());
-    for grant in &policy.fs {
-        let rel = project_relative(&grant.path)?;
-        let host_path = root.join(&rel);
-        let real = std::fs::canonicalize(&host_path).map_err(|source| CageError::GrantMissing {
-            path: grant.path.to_string(),
-            host: host_path.clone(),
-            source,
-        })?;
-        let Ok(rel_real) = real.strip_prefix(&root) else {
-            return Err(CageError::GrantEscapes {
-                path: grant.path.to_string(),
-                resolved: real,
-                root,
-            });
-        };
-        let rel_real = if rel_real.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel_real
-        };
-        let fd = open_no_symlinks(
-            root_fd.as_fd(),
-            rel_real,
-            OFlag::O_NOFOLLOW,
-            ResolveFlag::RESOLVE_BENEATH,
-        )
-        .map_err(|source| CageError::GrantOpen {
-            path: grant.path.to_string(),
-            host: real.clone(),
-            source,
-        })?;
-        if let Some(other) = grants.iter().find(|b| b.dest == real) {
-            return Err(CageError::DuplicateGrant {
-                first: other.spec.to_string(),
-                second: grant.path.to_string(),
-                host: real,
-            });
-        }
-        grants.push(Bound {
-            spec: grant.path.clone(),
-            dest: real,
-            access: grant.access,
-            fd,
-        });
-    }
-    // Parents before children, so a read-only grant inside a writable one wins.
-    grants.sort_by_key(|b| b.dest.components().count());
-
-    let scratch = match policy.state {
-        State::Ephemeral => None,
-        State::Persistent => {
-            let dir = req.scratch_dir.ok_or(CageError::ScratchDirRequired)?;
-            let scratch_err = |source| CageError::ScratchDir {
-                path: dir.to_owned(),
-                source,
-            };
-            let real = std::fs::canonicalize(dir).map_err(scratch_err)?;
-            let fd = open_no_symlinks(AT_FDCWD, &real, OFlag::O_DIRECTORY, ResolveFlag::empty())
-                .map_err(|e| scratch_err(e.into()))?;
-            Some((real, fd))
-        }
-    };
-
+    let grants = bind_grants(policy, &root, &root_fd)?;
+    let scratch = scratch_home(policy, req.scratch_dir)?;
     let masked = masks_for_denied(req.deny, &host.masks, &grants, scratch.as_ref(), host)?;
     let cwd = cage_cwd(req.cwd, &root, &grants)?;
 
@@ -388,30 +328,7 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     push(&[&"--remount-ro", &"/", &"--chdir", &cwd, &"--"]);
     args.extend(req.argv.iter().map(OsString::from));
 
-    let (program, args, cgroup_limits) = if policy.limits.needs_cgroup() {
-        match &host.cgroups {
-            CgroupSupport::Available { systemd_run } => {
-                let mut wrapped: Vec<OsString> = ["--user", "--scope", "--quiet", "--collect"]
-                    .map(OsString::from)
-                    .into();
-                for property in cgroup_properties(&policy.limits) {
-                    wrapped.extend(["-p".into(), property.into()]);
-                }
-                wrapped.extend(["--".into(), bwrap.into_os_string()]);
-                wrapped.extend(args);
-                (systemd_run.clone(), wrapped, CgroupLimits::Enforced)
-            }
-            CgroupSupport::Unavailable { reason } => (
-                bwrap,
-                args,
-                CgroupLimits::NotEnforced {
-                    reason: reason.clone(),
-                },
-            ),
-        }
-    } else {
-        (bwrap, args, CgroupLimits::NotRequested)
-    };
+    let (program, args, cgroup_limits) = wrap_in_scope(bwrap, args, &policy.limits, host);
 
     Ok(CompiledCage {
         program,
@@ -431,6 +348,117 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
         },
         walltime: policy.limits.walltime_duration(),
     })
+}
+
+/// Resolves and opens every grant beneath the project root, parents before children so a
+/// read-only grant inside a writable one wins.
+fn bind_grants(
+    policy: &CagePolicy,
+    root: &Path,
+    root_fd: &OwnedFd,
+) -> Result<Vec<Bound>, CageError> {
+    let mut grants: Vec<Bound> = Vec::with_capacity(policy.fs.len());
+    for grant in &policy.fs {
+        let rel = project_relative(&grant.path)?;
+        let host_path = root.join(&rel);
+        let real = std::fs::canonicalize(&host_path).map_err(|source| CageError::GrantMissing {
+            path: grant.path.to_string(),
+            host: host_path.clone(),
+            source,
+        })?;
+        let Ok(rel_real) = real.strip_prefix(root) else {
+            return Err(CageError::GrantEscapes {
+                path: grant.path.to_string(),
+                resolved: real,
+                root: root.to_owned(),
+            });
+        };
+        let rel_real = if rel_real.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel_real
+        };
+        let fd = open_no_symlinks(
+            root_fd.as_fd(),
+            rel_real,
+            OFlag::O_NOFOLLOW,
+            ResolveFlag::RESOLVE_BENEATH,
+        )
+        .map_err(|source| CageError::GrantOpen {
+            path: grant.path.to_string(),
+            host: real.clone(),
+            source,
+        })?;
+        if let Some(other) = grants.iter().find(|b| b.dest == real) {
+            return Err(CageError::DuplicateGrant {
+                first: other.spec.to_string(),
+                second: grant.path.to_string(),
+                host: real,
+            });
+        }
+        grants.push(Bound {
+            spec: grant.path.clone(),
+            dest: real,
+            access: grant.access,
+            fd,
+        });
+    }
+    grants.sort_by_key(|b| b.dest.components().count());
+    Ok(grants)
+}
+
+/// The persistent home's directory, opened once so the mount is the directory checked.
+fn scratch_home(
+    policy: &CagePolicy,
+    scratch_dir: Option<&Path>,
+) -> Result<Option<(PathBuf, OwnedFd)>, CageError> {
+    Ok(match policy.state {
+        State::Ephemeral => None,
+        State::Persistent => {
+            let dir = scratch_dir.ok_or(CageError::ScratchDirRequired)?;
+            let scratch_err = |source| CageError::ScratchDir {
+                path: dir.to_owned(),
+                source,
+            };
+            let real = std::fs::canonicalize(dir).map_err(scratch_err)?;
+            let fd = open_no_symlinks(AT_FDCWD, &real, OFlag::O_DIRECTORY, ResolveFlag::empty())
+                .map_err(|e| scratch_err(e.into()))?;
+            Some((real, fd))
+        }
+    })
+}
+
+/// Memory, pids and cpu limits need a cgroup: a `systemd-run --user --scope` around bwrap
+/// where the host can apply them, and a recorded reason where it cannot.
+fn wrap_in_scope(
+    bwrap: PathBuf,
+    args: Vec<OsString>,
+    limits: &Limits,
+    host: &HostSystem,
+) -> (PathBuf, Vec<OsString>, CgroupLimits) {
+    if !limits.needs_cgroup() {
+        return (bwrap, args, CgroupLimits::NotRequested);
+    }
+    match &host.cgroups {
+        CgroupSupport::Available { systemd_run } => {
+            let mut wrapped: Vec<OsString> = ["--user", "--scope", "--quiet", "--collect"]
+                .map(OsString::from)
+                .into();
+            for property in cgroup_properties(limits) {
+                wrapped.extend(["-p".into(), property.into()]);
+            }
+            wrapped.extend(["--".into(), bwrap.into_os_string()]);
+            wrapped.extend(args);
+            (systemd_run.clone(), wrapped, CgroupLimits::Enforced)
+        }
+        CgroupSupport::Unavailable { reason } => (
+            bwrap,
+            args,
+            CgroupLimits::NotEnforced {
+                reason: reason.clone(),
+            },
+        ),
+    }
 }
 
 /// `project:/a/b` → `a/b`. Portable paths are already normalised (no `..` above the root);

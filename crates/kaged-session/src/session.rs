@@ -42,7 +42,8 @@ const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 
 thread_local! {
     /// The read buffer is per worker thread, not per session: an idle session then holds no
-    /// read buffer at all (issue 8), and a busy one reads straight into warm memory.
+    /// read buffer at all (an idle attached session costs kilobytes), and a busy one reads
+    /// straight into warm memory.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -109,6 +110,12 @@ pub struct Viewer {
     session: Arc<Session>,
     cursor: u64,
     exit_sent: bool,
+}
+
+/// What only a running session has.
+struct Live {
+    master: Arc<AsyncFd<OwnedFd>>,
+    kill_grace: Duration,
 }
 
 pub(crate) struct NewSession<'a> {
@@ -186,39 +193,12 @@ impl Session {
         };
         info.state = SessionState::Running;
         info.pid = Some(spawned.pid);
-
-        let session = Arc::new(Session {
-            id: new.id,
-            dir: new.dir,
-            project_id: spec.project_id,
-            actor: spec.actor,
-            argv,
-            origin: spec.origin,
-            started_at: info.started_at,
-            status: Mutex::new(Status {
-                state: SessionState::Running,
-                pid: Some(spawned.pid),
-                exit_code: None,
-                signal: None,
-                end_reason: None,
-                ended_at: None,
-                cols: spec.cols,
-                rows: spec.rows,
-                transcript_complete: true,
-            }),
-            ring: Mutex::new(Ring::new(new.scrollback_bytes)),
-            data_notify: Notify::new(),
-            writer_notify: Notify::new(),
-            persisted_notify: Notify::new(),
-            reader_done: AtomicBool::new(false),
-            master: Mutex::new(Some(master.clone())),
-            input_lock: tokio::sync::Mutex::new(()),
-            pgid: i32::try_from(spawned.pid).ok().map(Pid::from_raw),
-            leader_exited: watch::Sender::new(false),
-            done: watch::Sender::new(false),
-            terminating: AtomicBool::new(false),
+        let ring = Ring::new(new.scrollback_bytes);
+        let live = Live {
+            master: master.clone(),
             kill_grace: new.kill_grace,
-        });
+        };
+        let session = Arc::new(Session::build(info.clone(), new.dir, ring, Some(live)));
         if let Err(e) = persist::write_meta(&session.dir, &info) {
             tracing::warn!(session = %session.id, error = %e, "could not record the running session");
         }
@@ -236,7 +216,20 @@ impl Session {
 
     /// A session from a previous daemon run, served from its transcript.
     pub(crate) fn past(info: SessionInfo, dir: PathBuf, scrollback_bytes: usize) -> Arc<Session> {
-        Arc::new(Session {
+        let ring = Ring::released_at(info.bytes_total, scrollback_bytes);
+        Arc::new(Session::build(info, dir, ring, None))
+    }
+
+    /// A live session (with its PTY) or a past one (without): the same shape either way.
+    fn build(info: SessionInfo, dir: PathBuf, ring: Ring, live: Option<Live>) -> Session {
+        let running = live.is_some();
+        let pgid = info
+            .pid
+            .filter(|_| running)
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(Pid::from_raw);
+        let kill_grace = live.as_ref().map_or(Duration::ZERO, |l| l.kill_grace);
+        Session {
             id: info.id,
             dir,
             project_id: info.project_id,
@@ -245,7 +238,7 @@ impl Session {
             origin: info.origin,
             started_at: info.started_at,
             status: Mutex::new(Status {
-                state: SessionState::Exited,
+                state: info.state,
                 pid: info.pid,
                 exit_code: info.exit_code,
                 signal: info.signal,
@@ -255,19 +248,19 @@ impl Session {
                 rows: info.rows,
                 transcript_complete: info.transcript_complete,
             }),
-            ring: Mutex::new(Ring::released_at(info.bytes_total, scrollback_bytes)),
+            ring: Mutex::new(ring),
             data_notify: Notify::new(),
             writer_notify: Notify::new(),
             persisted_notify: Notify::new(),
-            reader_done: AtomicBool::new(true),
-            master: Mutex::new(None),
+            reader_done: AtomicBool::new(!running),
+            master: Mutex::new(live.map(|l| l.master)),
             input_lock: tokio::sync::Mutex::new(()),
-            pgid: None,
-            leader_exited: watch::Sender::new(true),
-            done: watch::Sender::new(true),
-            terminating: AtomicBool::new(true),
-            kill_grace: Duration::ZERO,
-        })
+            pgid,
+            leader_exited: watch::Sender::new(!running),
+            done: watch::Sender::new(!running),
+            terminating: AtomicBool::new(!running),
+            kill_grace,
+        }
     }
 
     pub fn id(&self) -> &str {

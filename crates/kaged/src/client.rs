@@ -112,7 +112,7 @@ impl Client {
     pub fn get_bytes(&self, path: &str) -> Result<(Vec<u8>, ureq::http::HeaderMap)> {
         let mut res = self.send(self.agent.get(self.url(path)), path)?;
         if !res.status().is_success() {
-            return Err(envelope_error(path, res).into());
+            return Err(envelope_error(path, res));
         }
         let headers = res.headers().clone();
         let body = res
@@ -191,7 +191,7 @@ impl Client {
 
 fn decode<T: DeserializeOwned>(path: &str, mut res: ureq::http::Response<ureq::Body>) -> Result<T> {
     if !res.status().is_success() {
-        return Err(envelope_error(path, res).into());
+        return Err(envelope_error(path, res));
     }
     let status = res.status();
     res.body_mut()

@@ -1,4 +1,4 @@
-//! Issue 4's escape tests: from inside a default cage, every one of these must fail.
+//! Escape tests (design §7): from inside a default cage, every one of these must fail.
 
 use std::io::ErrorKind;
 use std::net::TcpListener;

@@ -15,6 +15,7 @@ enum Verdict {
     Fail(String),
 }
 
+// Long on purpose: a checklist, one check after the other in the order they print.
 pub fn run(mode: Option<&str>) -> Result<ExitCode> {
     let layout = layout(mode)?;
     let mut checks: Vec<(&str, Verdict)> = Vec::new();

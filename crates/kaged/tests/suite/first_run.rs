@@ -49,9 +49,15 @@ fn dev_start_with_a_clean_home_ends_at_a_working_launch_url() {
         }
     };
     let seen = seen.join("\n");
-    assert!(seen.contains("mode:    user (reason: --mode flag)"), "{seen}");
     assert!(
-        seen.contains(&format!("state:   {}", home.path().join(".local/share/kaged").display())),
+        seen.contains("mode:    user (reason: --mode flag)"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!(
+            "state:   {}",
+            home.path().join(".local/share/kaged").display()
+        )),
         "{seen}"
     );
 
@@ -61,8 +67,20 @@ fn dev_start_with_a_clean_home_ends_at_a_working_launch_url() {
     let host = addr.to_string();
     let r = raw(addr, "GET", path, &[("Host", &host)], None);
     assert_eq!(r.status, 303, "{}", r.body);
-    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
-    let me = raw(addr, "GET", "/api/v1/me", &[("Host", &host), ("Cookie", &cookie)], None);
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = raw(
+        addr,
+        "GET",
+        "/api/v1/me",
+        &[("Host", &host), ("Cookie", &cookie)],
+        None,
+    );
     assert_eq!(me.status, 200, "{}", me.body);
     let me: Me = serde_json::from_str(&me.body).unwrap();
     assert_eq!(me.identity.mode, kaged_api::AuthMode::Loopback);
@@ -82,7 +100,10 @@ fn system_mode_without_a_sidecar_says_what_to_do_next() {
     let _g = SYSTEM_PORT.lock().unwrap_or_else(|p| p.into_inner());
     let d = daemon().system_namespace().start();
     let err = d.stderr();
-    assert!(err.contains("next:    no sidecar is configured yet"), "{err}");
+    assert!(
+        err.contains("next:    no sidecar is configured yet"),
+        "{err}"
+    );
     assert!(err.contains("docs/choose-your-deployment.md"), "{err}");
     assert!(err.contains("kaged start --mode user"), "{err}");
 
@@ -90,7 +111,10 @@ fn system_mode_without_a_sidecar_says_what_to_do_next() {
     drop(d);
     let d = daemon()
         .system_namespace()
-        .env("KAGED_AUTH_SIDECAR_NONCE", "0123456789abcdef0123456789abcdef-next")
+        .env(
+            "KAGED_AUTH_SIDECAR_NONCE",
+            "0123456789abcdef0123456789abcdef-next",
+        )
         .start();
     assert!(!d.stderr().contains("next:"), "{}", d.stderr());
 }

@@ -11,7 +11,8 @@ use crate::fixture::{daemon, project_dir};
 /// `./dev test` installs schemathesis into `target/schemathesis` and names it here.
 fn schemathesis() -> Option<PathBuf> {
     let named = std::env::var_os("KAGED_SCHEMATHESIS").map(PathBuf::from);
-    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/schemathesis/bin/st");
+    let default =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/schemathesis/bin/st");
     named.or(Some(default)).filter(|p| p.exists())
 }
 
@@ -21,7 +22,9 @@ fn the_document_sits_behind_the_gate_and_lists_the_route_table() {
     let r = d.get("/api/v1/openapi.json", &[]);
     assert_eq!(r.status, 401, "{}", r.body);
     let s = d.login();
-    let doc = d.get("/api/v1/openapi.json", &[("Cookie", &s.cookie)]).json();
+    let doc = d
+        .get("/api/v1/openapi.json", &[("Cookie", &s.cookie)])
+        .json();
     assert_eq!(doc["openapi"], "3.1.0");
     let mut documented: Vec<String> = doc["paths"]
         .as_object()
@@ -57,9 +60,17 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let s = d.login();
     // Something for the operations that take an id to find.
     let proj = project_dir("version: 1\nproject: fuzzed\ntasks:\n  hi:\n    command: [echo, hi]\n");
-    let r = d.post(&s, "/api/v1/projects", &serde_json::json!({"path": proj.path()}));
+    let r = d.post(
+        &s,
+        "/api/v1/projects",
+        &serde_json::json!({"path": proj.path()}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = d.post(&s, "/api/v1/projects/fuzzed/sessions", &serde_json::json!({"task": "hi"}));
+    let r = d.post(
+        &s,
+        "/api/v1/projects/fuzzed/sessions",
+        &serde_json::json!({"task": "hi"}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let origin = d.origin();
     let out = Command::new(&st)
@@ -76,7 +87,12 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         )
         // The coverage phase crashes inside hypothesis on this Python; fuzzing and the
         // stateful phase exercise every operation.
-        .args(["--phases", "examples,fuzzing,stateful", "--max-examples", "40"])
+        .args([
+            "--phases",
+            "examples,fuzzing,stateful",
+            "--max-examples",
+            "40",
+        ])
         .args(["--workers", "2", "--seed", "1", "--no-color"])
         .env("HOME", d.home())
         .output()
@@ -86,6 +102,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "schemathesis found problems:\n{report}");
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
     assert!(report.contains("passed"), "{report}");
 }
