@@ -11,13 +11,13 @@ pub mod audit;
 pub mod cage;
 pub mod error;
 pub mod event;
+pub mod generated;
 pub mod project;
 pub mod pty;
 pub mod session;
 pub mod settings;
 pub mod status;
 mod timestamp;
-pub mod typescript;
 
 pub use audit::{AuditPage, AuditParams, AuditRow};
 pub use cage::{

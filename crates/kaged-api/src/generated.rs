@@ -1,13 +1,13 @@
-//! The UI's TypeScript types, rendered from the wire types with `ts-rs` into one file,
-//! `web/src/api.gen.ts`. A test fails when the committed file is stale; regenerate it with
-//! `KAGED_UPDATE_GENERATED=1 cargo test -p kaged-api`.
+//! Files generated from the wire types and committed: the UI's TypeScript types, rendered with
+//! `ts-rs` into `web/src/api.gen.ts` (and, in `kaged-http`, the OpenAPI document). A test
+//! fails when a committed file is stale; regenerate with `KAGED_UPDATE_GENERATED=1 cargo test`.
 
 use ts_rs::{Config, TS};
 
 use crate::*;
 
 /// The repository path of the generated file.
-pub const GENERATED_FILE: &str = "web/src/api.gen.ts";
+pub const TYPESCRIPT_FILE: &str = "web/src/api.gen.ts";
 
 macro_rules! declarations {
     ($cfg:expr; $($ty:ty),* $(,)?) => {
@@ -22,8 +22,8 @@ fn declaration<T: TS>(cfg: &Config) -> String {
     format!("{docs}export {}", T::decl(cfg))
 }
 
-/// The whole generated file.
-pub fn render() -> String {
+/// The whole TypeScript file.
+pub fn typescript() -> String {
     // Byte offsets and ids stay far below 2^53, so `number` is exact and far easier to use
     // than `bigint` in the UI.
     let cfg = Config::new().with_large_int("number");
@@ -55,6 +55,24 @@ pub fn render() -> String {
     out
 }
 
+/// Checks a committed generated file against what the code generates now. With
+/// `KAGED_UPDATE_GENERATED` set it rewrites the file instead; otherwise a stale file is an
+/// error that says how to regenerate it. Shared by the TypeScript and OpenAPI checks.
+pub fn check_generated(path: &std::path::Path, fresh: &str, package: &str) -> Result<(), String> {
+    if std::env::var_os("KAGED_UPDATE_GENERATED").is_some() {
+        return std::fs::write(path, fresh).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    if committed == fresh {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is stale; run `KAGED_UPDATE_GENERATED=1 cargo test -p {package}` and commit it",
+            path.display()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -65,17 +83,7 @@ mod tests {
     fn generated_typescript_is_current() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
-            .join(super::GENERATED_FILE);
-        let fresh = super::render();
-        if std::env::var_os("KAGED_UPDATE_GENERATED").is_some() {
-            std::fs::write(&path, &fresh).unwrap();
-            return;
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == fresh,
-            "{} is stale; run `KAGED_UPDATE_GENERATED=1 cargo test -p kaged-api` and commit it",
-            path.display()
-        );
+            .join(super::TYPESCRIPT_FILE);
+        super::check_generated(&path, &super::typescript(), "kaged-api").unwrap();
     }
 }
