@@ -88,7 +88,14 @@ fs: Array<FsGrant>, network: Network, state: State, limits: Limits,
  * environment at start; everything else is cleared). Omitted: the terminal and locale
  * basics, [`DEFAULT_CAGE_ENV`] (the same default as the sandbox crate's).
  */
-env: Array<string>, };
+env: Array<string>, 
+/**
+ * Lets the cage write the project's `.kaged/` and git's `config`, `hooks/` and `info/`,
+ * which are otherwise read-only in every cage: with them a cage could rewrite its own
+ * policy, or plant code that git runs on the host the next time the operator uses it.
+ * Audited when set.
+ */
+writable_policy_and_git_hooks?: boolean, };
 
 /**
  * Either a cage policy or the explicit, audited opt-out `"disabled"`.
@@ -119,7 +126,16 @@ env: Array<string>,
 /**
  * Host paths hidden by a mask inside the cage.
  */
-masked: Array<string>, cwd: string, pty: boolean, 
+masked: Array<string>, 
+/**
+ * Paths the cage can read but not write, whatever its grants: the policy and git's
+ * config and hooks.
+ */
+protected: Array<string>, 
+/**
+ * The policy said `writable_policy_and_git_hooks`: nothing is protected (audited).
+ */
+protection_lifted: boolean, cwd: string, pty: boolean, 
 /**
  * Whether nested user namespaces are forbidden (needs bubblewrap ≥ 0.8).
  */

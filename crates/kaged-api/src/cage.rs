@@ -87,6 +87,16 @@ pub struct CagePolicy {
     #[serde(default = "default_env")]
     #[schemars(inner(regex(pattern = ENV_NAME_PATTERN)))]
     pub env: Vec<String>,
+    /// Lets the cage write the project's `.kaged/` and git's `config`, `hooks/` and `info/`,
+    /// which are otherwise read-only in every cage: with them a cage could rewrite its own
+    /// policy, or plant code that git runs on the host the next time the operator uses it.
+    /// Audited when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub writable_policy_and_git_hooks: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl Default for CagePolicy {
@@ -97,6 +107,7 @@ impl Default for CagePolicy {
             state: State::default(),
             limits: Limits::default(),
             env: default_env(),
+            writable_policy_and_git_hooks: false,
         }
     }
 }
@@ -496,6 +507,12 @@ pub struct CageSummary {
     /// Host paths hidden by a mask inside the cage.
     #[ts(type = "Array<string>")]
     pub masked: Vec<PathBuf>,
+    /// Paths the cage can read but not write, whatever its grants: the policy and git's
+    /// config and hooks.
+    #[ts(type = "Array<string>")]
+    pub protected: Vec<PathBuf>,
+    /// The policy said `writable_policy_and_git_hooks`: nothing is protected (audited).
+    pub protection_lifted: bool,
     #[ts(type = "string")]
     pub cwd: PathBuf,
     pub pty: bool,

@@ -15,6 +15,13 @@ use ts_rs::TS;
 use crate::cage::{Cage, ENV_NAME_PATTERN, PortablePath};
 use crate::timestamp::Timestamp;
 
+/// The directory inside a project root that holds the project files.
+pub const PROJECT_DIR: &str = ".kaged";
+/// The project file, inside [`PROJECT_DIR`].
+pub const PROJECT_FILE: &str = "project.yaml";
+/// The optional, gitignored overlay, inside [`PROJECT_DIR`].
+pub const OVERLAY_FILE: &str = "project.local.yaml";
+
 /// `project` slugs: lowercase, digits and inner dashes, 2 to 64 characters.
 pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$";
 /// Agent, task and plugin names.

@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     pub(crate) local: LocalConfig,
     pub(crate) events: broadcast::Sender<DaemonEvent>,
     pub(crate) warnings: Vec<Warning>,
+    /// Serialises setting up cages with removing finished cages' stand-ins.
+    pub(crate) cage_setup: Mutex<()>,
     /// Session exit watchers and the read-audit ticker; shutdown waits for all of them.
     pub(crate) tasks: TaskTracker,
     stop: CancellationToken,
@@ -132,6 +134,7 @@ impl Daemon {
                 projects: Projects::default(),
                 local,
                 events: broadcast::channel(EVENT_CAPACITY).0,
+                cage_setup: Mutex::new(()),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
                 ready: AtomicBool::new(false),

@@ -144,15 +144,24 @@ fn check_argv(argv: &[String]) -> OpResult<()> {
 
 /// Compiles the plan into a ready spawn. The persistent scratch directory, when the policy
 /// asks for one, is created here: the one side effect, right before the spawn needs it.
+/// A ready spawn, and the empty stand-ins its cage's protection creates on the host.
+pub struct Launch {
+    pub spec: SpawnSpec,
+    /// Remove with `kaged_sandbox::remove_mountpoints` once no cage of the project runs.
+    pub mountpoints: Vec<std::path::PathBuf>,
+}
+
 pub fn compile(
     plan: &Plan,
     project: &LoadedProject,
     facts: &HostFacts,
     actor: &str,
-) -> OpResult<SpawnSpec> {
+) -> OpResult<Launch> {
+    let mut mountpoints = Vec::new();
     let (argv, env, walltime, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
             let compiled = cage(plan, policy, project, facts)?;
+            mountpoints = compiled.mountpoints.clone();
             let mut argv: Vec<OsString> = vec![compiled.program.clone().into()];
             argv.extend(compiled.args.iter().cloned());
             let cage = CageState::Caged {
@@ -171,7 +180,7 @@ pub fn compile(
             (argv, uncaged_env(plan, facts), None, Vec::new(), cage)
         }
     };
-    Ok(SpawnSpec {
+    let spec = SpawnSpec {
         project_id: project.id.clone(),
         actor: actor.to_owned(),
         argv,
@@ -187,7 +196,8 @@ pub fn compile(
             command: plan.argv.clone(),
             cage,
         },
-    })
+    };
+    Ok(Launch { spec, mountpoints })
 }
 
 /// The plan's policy, with the task's own variables allowlisted, compiled for this host.
@@ -390,7 +400,7 @@ mod tests {
         let f = facts(false);
         let plan = plan(&p, StartSession::default(), &f).unwrap();
         assert_eq!(plan.cage, None);
-        let spec = compile(&plan, &p, &f, "alice").unwrap();
+        let spec = compile(&plan, &p, &f, "alice").unwrap().spec;
         assert_eq!(spec.origin.cage, CageState::NoSandbox);
         assert_eq!(spec.argv, vec![OsString::from("/bin/bash")]);
         assert!(spec.env.contains(&("HOME".into(), "/home/alice".into())));
@@ -404,7 +414,9 @@ mod tests {
             task: Some("lint".into()),
             ..Default::default()
         };
-        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice").unwrap();
+        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice")
+            .unwrap()
+            .spec;
         assert_eq!(spec.origin.cage, CageState::DisabledByProject);
         assert_eq!(spec.origin.kind, SessionKind::Task);
         assert!(spec.env.contains(&("CI".into(), "1".into())));

@@ -37,7 +37,14 @@ const AGENT_KEYS: &[&str] = &[
 ];
 const TASK_KEYS: &[&str] = &["command", "description", "cage", "env"];
 const PLUGIN_KEYS: &[&str] = &["name", "command"];
-const POLICY_KEYS: &[&str] = &["fs", "network", "state", "limits", "env"];
+const POLICY_KEYS: &[&str] = &[
+    "fs",
+    "network",
+    "state",
+    "limits",
+    "env",
+    "writable_policy_and_git_hooks",
+];
 const GRANT_KEYS: &[&str] = &["path", "access"];
 const LIMIT_KEYS: &[&str] = &["walltime", "memory", "pids", "cpu"];
 
@@ -725,6 +732,21 @@ impl Decoder<'_, '_> {
         }
         if let Some(l) = field(entries, "limits") {
             policy.limits = self.limits(l, &child_pointer(ptr, "limits"));
+        }
+        if let Some(w) = field(entries, "writable_policy_and_git_hooks") {
+            let p = child_pointer(ptr, "writable_policy_and_git_hooks");
+            match w.value {
+                Value::Bool(b) => policy.writable_policy_and_git_hooks = b,
+                _ => self.report(
+                    w,
+                    Code::TypeMismatch,
+                    &p,
+                    format!(
+                        "writable_policy_and_git_hooks must be true or false, not {}",
+                        display_scalar(w)
+                    ),
+                ),
+            }
         }
         if let Some(e) = field(entries, "env") {
             let p = child_pointer(ptr, "env");

@@ -56,12 +56,7 @@ pub const MAX_ALIAS_NODES: usize = 10_000;
 /// project file, and listing them all would only bury the first ones.
 pub const MAX_DIAGNOSTICS: usize = 200;
 
-/// The directory inside a project root that holds the project files.
-pub const PROJECT_DIR: &str = ".kaged";
-/// The project file, inside [`PROJECT_DIR`].
-pub const PROJECT_FILE: &str = "project.yaml";
-/// The optional, gitignored overlay, inside [`PROJECT_DIR`].
-pub const OVERLAY_FILE: &str = "project.local.yaml";
+pub use kaged_api::project::{OVERLAY_FILE, PROJECT_DIR, PROJECT_FILE};
 
 /// Loads `<root>/.kaged/project.yaml` with its optional `project.local.yaml` overlay and
 /// checks it completely: schema, portability, and files it refers to (the system prompt

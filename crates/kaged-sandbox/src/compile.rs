@@ -39,6 +39,8 @@ use kaged_api::cage::{
 
 use crate::host::{CgroupSupport, HostSystem, SystemMount};
 
+use kaged_api::project::PROJECT_DIR;
+
 /// The cage's `$HOME`.
 pub const CAGE_HOME: &str = "/home/cage";
 /// The cage's hostname, so prompts and logs say where a shell runs.
@@ -82,6 +84,10 @@ pub struct CompiledCage {
     pub summary: CageSummary,
     /// The session broker kills the cage after this long; the cage itself does not.
     pub walltime: Option<Duration>,
+    /// Empty stand-ins bwrap creates on the host for protected paths that did not exist (a
+    /// `.git` in a project that is no repository). Remove them, if still empty, once no cage
+    /// of the project runs: [`remove_mountpoints`].
+    pub mountpoints: Vec<PathBuf>,
 }
 
 impl CompiledCage {
@@ -220,6 +226,24 @@ pub enum CageError {
     },
     #[error("bubblewrap (`bwrap`) was not found in PATH; install it or run without a sandbox")]
     BwrapNotFound,
+    #[error(
+        "{path} could not be opened to protect it (read-only in every cage): {source}; check it is a plain file or directory"
+    )]
+    Protect {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot inspect the project's git metadata at {path}: {source}")]
+    GitDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is a symlink; a cage could repoint it at a git dir with hooks. Make it a directory or a `gitdir:` file, or set writable_policy_and_git_hooks"
+    )]
+    GitSymlink { path: PathBuf },
 }
 
 /// Compiles a cage for this host.
@@ -254,6 +278,11 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
         .map_err(|e| root_err(e.into()))?;
 
     let grants = bind_grants(policy, &root, &root_fd)?;
+    let protected = if policy.writable_policy_and_git_hooks {
+        Vec::new()
+    } else {
+        protected_paths(&root, &root_fd, &grants)?
+    };
     let scratch = scratch_home(policy, req.scratch_dir)?;
     let masked = masks_for_denied(req.deny, &host.masks, &grants, scratch.as_ref(), host)?;
     let cwd = cage_cwd(req.cwd, &root, &grants)?;
@@ -317,6 +346,30 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
             access: bound.access,
         });
     }
+    let mut protected_summary = Vec::with_capacity(protected.len());
+    let mut mountpoints = Vec::new();
+    for p in protected {
+        match p {
+            Protected::Existing { path, fd } => {
+                push(&[&"--ro-bind-fd", &fd.as_raw_fd().to_string(), &path]);
+                keep_fds.push(fd);
+                protected_summary.push(path);
+            }
+            Protected::Pinned { path, fd } => {
+                push(&[&"--bind-fd", &fd.as_raw_fd().to_string(), &path]);
+                keep_fds.push(fd);
+            }
+            Protected::Missing { path, dir } => {
+                if dir {
+                    push(&[&"--tmpfs", &path, &"--remount-ro", &path]);
+                } else {
+                    push(&[&"--ro-bind", &"/dev/null", &path]);
+                }
+                mountpoints.push(path.clone());
+                protected_summary.push(path);
+            }
+        }
+    }
     for (path, is_dir) in &masked {
         if *is_dir {
             push(&[&"--tmpfs", path, &"--remount-ro", path]);
@@ -342,11 +395,14 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
             cgroup_limits,
             env: env.into_iter().map(|(name, _)| name).collect(),
             masked: masked.into_iter().map(|(p, _)| p).collect(),
+            protected: protected_summary,
+            protection_lifted: policy.writable_policy_and_git_hooks,
             cwd,
             pty: req.pty,
             nested_userns_disabled: host.disable_userns,
         },
         walltime: policy.limits.walltime_duration(),
+        mountpoints,
     })
 }
 
@@ -458,6 +514,155 @@ fn wrap_in_scope(
                 reason: reason.clone(),
             },
         ),
+    }
+}
+
+/// A path every cage may read but never write, whatever its grants (design §7).
+enum Protected {
+    /// Bound read-only over itself, by the descriptor that was checked.
+    Existing { path: PathBuf, fd: OwnedFd },
+    /// Bound over itself as it is (writable): a mount point cannot be renamed or removed, so
+    /// a cage cannot move a git dir aside and put one with hooks in its place.
+    Pinned { path: PathBuf, fd: OwnedFd },
+    /// An empty read-only stand-in, so the cage cannot create it.
+    Missing { path: PathBuf, dir: bool },
+}
+
+impl Protected {
+    fn path(&self) -> &Path {
+        match self {
+            Protected::Existing { path, .. }
+            | Protected::Pinned { path, .. }
+            | Protected::Missing { path, .. } => path,
+        }
+    }
+}
+
+/// What a cage that can write the project could use to escape: its own policy (`.kaged/`,
+/// read at the next load, where it could say `cage: disabled`), and what git runs on the
+/// host when the operator next uses the repository (`config` with `core.hooksPath` or
+/// `core.fsmonitor`, `hooks/`, `info/`): for the repository, a worktree's `.git` file and
+/// the git dir it points to, and each submodule's git dir. Objects and refs stay writable,
+/// so agents can still commit. Only paths under a writable grant need it; the rest is
+/// read-only or invisible already.
+fn protected_paths(
+    root: &Path,
+    root_fd: &OwnedFd,
+    grants: &[Bound],
+) -> Result<Vec<Protected>, CageError> {
+    // (path, is a directory, pin it writable instead of making it read-only)
+    let mut wanted: Vec<(PathBuf, bool, bool)> = vec![(root.join(PROJECT_DIR), true, false)];
+    match git_layout(root)? {
+        Git::None(dotgit) => wanted.push((dotgit, true, false)),
+        Git::Dirs { pointer, dirs } => {
+            wanted.extend(pointer.map(|p| (p, false, false)));
+            for dir in dirs {
+                wanted.extend([
+                    (dir.clone(), true, true),
+                    (dir.join("config"), false, false),
+                    (dir.join("hooks"), true, false),
+                    (dir.join("info"), true, false),
+                ]);
+            }
+        }
+    }
+    // Grants are sorted parents first, so the last one containing a path decides.
+    let writable = |p: &Path| {
+        grants
+            .iter()
+            .rev()
+            .find(|b| p.starts_with(&b.dest))
+            .is_some_and(|b| b.access == Access::Rw)
+    };
+    let mut out: Vec<Protected> = Vec::new();
+    for (path, dir, pin) in wanted {
+        if !writable(&path) || out.iter().any(|p| p.path() == path) {
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let opened = open_no_symlinks(
+            root_fd.as_fd(),
+            rel,
+            OFlag::O_NOFOLLOW,
+            ResolveFlag::RESOLVE_BENEATH,
+        );
+        match opened {
+            Ok(fd) if pin => out.push(Protected::Pinned { path, fd }),
+            Ok(fd) => out.push(Protected::Existing { path, fd }),
+            Err(Errno::ENOENT) if pin => {}
+            Err(Errno::ENOENT) => out.push(Protected::Missing { path, dir }),
+            Err(source) => return Err(CageError::Protect { path, source }),
+        }
+    }
+    Ok(out)
+}
+
+/// How the project's git metadata is laid out.
+enum Git {
+    /// No `.git`: an empty read-only one stands in, so a cage cannot `git init` a repository
+    /// with hooks.
+    None(PathBuf),
+    /// The git dirs whose config and hooks matter, and a worktree's `.git` pointer file.
+    Dirs {
+        pointer: Option<PathBuf>,
+        dirs: Vec<PathBuf>,
+    },
+}
+
+fn git_layout(root: &Path) -> Result<Git, CageError> {
+    let dotgit = root.join(".git");
+    let io = |source| CageError::GitDir {
+        path: dotgit.clone(),
+        source,
+    };
+    let meta = match std::fs::symlink_metadata(&dotgit) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Git::None(dotgit)),
+        Err(e) => return Err(io(e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(CageError::GitSymlink { path: dotgit });
+    }
+    let (pointer, gitdir) = if meta.is_dir() {
+        (None, Some(dotgit))
+    } else {
+        // A worktree: `gitdir: <path>`. A git dir outside the project is invisible anyway.
+        let text = std::fs::read_to_string(&dotgit).map_err(io)?;
+        let target = text
+            .trim()
+            .strip_prefix("gitdir:")
+            .and_then(|t| std::fs::canonicalize(root.join(t.trim())).ok())
+            .filter(|t| t.starts_with(root));
+        (Some(dotgit), target)
+    };
+    let mut dirs = Vec::new();
+    if let Some(gitdir) = gitdir {
+        let common = std::fs::read_to_string(gitdir.join("commondir"))
+            .ok()
+            .and_then(|c| std::fs::canonicalize(gitdir.join(c.trim())).ok())
+            .filter(|c| c.starts_with(root));
+        dirs.extend(common);
+        if let Ok(modules) = std::fs::read_dir(gitdir.join("modules")) {
+            dirs.extend(modules.flatten().map(|m| m.path()).filter(|p| p.is_dir()));
+        }
+        dirs.push(gitdir);
+    }
+    Ok(Git::Dirs { pointer, dirs })
+}
+
+/// Removes the empty stand-ins a cage's protection left on the host (see
+/// [`CompiledCage::mountpoints`]); whatever is no longer empty is left alone.
+pub fn remove_mountpoints(paths: &[PathBuf]) {
+    for p in paths {
+        let empty_file = std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0);
+        // `remove_dir` fails, as it should, on anything but an empty directory.
+        let _ = if empty_file {
+            std::fs::remove_file(p)
+        } else {
+            std::fs::remove_dir(p)
+        };
     }
 }
 

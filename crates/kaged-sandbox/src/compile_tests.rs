@@ -52,6 +52,7 @@ fn fixture() -> Fixture {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     std::fs::write(root.join("docs/readme"), "hi").unwrap();
+    std::fs::create_dir_all(root.join(".kaged")).unwrap();
     std::fs::write(base.join("home/secret"), "s3cret").unwrap();
     Fixture {
         _tmp: tmp,
@@ -96,6 +97,8 @@ fn policy(grants: &[(&str, Access)]) -> CagePolicy {
             })
             .collect(),
         env: vec![],
+        // These tests are about grants; the protected paths have tests of their own.
+        writable_policy_and_git_hooks: true,
         ..CagePolicy::default()
     }
 }
@@ -164,15 +167,28 @@ fn default_policy_compiles_to_the_design_argv() {
     )
     .unwrap();
     let root = fx.root.to_str().unwrap();
-    let fd = bound_fds(&cage)[0].to_string();
+    let (fd, kaged_fd) = (
+        bound_fds(&cage)[0].to_string(),
+        bound_fds(&cage)[1].to_string(),
+    );
+    let (kaged, git) = (fx.root.join(".kaged"), fx.root.join(".git"));
     let mut expected = prologue(true);
     expected.extend(["--setenv", "TERM", "xterm-256color"]);
     expected.extend(SYSTEM);
     expected.extend(["--tmpfs", "/home/cage", "--bind-fd", &fd, root]);
+    // The project's policy is read-only, and with no repository a cage cannot create one.
+    expected.extend(["--ro-bind-fd", &kaged_fd, kaged.to_str().unwrap()]);
+    expected.extend([
+        "--tmpfs",
+        git.to_str().unwrap(),
+        "--remount-ro",
+        git.to_str().unwrap(),
+    ]);
     expected.extend(["--remount-ro", "/", "--chdir", root, "--", "bash", "--norc"]);
     assert_eq!(cage.program, PathBuf::from("/usr/bin/bwrap"));
     assert_eq!(cage.args, os(&expected));
-    assert_eq!(cage.keep_fds.len(), 1);
+    assert_eq!(cage.keep_fds.len(), 2);
+    assert_eq!(cage.mountpoints, vec![git.clone()]);
     assert_eq!(cage.walltime, None);
     assert_eq!(
         cage.summary,
@@ -188,6 +204,8 @@ fn default_policy_compiles_to_the_design_argv() {
             cgroup_limits: CgroupLimits::NotRequested,
             env: vec!["TERM".into()],
             masked: vec![],
+            protected: vec![kaged, git],
+            protection_lifted: false,
             cwd: fx.root.clone(),
             pty: false,
             nested_userns_disabled: true,
@@ -791,6 +809,8 @@ fn summary_serialises_for_audit_without_env_values() {
             "cgroup_limits": {"status": "not_requested"},
             "env": ["TERM"],
             "masked": [],
+            "protected": [fx.root.join(".kaged"), fx.root.join(".git")],
+            "protection_lifted": false,
             "cwd": fx.root,
             "pty": true,
             "nested_userns_disabled": true,
@@ -817,4 +837,147 @@ fn bwrap_without_disable_userns_still_compiles_without_it() {
     expected.extend(["--remount-ro", "/", "--chdir", root, "--", "bash", "--norc"]);
     assert_eq!(cage.args, os(&expected));
     assert!(!cage.summary.nested_userns_disabled);
+}
+
+/// A repository: `.git/` with config, hooks and info, and a submodule's git dir.
+fn repository(root: &Path) {
+    for dir in [
+        ".git/hooks",
+        ".git/info",
+        ".git/objects",
+        ".git/modules/vendored/hooks",
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join(".git/config"), "[core]\n").unwrap();
+    std::fs::write(root.join(".git/modules/vendored/config"), "[core]\n").unwrap();
+}
+
+fn protected_of(cage: &CompiledCage) -> Vec<PathBuf> {
+    cage.summary.protected.clone()
+}
+
+#[test]
+fn policy_and_git_metadata_are_read_only_under_a_writable_grant() {
+    let fx = fixture();
+    repository(&fx.root);
+    let argv = sh();
+    let policy = CagePolicy::default();
+    let cage = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
+    let r = |p: &str| fx.root.join(p);
+    assert_eq!(
+        protected_of(&cage),
+        vec![
+            r(".kaged"),
+            r(".git/modules/vendored/config"),
+            r(".git/modules/vendored/hooks"),
+            r(".git/modules/vendored/info"),
+            r(".git/config"),
+            r(".git/hooks"),
+            r(".git/info"),
+        ]
+    );
+    // Existing paths are bound by descriptor after the grant; the submodule's missing
+    // `info/` gets an empty read-only stand-in.
+    let args: Vec<String> = cage
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let grant = args
+        .iter()
+        .position(|a| a == fx.root.to_str().unwrap())
+        .unwrap();
+    let config = args
+        .iter()
+        .position(|a| a == r(".git/config").to_str().unwrap())
+        .unwrap();
+    assert!(
+        grant < config && args[config - 2] == "--ro-bind-fd",
+        "{args:?}"
+    );
+    assert_eq!(cage.mountpoints, vec![r(".git/modules/vendored/info")]);
+    // Objects stay writable: agents can commit.
+    assert!(!protected_of(&cage).iter().any(|p| p.ends_with("objects")));
+}
+
+#[test]
+fn read_only_and_invisible_paths_need_no_protection_and_the_policy_can_lift_it() {
+    let fx = fixture();
+    repository(&fx.root);
+    let argv = sh();
+    let read_only = CagePolicy {
+        fs: vec![FsGrant {
+            path: pp("project:/"),
+            access: Access::Ro,
+        }],
+        ..CagePolicy::default()
+    };
+    let cage = compile_on(&request(&fx.root, &read_only, &argv), &host()).unwrap();
+    assert_eq!(protected_of(&cage), Vec::<PathBuf>::new());
+    let only_src = CagePolicy {
+        fs: vec![FsGrant {
+            path: pp("project:/src"),
+            access: Access::Rw,
+        }],
+        ..CagePolicy::default()
+    };
+    let cage = compile_on(&request(&fx.root, &only_src, &argv), &host()).unwrap();
+    assert_eq!(protected_of(&cage), Vec::<PathBuf>::new());
+    let lifted = CagePolicy {
+        writable_policy_and_git_hooks: true,
+        ..CagePolicy::default()
+    };
+    let cage = compile_on(&request(&fx.root, &lifted, &argv), &host()).unwrap();
+    assert_eq!(protected_of(&cage), Vec::<PathBuf>::new());
+    assert!(cage.summary.protection_lifted);
+}
+
+#[test]
+fn a_worktree_protects_its_pointer_file_and_the_git_dir_it_names() {
+    let fx = fixture();
+    // The main repository inside the project, and a worktree checked out beside it.
+    let main = fx.root.join("main");
+    repository(&main);
+    let wt_git = main.join(".git/worktrees/feature");
+    std::fs::create_dir_all(&wt_git).unwrap();
+    std::fs::write(wt_git.join("commondir"), "../..\n").unwrap();
+    std::fs::write(
+        fx.root.join(".git"),
+        "gitdir: main/.git/worktrees/feature\n",
+    )
+    .unwrap();
+    let argv = sh();
+    let cage = compile_on(&request(&fx.root, &CagePolicy::default(), &argv), &host()).unwrap();
+    let p = protected_of(&cage);
+    for want in [
+        fx.root.join(".git"),
+        main.join(".git/config"),
+        main.join(".git/hooks"),
+        wt_git.join("hooks"),
+    ] {
+        assert!(p.contains(&want), "{want:?} not in {p:?}");
+    }
+    // A `.git` symlink could be repointed at a git dir with hooks: refused.
+    std::fs::remove_file(fx.root.join(".git")).unwrap();
+    symlink(&main.join(".git"), fx.root.join(".git")).unwrap();
+    let err = compile_on(&request(&fx.root, &CagePolicy::default(), &argv), &host()).unwrap_err();
+    assert!(matches!(err, CageError::GitSymlink { .. }), "{err}");
+}
+
+#[test]
+fn stand_ins_are_removed_only_while_still_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (empty_dir, full_dir, empty_file) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    std::fs::create_dir(&empty_dir).unwrap();
+    std::fs::create_dir(&full_dir).unwrap();
+    std::fs::write(full_dir.join("x"), "").unwrap();
+    std::fs::write(&empty_file, "").unwrap();
+    remove_mountpoints(&[empty_dir.clone(), full_dir.clone(), empty_file.clone()]);
+    assert!(!empty_dir.exists() && !empty_file.exists());
+    assert!(full_dir.join("x").exists());
 }

@@ -11,6 +11,7 @@ mod host;
 
 pub use compile::{
     CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CompiledCage, compile, compile_on,
+    remove_mountpoints,
 };
 pub use host::{HostSystem, SelfTestError, SystemMount, cgroup_support, self_test};
 // The policy and summary types are wire types, defined once in `kaged-api`.

@@ -92,8 +92,13 @@ impl Daemon {
             .get(project_id)
             .ok_or_else(|| OpError::not_found("project", project_id))?;
         let plan = launcher::plan(&project, req, &i.host)?;
-        let spec = launcher::compile(&plan, &project, &i.host, &actor.user_id)?;
-        let session = i.sessions.spawn(spec)?;
+        // Held from compiling the cage until it runs, and while a finished cage's stand-ins
+        // are removed, so a removal never races a new cage of the same project.
+        let (session, mountpoints) = {
+            let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
+            let launch = launcher::compile(&plan, &project, &i.host, &actor.user_id)?;
+            (i.sessions.spawn(launch.spec)?, launch.mountpoints)
+        };
         let info = session.info();
         self.audit_started(&info).await;
         self.publish(DaemonEvent::SessionStarted {
@@ -108,6 +113,7 @@ impl Daemon {
         let daemon = self.clone();
         i.tasks.spawn(async move {
             let ended = session.wait().await;
+            daemon.remove_stand_ins(&ended.project_id, &mountpoints);
             daemon.on_exit(ended).await;
         });
         Ok(info)
@@ -178,6 +184,24 @@ impl Daemon {
             .ok_or_else(|| OpError::not_found("session", id))
     }
 
+    /// The last cage of a project to end removes the empty stand-ins its protection made
+    /// (a `.git` in a project that is no repository).
+    fn remove_stand_ins(&self, project_id: &str, mountpoints: &[std::path::PathBuf]) {
+        if mountpoints.is_empty() {
+            return;
+        }
+        let i = &self.inner;
+        let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
+        let running = i
+            .sessions
+            .list(Some(project_id))
+            .iter()
+            .any(|s| s.state != SessionState::Exited);
+        if !running {
+            kaged_sandbox::remove_mountpoints(mountpoints);
+        }
+    }
+
     async fn audit_started(&self, info: &SessionInfo) {
         let origin = &info.origin;
         let row = |kind, data| {
@@ -186,16 +210,30 @@ impl Daemon {
                 .session(&info.id)
         };
         let audit = &self.inner.audit;
+        // The cage as the API shows it, plus the one fact every reader of the log wants.
+        let mut cage = serde_json::to_value(&origin.cage).unwrap_or_default();
+        cage["caged"] = json!(origin.cage.is_caged());
         audit
             .record(row(
                 EventType::SessionStarted,
                 json!({"argv": info.argv, "kind": origin.kind, "name": origin.name,
-                       "cage": origin.cage}),
+                       "cage": cage}),
             ))
             .await;
         if let Some(agent) = agent_name(info) {
             audit
                 .record(row(EventType::RunStarted, json!({"agent": agent})))
+                .await;
+        }
+        if let CageState::Caged { summary } = &origin.cage
+            && summary.protection_lifted
+        {
+            audit
+                .record(row(
+                    EventType::CageProtectionLifted,
+                    json!({"key": "writable_policy_and_git_hooks", "kind": origin.kind,
+                           "name": origin.name}),
+                ))
                 .await;
         }
         if origin.cage == CageState::DisabledByProject {

@@ -300,3 +300,84 @@ cage_test! {
         assert!(targets[3].starts_with("/proc/"), "{ran}");
     }
 }
+
+/// Runs git on the host side of the test, never inside a cage and never with hooks.
+fn host_git(root: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "user.email=op@example.com",
+        ])
+        .args(["-c", "user.name=operator", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(root)
+        .env("HOME", root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+cage_test! {
+    fn a_default_cage_cannot_change_its_policy_or_plant_a_git_hook_but_can_commit() {
+        let m = Machine::new();
+        std::fs::create_dir_all(m.root.join(".kaged")).unwrap();
+        std::fs::write(m.root.join(".kaged/project.yaml"), "version: 1\nproject: proj\n").unwrap();
+        host_git(&m.root, &["init", "-q"]);
+        host_git(&m.root, &["add", "."]);
+        host_git(&m.root, &["commit", "-qm", "start"]);
+        let config_before = std::fs::read_to_string(m.root.join(".git/config")).unwrap();
+        let ran = m.run(
+            &CagePolicy::default(),
+            "try() { if (eval \"$2\") 2>/dev/null; then echo \"WROTE $1\"; else echo \"refused $1\"; fi; }
+             try policy 'echo \"  cage: disabled\" >> .kaged/project.yaml'
+             try overlay 'echo \"primary: {cage: disabled}\" > .kaged/project.local.yaml'
+             try kaged-dir 'mv .kaged .kaged-old'
+             try config 'printf \"[core]\\n\\tfsmonitor = touch /tmp/pwned\\n\" >> .git/config'
+             try hook 'printf \"#!/bin/sh\\ntouch pwned\\n\" > .git/hooks/post-checkout'
+             try info 'echo \"* filter=evil\" > .git/info/attributes'
+             try git-dir 'mv .git .git-old'
+             echo work > work.txt
+             git -c user.email=agent@example.com -c user.name=agent add work.txt &&
+               git -c user.email=agent@example.com -c user.name=agent commit -qm agent-work &&
+               echo COMMITTED",
+        );
+        for what in ["policy", "overlay", "kaged-dir", "config", "hook", "info", "git-dir"] {
+            assert!(ran.stdout.contains(&format!("refused {what}\n")), "{what}: {ran}");
+        }
+        assert!(ran.stdout.contains("COMMITTED"), "{ran}");
+        assert_eq!(
+            std::fs::read_to_string(m.root.join(".kaged/project.yaml")).unwrap(),
+            "version: 1\nproject: proj\n"
+        );
+        assert!(!m.root.join(".kaged/project.local.yaml").exists());
+        assert_eq!(std::fs::read_to_string(m.root.join(".git/config")).unwrap(), config_before);
+        assert!(!m.root.join(".git/hooks/post-checkout").exists());
+        assert!(host_git(&m.root, &["log", "--format=%s"]).starts_with("agent-work\n"));
+    }
+}
+
+cage_test! {
+    fn a_project_that_is_no_repository_cannot_get_one_with_hooks() {
+        let m = Machine::new();
+        std::fs::create_dir_all(m.root.join(".kaged")).unwrap();
+        let cage = m.compile(
+            &CagePolicy::default(),
+            "if git init -q . 2>/dev/null; then echo INITIALISED; else echo refused; fi
+             if mkdir .git/hooks 2>/dev/null; then echo HOOKS; fi",
+        );
+        let mountpoints = cage.mountpoints.clone();
+        assert_eq!(mountpoints, vec![m.root.join(".git")]);
+        let ran = super::fixture::run(cage);
+        assert_eq!(ran.stdout, "refused\n", "{ran}");
+        // The empty stand-in bwrap left on the host goes once the cage is gone.
+        kaged_sandbox::remove_mountpoints(&mountpoints);
+        assert!(!m.root.join(".git").exists());
+    }
+}

@@ -35,18 +35,29 @@ pub fn as_root_and_unprivileged(module_test_path: &str, body: impl FnOnce()) {
     make_world_accessible(dir.path());
     let exe = dir.path().join("kaged-sandbox-tests");
     std::fs::copy(std::env::current_exe().expect("current_exe"), &exe).expect("copy test binary");
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&exe)
-        .args(["--exact", test_path, "--nocapture", "--test-threads=1"])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("TMPDIR", "/tmp")
-        .env("RUST_BACKTRACE", "1")
-        .env(UNPRIVILEGED_MARK, "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run setpriv");
+    // A test thread that forks while the copy is still open for writing keeps it "busy" for
+    // an instant (ETXTBSY); that is the copy racing, not the test failing.
+    let mut attempts = 0;
+    let out = loop {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&exe)
+            .args(["--exact", test_path, "--nocapture", "--test-threads=1"])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("TMPDIR", "/tmp")
+            .env("RUST_BACKTRACE", "1")
+            .env(UNPRIVILEGED_MARK, "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run setpriv");
+        attempts += 1;
+        let busy = String::from_utf8_lossy(&out.stderr).contains("Text file busy");
+        if !busy || attempts == 10 {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
