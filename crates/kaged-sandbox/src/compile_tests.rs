@@ -960,7 +960,7 @@ fn a_worktree_protects_its_pointer_file_and_the_git_dir_it_names() {
     }
     // A `.git` symlink could be repointed at a git dir with hooks: refused.
     std::fs::remove_file(fx.root.join(".git")).unwrap();
-    symlink(&main.join(".git"), fx.root.join(".git")).unwrap();
+    symlink(main.join(".git"), fx.root.join(".git")).unwrap();
     let err = compile_on(&request(&fx.root, &CagePolicy::default(), &argv), &host()).unwrap_err();
     assert!(matches!(err, CageError::GitSymlink { .. }), "{err}");
 }
