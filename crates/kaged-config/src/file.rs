@@ -72,7 +72,7 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).map_err(read_err)?;
         let config: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+            message: redacted_message(&text, &e),
         })?;
         let mode = meta.mode() & 0o7777;
         if mode & 0o022 != 0 {
@@ -90,4 +90,53 @@ impl FileConfig {
         }
         Ok(config)
     }
+}
+
+/// `line L, column C: message`, without the source excerpt `toml`'s `Display` adds and without the
+/// values its messages quote: the offending line may hold `sidecar_nonce`. Key names stay,
+/// because an unknown or missing key is what the operator must see to fix the file.
+fn redacted_message(text: &str, e: &toml::de::Error) -> String {
+    // Serde's type and value errors quote the value; key and syntax errors quote key names
+    // and expected tokens, which the operator needs.
+    let message = e.message().trim_end();
+    let about_a_value = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|k| message.starts_with(k));
+    let message = if about_a_value {
+        redact_quoted(message)
+    } else {
+        message.to_owned()
+    };
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Replaces what sits between backticks or double quotes with `…`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push_str("…");
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '`' || c == '"' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    out
 }

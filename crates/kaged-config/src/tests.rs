@@ -247,3 +247,28 @@ fn no_sandbox_flag_and_env() {
         Sourced::new(false, Source::Env("KAGED_NO_SANDBOX".into()))
     );
 }
+
+#[test]
+fn parse_errors_never_print_the_offending_value() {
+    let f = fixture("user");
+    let nonce = "s3cr3t-n0nce-s3cr3t-n0nce-s3cr3t-n0nce";
+    for text in [
+        // A type error quotes the value…
+        format!("[auth]\nsidecar_nonce = 5\nsidecar_nonce_file = \"{nonce}\" \"{nonce}\"\n"),
+        // …and a syntax error prints the line it is on.
+        format!("[auth]\nsidecar_nonce = \"{nonce}\"\nmode = sidecar {nonce}\n"),
+        format!("[auth]\nsidecar_nonce = {nonce}\n"),
+    ] {
+        write(&f.layout.config_file, &text, 0o600);
+        let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(nonce), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(
+            err.contains(&f.layout.config_file.display().to_string()),
+            "{err}"
+        );
+        assert!(err.contains("line "), "{err}");
+    }
+}

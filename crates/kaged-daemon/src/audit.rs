@@ -83,21 +83,42 @@ impl Audit {
         }
     }
 
-    /// A refused request (`auth.rejected`), under the per-second cap.
-    pub async fn rejected(&self, reason: &str, method: &str, path: &str, peer: Option<SocketAddr>) {
-        let peer = peer.map(|p| p.to_string());
+    /// A refused request (`auth.rejected`), under the per-second cap. Every refusal goes
+    /// through here, so no path of refusals can flood the writer ahead of real work.
+    pub async fn rejected(&self, refusal: Refusal<'_>) {
+        let peer = refusal.peer.map(|p| p.to_string());
+        let Refusal {
+            reason,
+            method,
+            path,
+            user_agent,
+            ..
+        } = refusal;
         tracing::info!(reason, method, path, peer, "request refused");
         let Some(suppressed) = self.rejections.admit(self.started.elapsed().as_secs()) else {
             return;
         };
-        self.record(AuditEvent::new(
-            EventType::AuthRejected,
-            None,
-            json!({"reason": reason, "method": method, "path": path, "peer": peer,
-                   "suppressed_before": suppressed}),
-        ))
-        .await;
+        let mut data = json!({"reason": reason, "method": method, "path": path, "peer": peer,
+                              "suppressed_before": suppressed});
+        if let Some(ua) = user_agent {
+            data["user_agent"] = json!(ua);
+        }
+        self.record(AuditEvent::new(EventType::AuthRejected, None, data))
+            .await;
     }
+}
+
+/// What an `auth.rejected` row says: why, what was asked, and by whom.
+pub struct Refusal<'a> {
+    /// Stable machine-readable reason, e.g. `bad_cookie`.
+    pub reason: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub peer: Option<SocketAddr>,
+    pub user_agent: Option<&'a str>,
+    /// A credential was presented and was wrong (a guess, or a stale one), as opposed to
+    /// none at all or a refused Host or Origin: only these slow the peer down.
+    pub wrong_credential: bool,
 }
 
 /// (method, route, status) of an authenticated read; the route is the table's pattern.

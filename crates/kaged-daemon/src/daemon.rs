@@ -30,7 +30,7 @@ use crate::error::StartError;
 use crate::host::HostFacts;
 use crate::lock::StateLock;
 use crate::projects::Projects;
-use crate::startup::{bind_self_check, setup_auth};
+use crate::startup::{bind_self_check, harden_process, setup_auth, warn_if_root};
 
 /// How long in-flight requests may take to finish once the daemon stops accepting.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -56,6 +56,7 @@ pub(crate) struct Inner {
     pub(crate) access: Access,
     pub(crate) store: Store,
     pub(crate) audit: Audit,
+    pub(crate) backoff: crate::backoff::Backoff,
     pub(crate) sessions: SessionManager,
     pub(crate) projects: Projects,
     pub(crate) host: HostFacts,
@@ -78,6 +79,8 @@ impl Daemon {
     /// (bind safety, bwrap), storage, the listener, auth and its nonce files, sessions, the
     /// project registry, and the start-up audit rows. Must run inside a tokio runtime.
     pub async fn start(settings: Settings, layout: Layout) -> Result<Daemon, StartError> {
+        harden_process();
+        warn_if_root(&layout);
         layout.create_dirs()?;
         let lock = StateLock::acquire(&layout)?;
         let insecure_bind = bind_self_check(&settings)?;
@@ -130,6 +133,7 @@ impl Daemon {
                 access,
                 store,
                 audit,
+                backoff: crate::backoff::Backoff::default(),
                 sessions,
                 projects: Projects::default(),
                 local,

@@ -8,6 +8,7 @@
 
 mod access;
 mod audit;
+mod backoff;
 mod daemon;
 mod endpoint;
 mod error;
@@ -19,10 +20,10 @@ mod projects;
 mod startup;
 
 pub use access::Access;
-pub use audit::Audit;
+pub use audit::{Audit, Refusal};
 pub use daemon::{Daemon, local_user};
 pub use endpoint::Endpoint;
 pub use error::{OpError, OpResult, StartError};
 pub use host::HostFacts;
-pub use ops::{Attached, Terminal, TranscriptSlice, paths};
+pub use ops::{Attached, LaunchAttempt, Terminal, TranscriptSlice, paths};
 pub use projects::LoadedProject;

@@ -23,6 +23,11 @@ pub(crate) fn bind_self_check(settings: &Settings) -> Result<bool, StartError> {
         tracing::warn!(
             "binding {bind} exposes kaged on EVERY network interface; prefer 127.0.0.1 behind a sidecar (ADR-0007)"
         );
+    } else {
+        tracing::warn!(
+            "binding {bind} exposes kaged to every host that can reach {}; prefer 127.0.0.1 behind a sidecar (ADR-0007)",
+            bind.ip()
+        );
     }
     if settings.sidecar_nonce.is_some() && settings.auth_mode.value == AuthMode::Sidecar {
         return Ok(false);
@@ -91,4 +96,25 @@ pub(crate) fn setup_auth(
         launch_ttl: settings.launch_token_ttl.value,
     })?;
     Ok((policy, files))
+}
+
+/// The daemon holds nonces and session cookies' keys in memory: no core dumps, and no
+/// ptrace or `/proc/<pid>/mem` for other processes of the same user.
+pub(crate) fn harden_process() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "could not mark the daemon non-dumpable");
+    }
+    let no_core = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    if let Err(e) = no_core {
+        tracing::warn!(error = %e, "could not turn core dumps off");
+    }
+}
+
+/// ADR-0010: the system-wide daemon runs as a dedicated `kaged` user, not as root.
+pub(crate) fn warn_if_root(layout: &Layout) {
+    if layout.mode == kaged_deploy::Mode::System && nix::unistd::geteuid().is_root() {
+        tracing::warn!(
+            "running system-wide as root: ADR-0010 wants a dedicated user. Create it (`useradd --system --home-dir /var/lib/kaged kaged`) and run the unit in examples/deployment/systemd/ (User=kaged), or try kaged as yourself with `kaged start --mode user`"
+        );
+    }
 }

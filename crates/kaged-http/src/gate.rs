@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use kaged_api::ErrorCode as Code;
 use kaged_auth::{AuthError, AuthMode, HEADER_CSRF};
 
-use kaged_daemon::Daemon;
+use kaged_daemon::{Daemon, Refusal};
 
 use crate::Http;
 use crate::error::ApiError;
@@ -163,9 +163,16 @@ async fn unauthenticated(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
 ) -> Response {
-    st.audit_log()
-        .rejected(err.reason(), method.as_str(), path, peer)
-        .await;
+    let wrong_credential = !matches!(err, AuthError::Missing | AuthError::NotLoopback);
+    st.refused(Refusal {
+        reason: err.reason(),
+        method: method.as_str(),
+        path,
+        peer,
+        user_agent: None,
+        wrong_credential,
+    })
+    .await;
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -206,9 +213,15 @@ async fn refuse(
     peer: Option<SocketAddr>,
     message: &str,
 ) -> Response {
-    st.audit_log()
-        .rejected(reason, method.as_str(), path, peer)
-        .await;
+    st.refused(Refusal {
+        reason,
+        method: method.as_str(),
+        path,
+        peer,
+        user_agent: None,
+        wrong_credential: false,
+    })
+    .await;
     ApiError::new(code, message).into_response()
 }
 

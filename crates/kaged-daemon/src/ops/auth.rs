@@ -6,9 +6,31 @@ use kaged_store::{AuditEvent, EventType};
 use serde_json::json;
 
 use crate::Daemon;
+use crate::audit::Refusal;
 use crate::error::{OpError, OpResult};
 
+/// Who tried a launch URL, for the audit row.
+pub struct LaunchAttempt {
+    pub peer: std::net::SocketAddr,
+    pub user_agent: Option<String>,
+}
+
 impl Daemon {
+    /// A refused request: one capped audit row; and a peer that keeps presenting wrong
+    /// credentials waits longer for each refusal, so guessing is slow. Peers that present
+    /// good credentials are never slowed.
+    pub async fn refused(&self, refusal: Refusal<'_>) {
+        let delay = refusal.peer.filter(|_| refusal.wrong_credential).map(|p| {
+            self.inner
+                .backoff
+                .failed(p.ip(), self.inner.started.elapsed())
+        });
+        self.inner.audit.rejected(refusal).await;
+        if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// A fresh one-time launch URL, for `kaged auth open` (which proved itself with the
     /// nonce). Only loopback mode has them.
     pub async fn issue_launch_url(&self, actor: &Identity) -> OpResult<LaunchUrl> {
@@ -44,8 +66,10 @@ impl Daemon {
     }
 
     /// Trades a launch token (or the nonce itself) for the `Set-Cookie` value of a browser
-    /// session. Both outcomes are audited; the token never is.
-    pub async fn redeem_launch(&self, token: &str) -> OpResult<String> {
+    /// session. Both outcomes are audited with who tried (peer and user agent); the token
+    /// never is.
+    pub async fn redeem_launch(&self, token: &str, attempt: LaunchAttempt) -> OpResult<String> {
+        let who = json!({"peer": attempt.peer.to_string(), "user_agent": attempt.user_agent});
         match self.inner.auth.redeem_launch(token) {
             Ok(cookie) => {
                 self.inner
@@ -53,20 +77,21 @@ impl Daemon {
                     .record(AuditEvent::new(
                         EventType::AuthLaunchTokenUsed,
                         Some(&self.inner.user),
-                        json!({}),
+                        who,
                     ))
                     .await;
                 Ok(cookie)
             }
             Err(e) => {
-                self.inner
-                    .audit
-                    .record(AuditEvent::new(
-                        EventType::AuthRejected,
-                        None,
-                        json!({"reason": e.reason(), "path": "/launch"}),
-                    ))
-                    .await;
+                self.refused(Refusal {
+                    reason: e.reason(),
+                    method: "GET",
+                    path: "/launch",
+                    peer: Some(attempt.peer),
+                    user_agent: attempt.user_agent.as_deref(),
+                    wrong_credential: true,
+                })
+                .await;
                 Err(OpError::Unauthenticated(e))
             }
         }

@@ -8,5 +8,6 @@ mod projects;
 mod sessions;
 mod status;
 
+pub use auth::LaunchAttempt;
 pub use sessions::{Attached, Terminal, TranscriptSlice};
 pub use status::paths;

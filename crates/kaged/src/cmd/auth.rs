@@ -44,13 +44,40 @@ pub fn open(mode: Option<&str>, args: OpenArgs) -> Result<ExitCode> {
             .or(std::env::var_os("WAYLAND_DISPLAY"))
             .is_some()
     {
-        // Best effort: a missing xdg-open is not an error, the URL is printed above.
-        let _ = std::process::Command::new("xdg-open")
-            .arg(url)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
+        open_browser(&layout, url)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens a browser on a 0600 redirect file in the 0700 runtime dir, never on the URL itself:
+/// a command line is readable by every local user in `/proc/*/cmdline`, and the token in the
+/// URL is a credential until it is used (as Jupyter does it).
+fn open_browser(layout: &kaged_deploy::Layout, url: &str) -> Result<()> {
+    let dir = &layout.runtime_dir;
+    // Earlier redirect files hold spent or expired tokens; nothing to keep.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("launch-") && name.ends_with(".html") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let path = dir.join(format!("launch-{}.html", std::process::id()));
+    let html = format!(
+        "<!doctype html><meta charset=utf-8><meta name=referrer content=no-referrer>\
+         <meta http-equiv=refresh content=\"0;url={url}\"><title>kaged</title>\
+         <p><a href=\"{url}\">Open kaged</a></p>"
+    );
+    kaged_auth::write_secret_file(&path, &html)
+        .with_context(|| format!("cannot write the launch page {}", path.display()))?;
+    // Best effort: a missing xdg-open is not an error, the URL is printed above.
+    let _ = std::process::Command::new("xdg-open")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    Ok(())
 }
