@@ -141,11 +141,14 @@ impl Daemon {
                 .session(&info.id)
         };
         let audit = &self.inner.audit;
+        // The cage as the API shows it, plus the one fact every reader of the log wants.
+        let mut cage = serde_json::to_value(&origin.cage).unwrap_or_default();
+        cage["caged"] = json!(origin.cage.is_caged());
         audit
             .record(row(
                 EventType::SessionStarted,
                 json!({"argv": info.argv, "kind": origin.kind, "name": origin.name,
-                       "cage": origin.cage}),
+                       "cage": cage}),
             ))
             .await;
         if let Some(agent) = agent_name(info) {
