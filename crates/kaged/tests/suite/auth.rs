@@ -377,6 +377,33 @@ fn insecure_mode_accepts_everyone_but_keeps_csrf_and_every_warning() {
     }
 }
 
+/// The ungated router exists only inside kaged-bench; no environment variable (such as the
+/// one an old bench-only build read) turns the gate off in the product binary.
+#[test]
+fn the_product_binary_never_serves_ungated() {
+    let d = daemon().env("KAGED_BENCH_UNGATED", "1").start();
+    let r = d.get("/api/v1/status", &[]);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (401, ErrorCode::Unauthenticated),
+        "{}",
+        r.body
+    );
+    let r = raw(
+        d.addr,
+        "GET",
+        "/api/v1/status",
+        &[("Host", "evil.example")],
+        None,
+    );
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, ErrorCode::Forbidden),
+        "{}",
+        r.body
+    );
+}
+
 #[test]
 fn launch_url_redirects_once_and_races_have_one_winner() {
     let d = daemon().start();
