@@ -20,7 +20,9 @@ pub const PROJECT: &str = "bench";
 
 pub struct KagedOpts<'a> {
     pub bin: &'a Path,
-    /// Extra arguments to `kaged start`.
+    /// The subcommand that serves: `start` for `kaged`, `serve-ungated` for this binary.
+    pub command: &'a str,
+    /// Extra arguments to the subcommand (`kaged start`'s flags).
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     /// `config.toml` contents.
@@ -188,7 +190,7 @@ impl Kaged {
                 .context("chmod 0600 on config.toml")?;
         }
         let mut cmd = Command::new(opts.bin);
-        cmd.arg("start")
+        cmd.arg(opts.command)
             .args(["--bind", "127.0.0.1:0"])
             .args(&opts.args)
             .env_clear()
