@@ -1,6 +1,6 @@
 //! What the auth layers cost: authenticated `GET /api/v1/status` per second with `wrk` on
-//! loopback, in each auth mode, against the same route on a bench-only build that serves the
-//! router without the gate (`--features bench-ungated` plus `KAGED_BENCH_UNGATED=1`).
+//! loopback, in each auth mode, against the same route on the same daemon served without the
+//! gate by this binary's `serve-ungated` (the `kaged` binary has no way to do that).
 
 use std::path::Path;
 use std::process::Command;
@@ -27,28 +27,26 @@ pub struct Daemons {
 const SIDECAR_NONCE: &str = "kaged-bench-sidecar-nonce-0123456789abcdef";
 
 impl Daemons {
-    pub fn start(bin: &Path, ungated_bin: &Path) -> Result<Daemons> {
+    /// `kaged` is the product binary; `bench` is this one, which serves the ungated baseline.
+    pub fn start(kaged: &Path, bench: &Path) -> Result<Daemons> {
         let mut daemons = Vec::new();
         for mode in MODES {
-            let (bin, args, env, login): (&Path, Vec<String>, Vec<(String, String)>, bool) =
+            let (bin, command, args, env, login): (&Path, &str, Vec<String>, Vec<_>, bool) =
                 match mode {
-                    "ungated" => (
-                        ungated_bin,
-                        Vec::new(),
-                        vec![("KAGED_BENCH_UNGATED".into(), "1".into())],
-                        false,
-                    ),
-                    "loopback" => (bin, Vec::new(), Vec::new(), true),
+                    "ungated" => (bench, "serve-ungated", Vec::new(), Vec::new(), false),
+                    "loopback" => (kaged, "start", Vec::new(), Vec::new(), true),
                     "sidecar" => (
-                        bin,
+                        kaged,
+                        "start",
                         vec!["--auth-mode".into(), "sidecar".into()],
                         vec![("KAGED_AUTH_SIDECAR_NONCE".into(), SIDECAR_NONCE.into())],
                         false,
                     ),
-                    _ => (bin, vec!["--insecure".into()], Vec::new(), false),
+                    _ => (kaged, "start", vec!["--insecure".into()], Vec::new(), false),
                 };
             let (k, _) = Kaged::start(&KagedOpts {
                 bin,
+                command,
                 args,
                 env,
                 config: None,
@@ -87,7 +85,7 @@ impl Daemons {
     }
 
     /// One `wrk` run per mode, in `MODES` order; returns requests per second.
-    /// One round: each gated mode is measured back to back with the ungated build, in an order
+    /// One round: each gated mode is measured back to back with the ungated daemon, in an order
     /// that flips every round, so the ratio is taken between neighbours and a drift in the
     /// machine's speed cancels out instead of landing on whichever mode ran later.
     /// Returns `(mode, requests/s, the ungated requests/s of its pair)`.

@@ -1,5 +1,6 @@
 //! The kaged target: the real binary in per-user mode in a temp HOME, logged in as a browser
-//! would (launch URL → cookie → CSRF token from `/api/v1/me`).
+//! would (launch URL → cookie → CSRF token from `/api/v1/me`). The daemon's answers are read
+//! as the `kaged-api` wire types.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::{Value, json};
+use kaged_api::{ErrorEnvelope, LoadProject, Me, SessionInfo, StartSession};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::ws::{Proto, Term};
 
@@ -20,7 +23,9 @@ pub const PROJECT: &str = "bench";
 
 pub struct KagedOpts<'a> {
     pub bin: &'a Path,
-    /// Extra arguments to `kaged start`.
+    /// The subcommand that serves: `start` for `kaged`, `serve-ungated` for this binary.
+    pub command: &'a str,
+    /// Extra arguments to the subcommand (`kaged start`'s flags).
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     /// `config.toml` contents.
@@ -60,7 +65,8 @@ pub fn agent() -> ureq::Agent {
 }
 
 impl Api {
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+    /// One request; the status and the body as text.
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
         let mut res = match (method, body) {
             ("GET", _) => {
@@ -91,37 +97,34 @@ impl Api {
         .with_context(|| format!("{method} {path}"))?;
         let status = res.status().as_u16();
         let text = res.body_mut().read_to_string().unwrap_or_default();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
+        Ok((status, text))
     }
 
-    pub fn get(&self, path: &str) -> Result<(u16, Value)> {
-        self.call("GET", path, None)
-    }
-
-    pub fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
-        self.call("POST", path, Some(body))
-    }
-
-    pub fn delete(&self, path: &str) -> Result<(u16, Value)> {
-        self.call("DELETE", path, None)
-    }
-
-    fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let (status, v) = self.call(method, path, body)?;
+    /// A 2xx answer read as `T`; anything else is an error that says what the daemon said.
+    fn ok<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&Value>) -> Result<T> {
+        let (status, text) = self.call(method, path, body)?;
         if !(200..300).contains(&status) {
-            bail!("{method} {path} answered {status}: {v}");
+            bail!("{method} {path} answered {status}: {}", refusal(&text));
         }
-        Ok(v)
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{method} {path}: the answer is not a {}: {text}",
+                std::any::type_name::<T>()
+            )
+        })
     }
 
-    /// Loads the bench project; a project that is already loaded is fine.
+    /// Loads the bench project; a project that is already loaded (409) is fine.
     pub fn load_project(&self, dir: &Path) -> Result<()> {
-        let (status, v) = self.post("/api/v1/projects", &json!({"path": dir}))?;
+        let body = serde_json::to_value(LoadProject {
+            path: dir.to_owned(),
+        })?;
+        let (status, text) = self.call("POST", "/api/v1/projects", Some(&body))?;
         if !(200..300).contains(&status) && status != 409 {
             bail!(
-                "loading the project {} answered {status}: {v}",
-                dir.display()
+                "loading the project {} answered {status}: {}",
+                dir.display(),
+                refusal(&text)
             );
         }
         Ok(())
@@ -129,32 +132,36 @@ impl Api {
 
     /// Starts a session in the bench project and returns its id.
     pub fn create_session(&self, argv: &[&str]) -> Result<String> {
-        let body = json!({"argv": argv, "cols": crate::raw::COLS, "rows": crate::raw::ROWS});
-        let v = self.ok(
-            "POST",
-            &format!("/api/v1/projects/{PROJECT}/sessions"),
-            Some(&body),
-        )?;
-        v.get("id")
-            .or_else(|| v.pointer("/session/id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no session id in {v}"))
+        let body = serde_json::to_value(StartSession {
+            argv: Some(argv.iter().map(|a| a.to_string()).collect()),
+            cols: Some(crate::raw::COLS),
+            rows: Some(crate::raw::ROWS),
+            ..StartSession::default()
+        })?;
+        let path = format!("/api/v1/projects/{PROJECT}/sessions");
+        let info: SessionInfo = self.ok("POST", &path, Some(&body))?;
+        Ok(info.id)
     }
 
-    pub fn session(&self, id: &str) -> Result<Value> {
-        let v = self.ok("GET", &format!("/api/v1/sessions/{id}"), None)?;
-        Ok(v.get("session").cloned().unwrap_or(v))
+    pub fn session(&self, id: &str) -> Result<SessionInfo> {
+        self.ok("GET", &format!("/api/v1/sessions/{id}"), None)
     }
 
     pub fn end_session(&self, id: &str) -> Result<()> {
-        let (status, v) = self.delete(&format!("/api/v1/sessions/{id}"))?;
+        let (status, text) = self.call("DELETE", &format!("/api/v1/sessions/{id}"), None)?;
         // 409: it already ended.
         if !(200..300).contains(&status) && status != 409 {
-            bail!("DELETE session {id} answered {status}: {v}");
+            bail!("DELETE session {id} answered {status}: {}", refusal(&text));
         }
         Ok(())
     }
+}
+
+/// A refusal's error envelope as `code: message`, or the body as it came.
+fn refusal(text: &str) -> String {
+    serde_json::from_str::<ErrorEnvelope>(text)
+        .map(|e| e.to_string())
+        .unwrap_or_else(|_| text.to_owned())
 }
 
 /// Runs a blocking API call off the async runtime.
@@ -188,7 +195,7 @@ impl Kaged {
                 .context("chmod 0600 on config.toml")?;
         }
         let mut cmd = Command::new(opts.bin);
-        cmd.arg("start")
+        cmd.arg(opts.command)
             .args(["--bind", "127.0.0.1:0"])
             .args(&opts.args)
             .env_clear()
@@ -297,12 +304,8 @@ impl Kaged {
                 .ok_or_else(|| anyhow!("the launch URL set no kaged_session_ cookie"))?;
             api.headers.push(("Cookie".into(), cookie.clone()));
             api.cookie = Some(cookie);
-            let (status, me) = api.get("/api/v1/me")?;
-            let csrf = me
-                .get("csrf_token")
-                .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("GET /api/v1/me answered {status} without csrf_token"))?
-                .to_owned();
+            let me: Me = api.ok("GET", "/api/v1/me", None)?;
+            let csrf = me.csrf_token;
             api.headers.push(("Origin".into(), base.clone()));
             api.headers.push(("X-Kaged-CSRF".into(), csrf.clone()));
             api.csrf = Some(csrf);

@@ -15,6 +15,7 @@ mod procfs;
 mod raw;
 mod report;
 mod scan;
+mod ungated;
 mod ws;
 
 use std::io::{Read, Write};
@@ -58,6 +59,10 @@ enum Cmd {
         #[arg(long)]
         samples: usize,
     },
+    /// Internal: the daemon as `kaged start` runs it, without the auth gate (the auth-cost
+    /// baseline). Takes `kaged start`'s flags.
+    #[command(hide = true)]
+    ServeUngated(ungated::ServeArgs),
 }
 
 #[derive(Args, Clone)]
@@ -65,10 +70,6 @@ struct Opts {
     /// The kaged binary [default: `kaged` next to this binary].
     #[arg(long)]
     kaged: Option<PathBuf>,
-    /// kaged built with `--features bench-ungated` [default:
-    /// `<target>/bench-ungated/release/kaged`].
-    #[arg(long)]
-    kaged_ungated: Option<PathBuf>,
     /// The Jupyter venv [default: `<target>/bench-venv`].
     #[arg(long)]
     venv: Option<PathBuf>,
@@ -120,6 +121,7 @@ fn main() -> ExitCode {
         Cmd::RawStart { project, samples } => metrics::raw_start_here(&project, samples)
             .and_then(|s| Ok(serde_json::to_writer(std::io::stdout(), &s)?))
             .map(|()| true),
+        Cmd::ServeUngated(args) => ungated::run(args).map(|()| true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,
@@ -133,7 +135,8 @@ fn main() -> ExitCode {
 
 struct Paths {
     kaged: PathBuf,
-    ungated: PathBuf,
+    /// This binary, which serves the ungated baseline (`serve-ungated`).
+    bench: PathBuf,
     venv: PathBuf,
     work: PathBuf,
     workspace: PathBuf,
@@ -151,13 +154,10 @@ impl Paths {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         Ok(Paths {
             kaged: o.kaged.clone().unwrap_or_else(|| profile_dir.join("kaged")),
-            ungated: o
-                .kaged_ungated
-                .clone()
-                .unwrap_or_else(|| target.join("bench-ungated/release/kaged")),
             venv: o.venv.clone().unwrap_or_else(|| target.join("bench-venv")),
             work: o.work.clone().unwrap_or_else(|| target.join("kaged-bench")),
             workspace: workspace.canonicalize().unwrap_or(workspace),
+            bench: exe,
         })
     }
 }
@@ -326,18 +326,6 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
         r.meta.skipped.push("terminado: --no-terminado".to_owned());
     }
     let mut auth = want(Section::Auth);
-    if auth && !paths.ungated.is_file() {
-        let why = format!(
-            "auth cost: no bench-ungated kaged at {} (`cargo build --release -p kaged --features bench-ungated --target-dir target/bench-ungated`)",
-            paths.ungated.display()
-        );
-        if mode == Mode::Full {
-            bail!("{why}");
-        }
-        eprintln!("kaged-bench: skipping {why}");
-        r.meta.skipped.push(why);
-        auth = false;
-    }
     if auth && Command::new("wrk").arg("--version").output().is_err() {
         let why = "auth cost: wrk is not installed (apt-get install wrk)".to_owned();
         if mode == Mode::Full {
@@ -451,6 +439,7 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
             server_round(&mut r, &rt, round, &p, &want, || {
                 let (k, _) = Kaged::start(&KagedOpts {
                     bin: &paths.kaged,
+                    command: "start",
                     args: Vec::new(),
                     env: Vec::new(),
                     config: bench_config(),
@@ -471,7 +460,7 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
 
     if auth {
         eprintln!("kaged-bench: auth layers, {rounds} round(s) of wrk");
-        let res = authcost::Daemons::start(&paths.kaged, &paths.ungated);
+        let res = authcost::Daemons::start(&paths.kaged, &paths.bench);
         if let Some(daemons) = record(&mut r, 0, "auth", "starting the daemons", res) {
             for round in 0..rounds {
                 let res = daemons.round(round, Duration::from_secs(auth_secs));
@@ -524,6 +513,7 @@ fn record<T>(r: &mut Results, round: usize, target: &str, what: &str, res: Resul
 fn cold_once(bin: &Path) -> Result<(f64, f64)> {
     let (k, ready) = Kaged::start(&KagedOpts {
         bin,
+        command: "start",
         args: Vec::new(),
         env: Vec::new(),
         config: None,

@@ -675,11 +675,7 @@ async fn transcript_complete(
     loop {
         let api = api.clone();
         let sid2 = sid.clone();
-        let info = blocking(move || api.session(&sid2)).await?;
-        let total = info
-            .get("bytes_total")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| anyhow!("no bytes_total in {info}"))?;
+        let total = blocking(move || api.session(&sid2)).await?.bytes_total;
         let len = std::fs::metadata(&path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();

@@ -457,7 +457,7 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(o, "#### Auth layers (issue 3)\n");
     let _ = writeln!(
         o,
-        "`wrk -t1 -c8 -d{}s` against `GET /api/v1/status` on loopback, one daemon per mode. Each gated mode is measured back to back with the ungated daemon, in an order that flips every round, and its ratio is taken against that neighbour. \"ungated\" is the same binary built with the bench-only feature `bench-ungated` and run with `KAGED_BENCH_UNGATED=1`: the router without the gate (Host, Origin, auth, CSRF, audit).\n",
+        "`wrk -t1 -c8 -d{}s` against `GET /api/v1/status` on loopback, one daemon per mode. Each gated mode is measured back to back with the ungated daemon, in an order that flips every round, and its ratio is taken against that neighbour. \"ungated\" is the same daemon (layout, settings and start-up as `kaged start`) served by `kaged-bench serve-ungated` with the router without the gate (Host, Origin, auth, CSRF, audit); the `kaged` binary itself cannot serve ungated.\n",
         m.auth_seconds
     );
     let _ = writeln!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
+use kaged_api::{ClientControl, ServerControl};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -41,13 +41,9 @@ pub struct Term {
     pub received: u64,
 }
 
-#[derive(Deserialize)]
-struct KagedControl {
-    #[serde(rename = "type")]
-    kind: String,
-    offset: Option<u64>,
-    from: Option<u64>,
-    to: Option<u64>,
+/// A kaged control message (a text frame), read as the wire type.
+fn control(text: &str) -> Result<ServerControl> {
+    serde_json::from_str(text).with_context(|| format!("bad control message {text}"))
 }
 
 impl Term {
@@ -86,12 +82,9 @@ impl Term {
             received: 0,
         };
         if proto == Proto::Kaged {
-            let hello = match hello {
-                Some(o) => serde_json::json!({"type": "hello", "offset": o}),
-                None => serde_json::json!({"type": "hello"}),
-            };
+            let hello = serde_json::to_string(&ClientControl::Hello { offset: hello })?;
             term.ws
-                .send(Message::Text(hello.to_string().into()))
+                .send(Message::Text(hello.into()))
                 .await
                 .context("sending hello")?;
             loop {
@@ -100,10 +93,8 @@ impl Term {
                     .map_err(|_| anyhow!("no hello from kaged within 10 s"))?;
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        let c: KagedControl = serde_json::from_str(&t)
-                            .with_context(|| format!("bad control message {t}"))?;
-                        if c.kind == "hello" {
-                            term.start_offset = c.offset.unwrap_or(0);
+                        if let ServerControl::Hello { offset, .. } = control(&t)? {
+                            term.start_offset = offset;
                             break;
                         }
                     }
@@ -144,20 +135,14 @@ impl Term {
                     self.received += b.len() as u64;
                     return Ok(Some(Event::Data(b)));
                 }
-                (Proto::Kaged, Message::Text(t)) => {
-                    let c: KagedControl = serde_json::from_str(&t)
-                        .with_context(|| format!("bad control message {t}"))?;
-                    match c.kind.as_str() {
-                        "gap" => {
-                            return Ok(Some(Event::Gap {
-                                from: c.from.unwrap_or(0),
-                                to: c.to.unwrap_or(0),
-                            }));
-                        }
-                        "exit" => return Ok(Some(Event::Exit)),
-                        _ => {}
+                (Proto::Kaged, Message::Text(t)) => match control(&t)? {
+                    ServerControl::Gap { from, to } => return Ok(Some(Event::Gap { from, to })),
+                    ServerControl::Exit { .. } => return Ok(Some(Event::Exit)),
+                    ServerControl::Error { message } => {
+                        bail!("kaged did not understand a control message: {message}")
                     }
-                }
+                    ServerControl::Hello { .. } | ServerControl::Pong => {}
+                },
                 (Proto::Terminado, Message::Text(t)) => {
                     let (kind, value): (String, serde_json::Value) =
                         serde_json::from_str(&t).context("bad terminado frame")?;

@@ -131,10 +131,17 @@ fn smoke_run_counts_every_byte_through_the_raw_pty_kaged_and_terminado() {
     for m in ["start_bash_ms", "start_bwrap_bash_ms", "bwrap_true_ms"] {
         assert!(one(&r, "raw", m) > 0.0, "{m}");
     }
-    // The auth-cost section runs when the bench-ungated build exists.
+    // The auth-cost section runs whenever wrk is installed: the ungated baseline is this
+    // bench binary's own `serve-ungated`, nothing else to build.
+    let wrk = Command::new("wrk").arg("--version").output().is_ok();
+    if !wrk {
+        eprintln!("the auth cost was skipped: {}", r["meta"]["skipped"]);
+    }
     for mode in ["ungated", "loopback", "sidecar", "insecure"] {
-        for rps in values(&r, mode, "status_rps") {
-            assert!(rps > 0.0, "{mode}");
+        let rps = values(&r, mode, "status_rps");
+        assert!(!wrk || !rps.is_empty(), "{mode}: no auth-cost sample");
+        for v in rps {
+            assert!(v > 0.0, "{mode}");
         }
     }
     let table = std::fs::read_to_string(&md).unwrap();

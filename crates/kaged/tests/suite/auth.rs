@@ -1,8 +1,9 @@
-//! Issue 3: the auth gate over real HTTP and WebSocket, in every auth mode.
+//! The auth gate of ADR-0007 (design §5) over real HTTP and WebSocket, in every auth mode.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kaged_api::{AuditPage, AuthMode, DaemonEvent, ErrorCode, Identity, Me};
 use pretty_assertions::assert_eq;
 
 use crate::fixture::{Response, TestDaemon, daemon, eventually, raw};
@@ -60,7 +61,7 @@ fn every_route_sits_behind_the_stack() {
         let r = raw(d.addr, method, &path, &hostile, body);
         assert_eq!(
             (r.status, r.error_code()),
-            (403, "forbidden".into()),
+            (403, ErrorCode::Forbidden),
             "{method} {path} with a hostile Host"
         );
 
@@ -72,7 +73,7 @@ fn every_route_sits_behind_the_stack() {
                 "{method} {path} without credentials: {}",
                 r.body
             );
-            assert_eq!(r.error_code(), "unauthenticated");
+            assert_eq!(r.error_code(), ErrorCode::Unauthenticated);
         } else {
             assert!(
                 r.status != 401 && r.status != 403,
@@ -125,8 +126,13 @@ fn loopback_credential_matrix() {
         .trim()
         .to_owned();
     assert_eq!(
-        ok.json()["identity"],
-        serde_json::json!({"user_id": user, "email": format!("{user}@localhost"), "groups": [], "mode": "loopback"})
+        ok.json_as::<Me>().identity,
+        Identity {
+            email: Some(format!("{user}@localhost")),
+            user_id: user,
+            groups: vec![],
+            mode: AuthMode::Loopback,
+        }
     );
     let cases: Vec<(String, Vec<(&str, String)>)> = vec![
         ("missing".into(), vec![]),
@@ -170,7 +176,7 @@ fn loopback_credential_matrix() {
         let r = d.get("/api/v1/me", &h);
         assert_eq!(
             (r.status, r.error_code()),
-            (401, "unauthenticated".into()),
+            (401, ErrorCode::Unauthenticated),
             "{name}"
         );
     }
@@ -192,8 +198,13 @@ fn sidecar_credential_matrix() {
     let me = d.get("/api/v1/me", &good);
     assert_eq!(me.status, 200, "{}", me.body);
     assert_eq!(
-        me.json()["identity"],
-        serde_json::json!({"user_id": "ann@example.com", "email": "ann@example.com", "groups": ["ops", "dev"], "mode": "sidecar"})
+        me.json_as::<Me>().identity,
+        Identity {
+            user_id: "ann@example.com".into(),
+            email: Some("ann@example.com".into()),
+            groups: vec!["ops".into(), "dev".into()],
+            mode: AuthMode::Sidecar,
+        }
     );
     let bad_nonce = format!("{}X", &NONCE[..NONCE.len() - 1]);
     let bearer = format!("Bearer {NONCE}");
@@ -251,7 +262,7 @@ fn sidecar_credential_matrix() {
         let r = d.get("/api/v1/me", &h);
         assert_eq!(
             (r.status, r.error_code()),
-            (401, "unauthenticated".into()),
+            (401, ErrorCode::Unauthenticated),
             "{name}: {}",
             r.body
         );
@@ -301,8 +312,12 @@ fn insecure_mode_accepts_everyone_but_keeps_csrf_and_every_warning() {
     }
     let me = d.get("/api/v1/me", &[]);
     assert_eq!(me.status, 200);
-    assert_eq!(me.json()["identity"]["user_id"], "insecure-mode");
-    let csrf = me.json()["csrf_token"].as_str().unwrap().to_owned();
+    let Me {
+        identity,
+        csrf_token: csrf,
+        ..
+    } = me.json_as();
+    assert_eq!(identity.user_id, "insecure-mode");
     // The warning header is on every response, refusals included.
     for r in [
         d.get("/api/v1/healthz", &[]),
@@ -339,10 +354,18 @@ fn insecure_mode_accepts_everyone_but_keeps_csrf_and_every_warning() {
     );
     assert_eq!(r.status, 409, "launch URLs are loopback-only: {}", r.body);
     // Audit: auth.insecure_mode at start with bind address and reason.
-    let rows = d.get("/api/v1/audit?type=auth.insecure_mode", &[]).json();
-    let ev = &rows["events"][0];
-    assert_eq!(ev["data"]["bind"], d.addr.to_string());
-    assert_eq!(ev["data"]["reason"], "demo on a trusted LAN");
+    let rows: AuditPage = d
+        .get("/api/v1/audit?type=auth.insecure_mode", &[])
+        .json_as();
+    // `data` differs per event type, so the API leaves it untyped.
+    assert_eq!(
+        rows.events[0].data,
+        serde_json::json!({
+            "bind": d.addr.to_string(),
+            "event": "daemon_start",
+            "reason": "demo on a trusted LAN",
+        })
+    );
     // Every CLI subcommand prefixes a warning line.
     for args in [&["status"][..], &["version"], &["doctor"]] {
         let out = d.cli(args);
@@ -352,6 +375,33 @@ fn insecure_mode_accepts_everyone_but_keeps_csrf_and_every_warning() {
             "{args:?}: {e}"
         );
     }
+}
+
+/// The ungated router exists only inside kaged-bench; no environment variable (such as the
+/// one an old bench-only build read) turns the gate off in the product binary.
+#[test]
+fn the_product_binary_never_serves_ungated() {
+    let d = daemon().env("KAGED_BENCH_UNGATED", "1").start();
+    let r = d.get("/api/v1/status", &[]);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (401, ErrorCode::Unauthenticated),
+        "{}",
+        r.body
+    );
+    let r = raw(
+        d.addr,
+        "GET",
+        "/api/v1/status",
+        &[("Host", "evil.example")],
+        None,
+    );
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, ErrorCode::Forbidden),
+        "{}",
+        r.body
+    );
 }
 
 #[test]
@@ -523,17 +573,9 @@ fn csrf_missing_or_wrong_is_forbidden() {
             h.push(("X-Kaged-CSRF", c));
         }
         let r = d.request("POST", "/api/v1/auth/launch-token", &h, Some("{}"));
-        assert_eq!(
-            (r.status, r.error_code()),
-            (403, "forbidden".into()),
-            "{csrf:?}"
-        );
-        assert!(
-            r.json()["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("CSRF")
-        );
+        let e = r.error().error;
+        assert_eq!((r.status, e.code), (403, ErrorCode::Forbidden), "{csrf:?}");
+        assert!(e.message.contains("CSRF"), "{}", e.message);
     }
 }
 
@@ -706,12 +748,7 @@ fn non_loopback_bind_needs_a_sidecar_nonce_or_the_loud_override() {
         "/api/v1/audit?type=auth.insecure_bind",
         &[("Cookie", &s.cookie)],
     );
-    assert_eq!(
-        r.json()["events"].as_array().unwrap().len(),
-        1,
-        "{}",
-        r.body
-    );
+    assert_eq!(r.json_as::<AuditPage>().events.len(), 1, "{}", r.body);
     // A sidecar nonce makes a non-loopback bind acceptable.
     let d = daemon()
         .arg("--bind")
@@ -765,7 +802,8 @@ fn real_nginx_passthrough_sidecar_in_front_of_kaged() {
     };
     let me = via("/api/v1/me", &[]);
     assert_eq!(me.status, 200, "{}", me.body);
-    assert_eq!(me.json()["identity"]["user_id"], "dev");
+    let me: Me = me.json_as();
+    assert_eq!(me.identity.user_id, "dev");
     // Client-sent identity headers are stripped/replaced by the sidecar.
     let spoof = via(
         "/api/v1/me",
@@ -776,18 +814,19 @@ fn real_nginx_passthrough_sidecar_in_front_of_kaged() {
         ],
     );
     assert_eq!(spoof.status, 200, "{}", spoof.body);
-    assert_eq!(spoof.json()["identity"]["user_id"], "dev");
-    assert_eq!(spoof.json()["identity"]["groups"], serde_json::json!([]));
+    let spoofed = spoof.json_as::<Me>().identity;
+    assert_eq!(spoofed.user_id, "dev");
+    assert_eq!(spoofed.groups, Vec::<String>::new());
     // A direct hit on kaged without the nonce is 401.
     assert_eq!(
         d.get("/api/v1/me", &[("X-Kaged-User-Id", "dev")]).status,
         401
     );
     // WebSocket upgrades cross the sidecar with the injected identity.
-    let csrf = me.json()["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = me.csrf_token;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        use futures_util::{SinkExt, StreamExt};
+        use futures_util::SinkExt;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{listen}/api/v1/events?csrf={csrf}")
             .into_client_request()
@@ -803,12 +842,10 @@ fn real_nginx_passthrough_sidecar_in_front_of_kaged() {
         ))
         .await
         .unwrap();
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(msg.into_text().unwrap().as_str(), "{\"type\":\"pong\"}");
+        assert_eq!(
+            crate::fixture::next_event(&mut ws, Duration::from_secs(10)).await,
+            DaemonEvent::Pong
+        );
     });
     let _ = nix_kill(nginx.id());
     let _ = nginx.wait();
@@ -883,19 +920,18 @@ fn every_authenticated_request_is_audited_with_its_user_id() {
     assert_eq!(r.status, 200);
     // Reads are counted and written once a second (polled, so a busy machine that runs the
     // flush late does not fail the test); writes get their own row.
-    let me = d.get_as(&s, "/api/v1/me").json()["identity"]["user_id"].clone();
+    let me = d.get_as(&s, "/api/v1/me").json_as::<Me>().identity.user_id;
     let status_reads = eventually(Duration::from_secs(15), || {
-        let rows = d
+        let rows: AuditPage = d
             .get_as(&s, "/api/v1/audit?type=http.reads&limit=100")
-            .json();
-        let n: u64 = rows["events"]
-            .as_array()
-            .unwrap()
+            .json_as();
+        let n: u64 = rows
+            .events
             .iter()
-            .filter(|e| e["data"]["route"] == "/api/v1/status")
+            .filter(|e| e.data["route"] == "/api/v1/status")
             .map(|e| {
-                assert_eq!(e["actor"], me);
-                e["data"]["count"].as_u64().unwrap()
+                assert_eq!(e.actor.as_ref(), Some(&me));
+                e.data["count"].as_u64().unwrap()
             })
             .sum();
         if n >= 5 {
@@ -905,11 +941,11 @@ fn every_authenticated_request_is_audited_with_its_user_id() {
         }
     });
     assert_eq!(status_reads, 5);
-    let writes = d.get_as(&s, "/api/v1/audit?type=http.request").json();
-    let w = &writes["events"][0];
-    assert_eq!(w["data"]["method"], "POST");
-    assert_eq!(w["data"]["path"], "/api/v1/auth/launch-token");
-    assert_eq!(w["data"]["status"], 200);
+    let writes: AuditPage = d.get_as(&s, "/api/v1/audit?type=http.request").json_as();
+    let w = &writes.events[0].data;
+    assert_eq!(w["method"], "POST");
+    assert_eq!(w["path"], "/api/v1/auth/launch-token");
+    assert_eq!(w["status"], 200);
     // Counts not yet flushed are written at shutdown.
     d.get_as(&s, "/api/v1/projects");
     let db = d.home().join(".local/share/kaged/kaged.db");

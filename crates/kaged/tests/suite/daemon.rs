@@ -1,11 +1,17 @@
-//! Issue 2: the daemon in both modes, config precedence and refusals, lifecycle.
+//! The daemon in both deployment modes of ADR-0010 (design §3): config precedence and
+//! refusals, health and the error envelope, lifecycle, the sandbox self-test, the embedded UI.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use kaged_api::{
+    AuditPage, AuthMode, CgroupSupport, ErrorBody, ErrorCode, ErrorEnvelope, Health, Mode, Source,
+    Status, VersionInfo, Warning,
+};
 use pretty_assertions::assert_eq;
 
-use crate::fixture::{SYSTEM_PORT, daemon};
+use crate::fixture::{RunningStatus, SYSTEM_PORT, cli_json, daemon};
 
 #[test]
 fn per_user_mode_as_unprivileged_user_uses_xdg_paths_and_a_random_port() {
@@ -21,19 +27,13 @@ fn per_user_mode_as_unprivileged_user_uses_xdg_paths_and_a_random_port() {
         d.stderr()
     );
     let s = d.login();
-    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
-    assert_eq!(st["mode"], "user");
-    assert_eq!(st["auth_mode"], "loopback");
-    assert_eq!(st["paths"]["state"], state.display().to_string());
-    assert_eq!(
-        st["paths"]["runtime"],
-        d.runtime_dir().display().to_string()
-    );
-    assert_eq!(
-        st["paths"]["database"],
-        state.join("kaged.db").display().to_string()
-    );
-    assert_eq!(st["pid"], d.pid());
+    let st: Status = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json_as();
+    assert_eq!(st.mode, Mode::User);
+    assert_eq!(st.auth_mode, AuthMode::Loopback);
+    assert_eq!(st.paths.state, state);
+    assert_eq!(st.paths.runtime, d.runtime_dir());
+    assert_eq!(st.paths.database, state.join("kaged.db"));
+    assert_eq!(st.pid, d.pid());
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&d.runtime_dir()), 0o700);
@@ -54,11 +54,10 @@ fn per_user_mode_as_unprivileged_user_uses_xdg_paths_and_a_random_port() {
         "{text}"
     );
     assert!(text.contains(&format!("http://{}", d.addr)), "{text}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).unwrap();
-    assert_eq!(json["running"], true);
-    assert_eq!(json["bind"], d.addr.to_string());
-    assert!(json["uptime_secs"].is_u64());
+    // Parsing into `Status` also proves `uptime_secs` is an unsigned integer.
+    let json: RunningStatus = cli_json(&d.cli(&["status", "--json"]));
+    assert!(json.running);
+    assert_eq!(json.status.bind, d.addr.to_string());
 }
 
 #[test]
@@ -85,17 +84,15 @@ fn system_mode_in_a_private_mount_namespace_uses_system_paths_and_7777() {
         ),
         ("X-Kaged-User-Id", "ops@example.com"),
     ];
-    let st = d.get("/api/v1/status", &auth).json();
-    assert_eq!(st["mode"], "system");
-    assert_eq!(st["auth_mode"], "sidecar");
-    assert_eq!(st["paths"]["state"], "/var/lib/kaged");
-    assert_eq!(st["paths"]["runtime"], "/run/kaged");
-    assert_eq!(st["paths"]["config"], "/etc/kaged/config.toml");
-    assert_eq!(st["paths"]["database"], "/var/lib/kaged/kaged.db");
-    let out = d.cli(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(json["paths"]["state"], "/var/lib/kaged");
+    let st: Status = d.get("/api/v1/status", &auth).json_as();
+    assert_eq!(st.mode, Mode::System);
+    assert_eq!(st.auth_mode, AuthMode::Sidecar);
+    assert_eq!(st.paths.state, PathBuf::from("/var/lib/kaged"));
+    assert_eq!(st.paths.runtime, PathBuf::from("/run/kaged"));
+    assert_eq!(st.paths.config, PathBuf::from("/etc/kaged/config.toml"));
+    assert_eq!(st.paths.database, PathBuf::from("/var/lib/kaged/kaged.db"));
+    let json: RunningStatus = cli_json(&d.cli(&["status", "--json"]));
+    assert_eq!(json.status.paths.state, PathBuf::from("/var/lib/kaged"));
     let nonce = d.cli(&["auth", "nonce"]);
     assert_eq!(
         String::from_utf8_lossy(&nonce.stdout).trim(),
@@ -110,31 +107,44 @@ fn health_ready_version_and_the_error_envelope() {
     let d = daemon().start();
     let h = d.get("/api/v1/healthz", &[]);
     assert_eq!(
-        (h.status, h.json()),
-        (200, serde_json::json!({"status": "ok"}))
+        (h.status, h.json_as::<Health>()),
+        (
+            200,
+            Health {
+                status: "ok".into()
+            }
+        )
     );
-    assert_eq!(d.get("/api/v1/readyz", &[]).json()["status"], "ready");
     assert_eq!(
-        d.get("/api/v1/version", &[]).json()["version"],
+        d.get("/api/v1/readyz", &[]).json_as::<Health>().status,
+        "ready"
+    );
+    assert_eq!(
+        d.get("/api/v1/version", &[])
+            .json_as::<VersionInfo>()
+            .version,
         env!("CARGO_PKG_VERSION")
     );
     let s = d.login();
     let missing = d.get("/api/v1/nope", &[("Cookie", &s.cookie)]);
     assert_eq!(missing.status, 404);
     assert_eq!(
-        missing.json(),
-        serde_json::json!({"error": {"code": "not_found", "message": "no route with id \"/api/v1/nope\""}})
+        missing.error(),
+        ErrorEnvelope {
+            error: ErrorBody {
+                code: ErrorCode::NotFound,
+                message: "no route with id \"/api/v1/nope\"".into(),
+                details: None,
+            }
+        }
     );
     let bad = d.get("/api/v1/audit?limit=0", &[("Cookie", &s.cookie)]);
     assert_eq!(
-        (bad.status, bad.error_code().as_str()),
-        (400, "validation_failed")
+        (bad.status, bad.error_code()),
+        (400, ErrorCode::ValidationFailed)
     );
     let bad = d.get("/api/v1/audit?bogus=1", &[("Cookie", &s.cookie)]);
-    assert_eq!(
-        (bad.status, bad.error_code().as_str()),
-        (400, "bad_request")
-    );
+    assert_eq!((bad.status, bad.error_code()), (400, ErrorCode::BadRequest));
 }
 
 #[test]
@@ -155,9 +165,16 @@ fn config_precedence_file_then_env_then_flag() {
         .start();
     assert_eq!(port(&d), a);
     let s = d.login();
-    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
-    assert_eq!(st["settings"]["bind"]["source"]["kind"], "file");
-    assert_eq!(st["settings"]["sessions"]["max_per_project"]["value"], 3);
+    let r = d.get("/api/v1/status", &[("Cookie", &s.cookie)]);
+    // The source's wire shape (`{"kind": …, "name": …}`) is what the UI shows; read it raw.
+    assert_eq!(r.json()["settings"]["bind"]["source"]["kind"], "file");
+    let st: Status = r.json_as();
+    assert!(
+        matches!(st.settings.bind.source, Source::File(_)),
+        "{:?}",
+        st.settings.bind.source
+    );
+    assert_eq!(st.settings.sessions.max_per_project.value, 3);
     drop(d);
     let d = daemon()
         .config(&cfg, 0o644)
@@ -173,10 +190,14 @@ fn config_precedence_file_then_env_then_flag() {
         .start();
     assert_eq!(port(&d), c);
     let s = d.login();
-    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
+    let r = d.get("/api/v1/status", &[("Cookie", &s.cookie)]);
     assert_eq!(
-        st["settings"]["bind"]["source"],
+        r.json()["settings"]["bind"]["source"],
         serde_json::json!({"kind": "flag", "name": "--bind"})
+    );
+    assert_eq!(
+        r.json_as::<Status>().settings.bind.source,
+        Source::Flag("--bind".into())
     );
 }
 
@@ -342,46 +363,35 @@ fn without_bwrap_the_daemon_refuses_to_start_unless_no_sandbox() {
     assert_eq!(r.header_all("x-kaged-warning"), vec!["no-sandbox"]);
     assert_eq!(d.get("/api/v1/me", &[]).status, 401);
     let s = d.login();
-    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
-    assert_eq!(st["sandbox"]["enabled"], false);
-    assert_eq!(st["warnings"], serde_json::json!(["no-sandbox"]));
-    let ev = d
+    let st: Status = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json_as();
+    assert!(!st.sandbox.enabled);
+    assert_eq!(st.warnings, vec![Warning::NoSandbox]);
+    let ev: AuditPage = d
         .get(
             "/api/v1/audit?type=sandbox.disabled",
             &[("Cookie", &s.cookie)],
         )
-        .json();
-    assert_eq!(ev["events"].as_array().unwrap().len(), 1);
+        .json_as();
+    assert_eq!(ev.events.len(), 1);
 }
 
 #[test]
 fn status_reports_the_sandbox_self_test_and_cgroup_support() {
     let d = daemon().start();
     let s = d.login();
-    let st = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json();
-    assert_eq!(st["sandbox"]["enabled"], true);
+    let st: Status = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json_as();
+    assert!(st.sandbox.enabled);
+    let bwrap = st.sandbox.bwrap.as_ref().expect("bwrap info when enabled");
     assert!(
-        st["sandbox"]["bwrap"]["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("/bwrap"),
-        "{st}"
+        bwrap.path.to_string_lossy().ends_with("/bwrap"),
+        "{bwrap:?}"
     );
-    assert!(
-        !st["sandbox"]["bwrap"]["version"]
-            .as_str()
-            .unwrap()
-            .is_empty(),
-        "{st}"
-    );
-    let cg = &st["sandbox"]["cgroups"];
-    assert!(
-        cg["status"] == "available" || cg["reason"].is_string(),
-        "{cg}"
-    );
+    assert!(!bwrap.version.is_empty(), "{bwrap:?}");
+    // Parsing proves the shape: `available`, or `unavailable` with a reason.
+    let cg = &st.sandbox.cgroups;
     // Where cgroups are missing, `kaged status` says so.
     let text = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
-    if cg["status"] == "unavailable" {
+    if let CgroupSupport::Unavailable { .. } = cg {
         assert!(text.contains("cgroups:   not enforced"), "{text}");
     }
 }

@@ -1,19 +1,20 @@
 //! Every rule of the mode-detection order (design §3), observed through `kaged status --json`
 //! with no daemon running, so the real binary does the detection.
 
+use std::path::PathBuf;
 use std::process::Command;
 
+use kaged_api::{AuthMode, Mode};
 use pretty_assertions::assert_eq;
-use serde_json::Value;
 
-use crate::fixture::{BIN, as_nobody};
+use crate::fixture::{BIN, OfflineStatus, as_nobody, cli_json};
 
 fn status(
     home: &std::path::Path,
     env: &[(&str, &str)],
     args: &[&str],
     nobody: bool,
-) -> (i32, Value) {
+) -> (i32, OfflineStatus) {
     let mut cmd = if nobody {
         as_nobody()
     } else {
@@ -26,9 +27,7 @@ fn status(
         cmd.env(k, v);
     }
     let out = cmd.args(args).args(["status", "--json"]).output().unwrap();
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap(), v)
+    (out.status.code().unwrap(), cli_json(&out))
 }
 
 fn home() -> tempfile::TempDir {
@@ -42,33 +41,21 @@ fn not_running_still_prints_the_paths_it_would_use() {
     let h = home();
     let (code, v) = status(h.path(), &[], &[], true);
     assert_eq!(code, 3, "exit 3 means not running");
-    assert_eq!(v["running"], false);
-    assert_eq!(v["mode"], "user");
+    assert!(!v.running);
+    assert_eq!(v.mode, Mode::User);
     let state = h.path().join(".local/share/kaged");
-    assert_eq!(v["paths"]["state"], state.display().to_string());
-    assert_eq!(
-        v["paths"]["database"],
-        state.join("kaged.db").display().to_string()
-    );
-    assert_eq!(
-        v["paths"]["config"],
-        h.path()
-            .join(".config/kaged/config.toml")
-            .display()
-            .to_string()
-    );
-    assert_eq!(v["default_bind"], "127.0.0.1:0");
+    assert_eq!(v.paths.state, state);
+    assert_eq!(v.paths.database, state.join("kaged.db"));
+    assert_eq!(v.paths.config, h.path().join(".config/kaged/config.toml"));
+    assert_eq!(v.default_bind, "127.0.0.1:0");
 }
 
 #[test]
 fn unprivileged_user_without_data_dir_falls_back_to_user() {
     let h = home();
     let (_, v) = status(h.path(), &[], &[], true);
-    assert_eq!(v["mode"], "user");
-    assert!(
-        v["mode_reason"].as_str().unwrap().contains("fallback"),
-        "{v}"
-    );
+    assert_eq!(v.mode, Mode::User);
+    assert!(v.mode_reason.contains("fallback"), "{v:?}");
 }
 
 #[test]
@@ -76,9 +63,9 @@ fn existing_data_dir_means_user_and_says_so() {
     let h = home();
     std::fs::create_dir_all(h.path().join(".local/share/kaged")).unwrap();
     let (_, v) = status(h.path(), &[], &[], true);
-    assert_eq!(v["mode"], "user");
+    assert_eq!(v.mode, Mode::User);
     assert_eq!(
-        v["mode_reason"],
+        v.mode_reason,
         format!("{} exists", h.path().join(".local/share/kaged").display())
     );
 }
@@ -94,12 +81,9 @@ fn xdg_data_home_is_honoured() {
         &[],
         true,
     );
+    assert_eq!(v.paths.state, data.join("kaged"));
     assert_eq!(
-        v["paths"]["state"],
-        data.join("kaged").display().to_string()
-    );
-    assert_eq!(
-        v["mode_reason"],
+        v.mode_reason,
         format!("{} exists", data.join("kaged").display())
     );
 }
@@ -108,13 +92,13 @@ fn xdg_data_home_is_honoured() {
 fn uid_0_means_system() {
     let h = home();
     let (_, v) = status(h.path(), &[], &[], false);
-    assert_eq!(v["mode"], "system");
-    assert_eq!(v["mode_reason"], "running as UID 0");
-    assert_eq!(v["paths"]["state"], "/var/lib/kaged");
-    assert_eq!(v["paths"]["runtime"], "/run/kaged");
-    assert_eq!(v["paths"]["config"], "/etc/kaged/config.toml");
-    assert_eq!(v["default_bind"], "127.0.0.1:7777");
-    assert_eq!(v["default_auth_mode"], "sidecar");
+    assert_eq!(v.mode, Mode::System);
+    assert_eq!(v.mode_reason, "running as UID 0");
+    assert_eq!(v.paths.state, PathBuf::from("/var/lib/kaged"));
+    assert_eq!(v.paths.runtime, PathBuf::from("/run/kaged"));
+    assert_eq!(v.paths.config, PathBuf::from("/etc/kaged/config.toml"));
+    assert_eq!(v.default_bind, "127.0.0.1:7777");
+    assert_eq!(v.default_auth_mode, AuthMode::Sidecar);
 }
 
 #[test]
@@ -127,20 +111,17 @@ fn kaged_home_moves_state_but_mode_comes_from_later_rules() {
         &[],
         false,
     );
-    assert_eq!(v["mode"], "system");
-    assert_eq!(v["paths"]["state"], kh.display().to_string());
-    assert_eq!(
-        v["paths"]["database"],
-        kh.join("kaged.db").display().to_string()
-    );
+    assert_eq!(v.mode, Mode::System);
+    assert_eq!(v.paths.state, kh);
+    assert_eq!(v.paths.database, kh.join("kaged.db"));
 }
 
 #[test]
 fn kaged_mode_env_beats_uid() {
     let h = home();
     let (_, v) = status(h.path(), &[("KAGED_MODE", "user")], &[], false);
-    assert_eq!(v["mode"], "user");
-    assert_eq!(v["mode_reason"], "KAGED_MODE is set");
+    assert_eq!(v.mode, Mode::User);
+    assert_eq!(v.mode_reason, "KAGED_MODE is set");
 }
 
 #[test]
@@ -152,8 +133,8 @@ fn mode_flag_beats_env() {
         &["--mode", "system"],
         true,
     );
-    assert_eq!(v["mode"], "system");
-    assert_eq!(v["mode_reason"], "--mode flag");
+    assert_eq!(v.mode, Mode::System);
+    assert_eq!(v.mode_reason, "--mode flag");
 }
 
 #[test]

@@ -1,8 +1,11 @@
-//! Issue 6: project files through the CLI and the API, and their portability between modes.
+//! Project files (ADR-0011, design §9) through the CLI and the API, and their portability
+//! between the deployment modes of ADR-0010.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use kaged_api::{AuditPage, ErrorCode, Me, ProjectView, ProviderKey, Status, UnknownAlias};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
@@ -99,26 +102,29 @@ fn invalid_projects_get_422_with_diagnostics_and_the_schema_is_public() {
     let s = d.login();
     let bad = project_dir("version: 2\nproject: ok\n");
     let r = d.post(&s, "/api/v1/projects", &json!({"path": bad.path()}));
+    let e = r.error().error;
     assert_eq!(
-        (r.status, r.error_code()),
-        (422, "dsl_invalid".into()),
+        (r.status, e.code),
+        (422, ErrorCode::DslInvalid),
         "{}",
         r.body
     );
-    let diag = &r.json()["error"]["details"]["diagnostics"][0];
+    // `details` differs per error, so the envelope leaves it untyped.
+    let details = e.details.expect("diagnostics as details");
+    let diag = &details["diagnostics"][0];
     assert_eq!(diag["code"], "bad_version");
     assert_eq!(diag["line"], 1);
     let r = d.post(&s, "/api/v1/projects", &json!({"path": "relative/dir"}));
-    assert_eq!(r.error_code(), "validation_failed");
+    assert_eq!(r.error_code(), ErrorCode::ValidationFailed);
     let r = d.post(
         &s,
         "/api/v1/projects",
         &json!({"path": "/nonexistent/kaged/project"}),
     );
-    assert_eq!(r.error_code(), "validation_failed");
+    assert_eq!(r.error_code(), ErrorCode::ValidationFailed);
     assert_eq!(
         d.post(&s, "/api/v1/projects", &json!({})).error_code(),
-        "validation_failed"
+        ErrorCode::ValidationFailed
     );
     let schema = d.get("/api/v1/dsl/schema", &[]);
     assert_eq!(schema.status, 200, "the schema needs no auth");
@@ -141,13 +147,8 @@ fn invalid_projects_get_422_with_diagnostics_and_the_schema_is_public() {
     );
     assert_eq!(d.delete(&s, "/api/v1/projects/twin").status, 200);
     assert_eq!(d.get_as(&s, "/api/v1/projects/twin").status, 404);
-    let audit = d.get_as(&s, "/api/v1/audit?project_id=twin").json();
-    let types: Vec<&str> = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let audit: AuditPage = d.get_as(&s, "/api/v1/audit?project_id=twin").json_as();
+    let types: Vec<&str> = audit.events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(types, vec!["project.unloaded", "project.loaded"]);
 }
 
@@ -172,10 +173,7 @@ fn example_projects_load_unchanged_in_both_modes() {
             ],
         )
     };
-    let csrf = sidecar("/api/v1/me").json()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let csrf = sidecar("/api/v1/me").json_as::<Me>().csrf_token;
     for ex in ["caged-shell", "agent-cli", "tasks-only"] {
         // Operator A's checkout and operator B's checkout live in different places.
         let a = tempfile::tempdir().unwrap();
@@ -196,20 +194,10 @@ fn example_projects_load_unchanged_in_both_modes() {
             Some(&json!({"path": b.path()}).to_string()),
         );
         assert_eq!(rb.status, 200, "{ex} system-wide: {}", rb.body);
-        assert_eq!(
-            ra.json()["definition"],
-            rb.json()["definition"],
-            "{ex} differs between modes"
-        );
-        assert_eq!(ra.json()["agents"], rb.json()["agents"]);
-        assert_eq!(
-            sidecar(&format!(
-                "/api/v1/projects/{}",
-                rb.json()["id"].as_str().unwrap()
-            ))
-            .status,
-            200
-        );
+        let (ra, rb): (ProjectView, ProjectView) = (ra.json_as(), rb.json_as());
+        assert_eq!(ra.definition, rb.definition, "{ex} differs between modes");
+        assert_eq!(ra.agents, rb.agents);
+        assert_eq!(sidecar(&format!("/api/v1/projects/{}", rb.id)).status, 200);
     }
 }
 
@@ -232,17 +220,29 @@ fn local_toml_registers_projects_resolves_aliases_and_never_prints_keys() {
         "registered in local.toml, loaded at start: {}",
         p.body
     );
-    let p = p.json();
-    assert_eq!(p["models"], json!({"smart": "anthropic:claude-sonnet"}));
+    let p: ProjectView = p.json_as();
     assert_eq!(
-        p["unknown_model_aliases"],
-        json!([{"agent": "primary.reviewer", "alias": "fast"}]),
+        p.models,
+        BTreeMap::from([("smart".into(), "anthropic:claude-sonnet".into())])
+    );
+    assert_eq!(
+        p.unknown_model_aliases,
+        vec![UnknownAlias {
+            agent: "primary.reviewer".into(),
+            alias: "fast".into()
+        }],
         "the reviewer's `fast` alias is not defined"
     );
     let st = d.get_as(&s, "/api/v1/status");
     assert_eq!(
-        st.json()["local"]["providers"],
-        json!({"anthropic": {"api_key_env": "ANTHROPIC_API_KEY", "present": true}})
+        st.json_as::<Status>().local.providers,
+        BTreeMap::from([(
+            "anthropic".into(),
+            ProviderKey {
+                api_key_env: "ANTHROPIC_API_KEY".into(),
+                present: true
+            }
+        )])
     );
     assert!(!st.body.contains("sk-ant-test"), "{}", st.body);
     assert!(!d.stderr().contains("sk-ant-test"));

@@ -1,50 +1,69 @@
-//! Issue 4: sessions on real PTYs in real bwrap cages, over the real WebSocket protocol.
+//! Sessions (design §6) on real PTYs in real bwrap cages (design §7), over the real
+//! WebSocket protocol.
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
+use kaged_api::{
+    AuditPage, CageState, ClientControl, DaemonEvent, EndReason, ErrorCode, ErrorEnvelope,
+    ProjectList, ProjectView, ServerControl, SessionInfo, SessionList, SessionState,
+};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::fixture::{Session, TestDaemon, daemon, eventually, project_dir, read_until};
+use crate::fixture::{
+    Session, TestDaemon, daemon, eventually, next_control, next_event, project_dir, read_until,
+    send_control,
+};
 
 const SHELL_PROJECT: &str = "version: 1\nproject: demo\n";
 
-fn load(d: &TestDaemon, s: &Session, root: &std::path::Path) -> Value {
+fn load(d: &TestDaemon, s: &Session, root: &std::path::Path) -> ProjectView {
     let r = d.post(s, "/api/v1/projects", &json!({"path": root}));
     assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
+    r.json_as()
 }
 
-fn start(d: &TestDaemon, s: &Session, project: &str, body: Value) -> Value {
+fn start(d: &TestDaemon, s: &Session, project: &str, body: Value) -> SessionInfo {
     let r = d.post(s, &format!("/api/v1/projects/{project}/sessions"), &body);
     assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
+    r.json_as()
 }
 
-fn wait_exited(d: &TestDaemon, s: &Session, id: &str) -> Value {
+fn wait_exited(d: &TestDaemon, s: &Session, id: &str) -> SessionInfo {
     eventually(Duration::from_secs(20), || {
-        let v = d.get_as(s, &format!("/api/v1/sessions/{id}")).json();
-        if v["state"] == "exited" {
+        let v: SessionInfo = d.get_as(s, &format!("/api/v1/sessions/{id}")).json_as();
+        if v.state == SessionState::Exited {
             Ok(v)
         } else {
-            Err(format!("session {id} never exited: {v}"))
+            Err(format!("session {id} never exited: {v:?}"))
         }
     })
 }
 
-async fn hello(ws: &mut crate::fixture::Ws, offset: u64) -> Value {
-    ws.send(Message::Text(
-        json!({"type": "hello", "offset": offset})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    match ws.next().await.unwrap().unwrap() {
-        Message::Text(t) => serde_json::from_str(&t).unwrap(),
-        other => panic!("expected hello, got {other:?}"),
+/// Sends the viewer's hello and returns the daemon's answer, which comes first.
+async fn hello(ws: &mut crate::fixture::Ws, offset: u64) -> ServerControl {
+    send_control(
+        ws,
+        ClientControl::Hello {
+            offset: Some(offset),
+        },
+    )
+    .await;
+    next_control(ws).await
+}
+
+/// The wire name of an event, to check the order of a mixed stream.
+fn event_type(e: &DaemonEvent) -> &'static str {
+    match e {
+        DaemonEvent::SessionStarted { .. } => "session.started",
+        DaemonEvent::SessionExited { .. } => "session.exited",
+        DaemonEvent::SessionAttached { .. } => "session.attached",
+        DaemonEvent::RunStarted { .. } => "run.started",
+        DaemonEvent::RunEnded { .. } => "run.ended",
+        DaemonEvent::Gap { .. } => "gap",
+        DaemonEvent::Pong => "pong",
     }
 }
 
@@ -61,24 +80,31 @@ async fn a_caged_shell_echoes_over_the_websocket_and_reports_its_exit() {
         "demo",
         json!({"argv": ["bash", "--norc", "--noprofile", "-i"], "cols": 100, "rows": 30}),
     );
-    assert_eq!(info["state"], "running");
-    assert_eq!(info["origin"]["cage"]["state"], "caged");
-    let id = info["id"].as_str().unwrap().to_owned();
+    assert_eq!(info.state, SessionState::Running);
+    assert!(info.origin.cage.is_caged(), "{:?}", info.origin.cage);
+    let id = info.id.clone();
     let mut ws = d.ws(&format!("/api/v1/sessions/{id}/pty"), &s).await;
     let h = hello(&mut ws, 0).await;
-    assert_eq!(h["type"], "hello");
+    assert_eq!(
+        h,
+        ServerControl::Hello {
+            offset: 0,
+            session: id.clone()
+        }
+    );
     ws.send(Message::Binary(b"echo h\"\"i; hostname\r".to_vec().into()))
         .await
         .unwrap();
     read_until(&mut ws, "hi\r\nkaged-cage", Duration::from_secs(15)).await;
     // Resize reaches the child's terminal.
-    ws.send(Message::Text(
-        json!({"type": "resize", "cols": 123, "rows": 45})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    send_control(
+        &mut ws,
+        ClientControl::Resize {
+            cols: 123,
+            rows: 45,
+        },
+    )
+    .await;
     ws.send(Message::Binary(b"stty size\r".to_vec().into()))
         .await
         .unwrap();
@@ -89,49 +115,38 @@ async fn a_caged_shell_echoes_over_the_websocket_and_reports_its_exit() {
     let (_, control) = read_until(&mut ws, "", Duration::from_secs(10)).await;
     assert_eq!(
         control.last().unwrap(),
-        &json!({"type": "exit", "code": 7, "signal": null})
+        &ServerControl::Exit {
+            code: Some(7),
+            signal: None
+        }
     );
     let done = wait_exited(&d, &s, &id);
-    assert_eq!(
-        (done["exit_code"].clone(), done["signal"].clone()),
-        (json!(7), Value::Null)
-    );
+    assert_eq!((done.exit_code, done.signal), (Some(7), None));
     // Events: started, attached, exited.
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let m = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .unwrap()
-            .expect("events socket closed early")
-            .unwrap();
-        let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
-        seen.push(v["type"].as_str().unwrap().to_owned());
+        seen.push(next_event(&mut events, Duration::from_secs(10)).await);
     }
     assert_eq!(
-        seen,
+        seen.iter().map(event_type).collect::<Vec<_>>(),
         vec!["session.started", "session.attached", "session.exited"]
     );
     // Audit: started (argv, cage, actor), attached (actor), exited.
-    let audit = d
+    let audit: AuditPage = d
         .get_as(&s, &format!("/api/v1/audit?session_id={id}"))
-        .json();
-    let types: Vec<&str> = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+        .json_as();
+    let types: Vec<&str> = audit.events.iter().map(|e| e.kind.as_str()).collect();
     for t in ["session.started", "session.attached", "session.exited"] {
         assert!(types.contains(&t), "{types:?}");
     }
-    let started = audit["events"]
-        .as_array()
-        .unwrap()
+    let started = audit
+        .events
         .iter()
-        .find(|e| e["type"] == "session.started")
+        .find(|e| e.kind == "session.started")
         .unwrap();
-    assert!(started["actor"].is_string());
-    assert_eq!(started["data"]["cage"]["caged"], true);
+    assert!(started.actor.is_some());
+    // `data` differs per event type, so the API leaves it untyped.
+    assert_eq!(started.data["cage"]["caged"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +161,7 @@ async fn reattach_replays_from_the_requested_offset_and_two_viewers_see_the_same
         "demo",
         json!({"argv": ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done; sleep 30"]}),
     );
-    let id = info["id"].as_str().unwrap().to_owned();
+    let id = info.id;
     let path = format!("/api/v1/sessions/{id}/pty");
     let mut a = d.ws(&path, &s).await;
     let mut b = d.ws(&path, &s).await;
@@ -161,14 +176,20 @@ async fn reattach_replays_from_the_requested_offset_and_two_viewers_see_the_same
     let off = text.find("line-3").unwrap() as u64;
     let mut c = d.ws(&path, &s).await;
     let h = hello(&mut c, off).await;
-    assert_eq!(h["offset"], off);
+    assert_eq!(
+        h,
+        ServerControl::Hello {
+            offset: off,
+            session: id.clone()
+        }
+    );
     let (bytes_c, _) = read_until(&mut c, "line-5", Duration::from_secs(10)).await;
     assert_eq!(bytes_c, bytes_a[off as usize..].to_vec());
     // End it: the default DELETE escalation.
     let r = d.delete(&s, &format!("/api/v1/sessions/{id}"));
     assert_eq!(r.status, 200, "{}", r.body);
     let done = wait_exited(&d, &s, &id);
-    assert_eq!(done["end_reason"], "terminated");
+    assert_eq!(done.end_reason, Some(EndReason::Terminated));
 }
 
 #[test]
@@ -181,26 +202,27 @@ fn delete_escalates_to_sigkill_for_a_process_that_ignores_hup_and_term() {
     );
     load(&d, &s, proj.path());
     let info = start(&d, &s, "demo", json!({"task": "stubborn"}));
-    let id = info["id"].as_str().unwrap();
+    let id = info.id.as_str();
     // `ready` is printed after the trap is set; a fixed sleep could lose that race on a busy
     // machine and end the task with HUP instead.
     eventually(Duration::from_secs(20), || {
-        let v = d.get_as(&s, &format!("/api/v1/sessions/{id}")).json();
-        match v["bytes_total"].as_u64() {
-            Some(n) if n >= 5 => Ok(()),
-            _ => Err(format!("the task never printed `ready`: {v}")),
+        let v: SessionInfo = d.get_as(&s, &format!("/api/v1/sessions/{id}")).json_as();
+        if v.bytes_total >= 5 {
+            Ok(())
+        } else {
+            Err(format!("the task never printed `ready`: {v:?}"))
         }
     });
     assert_eq!(d.delete(&s, &format!("/api/v1/sessions/{id}")).status, 200);
     let done = wait_exited(&d, &s, id);
-    assert_eq!(done["signal"], 9, "{done}");
+    assert_eq!(done.signal, Some(9), "{done:?}");
     // Signals reach it too; an exited session is a conflict.
     let r = d.post(
         &s,
         &format!("/api/v1/sessions/{id}/signal"),
         &json!({"signal": "INT"}),
     );
-    assert_eq!((r.status, r.error_code()), (409, "conflict".into()));
+    assert_eq!((r.status, r.error_code()), (409, ErrorCode::Conflict));
     let r = d.post(
         &s,
         &format!("/api/v1/sessions/{id}/signal"),
@@ -208,7 +230,7 @@ fn delete_escalates_to_sigkill_for_a_process_that_ignores_hup_and_term() {
     );
     assert_eq!(
         (r.status, r.error_code()),
-        (400, "validation_failed".into())
+        (400, ErrorCode::ValidationFailed)
     );
 }
 
@@ -226,12 +248,12 @@ fn session_limits_answer_429() {
         "/api/v1/projects/demo/sessions",
         &json!({"argv": ["sleep", "30"]}),
     );
-    assert_eq!((r.status, r.error_code()), (429, "rate_limited".into()));
+    let ErrorEnvelope { error } = r.error();
+    assert_eq!((r.status, error.code), (429, ErrorCode::RateLimited));
     assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("sessions.max_per_project")
+        error.message.contains("sessions.max_per_project"),
+        "{}",
+        error.message
     );
 }
 
@@ -242,20 +264,23 @@ fn bad_session_requests_get_clear_errors() {
     let proj = project_dir(SHELL_PROJECT);
     load(&d, &s, proj.path());
     for (body, code) in [
-        (json!({"argv": []}), "validation_failed"),
-        (json!({"argv": [""]}), "validation_failed"),
-        (json!({"argv": ["sh"], "task": "x"}), "validation_failed"),
-        (json!({"cols": 0}), "validation_failed"),
-        (json!({"agent": "nope"}), "not_found"),
-        (json!({"task": "nope"}), "not_found"),
-        (json!({"bogus": 1}), "validation_failed"),
+        (json!({"argv": []}), ErrorCode::ValidationFailed),
+        (json!({"argv": [""]}), ErrorCode::ValidationFailed),
+        (
+            json!({"argv": ["sh"], "task": "x"}),
+            ErrorCode::ValidationFailed,
+        ),
+        (json!({"cols": 0}), ErrorCode::ValidationFailed),
+        (json!({"agent": "nope"}), ErrorCode::NotFound),
+        (json!({"task": "nope"}), ErrorCode::NotFound),
+        (json!({"bogus": 1}), ErrorCode::ValidationFailed),
         (
             json!({"env": ["KAGED_AUTH_SIDECAR_NONCE"]}),
-            "validation_failed",
+            ErrorCode::ValidationFailed,
         ),
         (
             json!({"cage": {"fs": [{"path": "project:/../..", "access": "rw"}]}}),
-            "validation_failed",
+            ErrorCode::ValidationFailed,
         ),
     ] {
         let r = d.post(&s, "/api/v1/projects/demo/sessions", &body);
@@ -277,25 +302,22 @@ fn past_sessions_and_their_output_survive_a_restart() {
         "demo",
         json!({"argv": ["sh", "-c", "echo persisted-output-42"]}),
     );
-    let id = info["id"].as_str().unwrap().to_owned();
+    let id = info.id;
     wait_exited(&d, &s, &id);
     let d = d.restart();
     let s = d.login();
     // The project registry came back too.
     assert_eq!(
-        d.get_as(&s, "/api/v1/projects").json()["projects"][0]["id"],
+        d.get_as(&s, "/api/v1/projects")
+            .json_as::<ProjectList>()
+            .projects[0]
+            .id,
         "demo"
     );
-    let list = d.get_as(&s, "/api/v1/projects/demo/sessions").json();
-    let past = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == id.as_str())
-        .unwrap()
-        .clone();
-    assert_eq!(past["state"], "exited");
-    assert_eq!(past["exit_code"], 0);
+    let list: SessionList = d.get_as(&s, "/api/v1/projects/demo/sessions").json_as();
+    let past = list.sessions.iter().find(|x| x.id == id).unwrap();
+    assert_eq!(past.state, SessionState::Exited);
+    assert_eq!(past.exit_code, Some(0));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut ws = d.ws(&format!("/api/v1/sessions/{id}/pty"), &s).await;
@@ -316,11 +338,12 @@ fn walltime_kills_the_cage() {
         "demo",
         json!({"argv": ["sleep", "60"], "cage": {"limits": {"walltime": 1}}}),
     );
-    let done = wait_exited(&d, &s, info["id"].as_str().unwrap());
-    assert_eq!(done["end_reason"], "walltime", "{done}");
+    let done = wait_exited(&d, &s, &info.id);
+    assert_eq!(done.end_reason, Some(EndReason::Walltime), "{done:?}");
 }
 
-/// The escape tests of issue 4, run through the daemon in a default cage.
+/// The escape probes of `kaged-sandbox`'s own tests (design §7), run through the daemon in a
+/// default cage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_escapes_a_default_cage() {
     let d = daemon().env("KAGED_INSECURE_REASON", "x").start();
@@ -357,7 +380,7 @@ async fn nothing_escapes_a_default_cage() {
         state = d.home().join(".local/share/kaged").display(),
     );
     let info = start(&d, &s, "esc", json!({"agent": "primary"}));
-    let id = info["id"].as_str().unwrap().to_owned();
+    let id = info.id;
     let mut ws = d.ws(&format!("/api/v1/sessions/{id}/pty"), &s).await;
     hello(&mut ws, 0).await;
     ws.send(Message::Binary(
@@ -393,19 +416,13 @@ fn agents_stream_as_runs_and_cage_disabled_is_audited() {
         "version: 1\nproject: agents\nprimary:\n  command: [sh, -c, \"echo agent-says-hi\"]\n  agents:\n    loose:\n      command: [sh, -c, \"echo uncaged\"]\n      cage: disabled\n",
     );
     let p = load(&d, &s, proj.path());
-    let names: Vec<&str> = p["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = p.agents.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, vec!["primary", "primary.loose"]);
     let info = start(&d, &s, "agents", json!({"agent": "primary"}));
-    let id = info["id"].as_str().unwrap().to_owned();
-    wait_exited(&d, &s, &id);
+    wait_exited(&d, &s, &info.id);
     let loose = start(&d, &s, "agents", json!({"agent": "primary.loose"}));
-    assert_eq!(loose["origin"]["cage"]["state"], "disabled_by_project");
-    wait_exited(&d, &s, loose["id"].as_str().unwrap());
+    assert_eq!(loose.origin.cage, CageState::DisabledByProject);
+    wait_exited(&d, &s, &loose.id);
     // The end is audited by the event bridge just after the state turns `exited`: poll.
     let want = [
         "run.started",
@@ -414,15 +431,10 @@ fn agents_stream_as_runs_and_cage_disabled_is_audited() {
         "project.loaded",
     ];
     eventually(Duration::from_secs(10), || {
-        let audit = d
+        let audit: AuditPage = d
             .get_as(&s, "/api/v1/audit?project_id=agents&limit=100")
-            .json();
-        let types: Vec<String> = audit["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["type"].as_str().unwrap().to_owned())
-            .collect();
+            .json_as();
+        let types: Vec<String> = audit.events.into_iter().map(|e| e.kind).collect();
         let missing: Vec<&str> = want
             .into_iter()
             .filter(|t| !types.iter().any(|x| x == t))
@@ -442,18 +454,19 @@ async fn insecure_mode_audits_every_attach() {
     let proj = project_dir(SHELL_PROJECT);
     load(&d, &s, proj.path());
     let info = start(&d, &s, "demo", json!({"argv": ["sleep", "10"]}));
-    let id = info["id"].as_str().unwrap().to_owned();
+    let id = info.id;
     for _ in 0..2 {
         let mut ws = d.ws(&format!("/api/v1/sessions/{id}/pty"), &s).await;
         hello(&mut ws, 0).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rows = d.get_as(&s, "/api/v1/audit?type=auth.insecure_mode").json();
-    let attaches = rows["events"]
-        .as_array()
-        .unwrap()
+    let rows: AuditPage = d
+        .get_as(&s, "/api/v1/audit?type=auth.insecure_mode")
+        .json_as();
+    let attaches = rows
+        .events
         .iter()
-        .filter(|e| e["data"]["event"] == "session_attach")
+        .filter(|e| e.data["event"] == "session_attach")
         .count();
     assert_eq!(attaches, 2);
 }
