@@ -3,6 +3,8 @@ mod cli;
 mod daemon;
 mod detection;
 mod first_run;
+mod hardening;
+mod launch;
 mod openapi;
 mod projects;
 mod sessions;

@@ -29,7 +29,7 @@ pub(super) fn log_start(layout: &Layout, settings: &Settings) {
     }
 }
 
-pub(super) fn print(daemon: &Daemon) {
+pub(super) fn print(daemon: &Daemon, service_manager: bool) {
     let (layout, settings) = (daemon.layout(), daemon.settings());
     let bound = daemon.bind();
     let auth = settings.auth_mode.value;
@@ -59,12 +59,22 @@ pub(super) fn print(daemon: &Daemon) {
                 "  nonce:   {} (0600; `kaged auth open` prints a fresh launch URL)",
                 layout.auth_cookie_file().display()
             );
-            match daemon.launch_url() {
-                Ok(launch) => eprintln!(
-                    "  open:    {}  (one-time, valid {}s)",
-                    launch.url, launch.expires_in_secs
-                ),
-                Err(e) => eprintln!("  open:    no launch URL: {e}; run `kaged auth open`"),
+            // A launch token is a credential until it is used: never into a log that keeps
+            // it. On a terminal (or a plain pipe, as in tests) it is printed.
+            let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            if service_manager && !on_terminal {
+                eprintln!(
+                    "  open:    run `kaged auth open` as {} for a one-time launch URL (not printed here: this output goes to the journal)",
+                    kaged_daemon::local_user()
+                );
+            } else {
+                match daemon.launch_url() {
+                    Ok(launch) => eprintln!(
+                        "  open:    {}  (one-time, valid {}s)",
+                        launch.url, launch.expires_in_secs
+                    ),
+                    Err(e) => eprintln!("  open:    no launch URL: {e}; run `kaged auth open`"),
+                }
             }
         }
         AuthMode::Sidecar => {

@@ -18,6 +18,10 @@ use notify::sd_notify;
 
 pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
     let notify_socket = take_notify_socket();
+    // systemd sets these; what goes to stderr then lands in the journal for good.
+    let service_manager = notify_socket.is_some()
+        || std::env::var_os("JOURNAL_STREAM").is_some()
+        || std::env::var_os("INVOCATION_ID").is_some();
     let layout = Layout::resolve(&Probe::from_env(mode))?;
     let flags = Flags {
         config: args.config,
@@ -36,7 +40,7 @@ pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let daemon = Daemon::start(settings, layout).await?;
-        banner::print(&daemon);
+        banner::print(&daemon, service_manager);
         let socket = notify_socket.clone();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
