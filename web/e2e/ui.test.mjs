@@ -65,7 +65,10 @@ describe('loopback mode', () => {
   it('launch URL sets the session cookie and leaves the token out of the address bar', async () => {
     const res = await page.goto(daemon.launchUrl);
     assert.equal(res.status(), 200);
-    assert.equal(page.url(), `${daemon.url}/`, 'the 303 lands on / with no token');
+    // The 303 lands on / with the page key in the fragment; the page stores it and drops it.
+    assert.equal(page.url(), `${daemon.url}/#/`, 'no token and no page key in the address bar');
+    const key = await page.evaluate(() => localStorage.getItem('kaged-page-key'));
+    assert.match(key ?? '', /^[A-Za-z0-9_-]{40,}$/, 'the page key is kept in this origin');
     const port = new URL(daemon.daemonUrl || daemon.url).port;
     const cookies = await context.cookies(daemon.url);
     const c = cookies.find((c) => c.name === `kaged_session_${port}`);
@@ -118,7 +121,7 @@ describe('loopback mode', () => {
       const r = await fetch('/api/v1/projects', {
         method: 'POST',
         credentials: 'same-origin',
-        headers: { 'Content-Type': 'application/json' },
+        headers: { 'Content-Type': 'application/json', 'X-Kaged-Page': localStorage.getItem('kaged-page-key') },
         body: JSON.stringify({ path }),
       });
       return { status: r.status, body: await r.json() };
@@ -127,16 +130,33 @@ describe('loopback mode', () => {
     assert.equal(without.body.error.code, 'forbidden');
     assert.match(without.body.error.message, /CSRF/);
     const withToken = await page.evaluate(async (path) => {
-      const me = await (await fetch('/api/v1/me', { credentials: 'same-origin' })).json();
+      const page = localStorage.getItem('kaged-page-key');
+      const me = await (await fetch('/api/v1/me', { credentials: 'same-origin', headers: { 'X-Kaged-Page': page } })).json();
       const r = await fetch('/api/v1/projects', {
         method: 'POST',
         credentials: 'same-origin',
-        headers: { 'Content-Type': 'application/json', 'X-Kaged-CSRF': me.csrf_token },
+        headers: { 'Content-Type': 'application/json', 'X-Kaged-CSRF': me.csrf_token, 'X-Kaged-Page': page },
         body: JSON.stringify({ path }),
       });
       return r.status;
     }, dir);
     assert.equal(withToken, 200);
+  });
+
+  it('refuses the cookie without the page key, and signs out for good', async () => {
+    const bare = await page.evaluate(async () => (await fetch('/api/v1/me', { credentials: 'same-origin' })).status);
+    assert.equal(bare, 401, 'a cookie alone (as another port could capture it) is not a credential');
+    const other = await browser.newContext({ viewport: DESKTOP });
+    const p = await other.newPage();
+    await p.goto(await daemon.authOpen());
+    await p.getByRole('heading', { name: 'Projects' }).waitFor();
+    await p.locator('#sign-out').click();
+    await p.locator('#unauthenticated').waitFor();
+    // The cookie is gone too: a reload gets the daemon's own sign-in page.
+    const again = await p.reload();
+    assert.equal(again.status(), 401);
+    await p.getByText('Not signed in').first().waitFor();
+    await other.close();
   });
 
   it('shows DSL diagnostics for a broken project file', async () => {

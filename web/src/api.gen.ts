@@ -559,6 +559,24 @@ csrf_token: string, warnings: Array<Warning>, };
 export type LaunchUrl = { url: string, expires_in_secs: number, };
 
 /**
+ * `POST /api/v1/auth/logout`.
+ */
+export type SignedOut = { 
+/**
+ * Whether a browser session (a cookie) was signed out; other credentials have none.
+ */
+browser_session: boolean, };
+
+/**
+ * `POST /api/v1/auth/revoke`.
+ */
+export type Revoked = { 
+/**
+ * Every browser session is signed out; the CLI's nonce still works.
+ */
+revoked: boolean, };
+
+/**
  * `GET /api/v1/healthz` and `GET /api/v1/readyz`.
  */
 export type Health = { 

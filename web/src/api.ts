@@ -101,9 +101,34 @@ function asEnvelope(json: unknown): ErrorEnvelope | null {
   return typeof error?.code === 'string' && typeof error.message === 'string' ? (json as ErrorEnvelope) : null;
 }
 
+/** Where this origin keeps its page key: other ports are other origins and cannot read it. */
+const PAGE_KEY = 'kaged-page-key';
+
+/**
+ * The page key of this browser session. `/launch` hands it over in the redirect's fragment
+ * (`#kaged-page=…`), which no server sees; it is kept in this origin's storage, so a reload
+ * and a second tab keep working, and taken out of the address bar at once. The daemon
+ * accepts the session cookie only together with it: browsers send a host's cookies to every
+ * port on that host, so the cookie alone must not be a credential.
+ */
+function takePageKey(): string {
+  const m = /^#kaged-page=([A-Za-z0-9_-]+)/.exec(location.hash);
+  try {
+    if (m) {
+      localStorage.setItem(PAGE_KEY, m[1]);
+      history.replaceState(null, '', `${location.pathname}#/`);
+    }
+    return localStorage.getItem(PAGE_KEY) ?? '';
+  } catch {
+    // Storage disabled: this tab still works until it is reloaded.
+    return m?.[1] ?? '';
+  }
+}
+
 /** The daemon as this tab talks to it: its endpoints plus the per-sign-in state they need. */
 export class Api {
   private csrf = '';
+  private readonly pageKey = takePageKey();
   /** Danger states announced so far; every response repeats them, so they only grow. */
   readonly warnings = new Store<Warning[]>([]);
   /** The latest 401 (or a refused read), which replaces every screen. */
@@ -134,14 +159,25 @@ export class Api {
     return this.request<AuditPage>('GET', `/api/v1/audit?${q}`);
   }
 
+  /** Signs this browser session out and forgets its page key. */
+  async logout(): Promise<void> {
+    await this.request<unknown>('POST', '/api/v1/auth/logout', {});
+    try {
+      localStorage.removeItem(PAGE_KEY);
+    } catch {
+      // Nothing stored.
+    }
+  }
+
   eventsUrl = () => this.wsUrl('/api/v1/events');
   ptyUrl = (sessionId: string) => this.wsUrl(`/api/v1/sessions/${enc(sessionId)}/pty`);
 
-  /** Browsers cannot put headers on a WebSocket upgrade, so the token rides the query. */
+  /** Browsers cannot put headers on a WebSocket upgrade, so the tokens ride the query. */
   private wsUrl(path: string): string {
     const u = new URL(path, location.href);
     u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     u.searchParams.set('csrf', this.csrf);
+    u.searchParams.set('page', this.pageKey);
     return u.toString();
   }
 
@@ -155,7 +191,7 @@ export class Api {
   }
 
   private async send(method: Method, path: string, body: unknown): Promise<Response> {
-    const headers: Record<string, string> = { Accept: 'application/json' };
+    const headers: Record<string, string> = { Accept: 'application/json', 'X-Kaged-Page': this.pageKey };
     if (method !== 'GET') headers['X-Kaged-CSRF'] = this.csrf;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     try {

@@ -187,7 +187,26 @@ function Nav({ me }: { me: Me | null }) {
           {me.identity.user_id}
         </span>
       )}
+      {me?.identity.mode === 'loopback' && <SignOut />}
     </header>
+  );
+}
+
+/** Ends this browser's session for good; a new launch URL signs in again. */
+function SignOut() {
+  const api = useApi();
+  const [busy, setBusy] = useState(false);
+  const out = () => {
+    setBusy(true);
+    api.logout().then(
+      () => api.authFailure.set(new ApiError(401, null, 'You signed out of this browser.')),
+      () => setBusy(false),
+    );
+  };
+  return (
+    <button type="button" class="link" id="sign-out" disabled={busy} onClick={out}>
+      Sign out
+    </button>
   );
 }
 

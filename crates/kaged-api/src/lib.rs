@@ -42,6 +42,6 @@ pub use settings::{
 };
 pub use status::{
     BwrapInfo, CgroupSupport, Health, Identity, LaunchUrl, LocalSummary, Me, Paths, ProviderKey,
-    SandboxStatus, Status, VersionInfo, Warning,
+    Revoked, SandboxStatus, SignedOut, Status, VersionInfo, Warning,
 };
 pub use timestamp::Timestamp;

@@ -157,3 +157,17 @@ pub struct VersionInfo {
     pub name: String,
     pub version: String,
 }
+
+/// `POST /api/v1/auth/logout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct SignedOut {
+    /// Whether a browser session (a cookie) was signed out; other credentials have none.
+    pub browser_session: bool,
+}
+
+/// `POST /api/v1/auth/revoke`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct Revoked {
+    /// Every browser session is signed out; the CLI's nonce still works.
+    pub revoked: bool,
+}

@@ -34,14 +34,44 @@ const MAX_GROUPS: usize = 4096;
 const MAX_LIVE_LAUNCH_TOKENS: usize = 64;
 /// A sidecar nonce an operator supplies must be at least this long; shorter ones are guessable.
 pub const MIN_SIDECAR_NONCE_LEN: usize = 32;
+/// Header carrying a browser session's page key ([`AuthPolicy::page_key`]); WebSocket
+/// upgrades, which cannot set headers, carry it as the `page` query parameter.
+pub const HEADER_PAGE_KEY: &str = "x-kaged-page";
+/// A browser session lasts this long after its last renewal.
+pub const COOKIE_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// A cookie in use is renewed once it is this old, so an active session never expires.
+pub const COOKIE_RENEW_AFTER: Duration = Duration::from_secs(3600);
+
+/// A new browser session: the cookie to set and the page key to hand the page.
+#[derive(Clone)]
+pub struct Launched {
+    pub set_cookie: String,
+    pub page_key: String,
+}
+
+/// Never shows the secrets it carries.
+impl fmt::Debug for Launched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Launched([redacted])")
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 pub use kaged_api::Identity;
 
 /// What authenticated a request; CSRF tokens are bound to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// A browser session cookie, by its session id.
-    Cookie(String),
+    /// A browser session cookie: its session id and when it was (re)issued, in Unix seconds.
+    Cookie {
+        sid: String,
+        issued: u64,
+    },
     /// `Authorization: Bearer <nonce>` from the local CLI, which read the nonce file.
     LocalNonce,
     Sidecar,
@@ -77,6 +107,10 @@ pub enum AuthError {
     BadLaunchToken,
     #[error("launch URLs are only used in loopback auth mode")]
     NotLoopback,
+    #[error(
+        "this browser session's page key is missing or wrong; the cookie alone is not enough. Open kaged from its own page, or a fresh launch URL from `kaged auth open`"
+    )]
+    PageKey,
 }
 
 impl AuthError {
@@ -91,6 +125,7 @@ impl AuthError {
             AuthError::Malformed(_) => "malformed_header",
             AuthError::BadLaunchToken => "bad_launch_token",
             AuthError::NotLoopback => "not_loopback",
+            AuthError::PageKey => "bad_page_key",
         }
     }
 }
@@ -202,9 +237,11 @@ pub struct AuthPolicy {
     sidecar_nonce: Option<Secret>,
     /// Keys CSRF tokens; random per start so a restart invalidates them.
     key: [u8; 32],
-    /// Keys session cookies; derived from `key` and the nonce, so a restart (new nonce)
-    /// invalidates every cookie.
-    cookie_key: [u8; 32],
+    /// Keys session cookies and their page keys; derived from `key` and the nonce, so a
+    /// restart (new nonce) invalidates every cookie, and replaced by [`AuthPolicy::revoke_all`].
+    cookie_key: std::sync::RwLock<[u8; 32]>,
+    /// Sessions signed out one by one (`POST /api/v1/auth/logout`) until the next restart.
+    signed_out: Mutex<std::collections::HashSet<String>>,
     launch_ttl: Duration,
     launch_tokens: Mutex<HashMap<[u8; 32], Instant>>,
 }
@@ -225,7 +262,8 @@ impl AuthPolicy {
             loopback_nonce: cfg.loopback_nonce,
             sidecar_nonce: cfg.sidecar_nonce,
             key,
-            cookie_key,
+            cookie_key: std::sync::RwLock::new(cookie_key),
+            signed_out: Mutex::new(std::collections::HashSet::new()),
             launch_ttl: cfg.launch_ttl,
             launch_tokens: Mutex::new(HashMap::new()),
         })
@@ -295,10 +333,12 @@ impl AuthPolicy {
             }
         }
         let cookie = found.ok_or(AuthError::Missing)?;
-        let sid = self.verify_cookie(&cookie).ok_or(AuthError::BadCookie)?;
+        let (sid, issued) = self
+            .verify_cookie(&cookie, unix_now())
+            .ok_or(AuthError::BadCookie)?;
         Ok(Authenticated {
             identity: self.local_identity(),
-            credential: Credential::Cookie(sid),
+            credential: Credential::Cookie { sid, issued },
         })
     }
 
@@ -339,21 +379,42 @@ impl AuthPolicy {
         })
     }
 
-    fn cookie_tag(&self, sid: &str) -> [u8; 32] {
-        mac(&self.cookie_key, &[b"session", sid.as_bytes()])
+    fn cookie_key(&self) -> [u8; 32] {
+        *self.cookie_key.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cookie_value(&self, sid: &str) -> String {
-        format!("{sid}.{}", B64.encode(self.cookie_tag(sid)))
+    fn cookie_tag(&self, sid: &str, issued: u64) -> [u8; 32] {
+        let issued = issued.to_string();
+        mac(
+            &self.cookie_key(),
+            &[b"session", sid.as_bytes(), b".", issued.as_bytes()],
+        )
     }
 
-    fn verify_cookie(&self, value: &str) -> Option<String> {
-        let (sid, tag) = value.split_once('.')?;
+    /// `<sid>.<issued>.<tag>`: the issue time is under the tag, so a cookie older than
+    /// [`COOKIE_LIFETIME`] is refused here, whatever the browser kept.
+    fn set_cookie(&self, sid: &str, issued: u64) -> String {
+        let tag = B64.encode(self.cookie_tag(sid, issued));
+        format!(
+            "{}={sid}.{issued}.{tag}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+            self.cookie_name,
+            COOKIE_LIFETIME.as_secs()
+        )
+    }
+
+    fn verify_cookie(&self, value: &str, now: u64) -> Option<(String, u64)> {
+        let (sid, rest) = value.split_once('.')?;
+        let (issued, tag) = rest.split_once('.')?;
         if sid.len() != 22
             || !sid
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
+            return None;
+        }
+        let issued: u64 = issued.parse().ok()?;
+        // A minute of clock skew at most; older than the lifetime is expired.
+        if issued > now + 60 || now.saturating_sub(issued) >= COOKIE_LIFETIME.as_secs() {
             return None;
         }
         // Room for base64's length estimate; a valid tag decodes to exactly 32 bytes.
@@ -362,8 +423,79 @@ impl AuthPolicy {
             Ok(32) => {}
             _ => return None,
         }
-        let ok: bool = self.cookie_tag(sid).ct_eq(&presented[..32]).into();
-        ok.then(|| sid.to_owned())
+        let ok: bool = self.cookie_tag(sid, issued).ct_eq(&presented[..32]).into();
+        let signed_out = self
+            .signed_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(sid);
+        (ok && !signed_out).then(|| (sid.to_owned(), issued))
+    }
+
+    /// The page key of a browser session: a second secret the daemon hands only to its own
+    /// page (in the launch redirect's fragment, kept in that origin's storage). Browsers send
+    /// a host's cookies to every port on it, so the cookie alone must not be a credential;
+    /// another port can read neither this origin's storage nor the key.
+    pub fn page_key(&self, auth: &Authenticated) -> Option<String> {
+        match &auth.credential {
+            Credential::Cookie { sid, .. } => {
+                Some(B64.encode(mac(&self.cookie_key(), &[b"page", sid.as_bytes()])))
+            }
+            Credential::LocalNonce | Credential::Sidecar | Credential::Insecure => None,
+        }
+    }
+
+    /// Whether `presented` is the page key of this cookie session. Credentials that are not
+    /// a browser cookie need none and always pass.
+    pub fn verify_page_key(&self, auth: &Authenticated, presented: Option<&[u8]>) -> bool {
+        match self.page_key(auth) {
+            None => true,
+            Some(expected) => presented.is_some_and(|p| {
+                Sha256::digest(expected.as_bytes())
+                    .ct_eq(&Sha256::digest(p))
+                    .into()
+            }),
+        }
+    }
+
+    /// A fresh `Set-Cookie` when a cookie in use is older than [`COOKIE_RENEW_AFTER`]: the
+    /// session slides while used and ends [`COOKIE_LIFETIME`] after its last renewal.
+    pub fn renewal(&self, auth: &Authenticated) -> Option<String> {
+        match &auth.credential {
+            Credential::Cookie { sid, issued }
+                if unix_now().saturating_sub(*issued) >= COOKIE_RENEW_AFTER.as_secs() =>
+            {
+                Some(self.set_cookie(sid, unix_now()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Signs this browser session out for good; returns the `Set-Cookie` that deletes the
+    /// cookie. Other credentials have nothing to sign out.
+    pub fn sign_out(&self, auth: &Authenticated) -> Option<String> {
+        let Credential::Cookie { sid, .. } = &auth.credential else {
+            return None;
+        };
+        self.signed_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sid.clone());
+        Some(format!(
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+            self.cookie_name
+        ))
+    }
+
+    /// Signs every browser out: a new cookie key makes every cookie and page key worthless.
+    pub fn revoke_all(&self) -> Result<(), AuthSetupError> {
+        let fresh = random_bytes::<32>()?;
+        *self.cookie_key.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.signed_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
     }
 
     /// Issues a one-time launch token, valid for the configured TTL.
@@ -385,9 +517,9 @@ impl AuthPolicy {
     }
 
     /// Redeems a launch token (or the nonce itself, for an operator reading the file by hand)
-    /// and returns the `Set-Cookie` value. A token works once; concurrent redeems race on one
-    /// lock and only one wins.
-    pub fn redeem_launch(&self, presented: &str) -> Result<String, AuthError> {
+    /// and returns the new browser session. A token works once; concurrent redeems race on
+    /// one lock and only one wins.
+    pub fn redeem_launch(&self, presented: &str) -> Result<Launched, AuthError> {
         if self.mode != AuthMode::Loopback {
             return Err(AuthError::NotLoopback);
         }
@@ -405,17 +537,24 @@ impl AuthPolicy {
             return Err(AuthError::BadLaunchToken);
         }
         let sid = B64.encode(random_bytes::<16>().map_err(|_| AuthError::BadLaunchToken)?);
-        Ok(format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=2592000",
-            self.cookie_name,
-            self.cookie_value(&sid)
-        ))
+        let issued = unix_now();
+        let session = Authenticated {
+            identity: self.local_identity(),
+            credential: Credential::Cookie {
+                sid: sid.clone(),
+                issued,
+            },
+        };
+        Ok(Launched {
+            set_cookie: self.set_cookie(&sid, issued),
+            page_key: self.page_key(&session).unwrap_or_default(),
+        })
     }
 
     /// The CSRF token for an authenticated caller, bound to its session or identity.
     pub fn csrf_token(&self, auth: &Authenticated) -> String {
         let binding: (&[u8], &[u8]) = match &auth.credential {
-            Credential::Cookie(sid) => (b"cookie", sid.as_bytes()),
+            Credential::Cookie { sid, .. } => (b"cookie", sid.as_bytes()),
             Credential::LocalNonce => (b"local", auth.identity.user_id.as_bytes()),
             Credential::Sidecar => (b"sidecar", auth.identity.user_id.as_bytes()),
             Credential::Insecure => (b"insecure", auth.identity.user_id.as_bytes()),

@@ -38,7 +38,7 @@ fn cookie_of(set_cookie: &str) -> String {
 fn launch_token_works_once_and_sets_a_port_named_cookie() {
     let p = policy(AuthMode::Loopback);
     let token = p.issue_launch_token().unwrap();
-    let set = p.redeem_launch(&token).unwrap();
+    let set = p.redeem_launch(&token).unwrap().set_cookie;
     assert!(set.starts_with("kaged_session_4242="), "{set}");
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"));
     assert_eq!(
@@ -119,7 +119,10 @@ fn loopback_never_trusts_sidecar_headers() {
 #[test]
 fn restart_invalidates_cookies() {
     let a = policy(AuthMode::Loopback);
-    let set = a.redeem_launch(&a.issue_launch_token().unwrap()).unwrap();
+    let set = a
+        .redeem_launch(&a.issue_launch_token().unwrap())
+        .unwrap()
+        .set_cookie;
     let b = policy(AuthMode::Loopback);
     assert_eq!(
         b.authenticate(&headers(&[("cookie", &cookie_of(&set))]))
@@ -131,7 +134,10 @@ fn restart_invalidates_cookies() {
 #[test]
 fn cookie_for_another_port_or_tampered_is_refused() {
     let p = policy(AuthMode::Loopback);
-    let set = p.redeem_launch(&p.issue_launch_token().unwrap()).unwrap();
+    let set = p
+        .redeem_launch(&p.issue_launch_token().unwrap())
+        .unwrap()
+        .set_cookie;
     let value = cookie_of(&set).split_once('=').unwrap().1.to_owned();
     let other_port = format!("kaged_session_4243={value}");
     assert_eq!(
@@ -263,8 +269,14 @@ fn insecure_synthesises_insecure_mode_user() {
 #[test]
 fn csrf_is_bound_to_the_session() {
     let p = policy(AuthMode::Loopback);
-    let s1 = p.redeem_launch(&p.issue_launch_token().unwrap()).unwrap();
-    let s2 = p.redeem_launch(&p.issue_launch_token().unwrap()).unwrap();
+    let s1 = p
+        .redeem_launch(&p.issue_launch_token().unwrap())
+        .unwrap()
+        .set_cookie;
+    let s2 = p
+        .redeem_launch(&p.issue_launch_token().unwrap())
+        .unwrap()
+        .set_cookie;
     let a1 = p
         .authenticate(&headers(&[("cookie", &cookie_of(&s1))]))
         .unwrap();
@@ -321,4 +333,88 @@ fn secret_file_in_an_open_directory_is_refused() {
         write_secret_file(&dir.path().join("n"), "x"),
         Err(AuthSetupError::Mode { .. })
     ));
+}
+
+fn launched(p: &AuthPolicy) -> (Authenticated, Launched) {
+    let l = p.redeem_launch(&p.issue_launch_token().unwrap()).unwrap();
+    let auth = p
+        .authenticate(&headers(&[("cookie", &cookie_of(&l.set_cookie))]))
+        .unwrap();
+    (auth, l)
+}
+
+#[test]
+fn a_cookie_needs_its_page_key_which_other_credentials_do_not() {
+    let p = policy(AuthMode::Loopback);
+    let (auth, l) = launched(&p);
+    assert_eq!(p.page_key(&auth).as_deref(), Some(l.page_key.as_str()));
+    assert!(p.verify_page_key(&auth, Some(l.page_key.as_bytes())));
+    assert!(!p.verify_page_key(&auth, None));
+    assert!(!p.verify_page_key(&auth, Some(b"guess")));
+    // Another browser session has another key.
+    let (other, _) = launched(&p);
+    assert!(!p.verify_page_key(&other, Some(l.page_key.as_bytes())));
+    let cli = p
+        .authenticate(&headers(&[(
+            "authorization",
+            "Bearer loopback-nonce-value",
+        )]))
+        .unwrap();
+    assert!(p.page_key(&cli).is_none() && p.verify_page_key(&cli, None));
+}
+
+#[test]
+fn cookies_expire_after_their_lifetime_and_slide_while_in_use() {
+    let p = policy(AuthMode::Loopback);
+    let (auth, l) = launched(&p);
+    assert!(
+        p.renewal(&auth).is_none(),
+        "a fresh cookie needs no renewal"
+    );
+    let value = |set: &str| cookie_of(set).split_once('=').unwrap().1.to_owned();
+    let now = unix_now();
+    let hour_old = p.set_cookie("AAAAAAAAAAAAAAAAAAAAAA", now - 3700);
+    let (sid, issued) = p.verify_cookie(&value(&hour_old), now).unwrap();
+    let aged = Authenticated {
+        identity: auth.identity.clone(),
+        credential: Credential::Cookie { sid, issued },
+    };
+    let renewed = p.renewal(&aged).unwrap();
+    assert!(renewed.contains("Max-Age=43200"), "{renewed}");
+    assert!(p.verify_cookie(&value(&renewed), now).is_some());
+    let expired = p.set_cookie("AAAAAAAAAAAAAAAAAAAAAA", now - COOKIE_LIFETIME.as_secs());
+    assert!(p.verify_cookie(&value(&expired), now).is_none());
+    let future = p.set_cookie("AAAAAAAAAAAAAAAAAAAAAA", now + 3600);
+    assert!(p.verify_cookie(&value(&future), now).is_none());
+    assert!(p.verify_cookie(&value(&l.set_cookie), now).is_some());
+}
+
+#[test]
+fn sign_out_ends_one_session_and_revoke_all_ends_every_one() {
+    let p = policy(AuthMode::Loopback);
+    let (a, la) = launched(&p);
+    let (_b, lb) = launched(&p);
+    let cookie = |l: &Launched| headers(&[("cookie", &cookie_of(&l.set_cookie))]);
+    let cleared = p.sign_out(&a).unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(
+        p.authenticate(&cookie(&la)).unwrap_err(),
+        AuthError::BadCookie
+    );
+    let b = p.authenticate(&cookie(&lb)).unwrap();
+    let key_before = p.page_key(&b).unwrap();
+    p.revoke_all().unwrap();
+    assert_eq!(
+        p.authenticate(&cookie(&lb)).unwrap_err(),
+        AuthError::BadCookie
+    );
+    // The old page key means nothing either, and the CLI's nonce still works.
+    assert_ne!(p.page_key(&b).unwrap(), key_before);
+    assert!(
+        p.authenticate(&headers(&[(
+            "authorization",
+            "Bearer loopback-nonce-value"
+        )]))
+        .is_ok()
+    );
 }

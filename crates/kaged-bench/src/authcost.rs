@@ -56,9 +56,10 @@ impl Daemons {
             let headers = match mode {
                 "loopback" => k
                     .api
-                    .cookie
+                    .headers
                     .iter()
-                    .map(|c| ("Cookie".to_owned(), c.clone()))
+                    .filter(|(h, _)| h == "Cookie" || h == "X-Kaged-Page")
+                    .cloned()
                     .collect(),
                 "sidecar" => vec![
                     ("X-Kaged-Auth-Nonce".to_owned(), SIDECAR_NONCE.to_owned()),

@@ -52,6 +52,8 @@ pub struct Api {
     agent: ureq::Agent,
     pub headers: Vec<(String, String)>,
     pub cookie: Option<String>,
+    /// The browser session's page key, sent with the cookie as kaged's own page does.
+    pub page: Option<String>,
     pub csrf: Option<String>,
 }
 
@@ -277,6 +279,7 @@ impl Kaged {
             agent: agent.clone(),
             headers: Vec::new(),
             cookie: None,
+            page: None,
             csrf: None,
         };
         if opts.login {
@@ -302,8 +305,17 @@ impl Kaged {
                 .and_then(|v| v.split(';').next())
                 .map(str::to_owned)
                 .ok_or_else(|| anyhow!("the launch URL set no kaged_session_ cookie"))?;
+            let page = res
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.strip_prefix("/#kaged-page="))
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("the launch URL handed over no page key"))?;
             api.headers.push(("Cookie".into(), cookie.clone()));
+            api.headers.push(("X-Kaged-Page".into(), page.clone()));
             api.cookie = Some(cookie);
+            api.page = Some(page);
             let me: Me = api.ok("GET", "/api/v1/me", None)?;
             let csrf = me.csrf_token;
             api.headers.push(("Origin".into(), base.clone()));
@@ -339,7 +351,11 @@ impl Kaged {
     /// A viewer on a session's PTY, attached as the web UI does.
     pub async fn attach(&self, id: &str, hello: Option<u64>) -> Result<Term> {
         let csrf = self.api.csrf.clone().unwrap_or_default();
-        let url = format!("ws://{}/api/v1/sessions/{id}/pty?csrf={csrf}", self.addr);
+        let page = self.api.page.clone().unwrap_or_default();
+        let url = format!(
+            "ws://{}/api/v1/sessions/{id}/pty?csrf={csrf}&page={page}",
+            self.addr
+        );
         let mut headers = vec![("Origin".to_owned(), self.api.base.clone())];
         if let Some(c) = &self.api.cookie {
             headers.push(("Cookie".to_owned(), c.clone()));

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use kaged_api::ErrorCode as Code;
-use kaged_auth::{AuthError, AuthMode, HEADER_CSRF};
+use kaged_auth::{AuthError, AuthMode, HEADER_CSRF, HEADER_PAGE_KEY};
 
 use kaged_daemon::{Daemon, Refusal};
 
@@ -68,15 +68,32 @@ pub(crate) async fn gate(
         }
     }
 
-    // 3. Auth.
+    // 3. Auth. A browser cookie counts only with its page key (see
+    // `AuthPolicy::page_key`), except for the UI shell the page loads from.
     let authed = if spec.auth {
-        match st.auth().authenticate(headers) {
+        let page_key = headers
+            .get(HEADER_PAGE_KEY)
+            .map(|v| v.as_bytes())
+            .or_else(|| {
+                is_ws
+                    .then(|| query_param(req.uri().query(), "page"))
+                    .flatten()
+            });
+        let checked = st.auth().authenticate(headers).and_then(|a| {
+            if ui_shell(&spec) || st.auth().verify_page_key(&a, page_key) {
+                Ok(a)
+            } else {
+                Err(AuthError::PageKey)
+            }
+        });
+        match checked {
             Ok(a) => Some(a),
             Err(e) => return unauthenticated(st, e, &method, path, peer, headers).await,
         }
     } else {
         None
     };
+    let renewal = authed.as_ref().and_then(|a| st.auth().renewal(a));
 
     // 4. CSRF: every state-changing method and every upgrade, in every auth mode.
     if spec.csrf || state_changing || is_ws {
@@ -100,7 +117,11 @@ pub(crate) async fn gate(
     if let Some(a) = authed {
         req.extensions_mut().insert(a);
     }
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    // A session in use slides: its cookie is renewed before it can expire.
+    if let Some(v) = renewal.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
 
     // 6. Audit: every authenticated request's user id (ADR-0007). Writes and upgrades get a
     // row each; plain reads are counted (see `kaged_daemon::Audit`).
@@ -139,6 +160,11 @@ pub(crate) async fn decorate(State(http): State<Arc<Http>>, mut res: Response) -
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
+}
+
+/// The static UI the browser loads before it has read its page key from storage.
+fn ui_shell(spec: &crate::RouteSpec) -> bool {
+    matches!(spec.path, "/" | "/assets/{*path}")
 }
 
 fn is_websocket(headers: &HeaderMap) -> bool {

@@ -203,6 +203,22 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             post(me::launch_token),
         ),
         (
+            act::<SignedOut>(
+                Method::POST,
+                "/api/v1/auth/logout",
+                "Signs this browser session out",
+            ),
+            post(me::logout),
+        ),
+        (
+            act::<Revoked>(
+                Method::POST,
+                "/api/v1/auth/revoke",
+                "Signs every browser out (a new cookie key); the CLI's nonce still works",
+            ),
+            post(me::revoke),
+        ),
+        (
             RouteSpec {
                 query: Some(schema::<AuditParams>),
                 ..read::<AuditPage>("/api/v1/audit", "The audit log, newest first")

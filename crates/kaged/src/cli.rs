@@ -94,6 +94,8 @@ pub enum AuthCommand {
     Nonce,
     /// Print a fresh one-time launch URL (loopback mode) and open a browser if one is available.
     Open(OpenArgs),
+    /// Sign every browser out (a new cookie key); the next sign-in needs a new launch URL.
+    Revoke,
 }
 
 #[derive(Debug, Args)]

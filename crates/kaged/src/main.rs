@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Auth { command } => match command {
             AuthCommand::Nonce => cmd::auth::nonce(cli.mode.as_deref()),
             AuthCommand::Open(args) => cmd::auth::open(cli.mode.as_deref(), args),
+            AuthCommand::Revoke => cmd::auth::revoke(cli.mode.as_deref()),
         },
         Command::Dsl { command } => match command {
             DslCommand::Validate { dir, json } => cmd::dsl::validate(dir, json),

@@ -1,7 +1,7 @@
 //! One-time launch URLs (loopback mode, ADR-0007's per-user amendment and design §4).
 
 use kaged_api::{Identity, LaunchUrl};
-use kaged_auth::AuthMode;
+use kaged_auth::{AuthMode, Authenticated};
 use kaged_store::{AuditEvent, EventType};
 use serde_json::json;
 
@@ -68,10 +68,14 @@ impl Daemon {
     /// Trades a launch token (or the nonce itself) for the `Set-Cookie` value of a browser
     /// session. Both outcomes are audited with who tried (peer and user agent); the token
     /// never is.
-    pub async fn redeem_launch(&self, token: &str, attempt: LaunchAttempt) -> OpResult<String> {
+    pub async fn redeem_launch(
+        &self,
+        token: &str,
+        attempt: LaunchAttempt,
+    ) -> OpResult<kaged_auth::Launched> {
         let who = json!({"peer": attempt.peer.to_string(), "user_agent": attempt.user_agent});
         match self.inner.auth.redeem_launch(token) {
-            Ok(cookie) => {
+            Ok(launched) => {
                 self.inner
                     .audit
                     .record(AuditEvent::new(
@@ -80,7 +84,7 @@ impl Daemon {
                         who,
                     ))
                     .await;
-                Ok(cookie)
+                Ok(launched)
             }
             Err(e) => {
                 self.refused(Refusal {
@@ -95,5 +99,36 @@ impl Daemon {
                 Err(OpError::Unauthenticated(e))
             }
         }
+    }
+
+    /// Signs this browser session out; returns the `Set-Cookie` that clears the cookie.
+    pub async fn sign_out(&self, auth: &Authenticated) -> Option<String> {
+        let cleared = self.inner.auth.sign_out(auth);
+        self.inner
+            .audit
+            .record(AuditEvent::new(
+                EventType::AuthSignedOut,
+                Some(&auth.identity.user_id),
+                json!({"browser_session": cleared.is_some()}),
+            ))
+            .await;
+        cleared
+    }
+
+    /// Signs every browser out by replacing the cookie key (`kaged auth revoke`).
+    pub async fn revoke_browser_sessions(&self, actor: &Identity) -> OpResult<()> {
+        self.inner
+            .auth
+            .revoke_all()
+            .map_err(|e| OpError::internal("cannot make a new cookie key", e))?;
+        self.inner
+            .audit
+            .record(AuditEvent::new(
+                EventType::AuthRevoked,
+                Some(&actor.user_id),
+                json!({}),
+            ))
+            .await;
+        Ok(())
     }
 }

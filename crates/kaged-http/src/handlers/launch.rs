@@ -68,14 +68,20 @@ pub(crate) async fn launch(
             .map(|ua| ua.chars().take(256).collect()),
     };
     match http.daemon.redeem_launch(token, attempt).await {
-        Ok(cookie) => {
+        Ok(launched) => {
             let mut res = StatusCode::SEE_OTHER.into_response();
             let h = res.headers_mut();
-            h.insert(header::LOCATION, HeaderValue::from_static("/"));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                h.insert(header::SET_COOKIE, v);
+            // The page key rides in the fragment: never sent to a server, read once by our
+            // own page into its origin's storage, then dropped from the address bar.
+            let location = format!("/#kaged-page={}", launched.page_key);
+            if let (Ok(loc), Ok(cookie)) = (
+                HeaderValue::from_str(&location),
+                HeaderValue::from_str(&launched.set_cookie),
+            ) {
+                h.insert(header::LOCATION, loc);
+                h.insert(header::SET_COOKIE, cookie);
             }
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
         Err(e) => ApiError::from(e).into_response(),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use kaged_api::{LaunchUrl, Me};
+use kaged_api::{LaunchUrl, Me, Revoked, SignedOut};
 use kaged_auth::Authenticated;
 
 use crate::Http;
@@ -22,4 +22,30 @@ pub(crate) async fn launch_token(
     Extension(auth): Extension<Authenticated>,
 ) -> ApiResult<Json<LaunchUrl>> {
     Ok(Json(http.daemon.issue_launch_url(&auth.identity).await?))
+}
+
+/// `POST /api/v1/auth/logout`: signs this browser session out and clears its cookie.
+pub(crate) async fn logout(
+    State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let cleared = http.daemon.sign_out(&auth).await;
+    let mut res = Json(SignedOut {
+        browser_session: cleared.is_some(),
+    })
+    .into_response();
+    if let Some(v) = cleared.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
+        res.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// `POST /api/v1/auth/revoke`: signs every browser out (`kaged auth revoke`).
+pub(crate) async fn revoke(
+    State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
+) -> ApiResult<Json<Revoked>> {
+    http.daemon.revoke_browser_sessions(&auth.identity).await?;
+    Ok(Json(Revoked { revoked: true }))
 }

@@ -49,6 +49,15 @@ pub fn open(mode: Option<&str>, args: OpenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Signs every browser out: whatever cookie a browser (or anything that copied it) holds is
+/// worthless from now on.
+pub fn revoke(mode: Option<&str>) -> Result<ExitCode> {
+    let mut client = Client::for_layout(&layout(mode)?)?;
+    let _: kaged_api::Revoked = client.post("/api/v1/auth/revoke", &serde_json::json!({}))?;
+    println!("every browser is signed out; `kaged auth open` prints a new launch URL");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Opens a browser on a 0600 redirect file in the 0700 runtime dir, never on the URL itself:
 /// a command line is readable by every local user in `/proc/*/cmdline`, and the token in the
 /// URL is a credential until it is used (as Jupyter does it).

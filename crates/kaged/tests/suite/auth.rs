@@ -85,7 +85,7 @@ fn every_route_sits_behind_the_stack() {
         // CSRF and Origin: every state-changing route and every upgrade.
         if spec.csrf {
             let mut h = base.clone();
-            h.push(("Cookie", &s.cookie));
+            h.extend(s.auth());
             let r = d.request(method, &path, &h, body);
             assert_eq!(r.status, 403, "{method} {path} without CSRF: {}", r.body);
             let mut h: Vec<(&str, &str)> = base
@@ -93,7 +93,7 @@ fn every_route_sits_behind_the_stack() {
                 .filter(|(k, _)| *k != "Origin")
                 .copied()
                 .collect();
-            h.push(("Cookie", &s.cookie));
+            h.extend(s.auth());
             h.push(("X-Kaged-CSRF", &s.csrf));
             h.push(("Origin", "http://127.0.0.1:1"));
             let r = d.request(method, &path, &h, body);
@@ -107,11 +107,7 @@ fn every_route_sits_behind_the_stack() {
             .status,
         401
     );
-    assert_eq!(
-        d.get("/api/v1/does-not-exist", &[("Cookie", &s.cookie)])
-            .status,
-        404
-    );
+    assert_eq!(d.get("/api/v1/does-not-exist", &s.auth()).status, 404);
 }
 
 #[test]
@@ -120,7 +116,7 @@ fn loopback_credential_matrix() {
     let s = d.login();
     let port = d.addr.port();
     let value = s.cookie.split_once('=').unwrap().1.to_owned();
-    let ok = d.get("/api/v1/me", &[("Cookie", &s.cookie)]);
+    let ok = d.get("/api/v1/me", &s.auth());
     assert_eq!(ok.status, 200);
     let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
         .trim()
@@ -410,7 +406,12 @@ fn launch_url_redirects_once_and_races_have_one_winner() {
     let path = d.printed_launch_path();
     let r = d.get(&path, &[]);
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some("/"));
+    // The page key rides in the fragment, which no server ever sees.
+    assert!(
+        r.header("location").unwrap().starts_with("/#kaged-page="),
+        "{:?}",
+        r.header("location")
+    );
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
     let cookie = r.header("set-cookie").unwrap();
@@ -491,6 +492,7 @@ fn cross_origin_posts_and_upgrades_are_refused() {
     let s = d.login();
     let auth = [
         ("Cookie", s.cookie.as_str()),
+        ("X-Kaged-Page", s.page.as_str()),
         ("X-Kaged-CSRF", s.csrf.as_str()),
     ];
     let other = format!("http://localhost:{}", d.addr.port() + 1);
@@ -512,7 +514,7 @@ fn cross_origin_posts_and_upgrades_are_refused() {
             .filter(|(k, _)| k != "Origin")
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        h.push(("Cookie", &s.cookie));
+        h.extend(s.auth());
         let q = format!("/api/v1/events?csrf={}", s.csrf);
         if let Some(o) = origin {
             h.push(("Origin", o));
@@ -536,7 +538,7 @@ fn cross_origin_posts_and_upgrades_are_refused() {
     );
     // The same upgrade with our own origin and the CSRF token goes through.
     let ws = ws_headers(&d);
-    let mut h = with(&ws, &[("Cookie", &s.cookie)]);
+    let mut h = with(&ws, &s.auth());
     let q = format!("/api/v1/events?csrf={}", s.csrf);
     h.push(("Connection", "close"));
     let r = ws_status(&d, &q, &h);
@@ -568,7 +570,11 @@ fn csrf_missing_or_wrong_is_forbidden() {
     let s2 = d.login();
     let o = d.origin();
     for csrf in [None, Some("wrong"), Some(""), Some(s2.csrf.as_str())] {
-        let mut h = vec![("Cookie", s.cookie.as_str()), ("Origin", o.as_str())];
+        let mut h = vec![
+            ("Cookie", s.cookie.as_str()),
+            ("X-Kaged-Page", s.page.as_str()),
+            ("Origin", o.as_str()),
+        ];
         if let Some(c) = csrf {
             h.push(("X-Kaged-CSRF", c));
         }
@@ -609,13 +615,10 @@ fn restart_rotates_nonce_and_invalidates_cookies() {
         port,
         "same port, so the cookie name is the same"
     );
-    assert_eq!(d.get("/api/v1/me", &[("Cookie", &s.cookie)]).status, 401);
+    assert_eq!(d.get("/api/v1/me", &s.auth()).status, 401);
     let nonce2 = std::fs::read_to_string(d.runtime_dir().join("auth-cookie")).unwrap();
     assert_ne!(nonce1, nonce2);
-    assert_eq!(
-        d.get("/api/v1/me", &[("Cookie", &d.login().cookie)]).status,
-        200
-    );
+    assert_eq!(d.get("/api/v1/me", &d.login().auth()).status, 200);
 }
 
 #[test]
@@ -706,9 +709,7 @@ fn no_secret_appears_in_logs_errors_or_audit() {
     let out = d.cli(&["auth", "open", "--no-browser"]);
     let fresh = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let fresh_token = fresh.split("token=").nth(1).unwrap().to_owned();
-    let audit = d
-        .get("/api/v1/audit?limit=1000", &[("Cookie", &s.cookie)])
-        .body;
+    let audit = d.get("/api/v1/audit?limit=1000", &s.auth()).body;
     let logs = d.stderr();
     let start_block_end = logs.find("ready on").unwrap();
     let after_start = &logs[start_block_end..];
@@ -744,10 +745,7 @@ fn non_loopback_bind_needs_a_sidecar_nonce_or_the_loud_override() {
         "0.0.0.0 warning missing: {e}"
     );
     let s = d.login();
-    let r = d.get(
-        "/api/v1/audit?type=auth.insecure_bind",
-        &[("Cookie", &s.cookie)],
-    );
+    let r = d.get("/api/v1/audit?type=auth.insecure_bind", &s.auth());
     assert_eq!(r.json_as::<AuditPage>().events.len(), 1, "{}", r.body);
     // A sidecar nonce makes a non-loopback bind acceptable.
     let d = daemon()

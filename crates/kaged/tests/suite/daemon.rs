@@ -27,7 +27,7 @@ fn per_user_mode_as_unprivileged_user_uses_xdg_paths_and_a_random_port() {
         d.stderr()
     );
     let s = d.login();
-    let st: Status = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json_as();
+    let st: Status = d.get("/api/v1/status", &s.auth()).json_as();
     assert_eq!(st.mode, Mode::User);
     assert_eq!(st.auth_mode, AuthMode::Loopback);
     assert_eq!(st.paths.state, state);
@@ -126,7 +126,7 @@ fn health_ready_version_and_the_error_envelope() {
         env!("CARGO_PKG_VERSION")
     );
     let s = d.login();
-    let missing = d.get("/api/v1/nope", &[("Cookie", &s.cookie)]);
+    let missing = d.get("/api/v1/nope", &s.auth());
     assert_eq!(missing.status, 404);
     assert_eq!(
         missing.error(),
@@ -138,12 +138,12 @@ fn health_ready_version_and_the_error_envelope() {
             }
         }
     );
-    let bad = d.get("/api/v1/audit?limit=0", &[("Cookie", &s.cookie)]);
+    let bad = d.get("/api/v1/audit?limit=0", &s.auth());
     assert_eq!(
         (bad.status, bad.error_code()),
         (400, ErrorCode::ValidationFailed)
     );
-    let bad = d.get("/api/v1/audit?bogus=1", &[("Cookie", &s.cookie)]);
+    let bad = d.get("/api/v1/audit?bogus=1", &s.auth());
     assert_eq!((bad.status, bad.error_code()), (400, ErrorCode::BadRequest));
 }
 
@@ -165,7 +165,7 @@ fn config_precedence_file_then_env_then_flag() {
         .start();
     assert_eq!(port(&d), a);
     let s = d.login();
-    let r = d.get("/api/v1/status", &[("Cookie", &s.cookie)]);
+    let r = d.get("/api/v1/status", &s.auth());
     // The source's wire shape (`{"kind": …, "name": …}`) is what the UI shows; read it raw.
     assert_eq!(r.json()["settings"]["bind"]["source"]["kind"], "file");
     let st: Status = r.json_as();
@@ -190,7 +190,7 @@ fn config_precedence_file_then_env_then_flag() {
         .start();
     assert_eq!(port(&d), c);
     let s = d.login();
-    let r = d.get("/api/v1/status", &[("Cookie", &s.cookie)]);
+    let r = d.get("/api/v1/status", &s.auth());
     assert_eq!(
         r.json()["settings"]["bind"]["source"],
         serde_json::json!({"kind": "flag", "name": "--bind"})
@@ -363,14 +363,11 @@ fn without_bwrap_the_daemon_refuses_to_start_unless_no_sandbox() {
     assert_eq!(r.header_all("x-kaged-warning"), vec!["no-sandbox"]);
     assert_eq!(d.get("/api/v1/me", &[]).status, 401);
     let s = d.login();
-    let st: Status = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json_as();
+    let st: Status = d.get("/api/v1/status", &s.auth()).json_as();
     assert!(!st.sandbox.enabled);
     assert_eq!(st.warnings, vec![Warning::NoSandbox]);
     let ev: AuditPage = d
-        .get(
-            "/api/v1/audit?type=sandbox.disabled",
-            &[("Cookie", &s.cookie)],
-        )
+        .get("/api/v1/audit?type=sandbox.disabled", &s.auth())
         .json_as();
     assert_eq!(ev.events.len(), 1);
 }
@@ -379,7 +376,7 @@ fn without_bwrap_the_daemon_refuses_to_start_unless_no_sandbox() {
 fn status_reports_the_sandbox_self_test_and_cgroup_support() {
     let d = daemon().start();
     let s = d.login();
-    let st: Status = d.get("/api/v1/status", &[("Cookie", &s.cookie)]).json_as();
+    let st: Status = d.get("/api/v1/status", &s.auth()).json_as();
     assert!(st.sandbox.enabled);
     let bwrap = st.sandbox.bwrap.as_ref().expect("bwrap info when enabled");
     assert!(

@@ -74,11 +74,20 @@ fn dev_start_with_a_clean_home_ends_at_a_working_launch_url() {
         .next()
         .unwrap()
         .to_owned();
+    let page = r
+        .header("location")
+        .unwrap()
+        .trim_start_matches("/#kaged-page=")
+        .to_owned();
     let me = raw(
         addr,
         "GET",
         "/api/v1/me",
-        &[("Host", &host), ("Cookie", &cookie)],
+        &[
+            ("Host", &host),
+            ("Cookie", &cookie),
+            ("X-Kaged-Page", &page),
+        ],
         None,
     );
     assert_eq!(me.status, 200, "{}", me.body);

@@ -1,4 +1,5 @@
 mod auth;
+mod browser_session;
 mod cli;
 mod daemon;
 mod detection;

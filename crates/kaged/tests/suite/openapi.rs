@@ -22,9 +22,7 @@ fn the_document_sits_behind_the_gate_and_lists_the_route_table() {
     let r = d.get("/api/v1/openapi.json", &[]);
     assert_eq!(r.status, 401, "{}", r.body);
     let s = d.login();
-    let doc = d
-        .get("/api/v1/openapi.json", &[("Cookie", &s.cookie)])
-        .json();
+    let doc = d.get("/api/v1/openapi.json", &s.auth()).json();
     assert_eq!(doc["openapi"], "3.1.0");
     let mut documented: Vec<String> = doc["paths"]
         .as_object()
