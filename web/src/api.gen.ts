@@ -29,7 +29,11 @@ export type SettingsReport = {
 /**
  * The config file that was read, if any.
  */
-config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>, allowed_hosts: Sourced<Array<string>>, allowed_origins: Sourced<Array<string>>, insecure_reason: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, log_level: Sourced<string>, };
+config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>, allowed_hosts: Sourced<Array<string>>, allowed_origins: Sourced<Array<string>>, insecure_reason: Sourced<string> | null, 
+/**
+ * Operators in this group see and steer every session.
+ */
+admin_group: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, log_level: Sourced<string>, };
 
 export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, };
 
@@ -313,6 +317,11 @@ name: string | null,
 command: Array<string>, cage: CageState, };
 
 /**
+ * What a session's owner lets another operator do with it.
+ */
+export type ShareAccess = "read" | "write";
+
+/**
  * A snapshot of a session, as stored in `meta.json`, served by the API and sent in events.
  */
 export type SessionInfo = { id: string, project_id: string, 
@@ -336,9 +345,23 @@ bytes_total: number,
  * False when some output could not be written to the transcript (disk error) or may be
  * missing (the daemon died before its last batch was written).
  */
-transcript_complete: boolean, origin: SessionOrigin, };
+transcript_complete: boolean, origin: SessionOrigin, 
+/**
+ * Other operators the owner (`actor`) shared the session with, and how.
+ */
+shared_with?: { [key in string]: ShareAccess }, };
 
 export type SessionList = { sessions: Array<SessionInfo>, };
+
+/**
+ * `POST /api/v1/sessions/{id}/shares`: shares a session with one operator (its owner or an
+ * admin only); `access: null` takes the share back.
+ */
+export type ShareRequest = { 
+/**
+ * The other operator's user id, as the sidecar names them.
+ */
+user: string, access: ShareAccess | null, };
 
 /**
  * `POST /api/v1/projects/{id}/sessions`: at most one of `argv`, `agent` and `task`; none

@@ -34,8 +34,8 @@ pub use project::{
 pub use pty::{ClientControl, ServerControl};
 pub use session::{
     CageState, EndReason, InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionKind,
-    SessionList, SessionOrigin, SessionState, SignalName, SignalRequest, StartSession,
-    TranscriptParams,
+    SessionList, SessionOrigin, SessionState, ShareAccess, ShareRequest, SignalName, SignalRequest,
+    StartSession, TranscriptParams,
 };
 pub use settings::{
     AuthMode, Mode, SessionLimitsReport, SettingsReport, Source, Sourced, UnknownValue,

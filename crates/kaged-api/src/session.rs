@@ -1,6 +1,8 @@
 //! Sessions (design §6): what a session is, where it came from, and the requests that start
 //! and steer one.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -103,6 +105,31 @@ pub struct SessionInfo {
     /// missing (the daemon died before its last batch was written).
     pub transcript_complete: bool,
     pub origin: SessionOrigin,
+    /// Other operators the owner (`actor`) shared the session with, and how.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shared_with: BTreeMap<String, ShareAccess>,
+}
+
+/// What a session's owner lets another operator do with it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema, TS,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareAccess {
+    /// See it, watch its terminal, read its transcript.
+    Read,
+    /// Also type into it, resize, signal and end it.
+    Write,
+}
+
+/// `POST /api/v1/sessions/{id}/shares`: shares a session with one operator (its owner or an
+/// admin only); `access: null` takes the share back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    /// The other operator's user id, as the sidecar names them.
+    pub user: String,
+    pub access: Option<ShareAccess>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]

@@ -162,6 +162,8 @@ pub struct SettingsReport {
     pub allowed_hosts: Sourced<Vec<String>>,
     pub allowed_origins: Sourced<Vec<String>>,
     pub insecure_reason: Option<Sourced<String>>,
+    /// Operators in this group see and steer every session.
+    pub admin_group: Option<Sourced<String>>,
     pub insecure_bind: Sourced<bool>,
     pub launch_token_ttl_secs: Sourced<u64>,
     pub sandbox_enabled: Sourced<bool>,

@@ -33,6 +33,7 @@ pub struct AuthTable {
     pub sidecar_nonce: Option<String>,
     pub sidecar_nonce_file: Option<PathBuf>,
     pub insecure_reason: Option<String>,
+    pub admin_group: Option<String>,
     pub launch_token_ttl_secs: Option<u64>,
 }
 

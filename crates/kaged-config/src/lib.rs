@@ -141,6 +141,9 @@ pub struct Settings {
     #[serde(skip)]
     pub sidecar_nonce: Option<Sourced<NonceSource>>,
     pub insecure_reason: Option<Sourced<String>>,
+    /// Operators in this group (as the sidecar's `X-Kaged-User-Groups` names them) see and
+    /// steer every session and may run uncaged; everyone else only their own.
+    pub admin_group: Option<Sourced<String>>,
     pub insecure_bind: Sourced<bool>,
     pub launch_token_ttl: Sourced<Duration>,
     pub sandbox_enabled: Sourced<bool>,
@@ -161,6 +164,7 @@ impl Settings {
             allowed_hosts: self.allowed_hosts.clone(),
             allowed_origins: self.allowed_origins.clone(),
             insecure_reason: self.insecure_reason.clone(),
+            admin_group: self.admin_group.clone(),
             insecure_bind: self.insecure_bind.clone(),
             launch_token_ttl_secs: self.launch_token_ttl.map(Duration::as_secs),
             sandbox_enabled: self.sandbox_enabled.clone(),
@@ -289,6 +293,20 @@ impl Settings {
                     .map(|v| Sourced::new(v, fsrc()))
             });
 
+        let admin_group = env
+            .get("KAGED_ADMIN_GROUP")
+            .map(|v| Sourced::new(v.to_owned(), Source::Env("KAGED_ADMIN_GROUP".into())))
+            .or_else(|| fc.auth.admin_group.clone().map(|v| Sourced::new(v, fsrc())));
+        if let Some(g) = &admin_group
+            && (g.value.trim().is_empty() || g.value.contains(','))
+        {
+            return Err(ConfigError::Invalid {
+                origin: format!("{}: auth.admin_group", g.source),
+                value: g.value.clone(),
+                expected: "one group name, as the sidecar sends it in X-Kaged-User-Groups",
+            });
+        }
+
         let insecure_bind = match env.flag("KAGED_INSECURE_BIND")? {
             Some(v) => Sourced::new(v, Source::Env("KAGED_INSECURE_BIND".into())),
             None => Sourced::new(false, Source::Default),
@@ -383,6 +401,7 @@ impl Settings {
             allowed_origins,
             sidecar_nonce,
             insecure_reason,
+            admin_group,
             insecure_bind,
             launch_token_ttl,
             sandbox_enabled,

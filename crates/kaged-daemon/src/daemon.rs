@@ -57,6 +57,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) audit: Audit,
     pub(crate) backoff: crate::backoff::Backoff,
+    pub(crate) owners: crate::owners::Owners,
     pub(crate) sessions: SessionManager,
     pub(crate) projects: Projects,
     pub(crate) host: HostFacts,
@@ -118,6 +119,7 @@ impl Daemon {
         let endpoint = Endpoint::new(&layout, &settings, bound);
         endpoint.write(&layout)?;
         runtime_files.push(layout.endpoint_file());
+        let admin_group = settings.admin_group.as_ref().map(|g| g.value.clone());
         let daemon = Daemon {
             inner: Arc::new(Inner {
                 host: HostFacts::capture(&layout, &settings),
@@ -134,6 +136,7 @@ impl Daemon {
                 store,
                 audit,
                 backoff: crate::backoff::Backoff::default(),
+                owners: crate::owners::Owners::new(admin_group),
                 sessions,
                 projects: Projects::default(),
                 local,

@@ -11,6 +11,9 @@ pub enum OpError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// Authenticated, but this operator may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// A project file that does not parse; the diagnostics travel as details.
     #[error(
         "{path} is not a valid kaged project: {} problem(s); run `kaged dsl validate {path}` for the same list",
@@ -37,6 +40,7 @@ impl OpError {
             OpError::NotFound { .. } => ErrorCode::NotFound,
             OpError::Invalid(_) => ErrorCode::ValidationFailed,
             OpError::Conflict(_) => ErrorCode::Conflict,
+            OpError::Forbidden(_) => ErrorCode::Forbidden,
             OpError::DslInvalid { .. } => ErrorCode::DslInvalid,
             OpError::RateLimited(_) => ErrorCode::RateLimited,
             OpError::Unavailable(_) => ErrorCode::Unavailable,

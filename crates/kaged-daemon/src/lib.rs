@@ -16,6 +16,7 @@ mod host;
 pub mod launcher;
 mod lock;
 mod ops;
+mod owners;
 mod projects;
 mod startup;
 

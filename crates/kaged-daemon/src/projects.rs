@@ -80,6 +80,9 @@ pub enum ProjectError {
     Conflict { id: String, existing: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller may not load a project that runs anything uncaged here.
+    #[error("{0}")]
+    Uncaged(String),
 }
 
 #[derive(Default)]
@@ -105,11 +108,14 @@ impl Projects {
     }
 
     /// Parses and registers the project at `root`. Reloading the same root updates it.
+    /// `may_run_uncaged` decides whether a project with a `cage: disabled` agent or task may
+    /// be loaded by this caller (`Err` says why not).
     pub async fn load(
         &self,
         store: &Store,
         root: &Path,
         actor: &str,
+        may_run_uncaged: impl FnOnce() -> Result<(), String>,
     ) -> Result<LoadedProject, ProjectError> {
         if !root.is_absolute() {
             return Err(ProjectError::NotAbsolute {
@@ -125,6 +131,17 @@ impl Projects {
             .await
             .map_err(|e| ProjectError::Store(StoreError::Join(e.to_string())))?
             .map_err(ProjectError::Invalid)?;
+        let uncaged = project
+            .agents()
+            .iter()
+            .any(|(_, a)| matches!(a.cage, Cage::Disabled))
+            || project
+                .tasks
+                .values()
+                .any(|t| matches!(t.cage, Cage::Disabled));
+        if uncaged {
+            may_run_uncaged().map_err(ProjectError::Uncaged)?;
+        }
         let id = project.project.clone();
         if let Some(existing) = self.read().get(&id)
             && existing.root != canonical
@@ -165,7 +182,9 @@ impl Projects {
     pub async fn reload_all(&self, store: &Store) -> Result<Vec<(String, String)>, ProjectError> {
         let mut failed = Vec::new();
         for row in store.projects().await? {
-            if let Err(e) = self.load(store, Path::new(&row.root), &row.loaded_by).await {
+            // Loaded before, by someone who was allowed to then.
+            let again = self.load(store, Path::new(&row.root), &row.loaded_by, || Ok(()));
+            if let Err(e) = again.await {
                 failed.push((row.root, e.to_string()));
             }
         }

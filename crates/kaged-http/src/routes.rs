@@ -314,6 +314,14 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             post(sessions::input),
         ),
         (
+            write::<ShareRequest, SessionInfo>(
+                Method::POST,
+                "/api/v1/sessions/{id}/shares",
+                "Shares a session with another operator, or takes the share back",
+            ),
+            post(sessions::share),
+        ),
+        (
             socket::<ServerControl>(
                 "/api/v1/sessions/{id}/pty",
                 "A session's terminal: binary frames are bytes, text frames control",

@@ -167,6 +167,8 @@ impl Session {
             bytes_total: 0,
             transcript_complete: true,
             origin: spec.origin.clone(),
+            // Who may see it besides its owner is the daemon's business, not the broker's.
+            shared_with: Default::default(),
         };
         persist::write_meta(&new.dir, &info)?;
 
@@ -299,6 +301,7 @@ impl Session {
             bytes_total,
             transcript_complete: st.transcript_complete,
             origin: self.origin.clone(),
+            shared_with: Default::default(),
         }
     }
 

@@ -33,6 +33,7 @@ pub enum EventType {
     SessionStarted,
     SessionAttached,
     SessionSignalled,
+    SessionShared,
     SessionTerminated,
     SessionExited,
     RunStarted,
@@ -61,6 +62,7 @@ impl EventType {
             EventType::SessionStarted => "session.started",
             EventType::SessionAttached => "session.attached",
             EventType::SessionSignalled => "session.signalled",
+            EventType::SessionShared => "session.shared",
             EventType::SessionTerminated => "session.terminated",
             EventType::SessionExited => "session.exited",
             EventType::RunStarted => "run.started",
@@ -109,7 +111,22 @@ impl AuditEvent {
 /// Rows per page when the caller does not say.
 pub const DEFAULT_PAGE: u32 = 100;
 
-pub(crate) fn query(conn: &Connection, q: &AuditParams) -> Result<Vec<AuditRow>, StoreError> {
+/// Which rows a reader may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditScope {
+    All,
+    /// Rows this actor caused, and rows about these sessions.
+    Own {
+        actor: String,
+        sessions: Vec<String>,
+    },
+}
+
+pub(crate) fn query(
+    conn: &Connection,
+    q: &AuditParams,
+    scope: &AuditScope,
+) -> Result<Vec<AuditRow>, StoreError> {
     let mut sql = String::from(
         "SELECT id, ts, type, actor, project_id, session_id, data FROM audit_events WHERE 1 = 1",
     );
@@ -138,6 +155,15 @@ pub(crate) fn query(conn: &Connection, q: &AuditParams) -> Result<Vec<AuditRow>,
             sql.push_str(&format!(" AND {col} = ?"));
             args.push(v.clone());
         }
+    }
+    if let AuditScope::Own { actor, sessions } = scope {
+        sql.push_str(" AND (actor = ?");
+        args.push(actor.clone());
+        for s in sessions {
+            sql.push_str(" OR session_id = ?");
+            args.push(s.clone());
+        }
+        sql.push(')');
     }
     sql.push_str(" ORDER BY id DESC LIMIT ?");
     args.push(q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, 1000).to_string());

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 
-pub use audit::{AuditEvent, AuditWriter, DEFAULT_PAGE, EventType};
+pub use audit::{AuditEvent, AuditScope, AuditWriter, DEFAULT_PAGE, EventType};
 use kaged_api::{AuditParams, AuditRow, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +87,12 @@ impl Store {
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
-    pub async fn audit_query(&self, q: AuditParams) -> Result<Vec<AuditRow>, StoreError> {
-        self.with_conn(move |c| audit::query(c, &q)).await
+    pub async fn audit_query(
+        &self,
+        q: AuditParams,
+        scope: AuditScope,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        self.with_conn(move |c| audit::query(c, &q, &scope)).await
     }
 
     pub async fn upsert_project(&self, row: ProjectRow) -> Result<(), StoreError> {

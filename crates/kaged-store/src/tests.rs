@@ -27,10 +27,13 @@ async fn audit_round_trip_filters_and_pages() {
     w.flush().await.unwrap();
 
     let all = store
-        .audit_query(kaged_api::AuditParams {
-            limit: Some(100),
-            ..Default::default()
-        })
+        .audit_query(
+            kaged_api::AuditParams {
+                limit: Some(100),
+                ..Default::default()
+            },
+            crate::AuditScope::All,
+        )
         .await
         .unwrap();
     assert_eq!(all.len(), 6);
@@ -38,23 +41,29 @@ async fn audit_round_trip_filters_and_pages() {
     assert_eq!(all[0].data, json!({"n": 4}));
 
     let page = store
-        .audit_query(kaged_api::AuditParams {
-            limit: Some(2),
-            kind: Some("session.".into()),
-            before: Some(all[1].id),
-            ..Default::default()
-        })
+        .audit_query(
+            kaged_api::AuditParams {
+                limit: Some(2),
+                kind: Some("session.".into()),
+                before: Some(all[1].id),
+                ..Default::default()
+            },
+            crate::AuditScope::All,
+        )
         .await
         .unwrap();
     let ids: Vec<_> = page.iter().map(|r| r.session_id.clone().unwrap()).collect();
     assert_eq!(ids, vec!["s2", "s1"]);
 
     let by_actor = store
-        .audit_query(kaged_api::AuditParams {
-            limit: Some(10),
-            actor: Some("nobody".into()),
-            ..Default::default()
-        })
+        .audit_query(
+            kaged_api::AuditParams {
+                limit: Some(10),
+                actor: Some("nobody".into()),
+                ..Default::default()
+            },
+            crate::AuditScope::All,
+        )
         .await
         .unwrap();
     assert!(by_actor.is_empty());

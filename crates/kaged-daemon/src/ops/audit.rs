@@ -1,12 +1,15 @@
 //! `GET /api/v1/audit`: the log, newest first, a page at a time.
 
-use kaged_api::{AuditPage, AuditParams};
+use kaged_api::{AuditPage, AuditParams, Identity};
+use kaged_store::AuditScope;
 
 use crate::Daemon;
 use crate::error::{OpError, OpResult};
 
 impl Daemon {
-    pub async fn audit_page(&self, params: AuditParams) -> OpResult<AuditPage> {
+    /// Admins read everything; other operators what they did and what happened to the
+    /// sessions they may see.
+    pub async fn audit_page(&self, who: &Identity, params: AuditParams) -> OpResult<AuditPage> {
         let limit = params.limit.unwrap_or(kaged_store::DEFAULT_PAGE);
         if !(1..=1000).contains(&limit) {
             return Err(OpError::Invalid(format!(
@@ -20,9 +23,18 @@ impl Daemon {
             .flush()
             .await
             .map_err(|e| OpError::internal("cannot flush the audit log", e))?;
+        let scope = if i.owners.is_admin(who) {
+            AuditScope::All
+        } else {
+            let visible = self.all_sessions(who).sessions;
+            AuditScope::Own {
+                actor: who.user_id.clone(),
+                sessions: visible.into_iter().map(|s| s.id).collect(),
+            }
+        };
         let events = i
             .store
-            .audit_query(params)
+            .audit_query(params, scope)
             .await
             .map_err(|e| OpError::internal("cannot read the audit log", e))?;
         let next_before = (events.len() as u32 == limit)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kaged_api::{
     CageState, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest, SessionInfo,
-    SessionKind, SessionList, SessionState, SignalName, SignalRequest, StartSession,
+    SessionKind, SessionList, SessionState, ShareRequest, SignalName, SignalRequest, StartSession,
     TranscriptParams,
 };
 use kaged_auth::AuthMode;
@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::Daemon;
 use crate::error::{OpError, OpResult};
 use crate::launcher;
+use crate::owners::Need;
 
 /// Input sent through the API in one request; a terminal takes keystrokes, not files.
 const MAX_INPUT: usize = 64 * 1024;
@@ -36,17 +37,16 @@ pub struct TranscriptSlice {
 }
 
 impl Daemon {
-    /// Every session of every project, oldest first.
-    pub fn all_sessions(&self) -> SessionList {
-        SessionList {
-            sessions: self.inner.sessions.list(None),
-        }
+    /// Every session of every project the caller may see, oldest first.
+    pub fn all_sessions(&self, who: &Identity) -> SessionList {
+        self.visible(who, self.inner.sessions.list(None))
     }
 
     /// Part of a session's transcript, from disk: every byte the session wrote, also those the
     /// scrollback no longer holds.
     pub async fn transcript(
         &self,
+        who: &Identity,
         id: &str,
         params: TranscriptParams,
     ) -> OpResult<TranscriptSlice> {
@@ -56,7 +56,7 @@ impl Daemon {
                 "limit={limit} is out of range; use 1 to {TRANSCRIPT_MAX}"
             )));
         }
-        let s = self.find(id)?;
+        let s = self.find(who, id, Need::See)?;
         let offset = params.offset.unwrap_or(0);
         let bytes = s.read_transcript(offset, limit as usize).await?;
         Ok(TranscriptSlice {
@@ -68,16 +68,39 @@ impl Daemon {
 
     /// The sessions of a project, oldest first; a project that was unloaded still lists its
     /// past sessions.
-    pub fn sessions(&self, project_id: &str) -> OpResult<SessionList> {
+    pub fn sessions(&self, who: &Identity, project_id: &str) -> OpResult<SessionList> {
         let sessions = self.inner.sessions.list(Some(project_id));
         if sessions.is_empty() && self.inner.projects.get(project_id).is_none() {
             return Err(OpError::not_found("project", project_id));
         }
-        Ok(SessionList { sessions })
+        Ok(self.visible(who, sessions))
     }
 
-    pub fn session(&self, id: &str) -> OpResult<SessionInfo> {
-        Ok(self.find(id)?.info())
+    pub fn session(&self, who: &Identity, id: &str) -> OpResult<SessionInfo> {
+        let s = self.find(who, id, Need::See)?;
+        Ok(self.info(&s))
+    }
+
+    /// Shares a session with another operator, or takes the share back (its owner or an
+    /// admin only). Audited with who shared what with whom.
+    pub async fn share_session(
+        &self,
+        who: &Identity,
+        id: &str,
+        req: ShareRequest,
+    ) -> OpResult<SessionInfo> {
+        let s = self.find(who, id, Need::Share)?;
+        if req.user.trim().is_empty() || req.user == s.actor() {
+            return Err(OpError::Invalid(format!(
+                "share with another operator's user id, not {:?}",
+                req.user
+            )));
+        }
+        self.inner.owners.set(s.id(), &req.user, req.access);
+        let data = json!({"user": req.user, "access": req.access});
+        self.audit_session(EventType::SessionShared, who, &s, data)
+            .await;
+        Ok(self.info(&s))
     }
 
     pub async fn start_session(
@@ -92,6 +115,9 @@ impl Daemon {
             .get(project_id)
             .ok_or_else(|| OpError::not_found("project", project_id))?;
         let plan = launcher::plan(&project, req, &i.host)?;
+        if plan.cage.is_none() {
+            self.may_run_uncaged(actor)?;
+        }
         // Held from compiling the cage until it runs, and while a finished cage's stand-ins
         // are removed, so a removal never races a new cage of the same project.
         let (session, mountpoints) = {
@@ -101,6 +127,7 @@ impl Daemon {
         };
         let info = session.info();
         self.audit_started(&info).await;
+        let info = self.inner.owners.with_shares(info);
         self.publish(DaemonEvent::SessionStarted {
             session: info.clone(),
         });
@@ -121,7 +148,7 @@ impl Daemon {
 
     /// Ends a session: SIGHUP, then SIGTERM, then SIGKILL to its process group.
     pub async fn end_session(&self, actor: &Identity, id: &str) -> OpResult<SessionInfo> {
-        let s = self.find(id)?;
+        let s = self.find(actor, id, Need::Drive)?;
         if s.state() == SessionState::Exited {
             return Err(OpError::Conflict(format!(
                 "session {id} has already exited"
@@ -130,7 +157,7 @@ impl Daemon {
         s.terminate();
         self.audit_session(EventType::SessionTerminated, actor, &s, json!({}))
             .await;
-        Ok(s.info())
+        Ok(self.info(&s))
     }
 
     pub async fn signal_session(
@@ -139,49 +166,123 @@ impl Daemon {
         id: &str,
         req: SignalRequest,
     ) -> OpResult<SessionInfo> {
-        let s = self.find(id)?;
+        let s = self.find(actor, id, Need::Drive)?;
         let sig = signal(req.signal);
         s.signal(sig)?;
         let data = json!({"signal": sig.as_str()});
         self.audit_session(EventType::SessionSignalled, actor, &s, data)
             .await;
-        Ok(s.info())
+        Ok(self.info(&s))
     }
 
-    pub fn resize_session(&self, id: &str, req: ResizeRequest) -> OpResult<SessionInfo> {
+    pub fn resize_session(
+        &self,
+        who: &Identity,
+        id: &str,
+        req: ResizeRequest,
+    ) -> OpResult<SessionInfo> {
         launcher::check_size(req.cols, req.rows)?;
-        let s = self.find(id)?;
+        let s = self.find(who, id, Need::Drive)?;
         s.resize(req.cols, req.rows)?;
-        Ok(s.info())
+        Ok(self.info(&s))
     }
 
-    pub async fn send_input(&self, id: &str, req: InputRequest) -> OpResult<InputWritten> {
+    pub async fn send_input(
+        &self,
+        who: &Identity,
+        id: &str,
+        req: InputRequest,
+    ) -> OpResult<InputWritten> {
         if req.data.len() > MAX_INPUT {
             return Err(OpError::Invalid(format!(
                 "input is limited to {} KiB per request",
                 MAX_INPUT >> 10
             )));
         }
-        let s = self.find(id)?;
+        let s = self.find(who, id, Need::Drive)?;
         s.write_input(req.data.as_bytes()).await?;
         Ok(InputWritten {
             written: req.data.len() as u64,
         })
     }
 
-    /// A session's terminal, for the PTY WebSocket.
-    pub fn terminal(&self, id: &str) -> OpResult<Terminal> {
+    /// A session's terminal, for the PTY WebSocket: to watch it the caller must see the
+    /// session, to type into it steer it.
+    pub fn terminal(&self, who: &Identity, id: &str) -> OpResult<Terminal> {
+        let session = self.find(who, id, Need::See)?;
+        let writable = self
+            .inner
+            .owners
+            .allows(who, session.actor(), session.id(), Need::Drive);
         Ok(Terminal {
             daemon: self.clone(),
-            session: self.find(id)?,
+            session,
+            writable,
         })
     }
 
-    fn find(&self, id: &str) -> OpResult<Arc<Session>> {
-        self.inner
+    /// Whether `who` may see this daemon event (events about a session follow the session).
+    pub fn sees_event(&self, who: &Identity, event: &DaemonEvent) -> bool {
+        let sessions = &self.inner.sessions;
+        self.inner.owners.sees_event(who, event, |id| {
+            sessions.get(id).map(|s| s.actor().to_owned())
+        })
+    }
+
+    /// The session, if it exists and `who` may do `need` with it.
+    fn find(&self, who: &Identity, id: &str, need: Need) -> OpResult<Arc<Session>> {
+        let s = self
+            .inner
             .sessions
             .get(id)
-            .ok_or_else(|| OpError::not_found("session", id))
+            .ok_or_else(|| OpError::not_found("session", id))?;
+        if self.inner.owners.allows(who, s.actor(), s.id(), need) {
+            return Ok(s);
+        }
+        let what = match need {
+            Need::See => "see",
+            Need::Drive => "steer",
+            Need::Share => "share",
+        };
+        Err(OpError::Forbidden(format!(
+            "session {id} belongs to {}; {} may not {what} it. Ask its owner to share it, or an admin",
+            s.actor(),
+            who.user_id
+        )))
+    }
+
+    fn info(&self, s: &Session) -> SessionInfo {
+        self.inner.owners.with_shares(s.info())
+    }
+
+    fn visible(&self, who: &Identity, sessions: Vec<SessionInfo>) -> SessionList {
+        let owners = &self.inner.owners;
+        SessionList {
+            sessions: sessions
+                .into_iter()
+                .filter(|s| owners.allows(who, &s.actor, &s.id, Need::See))
+                .map(|s| owners.with_shares(s))
+                .collect(),
+        }
+    }
+
+    /// ADR-0010's system-wide mode serves several operators from one UID: running uncaged
+    /// there is running as the `kaged` user, with its nonce files and its audit log in
+    /// reach, so only admins may.
+    pub(crate) fn may_run_uncaged(&self, who: &Identity) -> OpResult<()> {
+        let system = self.inner.layout.mode == kaged_api::Mode::System;
+        if system && !self.inner.owners.is_admin(who) {
+            return Err(OpError::Forbidden(format!(
+                "{} may not run anything uncaged on this system-wide kaged: outside a cage it would run as the kaged user, with the daemon's secrets in reach. Ask an admin (group {}), or drop `cage: disabled`",
+                who.user_id,
+                self.inner
+                    .settings
+                    .admin_group
+                    .as_ref()
+                    .map_or("none configured", |g| g.value.as_str())
+            )));
+        }
+        Ok(())
     }
 
     /// The last cage of a project to end removes the empty stand-ins its protection made
@@ -299,6 +400,8 @@ impl Daemon {
 pub struct Terminal {
     daemon: Daemon,
     session: Arc<Session>,
+    /// False for a read-only share: keystrokes and resizes are dropped.
+    writable: bool,
 }
 
 /// A viewer attached at `offset`.
@@ -342,6 +445,9 @@ impl Terminal {
     /// Types `data`. Input to a session that has ended is dropped: the viewer is about to
     /// receive the exit.
     pub async fn input(&self, data: &[u8]) {
+        if !self.writable {
+            return;
+        }
         if let Err(e) = self.session.write_input(data).await {
             tracing::debug!(session = %self.id(), error = %e, "input not delivered");
         }
@@ -349,7 +455,8 @@ impl Terminal {
 
     /// Resizes the terminal; sizes out of range and ended sessions are ignored.
     pub fn resize(&self, cols: u16, rows: u16) {
-        if launcher::check_size(cols, rows).is_ok()
+        if self.writable
+            && launcher::check_size(cols, rows).is_ok()
             && let Err(e) = self.session.resize(cols, rows)
         {
             tracing::debug!(session = %self.id(), error = %e, "resize not applied");

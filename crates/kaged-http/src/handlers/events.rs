@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use kaged_api::DaemonEvent;
+use kaged_auth::Authenticated;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Http;
@@ -15,6 +17,7 @@ use crate::error::upgrade;
 
 pub(crate) async fn events(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match upgrade(ws) {
@@ -25,15 +28,22 @@ pub(crate) async fn events(
     // Clients only ever send pings here; see pty.rs for why the buffer is small.
     ws.max_message_size(64 << 10)
         .read_buffer_size(4 << 10)
-        .on_upgrade(move |socket| stream(socket, rx))
+        .on_upgrade(move |socket| stream(socket, rx, http, auth))
 }
 
-async fn stream(socket: WebSocket, mut rx: tokio::sync::broadcast::Receiver<DaemonEvent>) {
+/// Each subscriber sees only the events about sessions it may see.
+async fn stream(
+    socket: WebSocket,
+    mut rx: tokio::sync::broadcast::Receiver<DaemonEvent>,
+    http: Arc<Http>,
+    auth: Authenticated,
+) {
     let (mut tx, mut inbound) = socket.split();
     loop {
         let event = tokio::select! {
             ev = rx.recv() => match ev {
-                Ok(ev) => ev,
+                Ok(ev) if http.daemon.sees_event(&auth.identity, &ev) => ev,
+                Ok(_) => continue,
                 // A slow client misses events rather than holding memory for them; it is
                 // told how many so it can refetch state.
                 Err(RecvError::Lagged(missed)) => DaemonEvent::Gap { missed },

@@ -28,7 +28,7 @@ pub(crate) async fn pty(
     Path(id): Path<String>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let terminal = match http.daemon.terminal(&id) {
+    let terminal = match http.daemon.terminal(&auth.identity, &id) {
         Ok(t) => t,
         Err(e) => return ApiError::from(e).into_response(),
     };

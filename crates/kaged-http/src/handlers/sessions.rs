@@ -8,8 +8,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kaged_api::{
-    InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionList, SignalRequest,
-    StartSession, TranscriptParams,
+    InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionList, ShareRequest,
+    SignalRequest, StartSession, TranscriptParams,
 };
 use kaged_auth::Authenticated;
 
@@ -18,17 +18,21 @@ use crate::error::{ApiResult, body, query};
 
 type Body<T> = Result<Json<T>, JsonRejection>;
 
-pub(crate) async fn list_all(State(http): State<Arc<Http>>) -> Json<SessionList> {
-    Json(http.daemon.all_sessions())
+pub(crate) async fn list_all(
+    State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
+) -> Json<SessionList> {
+    Json(http.daemon.all_sessions(&auth.identity))
 }
 
 pub(crate) async fn transcript(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     Path(id): Path<String>,
     params: Result<Query<TranscriptParams>, QueryRejection>,
 ) -> ApiResult<Response> {
     let params = query(params, "allowed parameters: offset, limit (1 to 8388608)")?;
-    let slice = http.daemon.transcript(&id, params).await?;
+    let slice = http.daemon.transcript(&auth.identity, &id, params).await?;
     let mut res = slice.bytes.into_response();
     let h = res.headers_mut();
     h.insert(
@@ -42,9 +46,10 @@ pub(crate) async fn transcript(
 
 pub(crate) async fn list_for_project(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionList>> {
-    Ok(Json(http.daemon.sessions(&id)?))
+    Ok(Json(http.daemon.sessions(&auth.identity, &id)?))
 }
 
 pub(crate) async fn create(
@@ -63,9 +68,24 @@ pub(crate) async fn create(
 
 pub(crate) async fn get(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionInfo>> {
-    Ok(Json(http.daemon.session(&id)?))
+    Ok(Json(http.daemon.session(&auth.identity, &id)?))
+}
+
+pub(crate) async fn share(
+    State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
+    Path(id): Path<String>,
+    req: Body<ShareRequest>,
+) -> ApiResult<Json<SessionInfo>> {
+    let req = body(
+        req,
+        "{\"user\": \"user id\", \"access\": \"read\"|\"write\"|null}",
+    )?;
+    let d = &http.daemon;
+    Ok(Json(d.share_session(&auth.identity, &id, req).await?))
 }
 
 pub(crate) async fn end(
@@ -92,18 +112,26 @@ pub(crate) async fn signal(
 
 pub(crate) async fn resize(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     Path(id): Path<String>,
     req: Body<ResizeRequest>,
 ) -> ApiResult<Json<SessionInfo>> {
     let req = body(req, "{\"cols\": N, \"rows\": N}")?;
-    Ok(Json(http.daemon.resize_session(&id, req)?))
+    Ok(Json(http.daemon.resize_session(
+        &auth.identity,
+        &id,
+        req,
+    )?))
 }
 
 pub(crate) async fn input(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     Path(id): Path<String>,
     req: Body<InputRequest>,
 ) -> ApiResult<Json<InputWritten>> {
     let req = body(req, "{\"data\": \"text to type\"}")?;
-    Ok(Json(http.daemon.send_input(&id, req).await?))
+    Ok(Json(
+        http.daemon.send_input(&auth.identity, &id, req).await?,
+    ))
 }

@@ -7,5 +7,6 @@ mod first_run;
 mod hardening;
 mod launch;
 mod openapi;
+mod operators;
 mod projects;
 mod sessions;

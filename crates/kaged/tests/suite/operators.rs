@@ -1,0 +1,365 @@
+//! Behind one sidecar, operators are separate people (ADR-0007's multi-operator phase): a
+//! session belongs to whoever started it. Walks the route table with two identities, so a new
+//! route cannot forget the check.
+
+use std::time::Duration;
+
+use kaged_api::{AuditPage, ErrorCode, Me, SessionInfo, SessionList, ShareAccess};
+use pretty_assertions::assert_eq;
+
+use crate::fixture::{Response, SYSTEM_PORT, TestDaemon, daemon, eventually, project_dir};
+
+const NONCE: &str = "operators-nonce-0123456789abcdef0123456789";
+
+/// One operator as the sidecar presents them.
+struct Op {
+    user: &'static str,
+    groups: &'static str,
+    csrf: String,
+}
+
+impl Op {
+    fn new(d: &TestDaemon, user: &'static str, groups: &'static str) -> Op {
+        let mut op = Op {
+            user,
+            groups,
+            csrf: String::new(),
+        };
+        let me: Me = op.call(d, "GET", "/api/v1/me", None).json_as();
+        op.csrf = me.csrf_token;
+        op
+    }
+
+    fn headers(&self, d: &TestDaemon) -> Vec<(&'static str, String)> {
+        vec![
+            ("X-Kaged-Auth-Nonce", NONCE.to_owned()),
+            ("X-Kaged-User-Id", self.user.to_owned()),
+            ("X-Kaged-User-Groups", self.groups.to_owned()),
+            ("Origin", d.origin()),
+            ("X-Kaged-CSRF", self.csrf.clone()),
+        ]
+    }
+
+    fn call(&self, d: &TestDaemon, method: &str, path: &str, body: Option<&str>) -> Response {
+        let h = self.headers(d);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        d.request(method, path, &h, body)
+    }
+
+    fn upgrade(&self, d: &TestDaemon, path: &str) -> Response {
+        let mut h = self.headers(d);
+        h.extend([
+            ("Connection", "Upgrade".to_owned()),
+            ("Upgrade", "websocket".to_owned()),
+            ("Sec-WebSocket-Version", "13".to_owned()),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==".to_owned()),
+        ]);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        d.request("GET", path, &h, None)
+    }
+}
+
+fn sidecar(system: bool) -> TestDaemon {
+    let b = daemon()
+        .arg("--auth-mode")
+        .arg("sidecar")
+        .env("KAGED_AUTH_SIDECAR_NONCE", NONCE)
+        .env("KAGED_ADMIN_GROUP", "ops");
+    if system { b.system_namespace() } else { b }.start()
+}
+
+const PROJECT: &str = "version: 1\nproject: shared\n";
+
+fn start(d: &TestDaemon, op: &Op) -> SessionInfo {
+    let r = op.call(
+        d,
+        "POST",
+        "/api/v1/projects/shared/sessions",
+        Some(r#"{"argv": ["sh", "-c", "echo hello; sleep 300"]}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json_as()
+}
+
+/// What a route gives an operator who may not see alice's session.
+#[derive(Debug)]
+enum Expect {
+    /// A route on one session: 403.
+    Forbidden,
+    /// A list of sessions: alice's is not in it.
+    Listed,
+    /// The audit log: none of alice's session rows.
+    Audit,
+    /// The events stream: alice's events never arrive.
+    Events,
+    /// Nothing about sessions.
+    Unrelated,
+}
+
+fn classify(method: &str, path: &str) -> Expect {
+    match (method, path) {
+        (_, p) if p.starts_with("/api/v1/sessions/{id}") => Expect::Forbidden,
+        ("GET", "/api/v1/sessions" | "/api/v1/projects/{id}/sessions") => Expect::Listed,
+        ("GET", "/api/v1/audit") => Expect::Audit,
+        ("GET", "/api/v1/events") => Expect::Events,
+        (
+            _,
+            "/"
+            | "/assets/{*path}"
+            | "/launch"
+            | "/api/v1/healthz"
+            | "/api/v1/readyz"
+            | "/api/v1/version"
+            | "/api/v1/dsl/schema"
+            | "/api/v1/openapi.json"
+            | "/api/v1/status"
+            | "/api/v1/me"
+            | "/api/v1/auth/launch-token"
+            | "/api/v1/auth/logout"
+            | "/api/v1/auth/revoke"
+            | "/api/v1/projects"
+            | "/api/v1/projects/{id}",
+        ) => Expect::Unrelated,
+        ("POST", "/api/v1/projects/{id}/sessions") => Expect::Unrelated,
+        (m, p) => panic!(
+            "{m} {p} is not classified: decide what another operator may see through it and add it here"
+        ),
+    }
+}
+
+/// A body the route would accept, so what refuses bob is ownership, not his JSON.
+fn valid_body(method: &str, path: &str) -> Option<&'static str> {
+    match (method, path.rsplit('/').next()) {
+        ("GET" | "DELETE", _) => None,
+        ("POST", Some("signal")) => Some(r#"{"signal": "CONT"}"#),
+        ("POST", Some("resize")) => Some(r#"{"cols": 80, "rows": 24}"#),
+        ("POST", Some("input")) => Some(r#"{"data": ""}"#),
+        ("POST", Some("shares")) => Some(r#"{"user": "dave@example.com", "access": "read"}"#),
+        (m, _) => panic!("{m} {path}: give this route a valid body here"),
+    }
+}
+
+#[test]
+fn every_route_keeps_one_operators_session_from_another() {
+    let d = sidecar(false);
+    let alice = Op::new(&d, "alice@example.com", "dev");
+    let bob = Op::new(&d, "bob@example.com", "dev");
+    let carol = Op::new(&d, "carol@example.com", "ops");
+    let proj = project_dir(PROJECT);
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    assert_eq!(
+        alice
+            .call(&d, "POST", "/api/v1/projects", Some(&body))
+            .status,
+        200
+    );
+    let theirs = start(&d, &alice);
+    let id = theirs.id.as_str();
+    for spec in kaged_http::route_specs() {
+        let method = spec.method.as_str();
+        let path = spec.path.replace("{id}", id).replace("{*path}", "x.js");
+        let path = path.replace(&format!("/projects/{id}"), "/projects/shared");
+        match classify(method, spec.path) {
+            Expect::Forbidden => {
+                let body = valid_body(method, spec.path);
+                let r = if spec.websocket {
+                    bob.upgrade(&d, &path)
+                } else {
+                    bob.call(&d, method, &path, body)
+                };
+                assert_eq!(
+                    (r.status, r.error_code()),
+                    (403, ErrorCode::Forbidden),
+                    "bob on {method} {}: {}",
+                    spec.path,
+                    r.body
+                );
+                // The admin is not turned away.
+                let r = if spec.websocket {
+                    carol.upgrade(&d, &path)
+                } else {
+                    carol.call(&d, method, &path, body)
+                };
+                assert_ne!(r.status, 403, "carol on {method} {}: {}", spec.path, r.body);
+            }
+            Expect::Listed => {
+                let list = |op: &Op| -> Vec<String> {
+                    let l: SessionList = op.call(&d, "GET", &path, None).json_as();
+                    l.sessions.into_iter().map(|s| s.id).collect()
+                };
+                assert!(!list(&bob).contains(&theirs.id), "bob lists it at {path}");
+                assert!(
+                    list(&carol).contains(&theirs.id),
+                    "carol misses it at {path}"
+                );
+                assert!(
+                    list(&alice).contains(&theirs.id),
+                    "alice misses it at {path}"
+                );
+            }
+            Expect::Audit => {
+                let rows = |op: &Op| -> usize {
+                    let page: AuditPage = op
+                        .call(&d, "GET", &format!("{path}?session_id={id}"), None)
+                        .json_as();
+                    page.events.len()
+                };
+                assert_eq!(rows(&bob), 0, "bob reads alice's session rows");
+                assert!(rows(&carol) > 0 && rows(&alice) > 0);
+            }
+            Expect::Events => {
+                // Bob may subscribe; what his stream carries is the next test's business.
+                let r = bob.upgrade(&d, &path);
+                assert!(![401, 403].contains(&r.status), "{}: {}", r.status, r.body);
+            }
+            Expect::Unrelated => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_about_a_session_reach_only_those_who_may_see_it() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let d = sidecar(false);
+    let alice = Op::new(&d, "alice@example.com", "dev");
+    let bob = Op::new(&d, "bob@example.com", "dev");
+    let proj = project_dir(PROJECT);
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    assert_eq!(
+        alice
+            .call(&d, "POST", "/api/v1/projects", Some(&body))
+            .status,
+        200
+    );
+    let subscribe = |op: &Op| {
+        let mut req = format!("ws://{}/api/v1/events", d.host())
+            .into_client_request()
+            .unwrap();
+        for (k, v) in op.headers(&d) {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut().insert(name, v.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    let (mut bobs, _) = subscribe(&bob).await.unwrap();
+    let (mut alices, _) = subscribe(&alice).await.unwrap();
+    let hers = start(&d, &alice);
+    let mine = start(&d, &bob);
+    // Alice sees her own start; Bob's first event is his own, never hers.
+    assert_eq!(first_started(&mut alices).await, hers.id);
+    assert_eq!(first_started(&mut bobs).await, mine.id);
+}
+
+async fn first_started(ws: &mut crate::fixture::Ws) -> String {
+    use futures_util::StreamExt;
+    let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match serde_json::from_str(m.to_text().unwrap()).unwrap() {
+        kaged_api::DaemonEvent::SessionStarted { session } => session.id,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn the_owner_shares_read_or_write_and_every_share_is_audited() {
+    let d = sidecar(false);
+    let alice = Op::new(&d, "alice@example.com", "dev");
+    let bob = Op::new(&d, "bob@example.com", "dev");
+    let proj = project_dir(PROJECT);
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    assert_eq!(
+        alice
+            .call(&d, "POST", "/api/v1/projects", Some(&body))
+            .status,
+        200
+    );
+    let s = start(&d, &alice);
+    let at = |p: &str| format!("/api/v1/sessions/{}{p}", s.id);
+    let input = Some(r#"{"data": "x"}"#);
+    // Bob cannot share it with himself.
+    let share = |op: &Op, access: &str| {
+        let body = format!(r#"{{"user": "bob@example.com", "access": {access}}}"#);
+        op.call(&d, "POST", &at("/shares"), Some(&body))
+    };
+    assert_eq!(share(&bob, "\"write\"").status, 403);
+    let shared: SessionInfo = share(&alice, "\"read\"").json_as();
+    assert_eq!(
+        shared.shared_with.get("bob@example.com"),
+        Some(&ShareAccess::Read)
+    );
+    assert_eq!(bob.call(&d, "GET", &at(""), None).status, 200);
+    eventually(Duration::from_secs(10), || {
+        let t = bob.call(&d, "GET", &at("/transcript"), None);
+        (t.status == 200 && t.body.contains("hello"))
+            .then_some(())
+            .ok_or(t.body)
+    });
+    assert_eq!(bob.call(&d, "POST", &at("/input"), input).status, 403);
+    assert_eq!(share(&alice, "\"write\"").status, 200);
+    assert_eq!(bob.call(&d, "POST", &at("/input"), input).status, 200);
+    assert_eq!(share(&alice, "null").status, 200);
+    assert_eq!(bob.call(&d, "GET", &at(""), None).status, 403);
+    let page: AuditPage = alice
+        .call(&d, "GET", "/api/v1/audit?type=session.shared", None)
+        .json_as();
+    let accesses: Vec<String> = page
+        .events
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e.actor.clone().unwrap_or_default(),
+                e.data["access"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        accesses,
+        vec![
+            "alice@example.com:null",
+            "alice@example.com:\"write\"",
+            "alice@example.com:\"read\""
+        ]
+    );
+}
+
+#[test]
+fn in_system_mode_only_admins_run_anything_uncaged() {
+    let _g = SYSTEM_PORT.lock().unwrap_or_else(|p| p.into_inner());
+    let d = sidecar(true);
+    let bob = Op::new(&d, "bob@example.com", "dev");
+    let carol = Op::new(&d, "carol@example.com", "ops");
+    let proj = project_dir(
+        "version: 1\nproject: loose\nprimary:\n  command: [sh, -c, 'sleep 1']\n  cage: disabled\n",
+    );
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    let r = bob.call(&d, "POST", "/api/v1/projects", Some(&body));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, ErrorCode::Forbidden),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("uncaged"), "{}", r.body);
+    assert_eq!(
+        carol
+            .call(&d, "POST", "/api/v1/projects", Some(&body))
+            .status,
+        200
+    );
+    let agent = Some(r#"{"agent": "primary"}"#);
+    let r = bob.call(&d, "POST", "/api/v1/projects/loose/sessions", agent);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, ErrorCode::Forbidden),
+        "{}",
+        r.body
+    );
+    let r = carol.call(&d, "POST", "/api/v1/projects/loose/sessions", agent);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
