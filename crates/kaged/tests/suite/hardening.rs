@@ -118,3 +118,55 @@ fn non_loopback_address() -> Option<std::net::Ipv4Addr> {
         _ => None,
     }
 }
+
+#[test]
+fn the_cli_sends_its_nonce_only_to_a_listener_of_its_own_user() {
+    let d = daemon().start();
+    assert!(d.cli(&["ps"]).status.success());
+    // Another user's server on another port, and an endpoint file that points there (as after
+    // a crash, with the port taken over).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut other = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args([
+            "/usr/bin/python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg(port.to_string())
+        .current_dir("/tmp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::fixture::eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    let file = d.runtime_dir().join("endpoint.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let moved = text.replace(&format!(":{}\"", d.addr.port()), &format!(":{port}\""));
+    assert_ne!(moved, text);
+    std::fs::write(&file, moved).unwrap();
+    let out = d.cli(&["ps"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    other.kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut other.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        !log.contains("GET"),
+        "the other user's server was contacted: {log}"
+    );
+}
