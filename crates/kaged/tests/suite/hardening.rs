@@ -163,6 +163,7 @@ fn the_cli_sends_its_nonce_only_to_a_listener_of_its_own_user() {
         String::from_utf8_lossy(&out.stderr)
     );
     other.kill().unwrap();
+    other.wait().unwrap();
     let mut log = String::new();
     std::io::Read::read_to_string(&mut other.stderr.take().unwrap(), &mut log).unwrap();
     assert!(
