@@ -177,6 +177,8 @@ pub async fn blocking<T: Send + 'static>(
 
 impl Kaged {
     /// Starts the daemon and returns it with the time from spawn to the first `readyz` 200.
+    /// Long on purpose: the steps (layout, config, sidecar token, spawn, wait for readyz)
+    /// read in order and share the temp root that cleanup needs.
     pub fn start(opts: &KagedOpts<'_>) -> Result<(Kaged, Duration)> {
         let root = tempfile::Builder::new()
             .prefix("kaged-bench-")

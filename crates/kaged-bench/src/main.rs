@@ -292,6 +292,8 @@ fn bench_config() -> Option<String> {
 const KAGED_SCROLLBACK_DEFAULT: u64 = 4 << 20;
 const MIB: f64 = 1048576.0;
 
+/// Long on purpose: the bench is one script (baselines, rounds, report) whose phases share
+/// the results table and must run in this order for the ratios to mean anything.
 fn bench(mode: Mode, o: &Opts) -> Result<bool> {
     let started = Instant::now();
     let paths = Paths::resolve(o)?;
@@ -650,6 +652,7 @@ impl Target {
 
 /// One round against a server: streaming metrics on one fresh server, idle sessions on
 /// another (so that the idle baseline carries no memory from the streams).
+/// Long on purpose: both halves must run against fresh servers in a fixed order.
 fn server_round(
     r: &mut Results,
     rt: &tokio::runtime::Runtime,

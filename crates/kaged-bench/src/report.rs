@@ -171,10 +171,23 @@ struct Row<'a> {
     ratio: Option<(Vec<f64>, &'a str, Goal)>,
 }
 
+/// The report: one section per concern, each written by its own function below.
 pub fn render(r: &Results) -> String {
-    let m = &r.meta;
-    let mib = |b: u64| b as f64 / 1048576.0;
     let mut o = String::new();
+    render_header(&mut o, r);
+    render_session_path(&mut o, r);
+    render_daemon(&mut o, r);
+    render_auth(&mut o, r);
+    render_errors(&mut o, r);
+    o
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
+}
+
+fn render_header(o: &mut String, r: &Results) {
+    let m = &r.meta;
     let _ = writeln!(o, "### Run of {} ({} mode)\n", m.date, m.mode);
     let _ = writeln!(
         o,
@@ -205,7 +218,11 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(o, "- Skipped: {s}");
     }
     let _ = writeln!(o);
+}
 
+// Long on purpose: one row per metric of the session path, in the order of the table.
+fn render_session_path(o: &mut String, r: &Results) {
+    let m = &r.meta;
     // --- Session path
     let _ = writeln!(o, "#### Session path (issues 4 and 8)\n");
     let _ = writeln!(
@@ -427,7 +444,10 @@ pub fn render(r: &Results) -> String {
         r.count_true(KAGED, "slow_transcript_complete"),
     );
     let _ = writeln!(o);
+}
 
+fn render_daemon(o: &mut String, r: &Results) {
+    let m = &r.meta;
     // --- Daemon
     let _ = writeln!(o, "#### Daemon (issue 2)\n");
     let _ = writeln!(o, "| metric | kaged | Jupyter Server | target | verdict |");
@@ -452,7 +472,10 @@ pub fn render(r: &Results) -> String {
         r.cell(TERM, "daemon_idle_rss_mib")
     );
     let _ = writeln!(o);
+}
 
+fn render_auth(o: &mut String, r: &Results) {
+    let m = &r.meta;
     // --- Auth
     let _ = writeln!(o, "#### Auth layers (issue 3)\n");
     let _ = writeln!(
@@ -481,6 +504,9 @@ pub fn render(r: &Results) -> String {
         );
     }
     let _ = writeln!(o);
+}
+
+fn render_errors(o: &mut String, r: &Results) {
     if !r.errors.is_empty() {
         let _ = writeln!(o, "#### Errors during the run\n");
         for e in &r.errors {
@@ -488,7 +514,6 @@ pub fn render(r: &Results) -> String {
         }
         let _ = writeln!(o);
     }
-    o
 }
 
 pub const BEGIN: &str =

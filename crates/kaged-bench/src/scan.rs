@@ -102,6 +102,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// Feeds the next chunk of the stream; returns whether the end marker has been seen.
+    /// Long on purpose: one state machine over a chunk; splitting it would scatter the
+    /// cursor arithmetic across functions.
     pub fn feed(&mut self, mut chunk: &[u8]) -> bool {
         let chunk_base = self.total;
         self.total += chunk.len() as u64;
