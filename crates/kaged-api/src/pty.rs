@@ -1,12 +1,21 @@
 //! The PTY WebSocket protocol of `GET /api/v1/sessions/{id}/pty` (design §6). Binary frames
 //! carry terminal bytes in both directions; text frames carry these JSON control messages.
+//!
+//! Sequenced input: a viewer whose `hello` names a `client` prefixes every binary frame it
+//! sends with an 8-byte big-endian sequence number (1, 2, 3, … per client). The daemon writes
+//! each frame to the PTY at most once, answers `ack{seq}` once it is written, and tells a
+//! reconnecting client in its `hello` which frame it applied last, so resending everything
+//! unacknowledged is safe.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+/// Bytes of the sequence number in front of each input frame of a sequenced client.
+pub const INPUT_SEQ_BYTES: usize = 8;
+
 /// What a viewer sends as a text frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientControl {
     /// The first message: replay from `offset`, or from the start of the scrollback when it
@@ -14,6 +23,10 @@ pub enum ClientControl {
     Hello {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         offset: Option<u64>,
+        /// Turns on sequenced input for this connection: 1 to 64 of `A-Z a-z 0-9 _ -`, the
+        /// same for every reconnect of one viewer (a browser tab, a CLI attach).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     /// The viewer's terminal size, 1 to 1000 each.
     Resize {
@@ -31,6 +44,14 @@ pub enum ServerControl {
     Hello {
         offset: u64,
         session: String,
+        /// For a sequenced client: the last of its input frames written to the PTY (0 for
+        /// none). The client resends whatever it holds after this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_seq: Option<u64>,
+    },
+    /// Input frames up to `seq` are written to the PTY.
+    Ack {
+        seq: u64,
     },
     /// Bytes `from..to` are no longer held; the next binary frame starts at `to`.
     Gap {
@@ -47,4 +68,20 @@ pub enum ServerControl {
     Error {
         message: String,
     },
+}
+
+/// Whether `client` is a well-formed sequenced-input client id.
+pub fn check_client_id(client: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&client.len())
+        && client
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = client.chars().take(64).collect();
+        Err(format!(
+            "hello.client {shown:?} is not a client id; use 1 to 64 of A-Z a-z 0-9 _ -"
+        ))
+    }
 }

@@ -82,7 +82,10 @@ impl Term {
             received: 0,
         };
         if proto == Proto::Kaged {
-            let hello = serde_json::to_string(&ClientControl::Hello { offset: hello })?;
+            let hello = serde_json::to_string(&ClientControl::Hello {
+                offset: hello,
+                client: None,
+            })?;
             term.ws
                 .send(Message::Text(hello.into()))
                 .await
@@ -141,7 +144,9 @@ impl Term {
                     ServerControl::Error { message } => {
                         bail!("kaged did not understand a control message: {message}")
                     }
-                    ServerControl::Hello { .. } | ServerControl::Pong => {}
+                    ServerControl::Hello { .. }
+                    | ServerControl::Ack { .. }
+                    | ServerControl::Pong => {}
                 },
                 (Proto::Terminado, Message::Text(t)) => {
                     let (kind, value): (String, serde_json::Value) =

@@ -26,5 +26,5 @@ pub use daemon::{Daemon, local_user};
 pub use endpoint::Endpoint;
 pub use error::{OpError, OpResult, StartError};
 pub use host::HostFacts;
-pub use ops::{Attached, LaunchAttempt, Terminal, TranscriptSlice, paths};
+pub use ops::{Attached, LaunchAttempt, SeqInput, Terminal, TranscriptSlice, paths};
 pub use projects::LoadedProject;

@@ -28,7 +28,7 @@ use std::time::Duration;
 pub use kaged_api::session::{EndReason, SessionInfo, SessionOrigin, SessionState};
 pub use manager::SessionManager;
 pub use nix::sys::signal::Signal;
-pub use session::{Session, Viewer, ViewerEvent};
+pub use session::{InputOutcome, Session, Viewer, ViewerEvent};
 
 /// Settings of the session manager. The daemon fills it from `config.toml` (`[sessions]`).
 #[derive(Debug, Clone)]

@@ -81,13 +81,54 @@ pub struct Session {
     persisted_notify: Notify,
     reader_done: AtomicBool,
     master: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
-    /// Serialises input so two viewers typing at once never interleave partial writes.
-    input_lock: tokio::sync::Mutex<()>,
+    /// Serialises input so two viewers typing at once never interleave partial writes, and
+    /// holds each client's last applied sequence number (sequenced input is idempotent).
+    input_lock: tokio::sync::Mutex<InputLog>,
     pgid: Option<Pid>,
     leader_exited: watch::Sender<bool>,
     done: watch::Sender<bool>,
     terminating: AtomicBool,
     kill_grace: Duration,
+}
+
+/// What became of one sequenced input frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputOutcome {
+    /// Written to the PTY.
+    Written,
+    /// Already written earlier (a resend); nothing was written this time.
+    Duplicate,
+    /// The frame skipped `expected`; nothing was written.
+    OutOfOrder { expected: u64 },
+}
+
+/// How many clients' sequence numbers a session remembers. A client is one browser tab or
+/// CLI attach; past this the least recently used is forgotten (it then starts again at 1).
+const INPUT_CLIENTS: usize = 64;
+
+/// Last applied input sequence number per client, most recently used last. Empty (and
+/// allocation-free) until someone sends sequenced input.
+#[derive(Debug, Default)]
+struct InputLog {
+    clients: Vec<(String, u64)>,
+}
+
+impl InputLog {
+    fn last(&self, client: &str) -> u64 {
+        self.clients
+            .iter()
+            .find(|(c, _)| c == client)
+            .map_or(0, |(_, seq)| *seq)
+    }
+
+    fn applied(&mut self, client: &str, seq: u64) {
+        if let Some(i) = self.clients.iter().position(|(c, _)| c == client) {
+            self.clients.remove(i);
+        } else if self.clients.len() >= INPUT_CLIENTS {
+            self.clients.remove(0);
+        }
+        self.clients.push((client.to_owned(), seq));
+    }
 }
 
 /// What a viewer receives, in order. `Exit` comes once, after the last byte.
@@ -256,7 +297,7 @@ impl Session {
             persisted_notify: Notify::new(),
             reader_done: AtomicBool::new(!running),
             master: Mutex::new(live.map(|l| l.master)),
-            input_lock: tokio::sync::Mutex::new(()),
+            input_lock: tokio::sync::Mutex::new(InputLog::default()),
             pgid,
             leader_exited: watch::Sender::new(!running),
             done: watch::Sender::new(!running),
@@ -331,8 +372,39 @@ impl Session {
     /// full (the process is not reading), this future waits for room while output keeps
     /// flowing to every viewer. Dropping the future abandons the rest of `data`.
     pub async fn write_input(&self, data: &[u8]) -> Result<(), SessionError> {
-        let fd = self.master()?;
         let _serial = self.input_lock.lock().await;
+        self.write_locked(data).await
+    }
+
+    /// Writes input frame `seq` of `client` exactly once: a frame already applied (a resend
+    /// after a reconnect) is acknowledged without writing, and a frame that skips one is
+    /// refused so that nothing reaches the process out of order.
+    pub async fn write_input_seq(
+        &self,
+        client: &str,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<InputOutcome, SessionError> {
+        let mut log = self.input_lock.lock().await;
+        let last = log.last(client);
+        if seq <= last {
+            return Ok(InputOutcome::Duplicate);
+        }
+        if seq != last + 1 {
+            return Ok(InputOutcome::OutOfOrder { expected: last + 1 });
+        }
+        self.write_locked(data).await?;
+        log.applied(client, seq);
+        Ok(InputOutcome::Written)
+    }
+
+    /// The last input frame of `client` that reached the process (0 when none did).
+    pub async fn input_seq(&self, client: &str) -> u64 {
+        self.input_lock.lock().await.last(client)
+    }
+
+    async fn write_locked(&self, data: &[u8]) -> Result<(), SessionError> {
+        let fd = self.master()?;
         let mut rest = data;
         while !rest.is_empty() {
             let mut guard = fd.writable().await.map_err(|e| self.control("input", e))?;

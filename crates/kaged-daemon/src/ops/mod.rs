@@ -9,5 +9,5 @@ mod sessions;
 mod status;
 
 pub use auth::LaunchAttempt;
-pub use sessions::{Attached, Terminal, TranscriptSlice};
+pub use sessions::{Attached, SeqInput, Terminal, TranscriptSlice};
 pub use status::paths;

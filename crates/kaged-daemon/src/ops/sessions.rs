@@ -10,7 +10,7 @@ use kaged_api::{
     TranscriptParams,
 };
 use kaged_auth::AuthMode;
-use kaged_session::{Session, Signal, Viewer};
+use kaged_session::{InputOutcome, Session, Signal, Viewer};
 use kaged_store::{AuditEvent, EventType};
 use serde_json::json;
 
@@ -404,6 +404,19 @@ pub struct Terminal {
     writable: bool,
 }
 
+/// What became of a sequenced input frame, as the viewer needs to hear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqInput {
+    /// Written now or earlier: acknowledge it.
+    Applied,
+    /// The viewer holds a read-only share.
+    ReadOnly,
+    /// The frame skipped `expected`; nothing was written.
+    OutOfOrder { expected: u64 },
+    /// The session has ended; the viewer is about to receive the exit.
+    Ended,
+}
+
 /// A viewer attached at `offset`.
 pub struct Attached {
     pub viewer: Viewer,
@@ -451,6 +464,27 @@ impl Terminal {
         if let Err(e) = self.session.write_input(data).await {
             tracing::debug!(session = %self.id(), error = %e, "input not delivered");
         }
+    }
+
+    /// Types input frame `seq` of a sequenced `client` exactly once (see
+    /// [`Session::write_input_seq`]).
+    pub async fn input_seq(&self, client: &str, seq: u64, data: &[u8]) -> SeqInput {
+        if !self.writable {
+            return SeqInput::ReadOnly;
+        }
+        match self.session.write_input_seq(client, seq, data).await {
+            Ok(InputOutcome::Written | InputOutcome::Duplicate) => SeqInput::Applied,
+            Ok(InputOutcome::OutOfOrder { expected }) => SeqInput::OutOfOrder { expected },
+            Err(e) => {
+                tracing::debug!(session = %self.id(), error = %e, "input not delivered");
+                SeqInput::Ended
+            }
+        }
+    }
+
+    /// The last input frame of `client` written to the PTY (0 for none).
+    pub async fn input_seq_of(&self, client: &str) -> u64 {
+        self.session.input_seq(client).await
     }
 
     /// Resizes the terminal; sizes out of range and ended sessions are ignored.

@@ -11,9 +11,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use kaged_api::{ClientControl, ServerControl};
+use kaged_api::{ClientControl, INPUT_SEQ_BYTES, ServerControl, check_client_id};
 use kaged_auth::Authenticated;
-use kaged_daemon::Terminal;
+use kaged_daemon::{SeqInput, Terminal};
 use kaged_session::ViewerEvent;
 
 use crate::Http;
@@ -53,21 +53,33 @@ async fn send(tx: &mut SplitSink<WebSocket, Message>, control: &ServerControl) -
 async fn serve(auth: Authenticated, terminal: Terminal, socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
     // The client says where it wants to start; a client that says nothing gets the scrollback.
-    let from = match tokio::time::timeout(HELLO_WAIT, rx.next()).await {
+    let (from, client) = match tokio::time::timeout(HELLO_WAIT, rx.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str(&t) {
-            Ok(ClientControl::Hello { offset }) => offset,
-            _ => None,
+            Ok(ClientControl::Hello { offset, client }) => (offset, client),
+            _ => (None, None),
         },
         Ok(Some(Ok(Message::Binary(b)))) => {
             terminal.input(&b).await;
-            None
+            (None, None)
         }
-        _ => None,
+        _ => (None, None),
+    };
+    if let Some(c) = &client
+        && let Err(message) = check_client_id(c)
+    {
+        send(&mut tx, &ServerControl::Error { message }).await;
+        let _ = tx.close().await;
+        return;
+    }
+    let input_seq = match &client {
+        Some(c) => Some(terminal.input_seq_of(c).await),
+        None => None,
     };
     let mut attached = terminal.attach(&auth.identity, from).await;
     let hello = ServerControl::Hello {
         offset: attached.offset,
         session: terminal.id().to_owned(),
+        input_seq,
     };
     if !send(&mut tx, &hello).await {
         return;
@@ -93,29 +105,69 @@ async fn serve(auth: Authenticated, terminal: Terminal, socket: WebSocket) {
                     return;
                 }
             }
-            msg = rx.next() => match msg {
-                Some(Ok(Message::Binary(b))) => terminal.input(&b).await,
-                Some(Ok(Message::Text(t))) => {
-                    let answer = match serde_json::from_str(&t) {
-                        Ok(ClientControl::Resize { cols, rows }) => {
-                            terminal.resize(cols, rows);
+            msg = rx.next() => {
+                let answer = match msg {
+                    Some(Ok(Message::Binary(b))) => match &client {
+                        None => {
+                            terminal.input(&b).await;
                             None
                         }
-                        Ok(ClientControl::Ping) => Some(ServerControl::Pong),
-                        Ok(ClientControl::Hello { .. }) => None,
-                        Err(e) => Some(ServerControl::Error {
-                            message: format!("bad control message: {e}"),
-                        }),
-                    };
-                    if let Some(a) = answer
-                        && !send(&mut tx, &a).await
-                    {
-                        return;
-                    }
+                        Some(c) => sequenced(&terminal, c, &b).await,
+                    },
+                    Some(Ok(Message::Text(t))) => control(&terminal, &t),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => None,
+                };
+                if let Some(a) = answer
+                    && !send(&mut tx, &a).await
+                {
+                    return;
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
+            }
         }
+    }
+}
+
+/// One input frame of a sequenced client: its 8-byte sequence number, then the bytes.
+async fn sequenced(terminal: &Terminal, client: &str, frame: &[u8]) -> Option<ServerControl> {
+    let Some((head, data)) = frame.split_first_chunk::<INPUT_SEQ_BYTES>() else {
+        return Some(ServerControl::Error {
+            message: format!(
+                "an input frame of {} bytes has no room for its {INPUT_SEQ_BYTES}-byte \
+                 sequence number; this connection said hello with a client id",
+                frame.len()
+            ),
+        });
+    };
+    let seq = u64::from_be_bytes(*head);
+    match terminal.input_seq(client, seq, data).await {
+        SeqInput::Applied => Some(ServerControl::Ack { seq }),
+        SeqInput::ReadOnly => Some(ServerControl::Error {
+            message: format!(
+                "input frame {seq} was not delivered: this session is shared with you read-only"
+            ),
+        }),
+        SeqInput::OutOfOrder { expected } => Some(ServerControl::Error {
+            message: format!(
+                "input frame {seq} was not delivered: frame {expected} comes first; resend \
+                 from {expected}"
+            ),
+        }),
+        // The exit is on its way to this viewer.
+        SeqInput::Ended => None,
+    }
+}
+
+fn control(terminal: &Terminal, text: &str) -> Option<ServerControl> {
+    match serde_json::from_str(text) {
+        Ok(ClientControl::Resize { cols, rows }) => {
+            terminal.resize(cols, rows);
+            None
+        }
+        Ok(ClientControl::Ping) => Some(ServerControl::Pong),
+        Ok(ClientControl::Hello { .. }) => None,
+        Err(e) => Some(ServerControl::Error {
+            message: format!("bad control message: {e}"),
+        }),
     }
 }

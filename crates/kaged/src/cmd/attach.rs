@@ -85,7 +85,14 @@ pub(crate) async fn connect(request: Request<()>, offset: Option<u64>) -> Result
     let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .context("cannot open the session's terminal")?;
-    send(&mut ws, &ClientControl::Hello { offset }).await?;
+    send(
+        &mut ws,
+        &ClientControl::Hello {
+            offset,
+            client: None,
+        },
+    )
+    .await?;
     Ok(ws)
 }
 

@@ -5,6 +5,7 @@ mod daemon;
 mod detection;
 mod first_run;
 mod hardening;
+mod input;
 mod launch;
 mod openapi;
 mod operators;

@@ -48,6 +48,7 @@ async fn hello(ws: &mut crate::fixture::Ws, offset: u64) -> ServerControl {
         ws,
         ClientControl::Hello {
             offset: Some(offset),
+            client: None,
         },
     )
     .await;
@@ -89,7 +90,8 @@ async fn a_caged_shell_echoes_over_the_websocket_and_reports_its_exit() {
         h,
         ServerControl::Hello {
             offset: 0,
-            session: id.clone()
+            session: id.clone(),
+            input_seq: None,
         }
     );
     ws.send(Message::Binary(b"echo h\"\"i; hostname\r".to_vec().into()))
@@ -180,7 +182,8 @@ async fn reattach_replays_from_the_requested_offset_and_two_viewers_see_the_same
         h,
         ServerControl::Hello {
             offset: off,
-            session: id.clone()
+            session: id.clone(),
+            input_seq: None,
         }
     );
     let (bytes_c, _) = read_until(&mut c, "line-5", Duration::from_secs(10)).await;
