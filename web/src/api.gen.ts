@@ -31,7 +31,11 @@ export type SettingsReport = {
  */
 config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>, allowed_hosts: Sourced<Array<string>>, allowed_origins: Sourced<Array<string>>, insecure_reason: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, log_level: Sourced<string>, };
 
-export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, };
+export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, 
+/**
+ * `sessions.limits`; unset, each cage's own `limits.enforce` decides.
+ */
+limits: Sourced<LimitEnforcement> | null, };
 
 export type Access = "ro" | "rw";
 
@@ -67,13 +71,24 @@ export type FsGrant = { path: PortablePath,
 access: Access, };
 
 /**
- * Resource limits; each is optional and applied where the host allows (cgroups).
+ * Whether a session may run when the host cannot enforce its memory, pids or cpu limits.
+ */
+export type LimitEnforcement = "strict" | "best-effort";
+
+/**
+ * Resource limits; each is optional. `walltime` is enforced by the session broker everywhere;
+ * memory, pids and cpu need a cgroup, and where the host cannot give one, `enforce` (and the
+ * operator's `sessions.limits`) decides whether the session is refused or runs without them.
  */
 export type Limits = { walltime?: Walltime | null, memory?: ByteSize | null, pids?: number | null, 
 /**
  * CPUs, fractional allowed.
  */
-cpu?: number | null, };
+cpu?: number | null, 
+/**
+ * What to do where memory, pids or cpu cannot be enforced. Omitted: `strict`.
+ */
+enforce?: LimitEnforcement, };
 
 /**
  * What a cage lets through (design §7). The sandbox crate compiles this into bwrap argv.

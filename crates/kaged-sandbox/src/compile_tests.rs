@@ -643,6 +643,7 @@ fn limits_wrap_bwrap_in_a_systemd_scope_when_cgroups_work() {
             memory: Some(ByteSize(512 << 20)),
             pids: Some(128),
             cpu: Some(1.5),
+            ..Limits::default()
         },
         ..policy(&[("project:/", Access::Rw)])
     };
