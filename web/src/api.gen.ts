@@ -117,7 +117,24 @@ writable_policy_and_git_hooks?: boolean, };
  */
 export type Cage = "disabled" | CagePolicy;
 
-export type CgroupLimits = { "status": "not_requested" } | { "status": "enforced" } | { "status": "not_enforced", reason: string, };
+/**
+ * How a cage's cgroup limits are put in place.
+ */
+export type LimitMechanism = "delegated_cgroup" | "systemd_scope";
+
+/**
+ * What happened to a cage's memory, pids and cpu limits: the sandbox reports whether it could
+ * enforce them, and the daemon decides whether a cage it could not is refused or runs.
+ */
+export type CgroupLimits = { "status": "not_requested" } | { "status": "enforced", via: LimitMechanism, 
+/**
+ * The session's own cgroup, when kaged created it (`delegated_cgroup`).
+ */
+cgroup: string | null, } | { "status": "not_enforced", reason: string, } | { "status": "best_effort", reason: string, 
+/**
+ * Who allowed it: the policy's `limits.enforce` or the operator's `sessions.limits`.
+ */
+allowed_by: string, };
 
 export type GrantSummary = { path: PortablePath, 
 /**
@@ -525,9 +542,9 @@ audit: string, sessions: string, };
 export type BwrapInfo = { path: string, version: string, };
 
 /**
- * Whether memory, pids and cpu limits can be enforced on this host.
+ * Whether, and how, memory, pids and cpu limits can be enforced on this host.
  */
-export type CgroupSupport = { "status": "available", systemd_run: string, } | { "status": "unavailable", reason: string, };
+export type CgroupSupport = { "status": "delegated", cgroup: string, } | { "status": "systemd_scope", systemd_run: string, } | { "status": "unavailable", reason: string, };
 
 export type SandboxStatus = { 
 /**

@@ -606,15 +606,41 @@ pub struct GrantSummary {
     pub access: Access,
 }
 
+/// What happened to a cage's memory, pids and cpu limits: the sandbox reports whether it could
+/// enforce them, and the daemon decides whether a cage it could not is refused or runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CgroupLimits {
     /// The policy sets no memory, pids or cpu limit.
     NotRequested,
-    /// Applied by a `systemd-run --user --scope` wrapper.
-    Enforced,
-    /// Requested but this host cannot apply them; the cage runs anyway.
+    /// Enforced by the kernel through a cgroup.
+    Enforced {
+        via: LimitMechanism,
+        /// The session's own cgroup, when kaged created it (`delegated_cgroup`).
+        #[ts(type = "string | null")]
+        cgroup: Option<PathBuf>,
+    },
+    /// Requested but this host cannot enforce them: the sandbox's report. A session runs with
+    /// it only as [`CgroupLimits::BestEffort`], or was recorded by an earlier kaged, which ran
+    /// such cages anyway.
     NotEnforced { reason: String },
+    /// Not enforced, and the session ran anyway because best-effort was allowed (audited as
+    /// `cage.limits_not_enforced`).
+    BestEffort {
+        reason: String,
+        /// Who allowed it: the policy's `limits.enforce` or the operator's `sessions.limits`.
+        allowed_by: String,
+    },
+}
+
+/// How a cage's cgroup limits are put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMechanism {
+    /// A cgroup of its own in the cgroup v2 subtree delegated to the daemon.
+    DelegatedCgroup,
+    /// A transient `systemd-run --user --scope` unit around the cage.
+    SystemdScope,
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub fn typescript() -> String {
     let decls = declarations!(&cfg;
         Timestamp, Mode, AuthMode, Source, Sourced<()>, SettingsReport, SessionLimitsReport,
         Access, Network, State, Walltime, ByteSize, PortablePath, FsGrant, LimitEnforcement,
-        Limits, CagePolicy, Cage, CgroupLimits, GrantSummary, CageSummary,
+        Limits, CagePolicy, Cage, LimitMechanism, CgroupLimits, GrantSummary, CageSummary,
         Plugin, project::Task, AgentSpec, Project, UnknownAlias, AgentView, TaskView,
         ProjectView, ProjectList, LoadProject, Unloaded,
         SessionState, EndReason, SessionKind, CageState, SessionOrigin, SessionInfo, SessionList,

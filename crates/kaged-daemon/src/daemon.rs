@@ -120,7 +120,7 @@ impl Daemon {
         runtime_files.push(layout.endpoint_file());
         let daemon = Daemon {
             inner: Arc::new(Inner {
-                host: HostFacts::capture(&layout, &settings),
+                host: HostFacts::capture(&layout, &settings, sandbox.cgroups.clone()),
                 warnings: warnings(&settings),
                 layout,
                 settings,
@@ -370,11 +370,24 @@ fn warnings(settings: &Settings) -> Vec<Warning> {
     w
 }
 
-/// ADR-0009: no cages, no start, unless the operator said `--no-sandbox` out loud.
+/// ADR-0009: no cages, no start, unless the operator said `--no-sandbox` out loud. Cgroup
+/// limits are set up first, before anything is spawned: on a delegated host the daemon moves
+/// into a leaf cgroup of its own.
 fn sandbox_status(settings: &Settings) -> Result<SandboxStatus, StartError> {
-    let cgroups = kaged_sandbox::cgroup_support().clone();
-    if let kaged_api::CgroupSupport::Unavailable { reason } = &cgroups {
-        tracing::info!("cgroup limits unavailable: {reason}");
+    let cgroups = kaged_sandbox::setup_cgroups();
+    match &cgroups {
+        kaged_api::CgroupSupport::Delegated { cgroup } => tracing::info!(
+            "cgroup limits: each cage gets a cgroup in the delegated subtree {}",
+            cgroup.display()
+        ),
+        kaged_api::CgroupSupport::SystemdScope { systemd_run } => tracing::info!(
+            "cgroup limits: each cage runs in a `{} --user --scope`",
+            systemd_run.display()
+        ),
+        kaged_api::CgroupSupport::Unavailable { reason } => tracing::warn!(
+            "cgroup limits cannot be enforced here: {reason}; cages that set memory, pids or \
+             cpu limits run without them"
+        ),
     }
     let bwrap = if settings.sandbox_enabled.value {
         let bwrap = kaged_sandbox::self_test()?;

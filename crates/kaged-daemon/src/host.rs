@@ -3,12 +3,16 @@
 
 use std::path::PathBuf;
 
+use kaged_api::CgroupSupport;
 use kaged_config::{NonceSource, Settings};
 use kaged_deploy::Layout;
+use kaged_sandbox::HostSystem;
 
 #[derive(Debug, Clone)]
 pub struct HostFacts {
     pub sandbox_enabled: bool,
+    /// What cages are compiled against: this host, with the cgroup support set up at start.
+    pub cage_host: HostSystem,
     /// The operator's login shell, the default argv.
     pub shell: String,
     pub home: PathBuf,
@@ -22,7 +26,7 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
-    pub fn capture(layout: &Layout, settings: &Settings) -> HostFacts {
+    pub fn capture(layout: &Layout, settings: &Settings, cgroups: CgroupSupport) -> HostFacts {
         let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
             .flatten();
@@ -40,6 +44,10 @@ impl HostFacts {
             .collect();
         HostFacts {
             sandbox_enabled: settings.sandbox_enabled.value,
+            cage_host: HostSystem {
+                cgroups,
+                ..HostSystem::detect().clone()
+            },
             shell,
             home,
             env,

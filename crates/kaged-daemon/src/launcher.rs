@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use kaged_api::{
     Cage, CagePolicy, CageState, SessionKind, SessionOrigin, StartSession, State, check_env_name,
 };
+use kaged_sandbox::CageCgroup;
 use kaged_session::SpawnSpec;
 
 use crate::error::{OpError, OpResult};
@@ -142,15 +143,18 @@ fn check_argv(argv: &[String]) -> OpResult<()> {
     Ok(())
 }
 
-/// Compiles the plan into a ready spawn. The persistent scratch directory, when the policy
-/// asks for one, is created here: the one side effect, right before the spawn needs it.
-/// A ready spawn, and the empty stand-ins its cage's protection creates on the host.
+/// A ready spawn, and what must be cleaned up once it has ended.
 pub struct Launch {
     pub spec: SpawnSpec,
     /// Remove with `kaged_sandbox::remove_mountpoints` once no cage of the project runs.
     pub mountpoints: Vec<std::path::PathBuf>,
+    /// The cage's own cgroup; [`CageCgroup::remove`] it once the session has ended.
+    pub cgroup: Option<CageCgroup>,
 }
 
+/// Compiles the plan into a ready spawn. The persistent scratch directory and the cage's
+/// cgroup, when the policy needs them, are created here: the side effects, right before the
+/// spawn needs them.
 pub fn compile(
     plan: &Plan,
     project: &LoadedProject,
@@ -158,12 +162,16 @@ pub fn compile(
     actor: &str,
 ) -> OpResult<Launch> {
     let mut mountpoints = Vec::new();
+    let mut cgroup = None;
+    let mut cgroup_procs = None;
     let (argv, env, walltime, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
-            let compiled = cage(plan, policy, project, facts)?;
-            mountpoints = compiled.mountpoints.clone();
-            let mut argv: Vec<OsString> = vec![compiled.program.clone().into()];
-            argv.extend(compiled.args.iter().cloned());
+            let mut compiled = cage(plan, policy, project, facts)?;
+            mountpoints = compiled.mountpoints;
+            cgroup_procs = compiled.cgroup.as_mut().and_then(CageCgroup::take_procs);
+            cgroup = compiled.cgroup;
+            let mut argv: Vec<OsString> = vec![compiled.program.into()];
+            argv.extend(compiled.args);
             let cage = CageState::Caged {
                 summary: Box::new(compiled.summary),
             };
@@ -190,6 +198,7 @@ pub fn compile(
         rows: plan.rows,
         walltime,
         keep_fds,
+        cgroup_procs,
         origin: SessionOrigin {
             kind: plan.kind,
             name: plan.name.clone(),
@@ -197,7 +206,11 @@ pub fn compile(
             cage,
         },
     };
-    Ok(Launch { spec, mountpoints })
+    Ok(Launch {
+        spec,
+        mountpoints,
+        cgroup,
+    })
 }
 
 /// The plan's policy, with the task's own variables allowlisted, compiled for this host.
@@ -230,7 +243,7 @@ fn cage(
         }
         State::Ephemeral => None,
     };
-    kaged_sandbox::compile(&kaged_sandbox::CageRequest {
+    let req = kaged_sandbox::CageRequest {
         project_root: &project.root,
         policy: &policy,
         argv: &plan.argv,
@@ -239,8 +252,9 @@ fn cage(
         scratch_dir: scratch.as_deref(),
         pty: true,
         cwd: None,
-    })
-    .map_err(|e| invalid(format!("cannot build the cage: {e}")))
+    };
+    kaged_sandbox::compile_on(&req, &facts.cage_host)
+        .map_err(|e| invalid(format!("cannot build the cage: {e}")))
 }
 
 /// What the cage launcher itself runs with: bwrap needs only PATH; systemd-run (cgroup
@@ -302,6 +316,16 @@ mod tests {
     fn facts(sandbox: bool) -> HostFacts {
         HostFacts {
             sandbox_enabled: sandbox,
+            cage_host: kaged_sandbox::HostSystem {
+                bwrap: None,
+                cgroups: kaged_api::CgroupSupport::Unavailable {
+                    reason: "no cgroups here".into(),
+                },
+                system: vec![],
+                masks: vec![],
+                resolv_conf: None,
+                disable_userns: false,
+            },
             shell: "/bin/bash".into(),
             home: "/home/alice".into(),
             env: vec![("PATH".into(), "/usr/bin".into())],

@@ -94,10 +94,12 @@ impl Daemon {
         let plan = launcher::plan(&project, req, &i.host)?;
         // Held from compiling the cage until it runs, and while a finished cage's stand-ins
         // are removed, so a removal never races a new cage of the same project.
-        let (session, mountpoints) = {
+        let (session, mountpoints, cgroup) = {
             let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
             let launch = launcher::compile(&plan, &project, &i.host, &actor.user_id)?;
-            (i.sessions.spawn(launch.spec)?, launch.mountpoints)
+            // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
+            let session = i.sessions.spawn(launch.spec)?;
+            (session, launch.mountpoints, launch.cgroup)
         };
         let info = session.info();
         self.audit_started(&info).await;
@@ -114,6 +116,9 @@ impl Daemon {
         i.tasks.spawn(async move {
             let ended = session.wait().await;
             daemon.remove_stand_ins(&ended.project_id, &mountpoints);
+            if let Some(cgroup) = cgroup {
+                remove_cgroup(cgroup, &ended.id).await;
+            }
             daemon.on_exit(ended).await;
         });
         Ok(info)
@@ -353,6 +358,21 @@ impl Terminal {
             && let Err(e) = self.session.resize(cols, rows)
         {
             tracing::debug!(session = %self.id(), error = %e, "resize not applied");
+        }
+    }
+}
+
+/// Removes an ended cage's cgroup, killing whatever it left behind; a cgroup that cannot be
+/// removed is logged, because it holds processes the cage started.
+async fn remove_cgroup(cgroup: kaged_sandbox::CageCgroup, session: &str) {
+    let path = cgroup.path().to_owned();
+    let removed =
+        tokio::task::spawn_blocking(move || cgroup.remove(std::time::Duration::from_secs(5))).await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(session, error = %e, "the cage's cgroup was not removed"),
+        Err(e) => {
+            tracing::warn!(session, cgroup = %path.display(), error = %e, "removing the cage's cgroup failed")
         }
     }
 }
