@@ -384,10 +384,23 @@ fn sandbox_status(settings: &Settings) -> Result<SandboxStatus, StartError> {
             "cgroup limits: each cage runs in a `{} --user --scope`",
             systemd_run.display()
         ),
-        kaged_api::CgroupSupport::Unavailable { reason } => tracing::warn!(
-            "cgroup limits cannot be enforced here: {reason}; cages that set memory, pids or \
-             cpu limits run without them"
-        ),
+        kaged_api::CgroupSupport::Unavailable { reason } => {
+            let then = match settings.sessions.limits.as_ref().map(|l| l.value) {
+                Some(kaged_api::LimitEnforcement::BestEffort) => {
+                    "cages run without their memory, pids and cpu limits (sessions.limits = \
+                     \"best-effort\"), and each such start is audited"
+                }
+                Some(kaged_api::LimitEnforcement::Strict) => {
+                    "cages with memory, pids or cpu limits are refused (sessions.limits = \
+                     \"strict\")"
+                }
+                None => {
+                    "cages with memory, pids or cpu limits are refused unless their limits say \
+                     `enforce: best-effort`"
+                }
+            };
+            tracing::warn!("cgroup limits cannot be enforced here: {reason}; {then}")
+        }
     }
     let bwrap = if settings.sandbox_enabled.value {
         let bwrap = kaged_sandbox::self_test()?;

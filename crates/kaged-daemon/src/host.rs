@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use kaged_api::CgroupSupport;
+use kaged_api::{CgroupSupport, LimitEnforcement, Sourced};
 use kaged_config::{NonceSource, Settings};
 use kaged_deploy::Layout;
 use kaged_sandbox::HostSystem;
@@ -11,6 +11,8 @@ use kaged_sandbox::HostSystem;
 #[derive(Debug, Clone)]
 pub struct HostFacts {
     pub sandbox_enabled: bool,
+    /// The operator's `sessions.limits`, when set (see [`kaged_config::SessionLimits`]).
+    pub limits_enforcement: Option<Sourced<LimitEnforcement>>,
     /// What cages are compiled against: this host, with the cgroup support set up at start.
     pub cage_host: HostSystem,
     /// The operator's login shell, the default argv.
@@ -44,6 +46,7 @@ impl HostFacts {
             .collect();
         HostFacts {
             sandbox_enabled: settings.sandbox_enabled.value,
+            limits_enforcement: settings.sessions.limits.clone(),
             cage_host: HostSystem {
                 cgroups,
                 ..HostSystem::detect().clone()

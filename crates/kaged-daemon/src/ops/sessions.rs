@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use kaged_api::{
-    CageState, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest, SessionInfo,
-    SessionKind, SessionList, SessionState, SignalName, SignalRequest, StartSession,
+    CageState, CgroupLimits, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest,
+    SessionInfo, SessionKind, SessionList, SessionState, SignalName, SignalRequest, StartSession,
     TranscriptParams,
 };
 use kaged_auth::AuthMode;
@@ -237,6 +237,18 @@ impl Daemon {
                 .record(row(
                     EventType::CageProtectionLifted,
                     json!({"key": "writable_policy_and_git_hooks", "kind": origin.kind,
+                           "name": origin.name}),
+                ))
+                .await;
+        }
+        if let CageState::Caged { summary } = &origin.cage
+            && let CgroupLimits::BestEffort { reason, allowed_by } = &summary.cgroup_limits
+        {
+            audit
+                .record(row(
+                    EventType::CageLimitsNotEnforced,
+                    json!({"limits": summary.limits, "reason": reason,
+                           "allowed_by": allowed_by, "kind": origin.kind,
                            "name": origin.name}),
                 ))
                 .await;

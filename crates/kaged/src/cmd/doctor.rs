@@ -44,7 +44,11 @@ pub fn run(mode: Option<&str>) -> Result<ExitCode> {
                 "enforced through {} --user --scope",
                 systemd_run.display()
             )),
-            kaged_sandbox::CgroupSupport::Unavailable { reason } => Verdict::Warn(reason),
+            kaged_sandbox::CgroupSupport::Unavailable { reason } => Verdict::Warn(format!(
+                "{reason}; sessions whose cages set memory, pids or cpu limits are refused \
+                 unless the cage or sessions.limits says best-effort (`kaged status` shows what \
+                 the running daemon has)"
+            )),
         },
     ));
 
