@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use kaged_api::{CgroupSupport, LimitEnforcement, Sourced};
+use kaged_api::{AuthMode, CgroupSupport, LimitEnforcement, Sourced};
 use kaged_config::{NonceSource, Settings};
 use kaged_deploy::Layout;
 use kaged_sandbox::HostSystem;
@@ -11,6 +11,9 @@ use kaged_sandbox::HostSystem;
 #[derive(Debug, Clone)]
 pub struct HostFacts {
     pub sandbox_enabled: bool,
+    /// `auth.mode = insecure`: the API answers anyone who reaches it (ADR-0007), so no cage
+    /// may share the host's network.
+    pub insecure_auth: bool,
     /// The operator's `sessions.limits`, when set (see [`kaged_config::SessionLimits`]).
     pub limits_enforcement: Option<Sourced<LimitEnforcement>>,
     /// What cages are compiled against: this host, with the cgroup support set up at start.
@@ -46,6 +49,7 @@ impl HostFacts {
             .collect();
         HostFacts {
             sandbox_enabled: settings.sandbox_enabled.value,
+            insecure_auth: settings.auth_mode.value == AuthMode::Insecure,
             limits_enforcement: settings.sessions.limits.clone(),
             cage_host: HostSystem {
                 cgroups,

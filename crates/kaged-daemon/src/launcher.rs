@@ -2,14 +2,16 @@
 //! to run (the operator's shell, a declared agent or task, or an explicit argv) and in which
 //! cage; [`compile`] turns the plan into the session's argv, environment and origin. Policy
 //! comes from the project file; this module resolves it, hands it to the sandbox, and decides
-//! what the sandbox cannot: whether a cage whose limits this host cannot enforce may run.
+//! what the sandbox cannot: whether a cage whose limits this host cannot enforce may run, and
+//! whether a cage may share the host's network while the API has no auth.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::time::Duration;
 
 use kaged_api::{
-    Cage, CagePolicy, CageState, CgroupLimits, LimitEnforcement, SessionKind, SessionOrigin,
-    StartSession, State, check_env_name,
+    Cage, CagePolicy, CageState, CgroupLimits, LimitEnforcement, Network, SessionKind,
+    SessionOrigin, StartSession, State, check_env_name,
 };
 use kaged_sandbox::CageCgroup;
 use kaged_session::SpawnSpec;
@@ -31,6 +33,9 @@ pub struct Plan {
     pub argv: Vec<String>,
     /// `None`: run uncaged (`cage: disabled` in the project file, or `--no-sandbox`).
     pub cage: Option<CagePolicy>,
+    /// The policy's walltime, which the session broker enforces caged or not: `--no-sandbox`
+    /// drops the cage, not the time limit. (`cage: disabled` has no policy, so no walltime.)
+    pub walltime: Option<Duration>,
     /// Whose cage it is, for messages: "agent `reviewer`", "the request", ...
     pub cage_of: String,
     pub task_env: BTreeMap<String, String>,
@@ -112,6 +117,10 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
             }
         }
     }
+    if let Some(policy) = cage.as_ref().filter(|_| facts.sandbox_enabled) {
+        check_network(policy, &cage_of, facts)?;
+    }
+    let walltime = cage.as_ref().and_then(|c| c.limits.walltime_duration());
     if !facts.sandbox_enabled {
         cage = None;
     }
@@ -120,11 +129,27 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
         name,
         argv,
         cage,
+        walltime,
         cage_of,
         task_env,
         cols,
         rows,
     })
+}
+
+/// ADR-0007's insecure mode has no auth, so a cage on the host's network could drive the API
+/// and start an uncaged session: refuse it, and say why and what to do.
+fn check_network(policy: &CagePolicy, cage_of: &str, facts: &HostFacts) -> OpResult<()> {
+    if facts.insecure_auth && policy.network == Network::Host {
+        return Err(invalid(format!(
+            "{cage_of} asks for `network: host`, which is refused while kaged runs in insecure \
+             auth mode (ADR-0007): the API then answers anyone who reaches it, so a cage on the \
+             host's network could call it and start an uncaged session. Use `network: none` for \
+             this cage, or run kaged with auth (auth.mode = \"loopback\" or \"sidecar\") \
+             instead of --insecure"
+        )));
+    }
+    Ok(())
 }
 
 /// A shell or command runs in the primary agent's cage unless the request names one.
@@ -184,7 +209,7 @@ pub fn compile(
     let mut mountpoints = Vec::new();
     let mut cgroup = None;
     let mut cgroup_procs = None;
-    let (argv, env, walltime, keep_fds, cage) = match &plan.cage {
+    let (argv, env, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
             let mut compiled = cage(plan, policy, project, facts)?;
             let mut summary = compiled.summary;
@@ -199,8 +224,7 @@ pub fn compile(
             let cage = CageState::Caged {
                 summary: Box::new(summary),
             };
-            let walltime = compiled.walltime;
-            (argv, launcher_env(facts), walltime, compiled.keep_fds, cage)
+            (argv, launcher_env(facts), compiled.keep_fds, cage)
         }
         None => {
             let cage = if facts.sandbox_enabled {
@@ -209,7 +233,7 @@ pub fn compile(
                 CageState::NoSandbox
             };
             let argv = plan.argv.iter().map(OsString::from).collect();
-            (argv, uncaged_env(plan, facts), None, Vec::new(), cage)
+            (argv, uncaged_env(plan, facts), Vec::new(), cage)
         }
     };
     let spec = SpawnSpec {
@@ -220,7 +244,7 @@ pub fn compile(
         cwd: project.root.clone(),
         cols: plan.cols,
         rows: plan.rows,
-        walltime,
+        walltime: plan.walltime,
         keep_fds,
         cgroup_procs,
         origin: SessionOrigin {
@@ -405,6 +429,7 @@ mod tests {
     fn facts(sandbox: bool) -> HostFacts {
         HostFacts {
             sandbox_enabled: sandbox,
+            insecure_auth: false,
             limits_enforcement: None,
             cage_host: kaged_sandbox::HostSystem {
                 bwrap: None,
@@ -534,6 +559,66 @@ mod tests {
         assert_eq!(spec.origin.cage, CageState::DisabledByProject);
         assert_eq!(spec.origin.kind, SessionKind::Task);
         assert!(spec.env.contains(&("CI".into(), "1".into())));
+    }
+
+    #[test]
+    fn no_sandbox_drops_the_cage_but_keeps_its_walltime() {
+        let p = project(
+            "version: 1\nproject: demo\nprimary:\n  command: [sh]\n  cage:\n    limits: {walltime: 1, memory: 1G}\n",
+        );
+        let f = facts(false);
+        let plan = plan(&p, StartSession::default(), &f).unwrap();
+        assert_eq!(
+            (plan.cage.as_ref(), plan.walltime),
+            (None, Some(Duration::from_secs(1)))
+        );
+        let spec = compile(&plan, &p, &f, "alice").unwrap().spec;
+        assert_eq!(spec.walltime, Some(Duration::from_secs(1)));
+        assert_eq!(spec.origin.cage, CageState::NoSandbox);
+        // `cage: disabled` has no policy, so no walltime either.
+        let p = project(YAML);
+        let req = StartSession {
+            task: Some("lint".into()),
+            ..Default::default()
+        };
+        assert_eq!(super::plan(&p, req, &facts(true)).unwrap().walltime, None);
+    }
+
+    #[test]
+    fn insecure_mode_refuses_a_cage_on_the_host_network_and_says_why() {
+        let p = project(YAML);
+        let mut f = facts(true);
+        f.insecure_auth = true;
+        let err = plan(&p, StartSession::default(), &f).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the primary agent (shells and commands run in its cage) asks for `network: host`, \
+             which is refused while kaged runs in insecure auth mode (ADR-0007): the API then \
+             answers anyone who reaches it, so a cage on the host's network could call it and \
+             start an uncaged session. Use `network: none` for this cage, or run kaged with auth \
+             (auth.mode = \"loopback\" or \"sidecar\") instead of --insecure"
+        );
+        assert_eq!(err.code(), kaged_api::ErrorCode::ValidationFailed);
+        let own = StartSession {
+            cage: Some(CagePolicy {
+                network: Network::Host,
+                ..CagePolicy::default()
+            }),
+            ..Default::default()
+        };
+        let err = plan(&p, own, &f).unwrap_err().to_string();
+        assert!(
+            err.starts_with("the request asks for `network: host`"),
+            "{err}"
+        );
+        // Without network the cage cannot reach the API; with auth, reaching it is not enough.
+        let offline = StartSession {
+            cage: Some(CagePolicy::default()),
+            ..Default::default()
+        };
+        assert!(plan(&p, offline, &f).is_ok());
+        f.insecure_auth = false;
+        assert!(plan(&p, StartSession::default(), &f).is_ok());
     }
 
     fn limited(enforce: LimitEnforcement) -> CagePolicy {
