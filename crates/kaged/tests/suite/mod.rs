@@ -5,6 +5,7 @@ mod detection;
 mod first_run;
 mod hardening;
 mod launch;
+mod limits;
 mod openapi;
 mod projects;
 mod sessions;
