@@ -35,7 +35,11 @@ config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>,
  */
 admin_group: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, log_level: Sourced<string>, };
 
-export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, };
+export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, 
+/**
+ * `sessions.limits`; unset, each cage's own `limits.enforce` decides.
+ */
+limits: Sourced<LimitEnforcement> | null, };
 
 export type Access = "ro" | "rw";
 
@@ -71,13 +75,24 @@ export type FsGrant = { path: PortablePath,
 access: Access, };
 
 /**
- * Resource limits; each is optional and applied where the host allows (cgroups).
+ * Whether a session may run when the host cannot enforce its memory, pids or cpu limits.
+ */
+export type LimitEnforcement = "strict" | "best-effort";
+
+/**
+ * Resource limits; each is optional. `walltime` is enforced by the session broker everywhere;
+ * memory, pids and cpu need a cgroup, and where the host cannot give one, `enforce` (and the
+ * operator's `sessions.limits`) decides whether the session is refused or runs without them.
  */
 export type Limits = { walltime?: Walltime | null, memory?: ByteSize | null, pids?: number | null, 
 /**
  * CPUs, fractional allowed.
  */
-cpu?: number | null, };
+cpu?: number | null, 
+/**
+ * What to do where memory, pids or cpu cannot be enforced. Omitted: `strict`.
+ */
+enforce?: LimitEnforcement, };
 
 /**
  * What a cage lets through (design §7). The sandbox crate compiles this into bwrap argv.
@@ -106,7 +121,24 @@ writable_policy_and_git_hooks?: boolean, };
  */
 export type Cage = "disabled" | CagePolicy;
 
-export type CgroupLimits = { "status": "not_requested" } | { "status": "enforced" } | { "status": "not_enforced", reason: string, };
+/**
+ * How a cage's cgroup limits are put in place.
+ */
+export type LimitMechanism = "delegated_cgroup" | "systemd_scope";
+
+/**
+ * What happened to a cage's memory, pids and cpu limits: the sandbox reports whether it could
+ * enforce them, and the daemon decides whether a cage it could not is refused or runs.
+ */
+export type CgroupLimits = { "status": "not_requested" } | { "status": "enforced", via: LimitMechanism, 
+/**
+ * The session's own cgroup, when kaged created it (`delegated_cgroup`).
+ */
+cgroup: string | null, } | { "status": "not_enforced", reason: string, } | { "status": "best_effort", reason: string, 
+/**
+ * Who allowed it: the policy's `limits.enforce` or the operator's `sessions.limits`.
+ */
+allowed_by: string, };
 
 export type GrantSummary = { path: PortablePath, 
 /**
@@ -543,9 +575,9 @@ audit: string, sessions: string, };
 export type BwrapInfo = { path: string, version: string, };
 
 /**
- * Whether memory, pids and cpu limits can be enforced on this host.
+ * Whether, and how, memory, pids and cpu limits can be enforced on this host.
  */
-export type CgroupSupport = { "status": "available", systemd_run: string, } | { "status": "unavailable", reason: string, };
+export type CgroupSupport = { "status": "delegated", cgroup: string, } | { "status": "systemd_scope", systemd_run: string, } | { "status": "unavailable", reason: string, };
 
 export type SandboxStatus = { 
 /**

@@ -97,6 +97,31 @@ function uncagedReason(cage: CageState): string | null {
   }
 }
 
+/** Why a cage runs without its memory, pids and cpu limits, or null when they hold (or none were set). */
+function unenforcedLimits(cage: CageState): string | null {
+  if (cage.state !== 'caged') return null;
+  const limits = cage.summary.cgroup_limits;
+  switch (limits.status) {
+    case 'not_requested':
+    case 'enforced':
+      return null;
+    case 'best_effort':
+      return `${limits.reason} (best-effort allowed by ${limits.allowed_by})`;
+    case 'not_enforced':
+      return limits.reason;
+  }
+}
+
+/** The "limits not enforced" badge, for a cage that runs best-effort. */
+export function LimitsBadge({ s }: { s: SessionInfo }) {
+  const reason = unenforcedLimits(s.origin.cage);
+  return reason ? (
+    <span class="badge bad" title={reason}>
+      limits not enforced
+    </span>
+  ) : null;
+}
+
 /** The "uncaged" badge, for a session whose cage was disabled or never available. */
 export function UncagedBadge({ s }: { s: SessionInfo }) {
   const reason = uncagedReason(s.origin.cage);

@@ -164,7 +164,9 @@ pub enum State {
     Persistent,
 }
 
-/// Resource limits; each is optional and applied where the host allows (cgroups).
+/// Resource limits; each is optional. `walltime` is enforced by the session broker everywhere;
+/// memory, pids and cpu need a cgroup, and where the host cannot give one, `enforce` (and the
+/// operator's `sessions.limits`) decides whether the session is refused or runs without them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -179,6 +181,54 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1024))]
     pub cpu: Option<f64>,
+    /// What to do where memory, pids or cpu cannot be enforced. Omitted: `strict`.
+    #[serde(default, skip_serializing_if = "LimitEnforcement::is_strict")]
+    pub enforce: LimitEnforcement,
+}
+
+/// Whether a session may run when the host cannot enforce its memory, pids or cpu limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitEnforcement {
+    /// Refuse to start the session, saying which limit and why.
+    #[default]
+    Strict,
+    /// Start it without them; the session's summary and the audit log say so.
+    BestEffort,
+}
+
+impl LimitEnforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitEnforcement::Strict => "strict",
+            LimitEnforcement::BestEffort => "best-effort",
+        }
+    }
+
+    fn is_strict(&self) -> bool {
+        *self == LimitEnforcement::Strict
+    }
+}
+
+impl fmt::Display for LimitEnforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LimitEnforcement {
+    type Err = crate::UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "strict" => Ok(LimitEnforcement::Strict),
+            "best-effort" => Ok(LimitEnforcement::BestEffort),
+            other => Err(crate::UnknownValue {
+                what: "limit enforcement",
+                value: other.to_owned(),
+                expected: "`strict` or `best-effort`",
+            }),
+        }
+    }
 }
 
 impl Limits {
@@ -190,6 +240,21 @@ impl Limits {
     pub fn walltime_duration(&self) -> Option<std::time::Duration> {
         self.walltime
             .map(|w| std::time::Duration::from_secs(w.seconds()))
+    }
+
+    /// The cgroup limits as the policy would write them, e.g. `memory = 2G, cpu = 1.5`.
+    pub fn describe_cgroup_limits(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = self.memory {
+            parts.push(format!("memory = {m}"));
+        }
+        if let Some(p) = self.pids {
+            parts.push(format!("pids = {p}"));
+        }
+        if let Some(c) = self.cpu {
+            parts.push(format!("cpu = {c}"));
+        }
+        parts.join(", ")
     }
 }
 
@@ -254,6 +319,18 @@ impl ByteSize {
         n.checked_mul(1u64 << shift)
             .filter(|&v| v > 0)
             .map(ByteSize)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest binary suffix that divides it exactly (`2G`, `1536M`), else bytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+            if self.0 >= 1 << shift && self.0.trailing_zeros() >= shift {
+                return write!(f, "{}{suffix}", self.0 >> shift);
+            }
+        }
+        write!(f, "{}", self.0)
     }
 }
 
@@ -529,15 +606,41 @@ pub struct GrantSummary {
     pub access: Access,
 }
 
+/// What happened to a cage's memory, pids and cpu limits: the sandbox reports whether it could
+/// enforce them, and the daemon decides whether a cage it could not is refused or runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CgroupLimits {
     /// The policy sets no memory, pids or cpu limit.
     NotRequested,
-    /// Applied by a `systemd-run --user --scope` wrapper.
-    Enforced,
-    /// Requested but this host cannot apply them; the cage runs anyway.
+    /// Enforced by the kernel through a cgroup.
+    Enforced {
+        via: LimitMechanism,
+        /// The session's own cgroup, when kaged created it (`delegated_cgroup`).
+        #[ts(type = "string | null")]
+        cgroup: Option<PathBuf>,
+    },
+    /// Requested but this host cannot enforce them: the sandbox's report. A session runs with
+    /// it only as [`CgroupLimits::BestEffort`], or was recorded by an earlier kaged, which ran
+    /// such cages anyway.
     NotEnforced { reason: String },
+    /// Not enforced, and the session ran anyway because best-effort was allowed (audited as
+    /// `cage.limits_not_enforced`).
+    BestEffort {
+        reason: String,
+        /// Who allowed it: the policy's `limits.enforce` or the operator's `sessions.limits`.
+        allowed_by: String,
+    },
+}
+
+/// How a cage's cgroup limits are put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMechanism {
+    /// A cgroup of its own in the cgroup v2 subtree delegated to the daemon.
+    DelegatedCgroup,
+    /// A transient `systemd-run --user --scope` unit around the cage.
+    SystemdScope,
 }
 
 #[cfg(test)]
@@ -592,9 +695,46 @@ mod tests {
             Some(std::time::Duration::from_secs(600))
         );
         assert!(l.needs_cgroup());
+        assert_eq!(l.enforce, LimitEnforcement::Strict);
         assert_eq!(
             serde_json::to_value(&l).unwrap(),
             serde_json::json!({"walltime": 600, "memory": 2u64 << 30, "pids": 64, "cpu": 1.5})
         );
+        assert_eq!(
+            l.describe_cgroup_limits(),
+            "memory = 2G, pids = 64, cpu = 1.5"
+        );
+    }
+
+    #[test]
+    fn enforce_is_strict_unless_a_policy_says_best_effort() {
+        let l: Limits = serde_json::from_str(r#"{"memory":"1G","enforce":"best-effort"}"#).unwrap();
+        assert_eq!(l.enforce, LimitEnforcement::BestEffort);
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            serde_json::json!({"memory": 1u64 << 30, "enforce": "best-effort"})
+        );
+        let err = serde_json::from_str::<Limits>(r#"{"enforce":"lenient"}"#).unwrap_err();
+        assert!(err.to_string().contains("lenient"), "{err}");
+        assert_eq!(
+            "best-effort".parse::<LimitEnforcement>(),
+            Ok(LimitEnforcement::BestEffort)
+        );
+        assert!("Strict".parse::<LimitEnforcement>().is_err());
+    }
+
+    #[test]
+    fn sizes_print_with_the_largest_exact_suffix() {
+        for (bytes, text) in [
+            (1u64, "1"),
+            (1536, "1536"),
+            (2048, "2K"),
+            (1536 << 20, "1536M"),
+            (2 << 30, "2G"),
+            (3 << 40, "3T"),
+        ] {
+            assert_eq!(ByteSize(bytes).to_string(), text);
+            assert_eq!(ByteSize::parse(text), Some(ByteSize(bytes)));
+        }
     }
 }

@@ -22,8 +22,8 @@ mod timestamp;
 pub use audit::{AuditPage, AuditParams, AuditRow};
 pub use cage::{
     Access, ByteSize, Cage, CagePolicy, CageSummary, CgroupLimits, DEFAULT_CAGE_ENV,
-    ENV_NAME_PATTERN, EnvNameError, FsGrant, GrantSummary, Limits, Network, PathError, PathScheme,
-    PortablePath, State, Walltime, check_env_name,
+    ENV_NAME_PATTERN, EnvNameError, FsGrant, GrantSummary, LimitEnforcement, LimitMechanism,
+    Limits, Network, PathError, PathScheme, PortablePath, State, Walltime, check_env_name,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use event::DaemonEvent;

@@ -177,4 +177,6 @@ pub struct SessionLimitsReport {
     pub max_per_project: Sourced<u64>,
     pub max_per_operator: Sourced<u64>,
     pub scrollback_bytes: Sourced<u64>,
+    /// `sessions.limits`; unset, each cage's own `limits.enforce` decides.
+    pub limits: Option<Sourced<crate::LimitEnforcement>>,
 }

@@ -60,17 +60,22 @@ pub struct BwrapInfo {
     pub version: String,
 }
 
-/// Whether memory, pids and cpu limits can be enforced on this host.
+/// Whether, and how, memory, pids and cpu limits can be enforced on this host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CgroupSupport {
-    Available {
+    /// The daemon's own cgroup v2 subtree is delegated to it: each cage gets a child cgroup.
+    Delegated {
+        #[ts(type = "string")]
+        cgroup: PathBuf,
+    },
+    /// Each cage runs in a transient `systemd-run --user --scope` unit.
+    SystemdScope {
         #[ts(type = "string")]
         systemd_run: PathBuf,
     },
-    Unavailable {
-        reason: String,
-    },
+    /// Neither works; the reason names what each lacks.
+    Unavailable { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]

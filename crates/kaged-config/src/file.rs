@@ -55,6 +55,7 @@ pub struct SessionsTable {
     pub max_per_project: Option<usize>,
     pub max_per_operator: Option<usize>,
     pub scrollback_bytes: Option<usize>,
+    pub limits: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use file::FileConfig;
 
-pub use kaged_api::{AuthMode, Source, Sourced};
+pub use kaged_api::{AuthMode, LimitEnforcement, Source, Sourced};
 
 fn parse_auth_mode(value: &str, origin: &str) -> Result<AuthMode, ConfigError> {
     value
@@ -127,6 +127,12 @@ pub struct SessionLimits {
     pub max_per_project: Sourced<usize>,
     pub max_per_operator: Sourced<usize>,
     pub scrollback_bytes: Sourced<usize>,
+    /// `sessions.limits`: the operator's word on cage limits the host cannot enforce. Unset,
+    /// each cage's own `limits.enforce` decides (strict unless it says best-effort). Set, it
+    /// decides for every cage, whatever the cage says: the operator is the principal, and a
+    /// project file (portable, possibly someone else's) may not relax what the operator
+    /// demands. A project's best-effort never weakens more than leaving its limits out would.
+    pub limits: Option<Sourced<LimitEnforcement>>,
 }
 
 /// The merged settings. Tests build these through [`Settings::resolve`] with a fake [`Env`].
@@ -173,6 +179,7 @@ impl Settings {
                 max_per_project: self.sessions.max_per_project.map(count),
                 max_per_operator: self.sessions.max_per_operator.map(count),
                 scrollback_bytes: self.sessions.scrollback_bytes.map(count),
+                limits: self.sessions.limits.clone(),
             },
             log_level: self.log_level.clone(),
         }
@@ -381,6 +388,19 @@ impl Settings {
                 4 * 1024 * 1024,
                 "sessions.scrollback_bytes",
             )?,
+            limits: env
+                .get("KAGED_SESSIONS_LIMITS")
+                .map(|v| {
+                    let v = parse_enforcement(v, "env KAGED_SESSIONS_LIMITS")?;
+                    Ok(Sourced::new(v, Source::Env("KAGED_SESSIONS_LIMITS".into())))
+                })
+                .or_else(|| {
+                    fc.sessions.limits.as_deref().map(|v| {
+                        let origin = format!("{}: sessions.limits", path.display());
+                        Ok(Sourced::new(parse_enforcement(v, &origin)?, fsrc()))
+                    })
+                })
+                .transpose()?,
         };
 
         let log_level = pick(
@@ -470,6 +490,16 @@ fn auth_from_flags(flags: &Flags) -> Result<Option<Sourced<AuthMode>>, ConfigErr
         ))),
         (None, false) => Ok(None),
     }
+}
+
+fn parse_enforcement(value: &str, origin: &str) -> Result<LimitEnforcement, ConfigError> {
+    value
+        .parse()
+        .map_err(|e: kaged_api::UnknownValue| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            value: value.to_owned(),
+            expected: e.expected,
+        })
 }
 
 fn parse_addr(value: &str, origin: &str) -> Result<SocketAddr, ConfigError> {

@@ -249,6 +249,54 @@ fn no_sandbox_flag_and_env() {
 }
 
 #[test]
+fn limit_enforcement_is_unset_unless_the_operator_says_and_env_beats_the_file() {
+    let f = fixture("system");
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(s.sessions.limits, None);
+    assert_eq!(s.report().sessions.limits, None);
+
+    write(
+        &f.layout.config_file,
+        "[sessions]\nlimits = \"best-effort\"\n",
+        0o644,
+    );
+    let file = Source::File(f.layout.config_file.display().to_string());
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(
+        s.sessions.limits,
+        Some(Sourced::new(LimitEnforcement::BestEffort, file))
+    );
+    let env: Env = [("KAGED_SESSIONS_LIMITS", "strict")].into_iter().collect();
+    let s = Settings::resolve(&f.layout, &env, &Flags::default()).unwrap();
+    let from_env = Sourced::new(
+        LimitEnforcement::Strict,
+        Source::Env("KAGED_SESSIONS_LIMITS".into()),
+    );
+    assert_eq!(s.sessions.limits, Some(from_env.clone()));
+    assert_eq!(s.report().sessions.limits, Some(from_env));
+
+    let env: Env = [("KAGED_SESSIONS_LIMITS", "lax")].into_iter().collect();
+    let err = Settings::resolve(&f.layout, &env, &Flags::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "env KAGED_SESSIONS_LIMITS: invalid value \"lax\"; expected `strict` or `best-effort`"
+    );
+    write(
+        &f.layout.config_file,
+        "[sessions]\nlimits = \"off\"\n",
+        0o644,
+    );
+    let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: sessions.limits: invalid value \"off\"; expected `strict` or `best-effort`",
+            f.layout.config_file.display()
+        )
+    );
+}
+
+#[test]
 fn parse_errors_never_print_the_offending_value() {
     let f = fixture("user");
     let nonce = "s3cr3t-n0nce-s3cr3t-n0nce-s3cr3t-n0nce";

@@ -122,7 +122,7 @@ impl Daemon {
         let admin_group = settings.admin_group.as_ref().map(|g| g.value.clone());
         let daemon = Daemon {
             inner: Arc::new(Inner {
-                host: HostFacts::capture(&layout, &settings),
+                host: HostFacts::capture(&layout, &settings, sandbox.cgroups.clone()),
                 warnings: warnings(&settings),
                 layout,
                 settings,
@@ -373,11 +373,37 @@ fn warnings(settings: &Settings) -> Vec<Warning> {
     w
 }
 
-/// ADR-0009: no cages, no start, unless the operator said `--no-sandbox` out loud.
+/// ADR-0009: no cages, no start, unless the operator said `--no-sandbox` out loud. Cgroup
+/// limits are set up first, before anything is spawned: on a delegated host the daemon moves
+/// into a leaf cgroup of its own.
 fn sandbox_status(settings: &Settings) -> Result<SandboxStatus, StartError> {
-    let cgroups = kaged_sandbox::cgroup_support().clone();
-    if let kaged_api::CgroupSupport::Unavailable { reason } = &cgroups {
-        tracing::info!("cgroup limits unavailable: {reason}");
+    let cgroups = kaged_sandbox::setup_cgroups();
+    match &cgroups {
+        kaged_api::CgroupSupport::Delegated { cgroup } => tracing::info!(
+            "cgroup limits: each cage gets a cgroup in the delegated subtree {}",
+            cgroup.display()
+        ),
+        kaged_api::CgroupSupport::SystemdScope { systemd_run } => tracing::info!(
+            "cgroup limits: each cage runs in a `{} --user --scope`",
+            systemd_run.display()
+        ),
+        kaged_api::CgroupSupport::Unavailable { reason } => {
+            let then = match settings.sessions.limits.as_ref().map(|l| l.value) {
+                Some(kaged_api::LimitEnforcement::BestEffort) => {
+                    "cages run without their memory, pids and cpu limits (sessions.limits = \
+                     \"best-effort\"), and each such start is audited"
+                }
+                Some(kaged_api::LimitEnforcement::Strict) => {
+                    "cages with memory, pids or cpu limits are refused (sessions.limits = \
+                     \"strict\")"
+                }
+                None => {
+                    "cages with memory, pids or cpu limits are refused unless their limits say \
+                     `enforce: best-effort`"
+                }
+            };
+            tracing::warn!("cgroup limits cannot be enforced here: {reason}; {then}")
+        }
     }
     let bwrap = if settings.sandbox_enabled.value {
         let bwrap = kaged_sandbox::self_test()?;

@@ -3,12 +3,21 @@
 
 use std::path::PathBuf;
 
+use kaged_api::{AuthMode, CgroupSupport, LimitEnforcement, Sourced};
 use kaged_config::{NonceSource, Settings};
 use kaged_deploy::Layout;
+use kaged_sandbox::HostSystem;
 
 #[derive(Debug, Clone)]
 pub struct HostFacts {
     pub sandbox_enabled: bool,
+    /// `auth.mode = insecure`: the API answers anyone who reaches it (ADR-0007), so no cage
+    /// may share the host's network.
+    pub insecure_auth: bool,
+    /// The operator's `sessions.limits`, when set (see [`kaged_config::SessionLimits`]).
+    pub limits_enforcement: Option<Sourced<LimitEnforcement>>,
+    /// What cages are compiled against: this host, with the cgroup support set up at start.
+    pub cage_host: HostSystem,
     /// The operator's login shell, the default argv.
     pub shell: String,
     pub home: PathBuf,
@@ -22,7 +31,7 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
-    pub fn capture(layout: &Layout, settings: &Settings) -> HostFacts {
+    pub fn capture(layout: &Layout, settings: &Settings, cgroups: CgroupSupport) -> HostFacts {
         let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
             .flatten();
@@ -40,6 +49,12 @@ impl HostFacts {
             .collect();
         HostFacts {
             sandbox_enabled: settings.sandbox_enabled.value,
+            insecure_auth: settings.auth_mode.value == AuthMode::Insecure,
+            limits_enforcement: settings.sessions.limits.clone(),
+            cage_host: HostSystem {
+                cgroups,
+                ..HostSystem::detect().clone()
+            },
             shell,
             home,
             env,

@@ -1,14 +1,19 @@
 //! Turns "start a session in project P" into a spawn, in two pure steps: [`plan`] resolves what
 //! to run (the operator's shell, a declared agent or task, or an explicit argv) and in which
 //! cage; [`compile`] turns the plan into the session's argv, environment and origin. Policy
-//! comes from the project file; this module only resolves it and hands it to the sandbox.
+//! comes from the project file; this module resolves it, hands it to the sandbox, and decides
+//! what the sandbox cannot: whether a cage whose limits this host cannot enforce may run, and
+//! whether a cage may share the host's network while the API has no auth.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::time::Duration;
 
 use kaged_api::{
-    Cage, CagePolicy, CageState, SessionKind, SessionOrigin, StartSession, State, check_env_name,
+    Cage, CagePolicy, CageState, CgroupLimits, LimitEnforcement, Network, SessionKind,
+    SessionOrigin, StartSession, State, check_env_name,
 };
+use kaged_sandbox::CageCgroup;
 use kaged_session::SpawnSpec;
 
 use crate::error::{OpError, OpResult};
@@ -28,6 +33,11 @@ pub struct Plan {
     pub argv: Vec<String>,
     /// `None`: run uncaged (`cage: disabled` in the project file, or `--no-sandbox`).
     pub cage: Option<CagePolicy>,
+    /// The policy's walltime, which the session broker enforces caged or not: `--no-sandbox`
+    /// drops the cage, not the time limit. (`cage: disabled` has no policy, so no walltime.)
+    pub walltime: Option<Duration>,
+    /// Whose cage it is, for messages: "agent `reviewer`", "the request", ...
+    pub cage_of: String,
     pub task_env: BTreeMap<String, String>,
     pub cols: u16,
     pub rows: u16,
@@ -55,7 +65,7 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
         return Err(invalid("give at most one of `argv`, `agent` and `task`"));
     }
     let overridden = req.cage.is_some();
-    let (kind, name, argv, mut cage, task_env) = if let Some(agent) = req.agent {
+    let (kind, name, argv, mut cage, task_env, cage_of) = if let Some(agent) = req.agent {
         let (_, spec) = project
             .project
             .agents()
@@ -64,7 +74,15 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
             .ok_or_else(|| OpError::not_found("agent", &agent))?;
         let cage = declared_cage("agent", &spec.cage, overridden)?;
         let argv = spec.command.clone();
-        (SessionKind::Agent, Some(agent), argv, cage, BTreeMap::new())
+        let of = format!("agent `{agent}`");
+        (
+            SessionKind::Agent,
+            Some(agent),
+            argv,
+            cage,
+            BTreeMap::new(),
+            of,
+        )
     } else if let Some(task) = req.task {
         let t = project
             .project
@@ -73,7 +91,8 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
             .ok_or_else(|| OpError::not_found("task", &task))?;
         let cage = declared_cage("task", &t.cage, overridden)?;
         let (argv, env) = (t.command.clone(), t.env.clone());
-        (SessionKind::Task, Some(task), argv, cage, env)
+        let of = format!("task `{task}`");
+        (SessionKind::Task, Some(task), argv, cage, env, of)
     } else {
         let argv = req.argv.unwrap_or_else(|| vec![facts.shell.clone()]);
         let kind = if argv.len() == 1 && argv[0] == facts.shell {
@@ -81,8 +100,13 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
         } else {
             SessionKind::Command
         };
+        let of = if overridden {
+            "the request"
+        } else {
+            "the primary agent (shells and commands run in its cage)"
+        };
         let cage = req.cage.unwrap_or_else(|| project_cage(project));
-        (kind, None, argv, Some(cage), BTreeMap::new())
+        (kind, None, argv, Some(cage), BTreeMap::new(), of.to_owned())
     };
     check_argv(&argv)?;
     if let (Some(c), Some(extra)) = (cage.as_mut(), req.env) {
@@ -93,6 +117,10 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
             }
         }
     }
+    if let Some(policy) = cage.as_ref().filter(|_| facts.sandbox_enabled) {
+        check_network(policy, &cage_of, facts)?;
+    }
+    let walltime = cage.as_ref().and_then(|c| c.limits.walltime_duration());
     if !facts.sandbox_enabled {
         cage = None;
     }
@@ -101,10 +129,27 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
         name,
         argv,
         cage,
+        walltime,
+        cage_of,
         task_env,
         cols,
         rows,
     })
+}
+
+/// ADR-0007's insecure mode has no auth, so a cage on the host's network could drive the API
+/// and start an uncaged session: refuse it, and say why and what to do.
+fn check_network(policy: &CagePolicy, cage_of: &str, facts: &HostFacts) -> OpResult<()> {
+    if facts.insecure_auth && policy.network == Network::Host {
+        return Err(invalid(format!(
+            "{cage_of} asks for `network: host`, which is refused while kaged runs in insecure \
+             auth mode (ADR-0007): the API then answers anyone who reaches it, so a cage on the \
+             host's network could call it and start an uncaged session. Use `network: none` for \
+             this cage, or run kaged with auth (auth.mode = \"loopback\" or \"sidecar\") \
+             instead of --insecure"
+        )));
+    }
+    Ok(())
 }
 
 /// A shell or command runs in the primary agent's cage unless the request names one.
@@ -142,15 +187,19 @@ fn check_argv(argv: &[String]) -> OpResult<()> {
     Ok(())
 }
 
-/// Compiles the plan into a ready spawn. The persistent scratch directory, when the policy
-/// asks for one, is created here: the one side effect, right before the spawn needs it.
-/// A ready spawn, and the empty stand-ins its cage's protection creates on the host.
+/// A ready spawn, and what must be cleaned up once it has ended.
 pub struct Launch {
     pub spec: SpawnSpec,
     /// Remove with `kaged_sandbox::remove_mountpoints` once no cage of the project runs.
     pub mountpoints: Vec<std::path::PathBuf>,
+    /// The cage's own cgroup; [`CageCgroup::remove`] it once the session has ended.
+    pub cgroup: Option<CageCgroup>,
 }
 
+/// Compiles the plan into a ready spawn. The persistent scratch directory and the cage's
+/// cgroup, when the policy needs them, are created here: the side effects, right before the
+/// spawn needs them. A cage whose limits this host cannot enforce is refused here unless
+/// best-effort is allowed ([`unenforced_limits`]).
 pub fn compile(
     plan: &Plan,
     project: &LoadedProject,
@@ -158,17 +207,24 @@ pub fn compile(
     actor: &str,
 ) -> OpResult<Launch> {
     let mut mountpoints = Vec::new();
-    let (argv, env, walltime, keep_fds, cage) = match &plan.cage {
+    let mut cgroup = None;
+    let mut cgroup_procs = None;
+    let (argv, env, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
-            let compiled = cage(plan, policy, project, facts)?;
-            mountpoints = compiled.mountpoints.clone();
-            let mut argv: Vec<OsString> = vec![compiled.program.clone().into()];
-            argv.extend(compiled.args.iter().cloned());
+            let mut compiled = cage(plan, policy, project, facts)?;
+            let mut summary = compiled.summary;
+            if let CgroupLimits::NotEnforced { reason } = &summary.cgroup_limits {
+                summary.cgroup_limits = unenforced_limits(plan, policy, reason, facts)?;
+            }
+            mountpoints = compiled.mountpoints;
+            cgroup_procs = compiled.cgroup.as_mut().and_then(CageCgroup::take_procs);
+            cgroup = compiled.cgroup;
+            let mut argv: Vec<OsString> = vec![compiled.program.into()];
+            argv.extend(compiled.args);
             let cage = CageState::Caged {
-                summary: Box::new(compiled.summary),
+                summary: Box::new(summary),
             };
-            let env = launcher_env(facts);
-            (argv, env, compiled.walltime, compiled.keep_fds, cage)
+            (argv, launcher_env(facts), compiled.keep_fds, cage)
         }
         None => {
             let cage = if facts.sandbox_enabled {
@@ -177,7 +233,7 @@ pub fn compile(
                 CageState::NoSandbox
             };
             let argv = plan.argv.iter().map(OsString::from).collect();
-            (argv, uncaged_env(plan, facts), None, Vec::new(), cage)
+            (argv, uncaged_env(plan, facts), Vec::new(), cage)
         }
     };
     let spec = SpawnSpec {
@@ -188,8 +244,9 @@ pub fn compile(
         cwd: project.root.clone(),
         cols: plan.cols,
         rows: plan.rows,
-        walltime,
+        walltime: plan.walltime,
         keep_fds,
+        cgroup_procs,
         origin: SessionOrigin {
             kind: plan.kind,
             name: plan.name.clone(),
@@ -197,7 +254,76 @@ pub fn compile(
             cage,
         },
     };
-    Ok(Launch { spec, mountpoints })
+    Ok(Launch {
+        spec,
+        mountpoints,
+        cgroup,
+    })
+}
+
+/// The sandbox could not enforce the cage's memory, pids or cpu limits (`reason` says why):
+/// run it anyway as [`CgroupLimits::BestEffort`], or refuse it, naming the limits, the reason
+/// and what to do. The operator's `sessions.limits` decides when set, whatever the cage says:
+/// a project file is portable and may be someone else's, and the operator is the principal.
+/// Unset, the cage's own `limits.enforce` decides; a project that says best-effort weakens
+/// nothing it could not weaken by declaring no limits at all.
+fn unenforced_limits(
+    plan: &Plan,
+    policy: &CagePolicy,
+    reason: &str,
+    facts: &HostFacts,
+) -> OpResult<CgroupLimits> {
+    let asked = policy.limits.enforce;
+    let (enforce, by) = match &facts.limits_enforcement {
+        Some(op) if op.value == asked => (
+            op.value,
+            format!("sessions.limits = \"{}\" from {}", op.value, op.source),
+        ),
+        Some(op) => (
+            op.value,
+            format!(
+                "sessions.limits = \"{}\" from {}, which overrides the cage's `enforce: {asked}`",
+                op.value, op.source
+            ),
+        ),
+        None => (
+            asked,
+            match asked {
+                LimitEnforcement::Strict => "the default".to_owned(),
+                LimitEnforcement::BestEffort => {
+                    format!("`enforce: best-effort` in the limits of {}", plan.cage_of)
+                }
+            },
+        ),
+    };
+    match enforce {
+        LimitEnforcement::BestEffort => Ok(CgroupLimits::BestEffort {
+            reason: reason.to_owned(),
+            allowed_by: by,
+        }),
+        LimitEnforcement::Strict => {
+            let relax = match &facts.limits_enforcement {
+                Some(op) => format!(
+                    "set sessions.limits (now from {}) to \"best-effort\", or unset it so that \
+                     each cage's `limits.enforce` decides",
+                    op.source
+                ),
+                None => "add `enforce: best-effort` to the cage's limits, or set \
+                         `[sessions] limits = \"best-effort\"` in config.toml \
+                         (KAGED_SESSIONS_LIMITS)"
+                    .to_owned(),
+            };
+            Err(invalid(format!(
+                "the limits of {} ({}) cannot be enforced on this host: {reason}. Limit \
+                 enforcement is strict ({by}), so the session was not started. To enforce \
+                 them, run kaged in a cgroup delegated to it (systemd `Delegate=yes`, as the \
+                 shipped units set) or where `systemd-run --user --scope` works; to run without \
+                 them, {relax}",
+                plan.cage_of,
+                policy.limits.describe_cgroup_limits()
+            )))
+        }
+    }
 }
 
 /// The plan's policy, with the task's own variables allowlisted, compiled for this host.
@@ -230,7 +356,7 @@ fn cage(
         }
         State::Ephemeral => None,
     };
-    kaged_sandbox::compile(&kaged_sandbox::CageRequest {
+    let req = kaged_sandbox::CageRequest {
         project_root: &project.root,
         policy: &policy,
         argv: &plan.argv,
@@ -239,8 +365,9 @@ fn cage(
         scratch_dir: scratch.as_deref(),
         pty: true,
         cwd: None,
-    })
-    .map_err(|e| invalid(format!("cannot build the cage: {e}")))
+    };
+    kaged_sandbox::compile_on(&req, &facts.cage_host)
+        .map_err(|e| invalid(format!("cannot build the cage: {e}")))
 }
 
 /// What the cage launcher itself runs with: bwrap needs only PATH; systemd-run (cgroup
@@ -302,6 +429,18 @@ mod tests {
     fn facts(sandbox: bool) -> HostFacts {
         HostFacts {
             sandbox_enabled: sandbox,
+            insecure_auth: false,
+            limits_enforcement: None,
+            cage_host: kaged_sandbox::HostSystem {
+                bwrap: None,
+                cgroups: kaged_api::CgroupSupport::Unavailable {
+                    reason: "no cgroups here".into(),
+                },
+                system: vec![],
+                masks: vec![],
+                resolv_conf: None,
+                disable_userns: false,
+            },
             shell: "/bin/bash".into(),
             home: "/home/alice".into(),
             env: vec![("PATH".into(), "/usr/bin".into())],
@@ -420,5 +559,174 @@ mod tests {
         assert_eq!(spec.origin.cage, CageState::DisabledByProject);
         assert_eq!(spec.origin.kind, SessionKind::Task);
         assert!(spec.env.contains(&("CI".into(), "1".into())));
+    }
+
+    #[test]
+    fn no_sandbox_drops_the_cage_but_keeps_its_walltime() {
+        let p = project(
+            "version: 1\nproject: demo\nprimary:\n  command: [sh]\n  cage:\n    limits: {walltime: 1, memory: 1G}\n",
+        );
+        let f = facts(false);
+        let plan = plan(&p, StartSession::default(), &f).unwrap();
+        assert_eq!(
+            (plan.cage.as_ref(), plan.walltime),
+            (None, Some(Duration::from_secs(1)))
+        );
+        let spec = compile(&plan, &p, &f, "alice").unwrap().spec;
+        assert_eq!(spec.walltime, Some(Duration::from_secs(1)));
+        assert_eq!(spec.origin.cage, CageState::NoSandbox);
+        // `cage: disabled` has no policy, so no walltime either.
+        let p = project(YAML);
+        let req = StartSession {
+            task: Some("lint".into()),
+            ..Default::default()
+        };
+        assert_eq!(super::plan(&p, req, &facts(true)).unwrap().walltime, None);
+    }
+
+    #[test]
+    fn insecure_mode_refuses_a_cage_on_the_host_network_and_says_why() {
+        let p = project(YAML);
+        let mut f = facts(true);
+        f.insecure_auth = true;
+        let err = plan(&p, StartSession::default(), &f).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the primary agent (shells and commands run in its cage) asks for `network: host`, \
+             which is refused while kaged runs in insecure auth mode (ADR-0007): the API then \
+             answers anyone who reaches it, so a cage on the host's network could call it and \
+             start an uncaged session. Use `network: none` for this cage, or run kaged with auth \
+             (auth.mode = \"loopback\" or \"sidecar\") instead of --insecure"
+        );
+        assert_eq!(err.code(), kaged_api::ErrorCode::ValidationFailed);
+        let own = StartSession {
+            cage: Some(CagePolicy {
+                network: Network::Host,
+                ..CagePolicy::default()
+            }),
+            ..Default::default()
+        };
+        let err = plan(&p, own, &f).unwrap_err().to_string();
+        assert!(
+            err.starts_with("the request asks for `network: host`"),
+            "{err}"
+        );
+        // Without network the cage cannot reach the API; with auth, reaching it is not enough.
+        let offline = StartSession {
+            cage: Some(CagePolicy::default()),
+            ..Default::default()
+        };
+        assert!(plan(&p, offline, &f).is_ok());
+        f.insecure_auth = false;
+        assert!(plan(&p, StartSession::default(), &f).is_ok());
+    }
+
+    fn limited(enforce: LimitEnforcement) -> CagePolicy {
+        CagePolicy {
+            limits: kaged_api::Limits {
+                memory: Some(kaged_api::ByteSize(2 << 30)),
+                pids: Some(64),
+                enforce,
+                ..Default::default()
+            },
+            ..CagePolicy::default()
+        }
+    }
+
+    #[test]
+    fn unenforceable_limits_run_best_effort_only_when_the_cage_or_the_operator_allows_it() {
+        use LimitEnforcement::{BestEffort, Strict};
+        use kaged_api::{Source, Sourced};
+        let p = project(YAML);
+        let plan = plan(&p, StartSession::default(), &facts(true)).unwrap();
+        let file = || Source::File("/etc/kaged/config.toml".into());
+        let best_effort = |allowed_by: &str| {
+            Ok(CgroupLimits::BestEffort {
+                reason: "no cgroups here".into(),
+                allowed_by: allowed_by.into(),
+            })
+        };
+        let cases: [(
+            Option<LimitEnforcement>,
+            LimitEnforcement,
+            Result<CgroupLimits, &str>,
+        ); 6] = [
+            (
+                None,
+                Strict,
+                Err("Limit enforcement is strict (the default)"),
+            ),
+            (
+                None,
+                BestEffort,
+                best_effort(
+                    "`enforce: best-effort` in the limits of the primary agent (shells and commands run in its cage)",
+                ),
+            ),
+            (
+                Some(Strict),
+                BestEffort,
+                Err(
+                    "(sessions.limits = \"strict\" from /etc/kaged/config.toml, which overrides the cage's `enforce: best-effort`)",
+                ),
+            ),
+            (
+                Some(Strict),
+                Strict,
+                Err("(sessions.limits = \"strict\" from /etc/kaged/config.toml)"),
+            ),
+            (
+                Some(BestEffort),
+                Strict,
+                best_effort(
+                    "sessions.limits = \"best-effort\" from /etc/kaged/config.toml, which overrides the cage's `enforce: strict`",
+                ),
+            ),
+            (
+                Some(BestEffort),
+                BestEffort,
+                best_effort("sessions.limits = \"best-effort\" from /etc/kaged/config.toml"),
+            ),
+        ];
+        for (operator, asked, expected) in cases {
+            let mut f = facts(true);
+            f.limits_enforcement = operator.map(|v| Sourced::new(v, file()));
+            let got = unenforced_limits(&plan, &limited(asked), "no cgroups here", &f);
+            match (got, expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{operator:?} {asked:?}"),
+                (Err(OpError::Invalid(msg)), Err(part)) => {
+                    assert!(msg.contains(part), "{operator:?} {asked:?}: {msg}")
+                }
+                (got, want) => panic!("{operator:?} {asked:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_limits_the_reason_and_what_to_do() {
+        let p = project(YAML);
+        let req = StartSession {
+            cage: Some(limited(LimitEnforcement::Strict)),
+            ..Default::default()
+        };
+        let plan = plan(&p, req, &facts(true)).unwrap();
+        let err = unenforced_limits(
+            &plan,
+            plan.cage.as_ref().unwrap(),
+            "no delegated cgroup v2 subtree: cgroup2 at /sys/fs/cgroup/unified has no controllers; and `systemd-run --user --scope` is not available: systemd-run is not installed",
+            &facts(true),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the limits of the request (memory = 2G, pids = 64) cannot be enforced on this \
+             host: no delegated cgroup v2 subtree: cgroup2 at /sys/fs/cgroup/unified has no \
+             controllers; and `systemd-run --user --scope` is not available: systemd-run is not \
+             installed. Limit enforcement is strict (the default), so the session was not \
+             started. To enforce them, run kaged in a cgroup delegated to it (systemd \
+             `Delegate=yes`, as the shipped units set) or where `systemd-run --user --scope` \
+             works; to run without them, add `enforce: best-effort` to the cage's limits, or \
+             set `[sessions] limits = \"best-effort\"` in config.toml (KAGED_SESSIONS_LIMITS)"
+        );
     }
 }

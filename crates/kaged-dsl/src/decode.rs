@@ -15,8 +15,9 @@ use crate::portability::{
 };
 use crate::yaml::{Entry, Node, Value};
 use crate::{
-    Access, AgentSpec, ByteSize, Cage, CagePolicy, FsGrant, Limits, MAX_CPU, MAX_DESCRIPTION_CHARS,
-    MAX_PIDS, Network, PathError, PathScheme, Plugin, PortablePath, Project, State, Task, Walltime,
+    Access, AgentSpec, ByteSize, Cage, CagePolicy, FsGrant, LimitEnforcement, Limits, MAX_CPU,
+    MAX_DESCRIPTION_CHARS, MAX_PIDS, Network, PathError, PathScheme, Plugin, PortablePath, Project,
+    State, Task, Walltime,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -46,7 +47,7 @@ const POLICY_KEYS: &[&str] = &[
     "writable_policy_and_git_hooks",
 ];
 const GRANT_KEYS: &[&str] = &["path", "access"];
-const LIMIT_KEYS: &[&str] = &["walltime", "memory", "pids", "cpu"];
+const LIMIT_KEYS: &[&str] = &["walltime", "memory", "pids", "cpu", "enforce"];
 
 pub(crate) struct Decoder<'s, 'a> {
     pub sink: &'s mut Sink<'a>,
@@ -893,6 +894,18 @@ impl Decoder<'_, '_> {
                     ),
                 ),
             }
+        }
+        if let Some(e) = field(entries, "enforce") {
+            limits.enforce = self.word(
+                e,
+                &child_pointer(ptr, "enforce"),
+                "enforce",
+                &[
+                    ("strict", LimitEnforcement::Strict),
+                    ("best-effort", LimitEnforcement::BestEffort),
+                ],
+                LimitEnforcement::Strict,
+            );
         }
         limits
     }

@@ -35,8 +35,9 @@ pub use local::{
 };
 // The file format's types are wire types: they live in `kaged-api`, once.
 pub use kaged_api::cage::{
-    Access, ByteSize, Cage, CagePolicy, DEFAULT_CAGE_ENV, ENV_NAME_PATTERN, FsGrant, Limits,
-    MAX_CPU, MAX_PIDS, Network, PathError, PathScheme, PortablePath, State, Walltime,
+    Access, ByteSize, Cage, CagePolicy, DEFAULT_CAGE_ENV, ENV_NAME_PATTERN, FsGrant,
+    LimitEnforcement, Limits, MAX_CPU, MAX_PIDS, Network, PathError, PathScheme, PortablePath,
+    State, Walltime,
 };
 pub use kaged_api::project::{
     ALIAS_PATTERN, AgentSpec, MAX_DESCRIPTION_CHARS, NAME_PATTERN, Plugin, Project, SLUG_PATTERN,

@@ -2,7 +2,8 @@
 //! controlling terminal (design §7: job control and Ctrl-C must work, so cages run without
 //! bwrap's `--new-session`), and decides which descriptors cross exec: stdio and the ones
 //! named, nothing else. Sessions, the cage tests and the bench all start PTY processes here,
-//! so there is one PTY setup and one fd-closing rule.
+//! so there is one PTY setup and one fd-closing rule. The one other thing a child does before
+//! exec, joining its cage's cgroup ([`join_cgroup`]), lives here for the same reason.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
@@ -92,6 +93,20 @@ impl Pty {
     /// The master alone, once the child runs.
     pub fn into_master(self) -> OwnedFd {
         self.master
+    }
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is open for writing as
+/// `procs` (cgroup v2: writing `0` means "the writer"), so that what it execs, and everything
+/// that starts, is inside from its first instruction. Call it in the child between fork and
+/// exec; it is one write(2), so it is async-signal-safe.
+pub fn join_cgroup(procs: RawFd) -> io::Result<()> {
+    // SAFETY: write(2) from a static one-byte buffer; a bad descriptor just reports EBADF.
+    let written = unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) };
+    match written {
+        1 => Ok(()),
+        -1 => Err(io::Error::last_os_error()),
+        _ => Err(io::Error::from_raw_os_error(libc::EIO)),
     }
 }
 
@@ -195,6 +210,21 @@ mod tests {
         assert!(sid.is_some() && sid == pgid && pgid == pid, "{out}");
         assert!(out.contains("24 80"), "{out}");
         assert!(out.contains("/dev/pts/"), "{out}");
+    }
+
+    #[test]
+    fn joining_a_cgroup_writes_zero_meaning_the_writer() {
+        // A plain file stands in for `cgroup.procs`: the kernel reads the same one byte.
+        let procs = tempfile::NamedTempFile::new().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(procs.path())
+            .unwrap();
+        join_cgroup(file.as_raw_fd()).unwrap();
+        assert_eq!(std::fs::read_to_string(procs.path()).unwrap(), "0");
+        drop(file);
+        let err = join_cgroup(-1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
     }
 
     #[test]

@@ -21,8 +21,11 @@
 //!   rename it, the mask moves with the dentry, and the next cage compiled against the old
 //!   path would see the secret unmasked.
 //! - **Walltime is not enforced here.** It is returned in [`CompiledCage::walltime`] for the
-//!   session broker, which owns the process; memory, pids and cpu go through a
-//!   `systemd-run --user --scope` wrapper when [`crate::cgroup_support`] says that works.
+//!   session broker, which owns the process. Memory, pids and cpu go into a cgroup of the
+//!   cage's own in the daemon's delegated subtree (created here, joined by the cage's first
+//!   process before exec), or through a `systemd-run --user --scope` wrapper, as the host's
+//!   [`CgroupSupport`] says. Where neither works the summary says
+//!   [`CgroupLimits::NotEnforced`] and why; refusing such a cage is the caller's decision.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -33,10 +36,11 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
 
 use kaged_api::cage::{
-    Access, CagePolicy, CageSummary, CgroupLimits, EnvNameError, GrantSummary, Limits, Network,
-    PathScheme, PortablePath, State, check_env_name,
+    Access, CagePolicy, CageSummary, CgroupLimits, EnvNameError, GrantSummary, LimitMechanism,
+    Limits, Network, PathScheme, PortablePath, State, check_env_name,
 };
 
+use crate::cgroup::CageCgroup;
 use crate::host::{CgroupSupport, HostSystem, SystemMount};
 
 use kaged_api::project::PROJECT_DIR;
@@ -88,6 +92,10 @@ pub struct CompiledCage {
     /// `.git` in a project that is no repository). Remove them, if still empty, once no cage
     /// of the project runs: [`remove_mountpoints`].
     pub mountpoints: Vec<PathBuf>,
+    /// The cage's own cgroup (delegated hosts, when the policy sets memory, pids or cpu). The
+    /// cage's first process must join it before exec ([`CompiledCage::command`] does); keep it
+    /// until the cage has ended, then [`CageCgroup::remove`] it.
+    pub cgroup: Option<CageCgroup>,
 }
 
 impl CompiledCage {
@@ -103,10 +111,16 @@ impl CompiledCage {
         let mut cmd = std::process::Command::new(&self.program);
         cmd.args(&self.args);
         let fds = self.raw_fds();
-        // SAFETY: the closure only makes syscalls (fcntl, close_range, getrlimit), which are
-        // async-signal-safe, on descriptors that `self` keeps open until the caller spawned.
+        let cgroup = self.cgroup.as_ref().and_then(CageCgroup::procs_fd);
+        // SAFETY: the closure only makes syscalls (write, fcntl, close_range, getrlimit), which
+        // are async-signal-safe, on descriptors that `self` keeps open until the caller spawned.
         unsafe {
-            cmd.pre_exec(move || kaged_pty::inherit_only(&fds));
+            cmd.pre_exec(move || {
+                if let Some(procs) = cgroup {
+                    kaged_pty::join_cgroup(procs)?;
+                }
+                kaged_pty::inherit_only(&fds)
+            });
         }
         cmd
     }
@@ -381,7 +395,7 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     push(&[&"--remount-ro", &"/", &"--chdir", &cwd, &"--"]);
     args.extend(req.argv.iter().map(OsString::from));
 
-    let (program, args, cgroup_limits) = wrap_in_scope(bwrap, args, &policy.limits, host);
+    let (program, args, cgroup_limits, cgroup) = enforce_limits(bwrap, args, &policy.limits, host);
 
     Ok(CompiledCage {
         program,
@@ -403,6 +417,7 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
         },
         walltime: policy.limits.walltime_duration(),
         mountpoints,
+        cgroup,
     })
 }
 
@@ -484,19 +499,33 @@ fn scratch_home(
     })
 }
 
-/// Memory, pids and cpu limits need a cgroup: a `systemd-run --user --scope` around bwrap
-/// where the host can apply them, and a recorded reason where it cannot.
-fn wrap_in_scope(
+/// Memory, pids and cpu limits need a cgroup: one of the cage's own in the delegated subtree,
+/// or a `systemd-run --user --scope` around bwrap; where neither works, or setting one up
+/// fails, the reason is reported and the cage is compiled without.
+fn enforce_limits(
     bwrap: PathBuf,
     args: Vec<OsString>,
     limits: &Limits,
     host: &HostSystem,
-) -> (PathBuf, Vec<OsString>, CgroupLimits) {
+) -> (PathBuf, Vec<OsString>, CgroupLimits, Option<CageCgroup>) {
     if !limits.needs_cgroup() {
-        return (bwrap, args, CgroupLimits::NotRequested);
+        return (bwrap, args, CgroupLimits::NotRequested, None);
     }
     match &host.cgroups {
-        CgroupSupport::Available { systemd_run } => {
+        CgroupSupport::Delegated { cgroup } => match CageCgroup::create(cgroup, limits) {
+            Ok(own) => {
+                let enforced = CgroupLimits::Enforced {
+                    via: LimitMechanism::DelegatedCgroup,
+                    cgroup: Some(own.path().to_owned()),
+                };
+                (bwrap, args, enforced, Some(own))
+            }
+            Err(e) => {
+                let reason = format!("the cage's cgroup could not be set up: {e}");
+                (bwrap, args, CgroupLimits::NotEnforced { reason }, None)
+            }
+        },
+        CgroupSupport::SystemdScope { systemd_run } => {
             let mut wrapped: Vec<OsString> = ["--user", "--scope", "--quiet", "--collect"]
                 .map(OsString::from)
                 .into();
@@ -505,7 +534,11 @@ fn wrap_in_scope(
             }
             wrapped.extend(["--".into(), bwrap.into_os_string()]);
             wrapped.extend(args);
-            (systemd_run.clone(), wrapped, CgroupLimits::Enforced)
+            let enforced = CgroupLimits::Enforced {
+                via: LimitMechanism::SystemdScope,
+                cgroup: None,
+            };
+            (systemd_run.clone(), wrapped, enforced, None)
         }
         CgroupSupport::Unavailable { reason } => (
             bwrap,
@@ -513,6 +546,7 @@ fn wrap_in_scope(
             CgroupLimits::NotEnforced {
                 reason: reason.clone(),
             },
+            None,
         ),
     }
 }
@@ -828,7 +862,9 @@ fn check_limits(limits: &Limits) -> Result<(), CageError> {
 fn cgroup_properties(limits: &Limits) -> Vec<String> {
     let mut props = Vec::new();
     if let Some(memory) = limits.memory {
+        // As in a delegated cgroup: memory means memory, not memory plus swap.
         props.push(format!("MemoryMax={}", memory.bytes()));
+        props.push("MemorySwapMax=0".to_owned());
     }
     if let Some(pids) = limits.pids {
         props.push(format!("TasksMax={pids}"));

@@ -643,6 +643,7 @@ fn limits_wrap_bwrap_in_a_systemd_scope_when_cgroups_work() {
             memory: Some(ByteSize(512 << 20)),
             pids: Some(128),
             cpu: Some(1.5),
+            ..Limits::default()
         },
         ..policy(&[("project:/", Access::Rw)])
     };
@@ -657,7 +658,7 @@ fn limits_wrap_bwrap_in_a_systemd_scope_when_cgroups_work() {
     );
     assert_eq!(bare.walltime, Some(Duration::from_secs(600)));
 
-    host.cgroups = CgroupSupport::Available {
+    host.cgroups = CgroupSupport::SystemdScope {
         systemd_run: "/usr/bin/systemd-run".into(),
     };
     let scoped = compile_on(&request(&fx.root, &policy, &argv), &host).unwrap();
@@ -670,6 +671,8 @@ fn limits_wrap_bwrap_in_a_systemd_scope_when_cgroups_work() {
         "-p",
         "MemoryMax=536870912",
         "-p",
+        "MemorySwapMax=0",
+        "-p",
         "TasksMax=128",
         "-p",
         "CPUQuota=150%",
@@ -678,8 +681,75 @@ fn limits_wrap_bwrap_in_a_systemd_scope_when_cgroups_work() {
     ]);
     assert_eq!(&scoped.args[..scope.len()], &scope[..]);
     assert_eq!(scoped.args[scope.len()], "--die-with-parent");
-    assert_eq!(scoped.summary.cgroup_limits, CgroupLimits::Enforced);
+    assert_eq!(
+        scoped.summary.cgroup_limits,
+        CgroupLimits::Enforced {
+            via: LimitMechanism::SystemdScope,
+            cgroup: None
+        }
+    );
     assert_eq!(scoped.walltime, Some(Duration::from_secs(600)));
+    assert!(scoped.cgroup.is_none());
+}
+
+#[test]
+fn limits_get_a_cgroup_of_the_cages_own_where_the_daemon_has_a_delegated_subtree() {
+    let fx = fixture();
+    let argv = sh();
+    let limited = CagePolicy {
+        limits: Limits {
+            memory: Some(ByteSize(256 << 20)),
+            pids: Some(64),
+            ..Limits::default()
+        },
+        ..policy(&[("project:/", Access::Rw)])
+    };
+    // A stand-in for the daemon's delegated cgroup; the kernel's own files are not needed to
+    // see what is written where.
+    let delegated = tempfile::tempdir().unwrap();
+    let mut host = host();
+    host.cgroups = CgroupSupport::Delegated {
+        cgroup: delegated.path().to_owned(),
+    };
+    let cage = compile_on(&request(&fx.root, &limited, &argv), &host).unwrap();
+    assert_eq!(cage.program, PathBuf::from("/usr/bin/bwrap"), "no wrapper");
+    let own = cage.cgroup.as_ref().expect("a cgroup of its own");
+    assert_eq!(own.path().parent(), Some(delegated.path()));
+    assert_eq!(
+        cage.summary.cgroup_limits,
+        CgroupLimits::Enforced {
+            via: LimitMechanism::DelegatedCgroup,
+            cgroup: Some(own.path().to_owned())
+        }
+    );
+    let read = |f: &str| std::fs::read_to_string(own.path().join(f)).unwrap();
+    assert_eq!(
+        (read("memory.max"), read("pids.max")),
+        ("268435456".into(), "64".into())
+    );
+
+    // Without memory, pids or cpu there is nothing to create.
+    let plain = policy(&[("project:/", Access::Rw)]);
+    let cage = compile_on(&request(&fx.root, &plain, &argv), &host).unwrap();
+    assert!(cage.cgroup.is_none());
+    assert_eq!(cage.summary.cgroup_limits, CgroupLimits::NotRequested);
+
+    // A subtree that fails is reported, not fatal: the caller decides.
+    host.cgroups = CgroupSupport::Delegated {
+        cgroup: delegated.path().join("gone"),
+    };
+    let cage = compile_on(&request(&fx.root, &limited, &argv), &host).unwrap();
+    assert!(cage.cgroup.is_none());
+    match &cage.summary.cgroup_limits {
+        CgroupLimits::NotEnforced { reason } => assert!(
+            reason.starts_with(&format!(
+                "the cage's cgroup could not be set up: cannot create {}/cage-",
+                delegated.path().join("gone").display()
+            )),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

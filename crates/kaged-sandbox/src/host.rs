@@ -1,7 +1,8 @@
-//! What the host offers a cage: the bwrap binary, the system directory layout, and whether
-//! cgroup limits can be applied through `systemd-run --user --scope`. Everything here is probed
-//! once per process and cached, because the answers do not change while the daemon runs and
-//! `compile` sits on the session start path.
+//! What the host offers a cage: the bwrap binary, the system directory layout, and how cgroup
+//! limits can be applied (a delegated cgroup v2 subtree, or `systemd-run --user --scope`).
+//! The probes run once per process and are cached, because the answers do not change while
+//! the daemon runs and `compile` sits on the session start path; the one exception is
+//! [`setup_cgroups`], which the daemon calls once because it changes the daemon's own cgroup.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -10,6 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::{self, CONTROLLERS};
 use crate::compile::{CageError, CageRequest, compile_on};
 use kaged_api::cage::CagePolicy;
 pub use kaged_api::status::{BwrapInfo, CgroupSupport};
@@ -34,10 +36,12 @@ pub enum SystemMount {
 }
 
 /// The host facts the compiler needs. Tests build one by hand so argv comparisons do not
-/// depend on the machine; the daemon uses [`HostSystem::detect`].
+/// depend on the machine; the daemon uses [`HostSystem::detect`] with the `cgroups` that
+/// [`setup_cgroups`] chose.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostSystem {
     pub bwrap: Option<PathBuf>,
+    /// [`HostSystem::detect`] only knows `systemd-run`; delegation is the daemon's to set up.
     pub cgroups: CgroupSupport,
     pub system: Vec<SystemMount>,
     /// Existing host paths from [`ALWAYS_MASKED`].
@@ -86,7 +90,7 @@ impl HostSystem {
             HostSystem {
                 bwrap,
                 disable_userns,
-                cgroups: cgroup_support().clone(),
+                cgroups: systemd_scope().clone(),
                 system,
                 masks: ALWAYS_MASKED
                     .iter()
@@ -99,19 +103,48 @@ impl HostSystem {
     }
 }
 
+/// How the daemon enforces memory, pids and cpu limits: through cgroup v2 delegation where
+/// its own cgroup allows it (set up here: this process moves into a leaf cgroup), else through
+/// `systemd-run --user --scope`, else not, with the reason each way failed. Call it once, at
+/// the daemon's start and before it spawns anything; `kaged doctor` uses [`inspect_cgroups`].
+pub fn setup_cgroups() -> CgroupSupport {
+    with_fallback(cgroup::delegatable_here().and_then(|dir| {
+        cgroup::take_over(&dir)
+            .map(|()| dir)
+            .map_err(|e| format!("setting it up failed: {e}"))
+    }))
+}
+
+/// What [`setup_cgroups`] would choose for this process, changing nothing.
+pub fn inspect_cgroups() -> CgroupSupport {
+    with_fallback(cgroup::delegatable_here())
+}
+
+fn with_fallback(delegation: Result<PathBuf, String>) -> CgroupSupport {
+    match delegation {
+        Ok(cgroup) => CgroupSupport::Delegated { cgroup },
+        Err(why_not) => match systemd_scope() {
+            CgroupSupport::Unavailable { reason } => CgroupSupport::Unavailable {
+                reason: format!("no delegated cgroup v2 subtree: {why_not}; and {reason}"),
+            },
+            other => other.clone(),
+        },
+    }
+}
+
 /// Probes once whether `systemd-run --user --scope` can start a scope with memory, pids and
 /// cpu limits whose controllers are actually delegated (a scope with an undelegated controller
 /// accepts `MemoryMax=` and silently ignores it).
-pub fn cgroup_support() -> &'static CgroupSupport {
+fn systemd_scope() -> &'static CgroupSupport {
     static SUPPORT: OnceLock<CgroupSupport> = OnceLock::new();
-    SUPPORT.get_or_init(probe_cgroups)
+    SUPPORT.get_or_init(probe_systemd_scope)
 }
 
-fn probe_cgroups() -> CgroupSupport {
+fn probe_systemd_scope() -> CgroupSupport {
     let unavailable = |reason: String| CgroupSupport::Unavailable { reason };
     let Some(systemd_run) = find_in_path("systemd-run") else {
         return unavailable(
-            "systemd-run is not installed, so memory/pids/cpu limits are not enforced".into(),
+            "`systemd-run --user --scope` is not available: systemd-run is not installed".into(),
         );
     };
     let mut cmd = Command::new(&systemd_run);
@@ -132,11 +165,16 @@ fn probe_cgroups() -> CgroupSupport {
     ]);
     let out = match run_with_timeout(&mut cmd, Duration::from_secs(5)) {
         Ok(out) => out,
-        Err(e) => return unavailable(format!("running {} failed: {e}", systemd_run.display())),
+        Err(e) => {
+            return unavailable(format!(
+                "`{} --user --scope` could not run: {e}",
+                systemd_run.display()
+            ));
+        }
     };
     if !out.status.success() {
         return unavailable(format!(
-            "`systemd-run --user --scope` failed ({}): {}; a user systemd manager with a session bus is needed (for a system service: `loginctl enable-linger`), so memory/pids/cpu limits are not enforced",
+            "`systemd-run --user --scope` failed ({}): {}; it needs a user systemd manager with a session bus (for a system service: `loginctl enable-linger`)",
             out.status,
             out.stderr.trim()
         ));
@@ -148,7 +186,7 @@ fn probe_cgroups() -> CgroupSupport {
         .map(str::to_owned)
     else {
         return unavailable(format!(
-            "the host does not use the unified cgroup v2 hierarchy (/proc/self/cgroup in a scope: {:?}), so memory/pids/cpu limits are not enforced",
+            "a `systemd-run --user --scope` scope is not on the unified cgroup v2 hierarchy (its /proc/self/cgroup: {:?})",
             out.stdout.trim()
         ));
     };
@@ -162,10 +200,10 @@ fn probe_cgroups() -> CgroupSupport {
         .unwrap_or_default();
     let missing = missing_controllers(&subtree);
     if missing.is_empty() {
-        CgroupSupport::Available { systemd_run }
+        CgroupSupport::SystemdScope { systemd_run }
     } else {
         unavailable(format!(
-            "the user systemd manager does not delegate the {} cgroup controller(s) (checked {}), so those limits would be ignored; enable delegation (`Delegate=pids memory cpu` for user@.service)",
+            "the user systemd manager does not delegate the {} cgroup controller(s) to `systemd-run --user --scope` (checked {}), so those limits would be ignored; enable delegation (`Delegate=pids memory cpu` for user@.service)",
             missing.join(", "),
             parent.map(|p| p.display().to_string()).unwrap_or_default()
         ))
@@ -175,7 +213,7 @@ fn probe_cgroups() -> CgroupSupport {
 /// The controllers kaged's limits need that a cgroup's `cgroup.subtree_control` lacks.
 fn missing_controllers(subtree_control: &str) -> Vec<&'static str> {
     let enabled: Vec<&str> = subtree_control.split_whitespace().collect();
-    ["memory", "pids", "cpu"]
+    CONTROLLERS
         .into_iter()
         .filter(|c| !enabled.contains(c))
         .collect()

@@ -4,19 +4,23 @@
 //! enforces [`CompiledCage::walltime`].
 //!
 //! Start-up calls [`self_test`] (refuse to start without a working bwrap unless
-//! `--no-sandbox`) and reports [`cgroup_support`] in `kaged status`.
+//! `--no-sandbox`) and [`setup_cgroups`], and reports how limits are enforced in `kaged
+//! status`. Whether a cage whose limits cannot be enforced may run is the daemon's decision:
+//! the compiler only reports it ([`CgroupLimits::NotEnforced`]).
 
+mod cgroup;
 mod compile;
 mod host;
 
+pub use cgroup::{CageCgroup, CgroupError};
 pub use compile::{
     CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CompiledCage, compile, compile_on,
     remove_mountpoints,
 };
-pub use host::{HostSystem, SelfTestError, SystemMount, cgroup_support, self_test};
+pub use host::{HostSystem, SelfTestError, SystemMount, inspect_cgroups, self_test, setup_cgroups};
 // The policy and summary types are wire types, defined once in `kaged-api`.
 pub use kaged_api::cage::{
-    Access, CagePolicy, CageSummary, CgroupLimits, FsGrant, GrantSummary, Limits, Network,
-    PortablePath, State,
+    Access, CagePolicy, CageSummary, CgroupLimits, FsGrant, GrantSummary, LimitEnforcement,
+    LimitMechanism, Limits, Network, PortablePath, State,
 };
 pub use kaged_api::status::{BwrapInfo, CgroupSupport};

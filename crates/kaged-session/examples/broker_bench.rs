@@ -53,6 +53,7 @@ fn spec(dir: &Path, argv: &[&str]) -> SpawnSpec {
         rows: 24,
         walltime: None,
         keep_fds: Vec::new(),
+        cgroup_procs: None,
         origin: SessionOrigin {
             kind: SessionKind::Command,
             name: None,

@@ -77,6 +77,9 @@ pub struct SpawnSpec {
     /// Descriptors the child inherits at the same numbers (for example bwrap's `--args FD`,
     /// `--seccomp FD`). They are closed in the daemon once the child runs.
     pub keep_fds: Vec<OwnedFd>,
+    /// A cgroup's `cgroup.procs`, open for writing: the child joins that cgroup before exec,
+    /// so the cage's limits hold from its first instruction. Closed once the child runs.
+    pub cgroup_procs: Option<OwnedFd>,
     /// What was asked for and the cage it got, stored and reported with the session.
     pub origin: SessionOrigin,
 }

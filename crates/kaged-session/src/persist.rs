@@ -99,7 +99,22 @@ pub(crate) fn read_meta(dir: &Path) -> Result<SessionInfo, SessionError> {
     })?;
     let mut value: serde_json::Value = serde_json::from_slice(&raw).map_err(parse_err)?;
     upgrade_legacy_meta(&mut value);
+    upgrade_enforced_limits(&mut value);
     serde_json::from_value(value).map_err(parse_err)
+}
+
+/// Before delegated cgroups, `systemd-run --user --scope` was the only way limits were
+/// enforced, and the summary said just `{"status": "enforced"}`.
+fn upgrade_enforced_limits(v: &mut serde_json::Value) {
+    if let Some(obj) = v
+        .pointer_mut("/origin/cage/summary/cgroup_limits")
+        .and_then(|l| l.as_object_mut())
+        && obj.get("status").and_then(|s| s.as_str()) == Some("enforced")
+        && !obj.contains_key("via")
+    {
+        obj.insert("via".into(), "systemd_scope".into());
+        obj.insert("cgroup".into(), serde_json::Value::Null);
+    }
 }
 
 /// Sessions recorded before `origin` existed kept a free-form `meta` object (`kind`, `name`,
@@ -174,4 +189,32 @@ pub(crate) fn create_transcript(path: &Path) -> Result<(), SessionError> {
 
 fn libc_o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+
+    use super::upgrade_enforced_limits;
+
+    #[test]
+    fn limits_enforced_before_delegation_read_as_a_systemd_scope() {
+        let caged = |limits| json!({"origin": {"cage": {"state": "caged", "summary": {"cgroup_limits": limits}}}});
+        let mut old = caged(json!({"status": "enforced"}));
+        upgrade_enforced_limits(&mut old);
+        assert_eq!(
+            old,
+            caged(json!({"status": "enforced", "via": "systemd_scope", "cgroup": null}))
+        );
+        for untouched in [
+            caged(json!({"status": "not_enforced", "reason": "r"})),
+            caged(json!({"status": "enforced", "via": "delegated_cgroup", "cgroup": "/c"})),
+            json!({"origin": {"cage": {"state": "no_sandbox"}}}),
+        ] {
+            let mut v = untouched.clone();
+            upgrade_enforced_limits(&mut v);
+            assert_eq!(v, untouched);
+        }
+    }
 }

@@ -18,7 +18,8 @@ pub(crate) struct Spawned {
 
 /// Spawns `spec.argv` on a new PTY as the leader of its own session, so its pid is also its
 /// process group id and signals to that group reach everything it started in the foreground.
-/// Only stdio and `spec.keep_fds` cross exec.
+/// Only stdio and `spec.keep_fds` cross exec; with `spec.cgroup_procs` it joins that cgroup
+/// first.
 pub(crate) fn spawn(spec: &SpawnSpec) -> Result<Spawned, SessionError> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(SessionError::EmptyArgv);
@@ -32,6 +33,14 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> Result<Spawned, SessionError> {
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .kill_on_drop(false);
+    if let Some(procs) = spec.cgroup_procs.as_ref().map(AsRawFd::as_raw_fd) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: one write(2) in the child, on a descriptor `spec` keeps open until spawned.
+        unsafe {
+            cmd.as_std_mut()
+                .pre_exec(move || kaged_pty::join_cgroup(procs));
+        }
+    }
     pty.prepare(cmd.as_std_mut(), &keep)
         .map_err(SessionError::Pty)?;
     let child = cmd.spawn().map_err(|source| SessionError::Spawn {

@@ -223,7 +223,7 @@ impl Session {
                 return Err(e);
             }
         };
-        drop(spec.keep_fds);
+        drop((spec.keep_fds, spec.cgroup_procs));
         let mut child = spawned.child;
         // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which closes it only on drop.
         let master = match unsafe { AsyncFd::register(spawned.master) } {

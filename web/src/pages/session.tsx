@@ -7,7 +7,7 @@ import { ApiError, type SessionInfo, type SignalName, enc } from '../api';
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import type { ConnState } from '../pty';
-import { ErrorBox, StateBadge, UncagedBadge, argvText, sessionCommand } from '../ui';
+import { ErrorBox, LimitsBadge, StateBadge, UncagedBadge, argvText, sessionCommand } from '../ui';
 import { useTerminal } from '../useTerminal';
 
 /** Keys a phone keyboard lacks. */
@@ -80,6 +80,7 @@ function SessionTitle({ id, session }: { id: string; session: SessionInfo | null
       </code>
       {session && <StateBadge s={session} />}
       {session && <UncagedBadge s={session} />}
+      {session && <LimitsBadge s={session} />}
     </>
   );
 }

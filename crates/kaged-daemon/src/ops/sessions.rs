@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use kaged_api::{
-    CageState, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest, SessionInfo,
-    SessionKind, SessionList, SessionState, ShareRequest, SignalName, SignalRequest, StartSession,
-    TranscriptParams,
+    CageState, CgroupLimits, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest,
+    SessionInfo, SessionKind, SessionList, SessionState, ShareRequest, SignalName, SignalRequest,
+    StartSession, TranscriptParams,
 };
 use kaged_auth::AuthMode;
 use kaged_session::{InputOutcome, Session, Signal, Viewer};
@@ -120,10 +120,12 @@ impl Daemon {
         }
         // Held from compiling the cage until it runs, and while a finished cage's stand-ins
         // are removed, so a removal never races a new cage of the same project.
-        let (session, mountpoints) = {
+        let (session, mountpoints, cgroup) = {
             let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
             let launch = launcher::compile(&plan, &project, &i.host, &actor.user_id)?;
-            (i.sessions.spawn(launch.spec)?, launch.mountpoints)
+            // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
+            let session = i.sessions.spawn(launch.spec)?;
+            (session, launch.mountpoints, launch.cgroup)
         };
         let info = session.info();
         self.audit_started(&info).await;
@@ -141,6 +143,9 @@ impl Daemon {
         i.tasks.spawn(async move {
             let ended = session.wait().await;
             daemon.remove_stand_ins(&ended.project_id, &mountpoints);
+            if let Some(cgroup) = cgroup {
+                remove_cgroup(cgroup, &ended.id).await;
+            }
             daemon.on_exit(ended).await;
         });
         Ok(info)
@@ -337,6 +342,18 @@ impl Daemon {
                 ))
                 .await;
         }
+        if let CageState::Caged { summary } = &origin.cage
+            && let CgroupLimits::BestEffort { reason, allowed_by } = &summary.cgroup_limits
+        {
+            audit
+                .record(row(
+                    EventType::CageLimitsNotEnforced,
+                    json!({"limits": summary.limits, "reason": reason,
+                           "allowed_by": allowed_by, "kind": origin.kind,
+                           "name": origin.name}),
+                ))
+                .await;
+        }
         if origin.cage == CageState::DisabledByProject {
             audit
                 .record(row(
@@ -494,6 +511,21 @@ impl Terminal {
             && let Err(e) = self.session.resize(cols, rows)
         {
             tracing::debug!(session = %self.id(), error = %e, "resize not applied");
+        }
+    }
+}
+
+/// Removes an ended cage's cgroup, killing whatever it left behind; a cgroup that cannot be
+/// removed is logged, because it holds processes the cage started.
+async fn remove_cgroup(cgroup: kaged_sandbox::CageCgroup, session: &str) {
+    let path = cgroup.path().to_owned();
+    let removed =
+        tokio::task::spawn_blocking(move || cgroup.remove(std::time::Duration::from_secs(5))).await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(session, error = %e, "the cage's cgroup was not removed"),
+        Err(e) => {
+            tracing::warn!(session, cgroup = %path.display(), error = %e, "removing the cage's cgroup failed")
         }
     }
 }

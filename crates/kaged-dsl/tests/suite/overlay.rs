@@ -3,7 +3,7 @@
 
 use pretty_assertions::assert_eq;
 
-use kaged_dsl::{ByteSize, Cage, Code, Walltime, load_project};
+use kaged_dsl::{ByteSize, Cage, Code, LimitEnforcement, Walltime, load_project};
 
 use super::fixture;
 
@@ -42,6 +42,20 @@ fn objects_deep_merge_and_keep_untouched_siblings() {
     assert_eq!(limits.pids, Some(256));
     assert_eq!(primary.model.as_deref(), Some("smart"));
     assert!(p.tasks.contains_key("test"));
+}
+
+#[test]
+fn a_local_overlay_can_let_this_checkout_run_its_limits_best_effort() {
+    let overlay = "primary:\n  cage:\n    limits: {enforce: best-effort}\n";
+    let dir = fixture::project(BASE, Some(overlay), &[]);
+    let p = load_project(dir.path()).unwrap();
+    let limits = &policy(&p.primary.as_ref().unwrap().cage).limits;
+    assert_eq!(limits.enforce, LimitEnforcement::BestEffort);
+    assert_eq!(limits.memory, Some(ByteSize(2 << 30)));
+    let base = fixture::project(BASE, None, &[]);
+    let p = load_project(base.path()).unwrap();
+    let limits = &policy(&p.primary.as_ref().unwrap().cage).limits;
+    assert_eq!(limits.enforce, LimitEnforcement::Strict);
 }
 
 #[test]

@@ -78,6 +78,7 @@ pub fn spec_in(home: &Path, project: &str, actor: &str, argv: &[&str]) -> SpawnS
         rows: 24,
         walltime: None,
         keep_fds: Vec::new(),
+        cgroup_procs: None,
         origin: SessionOrigin {
             kind: SessionKind::Command,
             name: None,

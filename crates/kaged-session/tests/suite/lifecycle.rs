@@ -216,6 +216,25 @@ async fn the_child_gets_exactly_the_given_env_and_the_kept_fds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_child_joins_its_cgroup_before_exec_and_the_descriptor_does_not_follow() {
+    // A plain file stands in for `cgroup.procs`: in a real cgroup the `0` moves the writer.
+    let procs = tempfile::NamedTempFile::new().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(procs.path())
+        .unwrap();
+    let fd = file.as_raw_fd();
+    let fx = Fixture::new();
+    let script = format!("[ -e /proc/$$/fd/{fd} ] && echo leaked; echo done");
+    let mut spec = fx.spec(&["/bin/sh", "-c", &script]);
+    spec.cgroup_procs = Some(file.into());
+    let s = fx.mgr.spawn(spec).unwrap();
+    let seen = read_to_end(&mut s.attach(Some(0))).await;
+    assert_eq!(String::from_utf8(seen.bytes).unwrap(), "done\r\n");
+    assert_eq!(std::fs::read_to_string(procs.path()).unwrap(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_outlives_the_thread_that_spawned_it() {
     // bwrap's --die-with-parent is PR_SET_PDEATHSIG, which follows the forking *thread*;
     // setpriv sets the same thing without needing a cage.

@@ -31,14 +31,24 @@ pub fn run(mode: Option<&str>) -> Result<ExitCode> {
             Err(e) => Verdict::Fail(e.to_string()),
         },
     ));
+    // About this process's cgroup: the daemon's own is what counts (`kaged status`), and under
+    // systemd the shipped units delegate one to it.
     checks.push((
         "cgroup limits",
-        match kaged_sandbox::cgroup_support() {
-            kaged_sandbox::CgroupSupport::Available { systemd_run } => Verdict::Ok(format!(
+        match kaged_sandbox::inspect_cgroups() {
+            kaged_sandbox::CgroupSupport::Delegated { cgroup } => Verdict::Ok(format!(
+                "enforced in a cgroup per cage, under the delegated {}",
+                cgroup.display()
+            )),
+            kaged_sandbox::CgroupSupport::SystemdScope { systemd_run } => Verdict::Ok(format!(
                 "enforced through {} --user --scope",
                 systemd_run.display()
             )),
-            kaged_sandbox::CgroupSupport::Unavailable { reason } => Verdict::Warn(reason.clone()),
+            kaged_sandbox::CgroupSupport::Unavailable { reason } => Verdict::Warn(format!(
+                "{reason}; sessions whose cages set memory, pids or cpu limits are refused \
+                 unless the cage or sessions.limits says best-effort (`kaged status` shows what \
+                 the running daemon has)"
+            )),
         },
     ));
 

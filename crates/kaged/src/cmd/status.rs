@@ -93,8 +93,12 @@ fn print_running(s: &Status) {
         println!("  bwrap:     {} {}", bwrap.path.display(), bwrap.version);
     }
     match &s.sandbox.cgroups {
-        CgroupSupport::Available { systemd_run } => println!(
-            "  cgroups:   memory/pids/cpu limits enforced via {}",
+        CgroupSupport::Delegated { cgroup } => println!(
+            "  cgroups:   memory/pids/cpu limits enforced in the delegated cgroup {}",
+            cgroup.display()
+        ),
+        CgroupSupport::SystemdScope { systemd_run } => println!(
+            "  cgroups:   memory/pids/cpu limits enforced via {} --user --scope",
             systemd_run.display()
         ),
         CgroupSupport::Unavailable { reason } => println!("  cgroups:   not enforced: {reason}"),

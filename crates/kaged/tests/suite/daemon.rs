@@ -384,7 +384,7 @@ fn status_reports_the_sandbox_self_test_and_cgroup_support() {
         "{bwrap:?}"
     );
     assert!(!bwrap.version.is_empty(), "{bwrap:?}");
-    // Parsing proves the shape: `available`, or `unavailable` with a reason.
+    // Parsing proves the shape: `delegated`, `systemd_scope`, or `unavailable` with a reason.
     let cg = &st.sandbox.cgroups;
     // Where cgroups are missing, `kaged status` says so.
     let text = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();

@@ -7,6 +7,7 @@ mod first_run;
 mod hardening;
 mod input;
 mod launch;
+mod limits;
 mod openapi;
 mod operators;
 mod projects;
