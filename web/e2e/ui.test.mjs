@@ -227,6 +227,93 @@ describe('loopback mode', () => {
     await p.close();
   });
 
+  it('keeps what is typed while the socket is down, shows it as pending, and delivers it once', async () => {
+    const p = await context.newPage();
+    let blocked = false;
+    let current;
+    await p.routeWebSocket(/\/api\/v1\/sessions\/[^/]+\/pty/, (ws) => {
+      if (blocked) return ws.close({ code: 1013, reason: 'test keeps the line down' });
+      current = ws;
+      ws.connectToServer();
+    });
+    await p.goto(sessionUrl);
+    await p.locator('#conn-state', { hasText: 'live' }).waitFor();
+    blocked = true;
+    await current.close({ code: 1012, reason: 'test drops the socket' });
+    await p.locator('#conn-state', { hasText: /reconnecting( in \d+s|…)/ }).waitFor();
+    await typeLine(p, 'echo queued-$((2+3))');
+    await p.locator('#input-pending', { hasText: 'echo queued-$((2+3))⏎' }).waitFor();
+    blocked = false;
+    await p.getByRole('button', { name: 'Retry now' }).click().catch(() => {});
+    await p.locator('#conn-state', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+    await waitForRow(p, /^queued-5$/);
+    await p.locator('#input-pending').waitFor({ state: 'detached' });
+    const all = await rows(p);
+    assert.equal(all.filter((r) => r === 'queued-5').length, 1, `delivered once:\n${all.join('\n')}`);
+    await p.close();
+  });
+
+  it('resends unacknowledged input after a drop without typing it twice', async () => {
+    const p = await context.newPage();
+    let deaf = false;
+    let current;
+    await p.routeWebSocket(/\/api\/v1\/sessions\/[^/]+\/pty/, (ws) => {
+      current = ws;
+      const server = ws.connectToServer();
+      // Daemon → page goes quiet while `deaf`: keystrokes arrive, their acks and echo do not.
+      server.onMessage((m) => {
+        if (!deaf) ws.send(m);
+      });
+    });
+    await p.goto(sessionUrl);
+    await p.locator('#conn-state', { hasText: 'live' }).waitFor();
+    deaf = true;
+    await typeLine(p, 'echo deaf-$((3*3))');
+    await p.locator('#input-pending', { hasText: 'echo deaf' }).waitFor();
+    deaf = false;
+    await current.close({ code: 1012, reason: 'test drops the socket' });
+    await p.locator('#conn-state', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+    await waitForRow(p, /^deaf-9$/);
+    await p.locator('#input-pending').waitFor({ state: 'detached' });
+    const all = await rows(p);
+    assert.equal(all.filter((r) => r === 'deaf-9').length, 1, `ran once:\n${all.join('\n')}`);
+    assert.equal(all.filter((r) => r.endsWith('echo deaf-$((3*3))')).length, 1, `typed once:\n${all.join('\n')}`);
+    await p.close();
+  });
+
+  it('says which queued input never reached a session that ended meanwhile', async () => {
+    await page.goto(`${daemon.url}/#/projects/demo`);
+    await page.getByRole('button', { name: 'Shell' }).click();
+    await page.waitForURL(/#\/sessions\//);
+    const url = page.url();
+    const p = await context.newPage();
+    let blocked = false;
+    let current;
+    await p.routeWebSocket(/\/api\/v1\/sessions\/[^/]+\/pty/, (ws) => {
+      if (blocked) return ws.close({ code: 1013, reason: 'test keeps the line down' });
+      current = ws;
+      ws.connectToServer();
+    });
+    await p.goto(url);
+    await p.locator('#conn-state', { hasText: 'live' }).waitFor();
+    blocked = true;
+    await current.close({ code: 1012, reason: 'test drops the socket' });
+    await p.locator('#conn-state', { hasText: 'reconnecting' }).waitFor();
+    await typeLine(p, 'echo too-late');
+    await p.locator('#input-pending', { hasText: 'echo too-late' }).waitFor();
+    page.once('dialog', (d) => d.accept());
+    await page.locator('#end-session').click();
+    await page.locator('#conn-state', { hasText: 'ended' }).waitFor();
+    blocked = false;
+    await p.getByRole('button', { name: 'Retry now' }).click().catch(() => {});
+    await p.locator('#input-undelivered', { hasText: 'echo too-late⏎' }).waitFor({ timeout: 20_000 });
+    await p.locator('#conn-state', { hasText: 'ended' }).waitFor();
+    await shoot(p, 'input-undelivered');
+    await p.close();
+    await page.goto(sessionUrl);
+    await page.locator('#conn-state', { hasText: 'live' }).waitFor();
+  });
+
   it('resizes the PTY with the window', async () => {
     await page.setViewportSize({ width: 700, height: 500 });
     await page.waitForTimeout(300);

@@ -2,26 +2,46 @@
 // text frames are JSON control (ClientControl up, ServerControl down). The client tracks the
 // byte offset it has seen (hello offset + bytes received, moved forward by gaps) so a dropped
 // socket reattaches with replay from exactly where it stopped, with exponential backoff.
+//
+// Input is sequenced (see kaged-api's pty module): each frame carries a number, stays queued
+// until the daemon acknowledges it, and is resent after a reconnect; the daemon writes each
+// number once. So typing while the connection is down is kept and shown as pending, and what
+// could not be delivered (the session ended) is said, never dropped in silence.
 
 import type { ClientControl, ServerControl } from './api';
 
 export type ConnState =
   | { kind: 'connecting' }
   | { kind: 'open' }
-  | { kind: 'reconnecting'; attempt: number; inMs: number }
+  /** `at` is when the next attempt starts (epoch ms); an attempt may be under way already. */
+  | { kind: 'reconnecting'; attempt: number; at: number }
   | { kind: 'exited'; code: number | null; signal: number | null }
   | { kind: 'closed' };
+
+/** Input typed but not yet acknowledged by the daemon. */
+export interface Pending {
+  frames: number;
+  text: string;
+}
 
 export interface PtySink {
   data(bytes: Uint8Array): void;
   gap(from: number, to: number): void;
   state(s: ConnState): void;
+  pending(p: Pending): void;
+  /** Input that will never reach the session (it ended, or this viewer gave up). */
+  undelivered(text: string): void;
+  /** The daemon refused something this viewer sent (a read-only share, say). */
+  refused(message: string): void;
   /** Called before each reconnect attempt; resolve false to stop retrying (session gone, 401). */
   shouldRetry(): Promise<boolean>;
 }
 
 const MAX_BACKOFF_MS = 15_000;
-const PING_MS = 25_000;
+/** A ping this often; a socket that hears nothing for LIVENESS_MS after one is dead. */
+const PING_MS = 15_000;
+const LIVENESS_MS = 10_000;
+const SEQ_BYTES = 8;
 
 function parseControl(text: string): ServerControl | null {
   try {
@@ -31,16 +51,37 @@ function parseControl(text: string): ServerControl | null {
   }
 }
 
+/** A per-viewer id for sequenced input; `crypto.randomUUID` needs a secure context. */
+function clientId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+function framed(seq: number, bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(SEQ_BYTES + bytes.byteLength);
+  new DataView(out.buffer).setBigUint64(0, BigInt(seq));
+  out.set(bytes, SEQ_BYTES);
+  return out;
+}
+
 export class PtyClient {
   private ws: WebSocket | null = null;
+  /** The daemon said hello on the current socket: input may flow. */
+  private live = false;
   private offset = 0;
   private attempt = 0;
   private timer: number | undefined;
   private ping: number | undefined;
+  private pingSentAt = 0;
+  private lastHeard = 0;
   private stopped = false;
   private exited = false;
   private size: { cols: number; rows: number } | null = null;
   private enc = new TextEncoder();
+  private dec = new TextDecoder();
+  private readonly client = clientId();
+  private nextSeq = 1;
+  private queue: { seq: number; bytes: Uint8Array }[] = [];
 
   /** `url` is the session's PTY socket, CSRF token included. */
   constructor(
@@ -59,20 +100,48 @@ export class PtyClient {
 
   private connect() {
     if (this.stopped) return;
-    this.sink.state(this.attempt === 0 ? { kind: 'connecting' } : { kind: 'reconnecting', attempt: this.attempt, inMs: 0 });
+    this.sink.state(this.attempt === 0 ? { kind: 'connecting' } : { kind: 'reconnecting', attempt: this.attempt, at: Date.now() });
     const ws = new WebSocket(this.url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
+    this.live = false;
     ws.onopen = () => this.onOpen();
-    ws.onmessage = (m) => (m.data instanceof ArrayBuffer ? this.onBytes(new Uint8Array(m.data)) : this.onText(m.data));
+    ws.onmessage = (m) => {
+      this.lastHeard = Date.now();
+      if (m.data instanceof ArrayBuffer) this.onBytes(new Uint8Array(m.data));
+      else this.onText(m.data);
+    };
     ws.onclose = () => this.onClose(ws);
   }
 
   private onOpen() {
-    this.sendControl({ type: 'hello', offset: this.offset });
+    this.sendControl({ type: 'hello', offset: this.offset, client: this.client });
     if (this.size) this.sendControl({ type: 'resize', ...this.size });
     clearInterval(this.ping);
-    this.ping = window.setInterval(() => this.sendControl({ type: 'ping' }), PING_MS);
+    this.ping = window.setInterval(() => this.checkAlive(), PING_MS);
+  }
+
+  /** Pings, and gives up on a socket that stayed silent since the last ping. */
+  checkAlive() {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (this.pingSentAt > this.lastHeard && Date.now() - this.pingSentAt > LIVENESS_MS) {
+      this.abandon(ws);
+      return;
+    }
+    if (this.pingSentAt <= this.lastHeard) {
+      this.pingSentAt = Date.now();
+      this.sendControl({ type: 'ping' });
+      window.setTimeout(() => this.checkAlive(), LIVENESS_MS + 100);
+    }
+  }
+
+  /** Treats `ws` as dead now rather than when TCP notices (a phone that lost its network). */
+  abandon(ws: WebSocket) {
+    ws.onclose = null;
+    ws.onmessage = null;
+    ws.close();
+    this.onClose(ws);
   }
 
   private onBytes(bytes: Uint8Array) {
@@ -86,7 +155,12 @@ export class PtyClient {
       case 'hello':
         this.offset = msg.offset;
         this.attempt = 0;
+        this.live = true;
         this.sink.state({ kind: 'open' });
+        this.resend(msg.input_seq ?? 0);
+        break;
+      case 'ack':
+        this.acked(msg.seq);
         break;
       case 'gap':
         this.sink.gap(msg.from, msg.to);
@@ -94,30 +168,64 @@ export class PtyClient {
         break;
       case 'exit':
         this.exited = true;
+        this.live = false;
+        this.giveUpInput();
         this.sink.state({ kind: 'exited', code: msg.code, signal: msg.signal });
         break;
       case 'error':
-        // The daemon could not read a control message of ours; nothing a viewer can act on.
-        console.warn('kaged pty:', msg.message);
+        this.sink.refused(msg.message);
         break;
     }
+  }
+
+  /** After hello: forget what the daemon applied, send the rest in order. */
+  private resend(applied: number) {
+    this.queue = this.queue.filter((f) => f.seq > applied);
+    // The daemon no longer knows this viewer (it forgot, or restarted): number afresh.
+    if (this.queue.length && this.queue[0].seq !== applied + 1) {
+      this.queue.forEach((f, i) => (f.seq = applied + 1 + i));
+      this.nextSeq = applied + 1 + this.queue.length;
+    }
+    for (const f of this.queue) this.ws?.send(framed(f.seq, f.bytes));
+    this.reportPending();
+  }
+
+  private acked(seq: number) {
+    const before = this.queue.length;
+    this.queue = this.queue.filter((f) => f.seq > seq);
+    if (this.queue.length !== before) this.reportPending();
+  }
+
+  private reportPending() {
+    const text = this.queue.map((f) => this.dec.decode(f.bytes)).join('');
+    this.sink.pending({ frames: this.queue.length, text });
+  }
+
+  private giveUpInput() {
+    if (!this.queue.length) return;
+    const text = this.queue.map((f) => this.dec.decode(f.bytes)).join('');
+    this.queue = [];
+    this.reportPending();
+    this.sink.undelivered(text);
   }
 
   private onClose(ws: WebSocket) {
     clearInterval(this.ping);
     if (this.ws !== ws || this.stopped) return;
-    if (this.exited) this.sink.state({ kind: 'closed' });
-    else void this.scheduleRetry();
+    this.live = false;
+    // After the exit the socket closing is expected; the state stays `exited`.
+    if (!this.exited) void this.scheduleRetry();
   }
 
   private async scheduleRetry() {
     const inMs = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt);
     this.attempt += 1;
-    this.sink.state({ kind: 'reconnecting', attempt: this.attempt, inMs });
+    this.sink.state({ kind: 'reconnecting', attempt: this.attempt, at: Date.now() + inMs });
     const again = await this.sink.shouldRetry().catch(() => true);
     // Stopped while asking: the viewer is gone, so it hears nothing more.
     if (this.stopped) return;
     if (!again) {
+      this.giveUpInput();
       this.sink.state({ kind: 'closed' });
       return;
     }
@@ -132,13 +240,25 @@ export class PtyClient {
     this.connect();
   }
 
+  /** The network went away: do not wait for TCP to notice. */
+  offline() {
+    if (this.ws && !this.stopped && !this.exited) this.abandon(this.ws);
+  }
+
   private sendControl(msg: ClientControl) {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
   input(data: string | Uint8Array) {
-    if (this.ws?.readyState !== WebSocket.OPEN || this.exited) return;
-    this.ws.send(typeof data === 'string' ? this.enc.encode(data) : data);
+    const bytes = typeof data === 'string' ? this.enc.encode(data) : data;
+    if (this.exited || this.stopped) {
+      this.sink.undelivered(this.dec.decode(bytes));
+      return;
+    }
+    const seq = this.nextSeq++;
+    this.queue.push({ seq, bytes });
+    if (this.live && this.ws?.readyState === WebSocket.OPEN) this.ws.send(framed(seq, bytes));
+    this.reportPending();
   }
 
   resize(cols: number, rows: number) {

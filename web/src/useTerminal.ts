@@ -7,7 +7,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import type { RefObject } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { useApi } from './context';
-import { type ConnState, PtyClient, type PtySink } from './pty';
+import { type ConnState, type Pending, PtyClient, type PtySink } from './pty';
 
 const THEME = {
   background: '#0b0d10',
@@ -25,10 +25,19 @@ export interface TerminalOptions {
   shouldRetry(): Promise<boolean>;
 }
 
+/** How long typed input may wait for its ack before the page shows it as pending. */
+const PENDING_SHOW_MS = 1000;
+
 export interface TerminalView {
   /** Where the terminal goes: `<div ref={host} />`. */
   host: RefObject<HTMLDivElement>;
   conn: ConnState;
+  /** Input not yet acknowledged, once it has waited long enough to mention (else null). */
+  pending: Pending | null;
+  /** Input the session will never get (it ended first), to show the operator. */
+  undelivered: string | null;
+  /** The daemon's last refusal of something this viewer sent. */
+  refused: string | null;
   /** Byte offset of the next byte this viewer expects. */
   offset(): number;
   /** Types `data` into the session and gives the terminal the focus back. */
@@ -52,16 +61,46 @@ function openTerminal(el: HTMLElement): { term: Terminal; fit: FitAddon } {
   return { term, fit };
 }
 
-function sinkFor(term: Terminal, opts: { readonly current: TerminalOptions }, setConn: (s: ConnState) => void): PtySink {
+interface SinkState {
+  setConn(s: ConnState): void;
+  setPending(p: Pending): void;
+  setUndelivered(text: string): void;
+  setRefused(message: string): void;
+}
+
+function sinkFor(term: Terminal, opts: { readonly current: TerminalOptions }, st: SinkState): PtySink {
   return {
     data: (b) => term.write(b),
     gap: (from, to) => term.write(`\r\n\x1b[2m[… ${to - from} bytes of output no longer in the scrollback …]\x1b[0m\r\n`),
     state: (s) => {
-      setConn(s);
+      st.setConn(s);
       if (s.kind === 'exited' || s.kind === 'closed') opts.current.onEnded();
     },
+    pending: st.setPending,
+    undelivered: st.setUndelivered,
+    refused: st.setRefused,
     shouldRetry: () => opts.current.shouldRetry(),
   };
+}
+
+/** Pending input, shown at once while the socket is down and after a second while it is up
+ *  (an ack normally comes back in milliseconds; only a stalled one is worth a word). */
+function usePending(conn: ConnState) {
+  const [latest, setLatest] = useState<Pending>({ frames: 0, text: '' });
+  const [since, setSince] = useState(0);
+  const [, tick] = useState(0);
+  const setPending = (p: Pending) => {
+    setLatest(p);
+    setSince((s) => (p.frames === 0 ? 0 : s || Date.now()));
+  };
+  const waited = since > 0 ? Date.now() - since : 0;
+  useEffect(() => {
+    if (since === 0 || conn.kind !== 'open') return;
+    const t = window.setTimeout(() => tick((n) => n + 1), PENDING_SHOW_MS);
+    return () => clearTimeout(t);
+  }, [since, conn.kind]);
+  const shown = latest.frames > 0 && (conn.kind !== 'open' || waited >= PENDING_SHOW_MS) ? latest : null;
+  return { shown, setPending };
 }
 
 function wireInput(term: Terminal, pty: PtyClient) {
@@ -94,6 +133,9 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
   const host = useRef<HTMLDivElement>(null);
   const parts = useRef<{ term: Terminal; pty: PtyClient } | null>(null);
   const [conn, setConn] = useState<ConnState>({ kind: 'connecting' });
+  const { shown: pending, setPending } = usePending(conn);
+  const [undelivered, setUndelivered] = useState<string | null>(null);
+  const [refused, setRefused] = useState<string | null>(null);
   // The latest callbacks, so new closures on each render do not restart the terminal.
   const opts = useRef(options);
   opts.current = options;
@@ -102,20 +144,35 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
     const el = host.current;
     if (!el) return;
     setConn({ kind: 'connecting' });
+    setUndelivered(null);
+    setRefused(null);
     const { term, fit } = openTerminal(el);
-    const pty = new PtyClient(api.ptyUrl(sessionId), sinkFor(term, opts, setConn));
+    const sink = sinkFor(term, opts, {
+      setConn,
+      setPending,
+      setUndelivered: (t) => setUndelivered((old) => (old ?? '') + t),
+      setRefused,
+    });
+    const pty = new PtyClient(api.ptyUrl(sessionId), sink);
     wireInput(term, pty);
     const unfollow = followSize(el, fit);
     // Fitted before the socket opens, so the first hello is followed by the real size.
     pty.resize(term.cols, term.rows);
     pty.start();
     const online = () => pty.retryNow();
+    const offline = () => pty.offline();
+    // A phone wakes a tab that may have lost its socket while asleep: check now.
+    const visible = () => document.visibilityState === 'visible' && pty.checkAlive();
     window.addEventListener('online', online);
+    window.addEventListener('offline', offline);
+    document.addEventListener('visibilitychange', visible);
     term.focus();
     parts.current = { term, pty };
     return () => {
       parts.current = null;
       window.removeEventListener('online', online);
+      window.removeEventListener('offline', offline);
+      document.removeEventListener('visibilitychange', visible);
       unfollow();
       pty.stop();
       term.dispose();
@@ -125,6 +182,9 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
   return {
     host,
     conn,
+    pending,
+    undelivered,
+    refused,
     offset: () => parts.current?.pty.position ?? 0,
     send: (data) => {
       parts.current?.pty.input(data);

@@ -6,7 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, type SessionInfo, type SignalName, enc } from '../api';
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
-import type { ConnState } from '../pty';
+import type { ConnState, Pending } from '../pty';
 import { ErrorBox, LimitsBadge, StateBadge, UncagedBadge, argvText, sessionCommand } from '../ui';
 import { useTerminal } from '../useTerminal';
 
@@ -24,16 +24,18 @@ const KEYS: [string, string][] = [
 
 const SIGNALS: SignalName[] = ['INT', 'TERM', 'HUP', 'KILL'];
 
-function connLabel(c: ConnState): string {
+function connLabel(c: ConnState, now: number): string {
   switch (c.kind) {
     case 'connecting':
       return 'connecting…';
     case 'open':
       return 'live';
-    case 'reconnecting':
-      return c.inMs > 0 ? `reconnecting… (attempt ${c.attempt}, in ${Math.ceil(c.inMs / 1000)}s)` : 'reconnecting…';
+    case 'reconnecting': {
+      const s = Math.ceil((c.at - now) / 1000);
+      return s > 0 ? `reconnecting in ${s}s (attempt ${c.attempt})` : `reconnecting… (attempt ${c.attempt})`;
+    }
     case 'exited':
-      return 'process exited';
+      return 'ended';
     case 'closed':
       return 'disconnected';
   }
@@ -86,15 +88,53 @@ function SessionTitle({ id, session }: { id: string; session: SessionInfo | null
 }
 
 function ConnStatus({ conn, retryNow }: { conn: ConnState; retryNow: () => void }) {
+  // A countdown to the next attempt, so the label never shows a time that has passed.
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (conn.kind !== 'reconnecting') return;
+    setNow(Date.now());
+    const t = window.setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, [conn]);
   return (
     <>
       <span class={`conn conn-${conn.kind}`} id="conn-state" role="status" aria-live="polite">
-        {connLabel(conn)}
+        {connLabel(conn, now)}
       </span>
       {conn.kind === 'reconnecting' && (
         <button class="btn small" onClick={retryNow}>
           Retry now
         </button>
+      )}
+    </>
+  );
+}
+
+/** Shows typed text for the operator: control bytes as ^X, escapes as ⎋. */
+function visible(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) =>
+    c === '\x1b' ? '⎋' : c === '\r' ? '⏎' : c === '\x7f' ? '^?' : '^' + String.fromCharCode(c.charCodeAt(0) + 64),
+  );
+}
+
+function InputNotes({ pending, undelivered, refused }: { pending: Pending | null; undelivered: string | null; refused: string | null }) {
+  return (
+    <>
+      {pending && (
+        <div class="input-pending" id="input-pending" role="status">
+          Typed, not yet delivered ({pending.frames} {pending.frames === 1 ? 'key' : 'keys'}): <code>{visible(pending.text)}</code> — sent
+          once the connection is back.
+        </div>
+      )}
+      {undelivered !== null && (
+        <div class="error" id="input-undelivered" role="alert">
+          The session ended before this input reached it; it was not delivered: <code>{visible(undelivered)}</code>
+        </div>
+      )}
+      {refused !== null && (
+        <div class="error" id="input-refused" role="alert">
+          {refused}
+        </div>
       )}
     </>
   );
@@ -160,6 +200,7 @@ export function SessionPage({ id }: { id: string }) {
         <SessionActions disabled={exited} onSignal={signal} onEnd={end} />
       </div>
       <ErrorBox error={error} />
+      <InputNotes pending={term.pending} undelivered={term.undelivered} refused={term.refused} />
       <div class="term-host" ref={term.host} />
       <KeyBar send={term.send} />
     </section>
