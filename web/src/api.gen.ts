@@ -29,9 +29,14 @@ export type SettingsReport = {
 /**
  * The config file that was read, if any.
  */
-config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>, allowed_hosts: Sourced<Array<string>>, allowed_origins: Sourced<Array<string>>, insecure_reason: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, log_level: Sourced<string>, };
+config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>, allowed_hosts: Sourced<Array<string>>, allowed_origins: Sourced<Array<string>>, insecure_reason: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, server: ServerLimitsReport, log_level: Sourced<string>, };
 
 export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, };
+
+/**
+ * How the listener treats slow and numerous clients (`server.*`).
+ */
+export type ServerLimitsReport = { header_read_timeout_secs: Sourced<number>, max_connections: Sourced<number>, max_pending_per_peer: Sourced<number>, };
 
 export type Access = "ro" | "rw";
 

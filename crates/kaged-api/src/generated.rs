@@ -28,7 +28,7 @@ pub fn typescript() -> String {
     // than `bigint` in the UI.
     let cfg = Config::new().with_large_int("number");
     let decls = declarations!(&cfg;
-        Timestamp, Mode, AuthMode, Source, Sourced<()>, SettingsReport, SessionLimitsReport,
+        Timestamp, Mode, AuthMode, Source, Sourced<()>, SettingsReport, SessionLimitsReport, ServerLimitsReport,
         Access, Network, State, Walltime, ByteSize, PortablePath, FsGrant, Limits, CagePolicy,
         Cage, CgroupLimits, GrantSummary, CageSummary,
         Plugin, project::Task, AgentSpec, Project, UnknownAlias, AgentView, TaskView,

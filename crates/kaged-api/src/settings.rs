@@ -167,6 +167,7 @@ pub struct SettingsReport {
     pub sandbox_enabled: Sourced<bool>,
     pub storage_url: Sourced<String>,
     pub sessions: SessionLimitsReport,
+    pub server: ServerLimitsReport,
     pub log_level: Sourced<String>,
 }
 
@@ -175,4 +176,12 @@ pub struct SessionLimitsReport {
     pub max_per_project: Sourced<u64>,
     pub max_per_operator: Sourced<u64>,
     pub scrollback_bytes: Sourced<u64>,
+}
+
+/// How the listener treats slow and numerous clients (`server.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct ServerLimitsReport {
+    pub header_read_timeout_secs: Sourced<u64>,
+    pub max_connections: Sourced<u64>,
+    pub max_pending_per_peer: Sourced<u64>,
 }
