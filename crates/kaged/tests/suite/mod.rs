@@ -8,3 +8,4 @@ mod launch;
 mod openapi;
 mod projects;
 mod sessions;
+mod slow;
