@@ -33,13 +33,18 @@ config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>,
 /**
  * Operators in this group see and steer every session.
  */
-admin_group: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, log_level: Sourced<string>, };
+admin_group: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, server: ServerLimitsReport, log_level: Sourced<string>, };
 
 export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, 
 /**
  * `sessions.limits`; unset, each cage's own `limits.enforce` decides.
  */
 limits: Sourced<LimitEnforcement> | null, };
+
+/**
+ * How the listener treats slow and numerous clients (`server.*`).
+ */
+export type ServerLimitsReport = { header_read_timeout_secs: Sourced<number>, max_connections: Sourced<number>, max_pending_per_peer: Sourced<number>, };
 
 export type Access = "ro" | "rw";
 

@@ -29,8 +29,9 @@ pub fn typescript() -> String {
     let cfg = Config::new().with_large_int("number");
     let decls = declarations!(&cfg;
         Timestamp, Mode, AuthMode, Source, Sourced<()>, SettingsReport, SessionLimitsReport,
-        Access, Network, State, Walltime, ByteSize, PortablePath, FsGrant, LimitEnforcement,
-        Limits, CagePolicy, Cage, LimitMechanism, CgroupLimits, GrantSummary, CageSummary,
+        ServerLimitsReport, Access, Network, State, Walltime, ByteSize, PortablePath, FsGrant,
+        LimitEnforcement, Limits, CagePolicy, Cage, LimitMechanism, CgroupLimits, GrantSummary,
+        CageSummary,
         Plugin, project::Task, AgentSpec, Project, UnknownAlias, AgentView, TaskView,
         ProjectView, ProjectList, LoadProject, Unloaded,
         SessionState, EndReason, SessionKind, CageState, SessionOrigin, ShareAccess, SessionInfo,

@@ -38,7 +38,8 @@ pub use session::{
     StartSession, TranscriptParams,
 };
 pub use settings::{
-    AuthMode, Mode, SessionLimitsReport, SettingsReport, Source, Sourced, UnknownValue,
+    AuthMode, Mode, ServerLimitsReport, SessionLimitsReport, SettingsReport, Source, Sourced,
+    UnknownValue,
 };
 pub use status::{
     BwrapInfo, CgroupSupport, Health, Identity, LaunchUrl, LocalSummary, Me, Paths, ProviderKey,

@@ -169,6 +169,7 @@ pub struct SettingsReport {
     pub sandbox_enabled: Sourced<bool>,
     pub storage_url: Sourced<String>,
     pub sessions: SessionLimitsReport,
+    pub server: ServerLimitsReport,
     pub log_level: Sourced<String>,
 }
 
@@ -179,4 +180,12 @@ pub struct SessionLimitsReport {
     pub scrollback_bytes: Sourced<u64>,
     /// `sessions.limits`; unset, each cage's own `limits.enforce` decides.
     pub limits: Option<Sourced<crate::LimitEnforcement>>,
+}
+
+/// How the listener treats slow and numerous clients (`server.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct ServerLimitsReport {
+    pub header_read_timeout_secs: Sourced<u64>,
+    pub max_connections: Sourced<u64>,
+    pub max_pending_per_peer: Sourced<u64>,
 }

@@ -21,6 +21,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub sessions: SessionsTable,
     #[serde(default)]
+    pub server: ServerTable,
+    #[serde(default)]
     pub log: LogTable,
 }
 
@@ -56,6 +58,14 @@ pub struct SessionsTable {
     pub max_per_operator: Option<usize>,
     pub scrollback_bytes: Option<usize>,
     pub limits: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTable {
+    pub header_read_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_pending_per_peer: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -135,6 +135,19 @@ pub struct SessionLimits {
     pub limits: Option<Sourced<LimitEnforcement>>,
 }
 
+/// How the listener treats slow and numerous clients; the daemon's `server` module explains
+/// the policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerLimits {
+    /// A connection must deliver a complete request head this soon after it starts waiting
+    /// for one, which also bounds how long an idle keep-alive connection stays open.
+    pub header_read_timeout: Sourced<Duration>,
+    /// Open connections of every kind, WebSockets included.
+    pub max_connections: Sourced<usize>,
+    /// Connections from one address that have not yet delivered their first request head.
+    pub max_pending_per_peer: Sourced<usize>,
+}
+
 /// The merged settings. Tests build these through [`Settings::resolve`] with a fake [`Env`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -155,6 +168,7 @@ pub struct Settings {
     pub sandbox_enabled: Sourced<bool>,
     pub storage_url: Sourced<String>,
     pub sessions: SessionLimits,
+    pub server: ServerLimits,
     pub log_level: Sourced<String>,
 }
 
@@ -180,6 +194,11 @@ impl Settings {
                 max_per_operator: self.sessions.max_per_operator.map(count),
                 scrollback_bytes: self.sessions.scrollback_bytes.map(count),
                 limits: self.sessions.limits.clone(),
+            },
+            server: kaged_api::ServerLimitsReport {
+                header_read_timeout_secs: self.server.header_read_timeout.map(Duration::as_secs),
+                max_connections: self.server.max_connections.map(count),
+                max_pending_per_peer: self.server.max_pending_per_peer.map(count),
             },
             log_level: self.log_level.clone(),
         }
@@ -403,6 +422,27 @@ impl Settings {
                 .transpose()?,
         };
 
+        let header_read_timeout = match fc.server.header_read_timeout_secs {
+            Some(s) if !(1..=300).contains(&s) => {
+                return Err(ConfigError::Invalid {
+                    origin: format!("{}: server.header_read_timeout_secs", path.display()),
+                    value: s.to_string(),
+                    expected: "a number of seconds between 1 and 300",
+                });
+            }
+            Some(s) => Sourced::new(Duration::from_secs(s), fsrc()),
+            None => Sourced::new(Duration::from_secs(10), Source::Default),
+        };
+        let server = ServerLimits {
+            header_read_timeout,
+            max_connections: num(fc.server.max_connections, 4096, "server.max_connections")?,
+            max_pending_per_peer: num(
+                fc.server.max_pending_per_peer,
+                256,
+                "server.max_pending_per_peer",
+            )?,
+        };
+
         let log_level = pick(
             Sourced::new("info".to_owned(), Source::Default),
             fc.log.level.clone().map(|v| Sourced::new(v, fsrc())),
@@ -427,6 +467,7 @@ impl Settings {
             sandbox_enabled,
             storage_url,
             sessions,
+            server,
             log_level,
         })
     }

@@ -320,3 +320,59 @@ fn parse_errors_never_print_the_offending_value() {
         assert!(err.contains("line "), "{err}");
     }
 }
+
+#[test]
+fn server_limits_have_defaults_and_come_from_the_file() {
+    let f = fixture("user");
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(
+        s.server,
+        ServerLimits {
+            header_read_timeout: Sourced::new(Duration::from_secs(10), Source::Default),
+            max_connections: Sourced::new(4096, Source::Default),
+            max_pending_per_peer: Sourced::new(256, Source::Default),
+        }
+    );
+
+    write(
+        &f.layout.config_file,
+        "[server]\nheader_read_timeout_secs = 3\nmax_connections = 64\nmax_pending_per_peer = 8\n",
+        0o644,
+    );
+    let file = Source::File(f.layout.config_file.display().to_string());
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(
+        s.server,
+        ServerLimits {
+            header_read_timeout: Sourced::new(Duration::from_secs(3), file.clone()),
+            max_connections: Sourced::new(64, file.clone()),
+            max_pending_per_peer: Sourced::new(8, file),
+        }
+    );
+}
+
+#[test]
+fn server_limits_out_of_range_are_named() {
+    let f = fixture("user");
+    for (text, key) in [
+        (
+            "[server]\nheader_read_timeout_secs = 0\n",
+            "server.header_read_timeout_secs",
+        ),
+        (
+            "[server]\nheader_read_timeout_secs = 301\n",
+            "server.header_read_timeout_secs",
+        ),
+        ("[server]\nmax_connections = 0\n", "server.max_connections"),
+        (
+            "[server]\nmax_pending_per_peer = 0\n",
+            "server.max_pending_per_peer",
+        ),
+    ] {
+        write(&f.layout.config_file, text, 0o644);
+        let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use kaged_api::{DaemonEvent, SandboxStatus, Timestamp, Warning};
 use kaged_auth::{AuthMode, AuthPolicy};
 use kaged_config::Settings;
@@ -30,7 +29,9 @@ use crate::error::StartError;
 use crate::host::HostFacts;
 use crate::lock::StateLock;
 use crate::projects::Projects;
-use crate::startup::{bind_self_check, harden_process, setup_auth, warn_if_root};
+use crate::startup::{
+    bind_self_check, harden_process, setup_auth, warn_if_few_files, warn_if_root,
+};
 
 /// How long in-flight requests may take to finish once the daemon stops accepting.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -115,6 +116,8 @@ impl Daemon {
         mcfg.max_per_project = settings.sessions.max_per_project.value;
         mcfg.max_per_operator = settings.sessions.max_per_operator.value;
         let sessions = SessionManager::open(mcfg)?;
+        // After the session manager, which raises the open-file limit.
+        warn_if_few_files(&settings);
         let local = LocalConfig::load(&layout.local_file)?;
         let endpoint = Endpoint::new(&layout, &settings, bound);
         endpoint.write(&layout)?;
@@ -156,7 +159,8 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Serves `app` on the listener until `shutdown` resolves, then stops accepting and gives
+    /// Serves `app` on the listener, under the header-read timeout and connection caps of
+    /// `server.*` (see `listener`), until `shutdown` resolves, then stops accepting and gives
     /// in-flight requests [`DRAIN_GRACE`] to finish. Readiness (`/api/v1/readyz`) is on exactly
     /// while serving.
     pub async fn serve_until(
@@ -172,21 +176,11 @@ impl Daemon {
             .take()
             .ok_or_else(|| std::io::Error::other("the daemon is already serving"))?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        // Terminal output is many small writes: without TCP_NODELAY, Nagle holds a frame back
-        // until the previous one is ACKed, and a delayed ACK makes that up to 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
-            }
-        });
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = drain_rx.wait_for(|d| *d).await;
-                })
-                .await
+        let drain = CancellationToken::new();
+        let server = tokio::spawn({
+            let limits = self.inner.settings.server.clone();
+            let drain = drain.clone();
+            async move { crate::listener::serve(listener, app, &limits, drain).await }
         });
         self.inner.ready.store(true, Ordering::SeqCst);
         tracing::info!(
@@ -196,9 +190,9 @@ impl Daemon {
         );
         shutdown.await;
         self.inner.ready.store(false, Ordering::SeqCst);
-        let _ = drain_tx.send(true);
+        drain.cancel();
         match tokio::time::timeout(DRAIN_GRACE, server).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(std::io::Error::other(e)),
             Err(_) => {
                 tracing::warn!("requests still running after {DRAIN_GRACE:?}; closing them");

@@ -14,6 +14,7 @@ mod endpoint;
 mod error;
 mod host;
 pub mod launcher;
+mod listener;
 mod lock;
 mod ops;
 mod owners;

@@ -118,3 +118,25 @@ pub(crate) fn warn_if_root(layout: &Layout) {
         );
     }
 }
+
+/// Descriptors kept free for sessions (PTYs, transcripts), the database and the runtime files
+/// when comparing the open-file limit with `server.max_connections`.
+const FILES_BESIDES_CONNECTIONS: u64 = 1024;
+
+/// Connections past the open-file limit fail in `accept`, before the connection caps can
+/// choose which slow connection to close; say so at start rather than under load.
+pub(crate) fn warn_if_few_files(settings: &Settings) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let max = &settings.server.max_connections;
+    let wanted = (max.value as u64).saturating_add(FILES_BESIDES_CONNECTIONS);
+    if soft < wanted {
+        tracing::warn!(
+            "the open-file limit is {soft}, below server.max_connections ({}, from {}) plus {FILES_BESIDES_CONNECTIONS} for sessions; raise it (LimitNOFILE= in the unit, `ulimit -n`) or lower server.max_connections",
+            max.value,
+            max.source
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use kaged_api::ErrorCode as Code;
@@ -47,18 +47,45 @@ pub(crate) async fn gate(
     let state_changing = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
 
     // 1. Host: on every route, public ones included, so DNS rebinding gets nowhere.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let host = match request_host(headers, req.uri()) {
+        Ok(host) => host,
+        Err(HostProblem::Duplicate) => {
+            return refuse(
+                st,
+                Code::BadRequest,
+                "duplicate_host",
+                &method,
+                path,
+                peer,
+                "the request carries more than one Host header; send exactly one",
+            )
+            .await;
+        }
+        Err(HostProblem::TargetDisagrees) => {
+            return refuse(st, Code::BadRequest, "host_mismatch", &method, path, peer,
+                "the request target names a different host than the Host header; send the path alone (GET /api/v1/...) or make them agree").await;
+        }
+    };
     if !host.is_some_and(|h| st.access().host_allowed(h)) {
         return refuse(st, Code::Forbidden, "host_not_allowed", &method, path, peer,
             "Host header is not in this daemon's allowlist; use the URL kaged printed, or add the name to auth.allowed_hosts").await;
     }
+    let Ok(origin) = single(headers, &header::ORIGIN) else {
+        return refuse(
+            st,
+            Code::BadRequest,
+            "duplicate_origin",
+            &method,
+            path,
+            peer,
+            "the request carries more than one Origin header; send exactly one",
+        )
+        .await;
+    };
 
     // 2. Origin: state-changing requests and WebSocket upgrades must come from our own origin.
     if state_changing || is_ws || spec.csrf {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        let origin = origin.and_then(|o| o.to_str().ok());
         let cross_site = headers
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes() == b"cross-site");
@@ -167,6 +194,52 @@ fn ui_shell(spec: &crate::RouteSpec) -> bool {
     matches!(spec.path, "/" | "/assets/{*path}")
 }
 
+/// Why a request does not name one host unambiguously.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostProblem {
+    Duplicate,
+    TargetDisagrees,
+}
+
+/// The one host a request is for: its single `Host` header, which an absolute-form target
+/// (`GET http://host:port/path`) must agree with; without a `Host`, the target's authority.
+/// Two candidates would let a proxy in front and the gate each believe a different one. A
+/// `Host` that is not text is `None`, which no allowlist contains.
+fn request_host<'r>(headers: &'r HeaderMap, uri: &'r Uri) -> Result<Option<&'r str>, HostProblem> {
+    let Some(header) =
+        single(headers, &header::HOST).map_err(|Duplicate| HostProblem::Duplicate)?
+    else {
+        return Ok(uri.authority().map(|a| a.as_str()));
+    };
+    if let Some(a) = uri.authority()
+        && !a
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(header.as_bytes())
+    {
+        return Err(HostProblem::TargetDisagrees);
+    }
+    Ok(header.to_str().ok())
+}
+
+/// A header sent more than once where the gate needs one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Duplicate;
+
+/// The header's value when it appears at most once. Taking the first of several would let
+/// whatever sits in front of the daemon act on another copy than the gate checked.
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, Duplicate> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(Duplicate),
+        None => Ok(first),
+    }
+}
+
 fn is_websocket(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
@@ -263,4 +336,70 @@ pub(crate) async fn bench_identity(mut req: Request<Body>, next: Next) -> Respon
         credential: kaged_auth::Credential::Insecure,
     });
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn one_host_from_the_header_or_the_target() {
+        let origin_form: Uri = "/api/v1/status".parse().unwrap();
+        let absolute: Uri = "http://127.0.0.1:7777/api/v1/status".parse().unwrap();
+        let h = headers(&[("host", "127.0.0.1:7777")]);
+        assert_eq!(request_host(&h, &origin_form), Ok(Some("127.0.0.1:7777")));
+        assert_eq!(request_host(&h, &absolute), Ok(Some("127.0.0.1:7777")));
+        let upper = headers(&[("host", "LOCALHOST:7777")]);
+        let lower: Uri = "http://localhost:7777/".parse().unwrap();
+        assert_eq!(request_host(&upper, &lower), Ok(Some("LOCALHOST:7777")));
+        assert_eq!(
+            request_host(&HeaderMap::new(), &absolute),
+            Ok(Some("127.0.0.1:7777"))
+        );
+        assert_eq!(request_host(&HeaderMap::new(), &origin_form), Ok(None));
+        let mut binary = HeaderMap::new();
+        binary.insert(header::HOST, HeaderValue::from_bytes(b"\xff:7777").unwrap());
+        assert_eq!(request_host(&binary, &origin_form), Ok(None));
+    }
+
+    #[test]
+    fn two_hosts_or_a_target_naming_another_are_refused() {
+        let origin_form: Uri = "/api/v1/status".parse().unwrap();
+        let other: Uri = "http://other.example:1234/api/v1/status".parse().unwrap();
+        let two = headers(&[("host", "127.0.0.1:7777"), ("host", "evil.example")]);
+        assert_eq!(
+            request_host(&two, &origin_form),
+            Err(HostProblem::Duplicate)
+        );
+        let one = headers(&[("host", "127.0.0.1:7777")]);
+        assert_eq!(
+            request_host(&one, &other),
+            Err(HostProblem::TargetDisagrees)
+        );
+    }
+
+    #[test]
+    fn single_tells_none_one_and_many_apart() {
+        let none = HeaderMap::new();
+        let one = headers(&[("origin", "http://a")]);
+        let two = headers(&[("origin", "http://a"), ("origin", "http://a")]);
+        assert_eq!(single(&none, &header::ORIGIN), Ok(None));
+        assert_eq!(
+            single(&one, &header::ORIGIN),
+            Ok(Some(&HeaderValue::from_static("http://a")))
+        );
+        assert_eq!(single(&two, &header::ORIGIN), Err(Duplicate));
+    }
 }

@@ -487,6 +487,57 @@ fn hostile_host_values_are_refused_everywhere() {
 }
 
 #[test]
+fn two_hosts_two_origins_or_a_target_naming_another_host_are_bad_requests() {
+    let d = daemon().start();
+    let s = d.login();
+    let host = d.host();
+    let origin = d.origin();
+    let bad = |r: Response, what: &str| {
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, ErrorCode::BadRequest),
+            "{what}: {}",
+            r.body
+        );
+    };
+    // The right Host twice is still two: a proxy in front may act on either copy.
+    for second in [host.as_str(), "evil.example"] {
+        for path in ["/api/v1/healthz", "/api/v1/status"] {
+            let h = [
+                ("Host", host.as_str()),
+                ("Host", second),
+                ("Cookie", &s.cookie),
+            ];
+            bad(
+                raw(d.addr, "GET", path, &h, None),
+                &format!("Host twice on {path}"),
+            );
+        }
+    }
+    for second in [origin.as_str(), "http://evil.example"] {
+        let h = [
+            ("Origin", origin.as_str()),
+            ("Origin", second),
+            ("Cookie", &s.cookie),
+            ("X-Kaged-CSRF", &s.csrf),
+        ];
+        bad(
+            d.request("POST", "/api/v1/auth/launch-token", &h, Some("{}")),
+            "Origin twice on a POST",
+        );
+        bad(d.get("/api/v1/status", &h), "Origin twice on a GET");
+    }
+    // An absolute-form target must name the Host it is sent with.
+    let other_port = format!("http://127.0.0.1:{}/api/v1/status", d.addr.port() + 1);
+    for target in ["http://other.example:1234/api/v1/status", &other_port] {
+        bad(d.get(target, &[("Cookie", &s.cookie)]), target);
+    }
+    let same = format!("http://{host}/api/v1/status");
+    assert_eq!(d.get(&same, &[("Cookie", &s.cookie)]).status, 200);
+    assert_eq!(d.get_as(&s, "/api/v1/status").status, 200);
+}
+
+#[test]
 fn cross_origin_posts_and_upgrades_are_refused() {
     let d = daemon().start();
     let s = d.login();

@@ -12,3 +12,4 @@ mod openapi;
 mod operators;
 mod projects;
 mod sessions;
+mod slow;
