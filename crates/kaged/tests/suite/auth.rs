@@ -529,11 +529,15 @@ fn two_hosts_two_origins_or_a_target_naming_another_host_are_bad_requests() {
     }
     // An absolute-form target must name the Host it is sent with.
     let other_port = format!("http://127.0.0.1:{}/api/v1/status", d.addr.port() + 1);
+    let creds = [
+        ("Cookie", s.cookie.as_str()),
+        ("X-Kaged-Page", s.page.as_str()),
+    ];
     for target in ["http://other.example:1234/api/v1/status", &other_port] {
-        bad(d.get(target, &[("Cookie", &s.cookie)]), target);
+        bad(d.get(target, &creds), target);
     }
     let same = format!("http://{host}/api/v1/status");
-    assert_eq!(d.get(&same, &[("Cookie", &s.cookie)]).status, 200);
+    assert_eq!(d.get(&same, &creds).status, 200);
     assert_eq!(d.get_as(&s, "/api/v1/status").status, 200);
 }
 

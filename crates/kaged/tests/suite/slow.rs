@@ -280,7 +280,10 @@ fn at_the_connection_cap_slow_clients_make_room_and_busy_ones_refuse_newcomers()
     // Now fill every place with connections that made a real request and stay open: the
     // operator's own, then 15 health checks. Each pushes out one more slow client.
     let operator = connect_from(&rt, loopback(1), d.addr);
-    let cookie = [("Cookie", s.cookie.as_str())];
+    let cookie = [
+        ("Cookie", s.cookie.as_str()),
+        ("X-Kaged-Page", s.page.as_str()),
+    ];
     assert_eq!(exchange(&operator, &host, "/api/v1/status", &cookie), 200);
     let busy: Vec<TcpStream> = (0..15)
         .map(|_| {
