@@ -411,6 +411,112 @@ async fn nothing_escapes_a_default_cage() {
     assert!(!std::path::Path::new(&proj.path().join("new-file")).exists());
 }
 
+/// Runs git for the test on the host, never with hooks.
+fn host_git(root: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "user.email=op@example.com",
+        ])
+        .args(["-c", "user.name=operator", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(root)
+        .env("HOME", root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A cage started through the daemon cannot rewrite its project's policy or plant git hooks,
+/// yet commits; only the explicit key lifts that, and the lift is audited.
+#[test]
+fn a_caged_agent_cannot_rewrite_its_policy_or_plant_a_hook_unless_the_audited_key_says_so() {
+    let d = daemon().start();
+    let s = d.login();
+    let yaml = "version: 1\nproject: guarded\nprimary:\n  command: [sh, ./probe.sh]\n  agents:\n    trusted:\n      command: [sh, ./probe.sh]\n      cage:\n        writable_policy_and_git_hooks: true\n";
+    let proj = project_dir(yaml);
+    std::fs::write(
+        proj.path().join("probe.sh"),
+        "try() { if (eval \"$2\") 2>/dev/null; then echo \"WROTE:$1\"; else echo \"refused:$1\"; fi; }
+         try policy 'echo \"  cage: disabled\" >> .kaged/project.yaml && sed -i \"\\$d\" .kaged/project.yaml'
+         try hook 'printf \"#!/bin/sh\\ntrue\\n\" > .git/hooks/post-checkout && rm .git/hooks/post-checkout'
+         try config 'git config core.fsmonitor true && git config --unset core.fsmonitor'
+         n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n
+         git -c user.email=a@example.com -c user.name=agent add n &&
+           git -c user.email=a@example.com -c user.name=agent commit -qm \"agent $((n+1))\" && echo COMMITTED
+         echo END\n",
+    )
+    .unwrap();
+    host_git(proj.path(), &["init", "-q"]);
+    host_git(proj.path(), &["add", "."]);
+    host_git(proj.path(), &["commit", "-qm", "start"]);
+    load(&d, &s, proj.path());
+
+    let run = |agent: &str| {
+        let info = start(&d, &s, "guarded", json!({"agent": agent}));
+        wait_exited(&d, &s, &info.id);
+        let out = d
+            .get_as(&s, &format!("/api/v1/sessions/{}/transcript", info.id))
+            .body;
+        (info, out)
+    };
+    let lifted = |i: &SessionInfo| match &i.origin.cage {
+        CageState::Caged { summary } => summary.protection_lifted,
+        other => panic!("not caged: {other:?}"),
+    };
+    let (default, out) = run("primary");
+    assert!(!lifted(&default), "{:?}", default.origin.cage);
+    for what in ["policy", "hook", "config"] {
+        assert!(out.contains(&format!("refused:{what}")), "{what}: {out}");
+    }
+    assert!(out.contains("COMMITTED"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(proj.path().join(".kaged/project.yaml")).unwrap(),
+        yaml
+    );
+
+    let (trusted, out) = run("primary.trusted");
+    assert!(lifted(&trusted), "{:?}", trusted.origin.cage);
+    for what in ["policy", "hook", "config"] {
+        assert!(out.contains(&format!("WROTE:{what}")), "{what}: {out}");
+    }
+    assert!(out.contains("COMMITTED"), "{out}");
+    assert!(host_git(proj.path(), &["log", "--format=%s"]).starts_with("agent 2\nagent 1\n"));
+    eventually(Duration::from_secs(10), || {
+        let audit: AuditPage = d
+            .get_as(&s, &format!("/api/v1/audit?session_id={}", trusted.id))
+            .json_as();
+        let lifted = audit
+            .events
+            .iter()
+            .find(|e| e.kind == "cage.protection_lifted")
+            .ok_or(format!("no cage.protection_lifted row: {:?}", audit.events))?;
+        assert_eq!(
+            lifted.data["key"], "writable_policy_and_git_hooks",
+            "{lifted:?}"
+        );
+        Ok::<_, String>(())
+    });
+    let audit: AuditPage = d
+        .get_as(&s, &format!("/api/v1/audit?session_id={}", default.id))
+        .json_as();
+    assert!(
+        audit
+            .events
+            .iter()
+            .all(|e| e.kind != "cage.protection_lifted"),
+        "{:?}",
+        audit.events
+    );
+}
+
 #[test]
 fn agents_stream_as_runs_and_cage_disabled_is_audited() {
     let d = daemon().start();
