@@ -220,6 +220,29 @@ fn malformed_toml_reports_line_and_column() {
     assert!(err.contains("line 2") && err.contains("column"), "{err}");
 }
 
+/// A TOML error quotes the offending line by default; a line holding a secret must not be.
+#[test]
+fn a_config_error_on_a_secret_line_names_the_place_but_never_the_value() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    for toml in [
+        format!("[auth]\nsidecar_nonce = \"{secret}\" trailing\n"),
+        format!("[auth]\nsidecar_nonce = \"{secret}\n"),
+        format!("[auth]\nsidecar_nonce = {secret}\n"),
+    ] {
+        let (status, err) = daemon().config(&toml, 0o600).start_fails();
+        assert!(!status.success());
+        assert!(
+            err.contains("config.toml") && err.contains("line 2"),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "secret leaked: {err}");
+        assert!(
+            !err.contains("01234567"),
+            "part of the secret leaked: {err}"
+        );
+    }
+}
+
 #[test]
 fn readable_config_with_a_secret_is_refused_with_the_fix() {
     let (status, err) = daemon()
