@@ -46,6 +46,27 @@ async function typeLine(page, text) {
   await page.keyboard.press('Enter');
 }
 
+/** Routes a page's PTY sockets through the test: `drop()` closes the open one and refuses new
+ *  ones until `restore()`. */
+async function controlledLine(page) {
+  let down = false;
+  let current;
+  await page.routeWebSocket(/\/api\/v1\/sessions\/[^/]+\/pty/, (ws) => {
+    if (down) return ws.close({ code: 1013, reason: 'test keeps the line down' });
+    current = ws;
+    ws.connectToServer();
+  });
+  return {
+    drop: async () => {
+      down = true;
+      await current.close({ code: 1012, reason: 'test drops the socket' });
+    },
+    restore: () => {
+      down = false;
+    },
+  };
+}
+
 describe('loopback mode', () => {
   let daemon, browser, context, page, foreign, sessionUrl;
 
@@ -229,21 +250,14 @@ describe('loopback mode', () => {
 
   it('keeps what is typed while the socket is down, shows it as pending, and delivers it once', async () => {
     const p = await context.newPage();
-    let blocked = false;
-    let current;
-    await p.routeWebSocket(/\/api\/v1\/sessions\/[^/]+\/pty/, (ws) => {
-      if (blocked) return ws.close({ code: 1013, reason: 'test keeps the line down' });
-      current = ws;
-      ws.connectToServer();
-    });
+    const line = await controlledLine(p);
     await p.goto(sessionUrl);
     await p.locator('#conn-state', { hasText: 'live' }).waitFor();
-    blocked = true;
-    await current.close({ code: 1012, reason: 'test drops the socket' });
+    await line.drop();
     await p.locator('#conn-state', { hasText: /reconnecting( in \d+s|…)/ }).waitFor();
     await typeLine(p, 'echo queued-$((2+3))');
     await p.locator('#input-pending', { hasText: 'echo queued-$((2+3))⏎' }).waitFor();
-    blocked = false;
+    line.restore();
     await p.getByRole('button', { name: 'Retry now' }).click().catch(() => {});
     await p.locator('#conn-state', { hasText: 'live' }).waitFor({ timeout: 20_000 });
     await waitForRow(p, /^queued-5$/);
@@ -287,24 +301,17 @@ describe('loopback mode', () => {
     await page.waitForURL(/#\/sessions\//);
     const url = page.url();
     const p = await context.newPage();
-    let blocked = false;
-    let current;
-    await p.routeWebSocket(/\/api\/v1\/sessions\/[^/]+\/pty/, (ws) => {
-      if (blocked) return ws.close({ code: 1013, reason: 'test keeps the line down' });
-      current = ws;
-      ws.connectToServer();
-    });
+    const line = await controlledLine(p);
     await p.goto(url);
     await p.locator('#conn-state', { hasText: 'live' }).waitFor();
-    blocked = true;
-    await current.close({ code: 1012, reason: 'test drops the socket' });
+    await line.drop();
     await p.locator('#conn-state', { hasText: 'reconnecting' }).waitFor();
     await typeLine(p, 'echo too-late');
     await p.locator('#input-pending', { hasText: 'echo too-late' }).waitFor();
     page.once('dialog', (d) => d.accept());
     await page.locator('#end-session').click();
     await page.locator('#conn-state', { hasText: 'ended' }).waitFor();
-    blocked = false;
+    line.restore();
     await p.getByRole('button', { name: 'Retry now' }).click().catch(() => {});
     await p.locator('#input-undelivered', { hasText: 'echo too-late⏎' }).waitFor({ timeout: 20_000 });
     await p.locator('#conn-state', { hasText: 'ended' }).waitFor();

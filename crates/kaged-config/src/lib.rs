@@ -338,24 +338,30 @@ impl Settings {
             None => Sourced::new(false, Source::Default),
         };
 
-        let launch_token_ttl = match fc.auth.launch_token_ttl_secs {
-            Some(0) => {
-                return Err(ConfigError::Invalid {
-                    origin: format!("{}: auth.launch_token_ttl_secs", path.display()),
-                    value: "0".into(),
-                    expected: "a number of seconds between 1 and 3600",
-                });
-            }
-            Some(s) if s > 3600 => {
-                return Err(ConfigError::Invalid {
-                    origin: format!("{}: auth.launch_token_ttl_secs", path.display()),
+        // A number of seconds from the file, within `range`.
+        let secs = |v: Option<u64>,
+                    range: std::ops::RangeInclusive<u64>,
+                    default: u64,
+                    key: &str,
+                    expected: &'static str|
+         -> Result<Sourced<Duration>, ConfigError> {
+            match v {
+                Some(s) if !range.contains(&s) => Err(ConfigError::Invalid {
+                    origin: format!("{}: {key}", path.display()),
                     value: s.to_string(),
-                    expected: "a number of seconds between 1 and 3600 (launch URLs must be short-lived)",
-                });
+                    expected,
+                }),
+                Some(s) => Ok(Sourced::new(Duration::from_secs(s), fsrc())),
+                None => Ok(Sourced::new(Duration::from_secs(default), Source::Default)),
             }
-            Some(s) => Sourced::new(Duration::from_secs(s), fsrc()),
-            None => Sourced::new(Duration::from_secs(120), Source::Default),
         };
+        let launch_token_ttl = secs(
+            fc.auth.launch_token_ttl_secs,
+            1..=3600,
+            120,
+            "auth.launch_token_ttl_secs",
+            "a number of seconds between 1 and 3600 (launch URLs must be short-lived)",
+        )?;
 
         let sandbox_enabled = pick(
             Sourced::new(true, Source::Default),
@@ -422,17 +428,13 @@ impl Settings {
                 .transpose()?,
         };
 
-        let header_read_timeout = match fc.server.header_read_timeout_secs {
-            Some(s) if !(1..=300).contains(&s) => {
-                return Err(ConfigError::Invalid {
-                    origin: format!("{}: server.header_read_timeout_secs", path.display()),
-                    value: s.to_string(),
-                    expected: "a number of seconds between 1 and 300",
-                });
-            }
-            Some(s) => Sourced::new(Duration::from_secs(s), fsrc()),
-            None => Sourced::new(Duration::from_secs(10), Source::Default),
-        };
+        let header_read_timeout = secs(
+            fc.server.header_read_timeout_secs,
+            1..=300,
+            10,
+            "server.header_read_timeout_secs",
+            "a number of seconds between 1 and 300",
+        )?;
         let server = ServerLimits {
             header_read_timeout,
             max_connections: num(fc.server.max_connections, 4096, "server.max_connections")?,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kaged_api::Me;
 
-use crate::fixture::{BIN, SYSTEM_PORT, daemon, raw};
+use crate::fixture::{BIN, SYSTEM_PORT, daemon, launch_credentials, raw};
 
 #[test]
 fn dev_start_with_a_clean_home_ends_at_a_working_launch_url() {
@@ -67,18 +67,7 @@ fn dev_start_with_a_clean_home_ends_at_a_working_launch_url() {
     let host = addr.to_string();
     let r = raw(addr, "GET", path, &[("Host", &host)], None);
     assert_eq!(r.status, 303, "{}", r.body);
-    let cookie = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let page = r
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/#kaged-page=")
-        .to_owned();
+    let (cookie, page) = launch_credentials(&r);
     let me = raw(
         addr,
         "GET",

@@ -398,6 +398,19 @@ fn transcript(d: &TestDaemon, s: &Session, id: &str) -> String {
         .body
 }
 
+/// Waits up to a minute for `needle` in the session's transcript; `failure` says what did not
+/// happen otherwise.
+fn transcript_shows(d: &TestDaemon, s: &Session, id: &str, needle: &str, failure: &str) {
+    eventually(Duration::from_secs(60), || {
+        let out = transcript(d, s, id);
+        if out.contains(needle) {
+            Ok(())
+        } else {
+            Err(format!("{failure}: {out:?}"))
+        }
+    });
+}
+
 /// Ends the session and waits for its cgroup to be gone.
 fn end_and_check_removed(d: &TestDaemon, s: &Session, id: &str, own: &Path) {
     assert_eq!(d.delete(s, &format!("/api/v1/sessions/{id}")).status, 200);
@@ -428,14 +441,7 @@ fn a_memory_hog_is_killed_at_the_memory_limit() {
     let hog = "head -c 512M /dev/zero | tail; echo hog-status=$?; sleep 60";
     let (info, own) = start_limited(&d, &s, &cg, test, "{memory: 64M}", &["sh", "-c", hog]);
     assert_eq!(knob(&own, "memory.max").trim(), "67108864");
-    eventually(Duration::from_secs(60), || {
-        let out = transcript(&d, &s, &info.id);
-        if out.contains("hog-status=137") {
-            Ok(())
-        } else {
-            Err(format!("the hog was not killed: {out:?}"))
-        }
-    });
+    transcript_shows(&d, &s, &info.id, "hog-status=137", "the hog was not killed");
     let events = knob(&own, "memory.events");
     assert!(
         events
@@ -458,14 +464,7 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
                 while :; do read -t 1 x; done";
     let (info, own) = start_limited(&d, &s, &cg, test, "{pids: 16}", &["bash", "-c", bomb]);
     assert_eq!(knob(&own, "pids.max").trim(), "16");
-    eventually(Duration::from_secs(60), || {
-        let out = transcript(&d, &s, &info.id);
-        if out.contains("bomb-stopped") {
-            Ok(())
-        } else {
-            Err(format!("the bomb did not stop: {out:?}"))
-        }
-    });
+    transcript_shows(&d, &s, &info.id, "bomb-stopped", "the bomb did not stop");
     let current: u32 = knob(&own, "pids.current").trim().parse().unwrap();
     assert!(current <= 16, "pids.current = {current}");
     let events = knob(&own, "pids.events");

@@ -70,6 +70,15 @@ fn sidecar(system: bool) -> TestDaemon {
 
 const PROJECT: &str = "version: 1\nproject: shared\n";
 
+/// Loads the shared project as `op`; the directory lives as long as the returned guard.
+fn load_shared(d: &TestDaemon, op: &Op) -> tempfile::TempDir {
+    let proj = project_dir(PROJECT);
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    let r = op.call(d, "POST", "/api/v1/projects", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    proj
+}
+
 fn start(d: &TestDaemon, op: &Op) -> SessionInfo {
     let r = op.call(
         d,
@@ -145,14 +154,7 @@ fn every_route_keeps_one_operators_session_from_another() {
     let alice = Op::new(&d, "alice@example.com", "dev");
     let bob = Op::new(&d, "bob@example.com", "dev");
     let carol = Op::new(&d, "carol@example.com", "ops");
-    let proj = project_dir(PROJECT);
-    let body = serde_json::json!({"path": proj.path()}).to_string();
-    assert_eq!(
-        alice
-            .call(&d, "POST", "/api/v1/projects", Some(&body))
-            .status,
-        200
-    );
+    let _proj = load_shared(&d, &alice);
     let theirs = start(&d, &alice);
     let id = theirs.id.as_str();
     for spec in kaged_http::route_specs() {
@@ -224,14 +226,7 @@ async fn events_about_a_session_reach_only_those_who_may_see_it() {
     let d = sidecar(false);
     let alice = Op::new(&d, "alice@example.com", "dev");
     let bob = Op::new(&d, "bob@example.com", "dev");
-    let proj = project_dir(PROJECT);
-    let body = serde_json::json!({"path": proj.path()}).to_string();
-    assert_eq!(
-        alice
-            .call(&d, "POST", "/api/v1/projects", Some(&body))
-            .status,
-        200
-    );
+    let _proj = load_shared(&d, &alice);
     let subscribe = |op: &Op| {
         let mut req = format!("ws://{}/api/v1/events", d.host())
             .into_client_request()
@@ -270,14 +265,7 @@ fn the_owner_shares_read_or_write_and_every_share_is_audited() {
     let d = sidecar(false);
     let alice = Op::new(&d, "alice@example.com", "dev");
     let bob = Op::new(&d, "bob@example.com", "dev");
-    let proj = project_dir(PROJECT);
-    let body = serde_json::json!({"path": proj.path()}).to_string();
-    assert_eq!(
-        alice
-            .call(&d, "POST", "/api/v1/projects", Some(&body))
-            .status,
-        200
-    );
+    let _proj = load_shared(&d, &alice);
     let s = start(&d, &alice);
     let at = |p: &str| format!("/api/v1/sessions/{}{p}", s.id);
     let input = Some(r#"{"data": "x"}"#);
