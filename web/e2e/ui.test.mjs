@@ -313,7 +313,7 @@ describe('loopback mode', () => {
     await page.locator('#conn-state', { hasText: 'ended' }).waitFor();
     line.restore();
     await p.getByRole('button', { name: 'Retry now' }).click().catch(() => {});
-    await p.locator('#input-undelivered', { hasText: 'echo too-late⏎' }).waitFor({ timeout: 20_000 });
+    await p.locator('#input-undelivered', { hasText: /session ended.*echo too-late⏎/ }).waitFor({ timeout: 20_000 });
     await p.locator('#conn-state', { hasText: 'ended' }).waitFor();
     await shoot(p, 'input-undelivered');
     await p.close();

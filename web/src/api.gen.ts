@@ -491,7 +491,7 @@ export type ServerControl = { "type": "hello", offset: number, session: string,
  * For a sequenced client: the last of its input frames written to the PTY (0 for
  * none). The client resends whatever it holds after this one.
  */
-input_seq?: number | null, } | { "type": "ack", seq: number, } | { "type": "gap", from: number, to: number, } | { "type": "exit", code: number | null, signal: number | null, } | { "type": "pong" } | { "type": "error", message: string, };
+input_seq?: number | null, } | { "type": "ack", seq: number, } | { "type": "input_refused", seq: number, message: string, } | { "type": "gap", from: number, to: number, } | { "type": "exit", code: number | null, signal: number | null, } | { "type": "pong" } | { "type": "error", message: string, };
 
 export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "gap", missed: number, } | { "type": "pong" };
 

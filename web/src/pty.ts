@@ -29,8 +29,8 @@ export interface PtySink {
   gap(from: number, to: number): void;
   state(s: ConnState): void;
   pending(p: Pending): void;
-  /** Input that will never reach the session (it ended, or this viewer gave up). */
-  undelivered(text: string): void;
+  /** Input that will never reach the session, and why. */
+  undelivered(text: string, reason: string): void;
   /** The daemon refused something this viewer sent (a read-only share, say). */
   refused(message: string): void;
   /** Called before each reconnect attempt; resolve false to stop retrying (session gone, 401). */
@@ -169,8 +169,11 @@ export class PtyClient {
       case 'exit':
         this.exited = true;
         this.live = false;
-        this.giveUpInput();
+        this.giveUpInput('the session ended before it arrived');
         this.sink.state({ kind: 'exited', code: msg.code, signal: msg.signal });
+        break;
+      case 'input_refused':
+        this.refusedFrame(msg.seq, msg.message);
         break;
       case 'error':
         this.sink.refused(msg.message);
@@ -196,17 +199,25 @@ export class PtyClient {
     if (this.queue.length !== before) this.reportPending();
   }
 
+  /** The daemon will never write frame `seq`: it leaves the queue and is shown as undelivered. */
+  private refusedFrame(seq: number, why: string) {
+    const f = this.queue.find((q) => q.seq === seq);
+    this.queue = this.queue.filter((q) => q.seq !== seq);
+    this.reportPending();
+    if (f) this.sink.undelivered(this.dec.decode(f.bytes), why);
+  }
+
   private reportPending() {
     const text = this.queue.map((f) => this.dec.decode(f.bytes)).join('');
     this.sink.pending({ frames: this.queue.length, text });
   }
 
-  private giveUpInput() {
+  private giveUpInput(reason: string) {
     if (!this.queue.length) return;
     const text = this.queue.map((f) => this.dec.decode(f.bytes)).join('');
     this.queue = [];
     this.reportPending();
-    this.sink.undelivered(text);
+    this.sink.undelivered(text, reason);
   }
 
   private onClose(ws: WebSocket) {
@@ -225,7 +236,7 @@ export class PtyClient {
     // Stopped while asking: the viewer is gone, so it hears nothing more.
     if (this.stopped) return;
     if (!again) {
-      this.giveUpInput();
+      this.giveUpInput('the session is gone or you were signed out');
       this.sink.state({ kind: 'closed' });
       return;
     }
@@ -252,7 +263,7 @@ export class PtyClient {
   input(data: string | Uint8Array) {
     const bytes = typeof data === 'string' ? this.enc.encode(data) : data;
     if (this.exited || this.stopped) {
-      this.sink.undelivered(this.dec.decode(bytes));
+      this.sink.undelivered(this.dec.decode(bytes), 'the session has ended');
       return;
     }
     const seq = this.nextSeq++;

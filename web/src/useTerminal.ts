@@ -25,6 +25,11 @@ export interface TerminalOptions {
   shouldRetry(): Promise<boolean>;
 }
 
+export interface Undelivered {
+  text: string;
+  reason: string;
+}
+
 /** How long typed input may wait for its ack before the page shows it as pending. */
 const PENDING_SHOW_MS = 1000;
 
@@ -34,8 +39,8 @@ export interface TerminalView {
   conn: ConnState;
   /** Input not yet acknowledged, once it has waited long enough to mention (else null). */
   pending: Pending | null;
-  /** Input the session will never get (it ended first), to show the operator. */
-  undelivered: string | null;
+  /** Input the session will never get, and the latest reason, to show the operator. */
+  undelivered: Undelivered | null;
   /** The daemon's last refusal of something this viewer sent. */
   refused: string | null;
   /** Byte offset of the next byte this viewer expects. */
@@ -64,7 +69,7 @@ function openTerminal(el: HTMLElement): { term: Terminal; fit: FitAddon } {
 interface SinkState {
   setConn(s: ConnState): void;
   setPending(p: Pending): void;
-  setUndelivered(text: string): void;
+  setUndelivered(text: string, reason: string): void;
   setRefused(message: string): void;
 }
 
@@ -134,7 +139,7 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
   const parts = useRef<{ term: Terminal; pty: PtyClient } | null>(null);
   const [conn, setConn] = useState<ConnState>({ kind: 'connecting' });
   const { shown: pending, setPending } = usePending(conn);
-  const [undelivered, setUndelivered] = useState<string | null>(null);
+  const [undelivered, setUndelivered] = useState<Undelivered | null>(null);
   const [refused, setRefused] = useState<string | null>(null);
   // The latest callbacks, so new closures on each render do not restart the terminal.
   const opts = useRef(options);
@@ -150,7 +155,7 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
     const sink = sinkFor(term, opts, {
       setConn,
       setPending,
-      setUndelivered: (t) => setUndelivered((old) => (old ?? '') + t),
+      setUndelivered: (text, reason) => setUndelivered((old) => ({ text: (old?.text ?? '') + text, reason })),
       setRefused,
     });
     const pty = new PtyClient(api.ptyUrl(sessionId), sink);

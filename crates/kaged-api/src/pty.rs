@@ -38,7 +38,7 @@ pub enum ClientControl {
 
 /// What the daemon sends as a text frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerControl {
     /// Attached: the next binary frame starts at `offset`.
     Hello {
@@ -52,6 +52,12 @@ pub enum ServerControl {
     /// Input frames up to `seq` are written to the PTY.
     Ack {
         seq: u64,
+    },
+    /// Input frame `seq` was not written and never will be; `message` says why (a read-only
+    /// share, a frame that skipped one).
+    InputRefused {
+        seq: u64,
+        message: String,
     },
     /// Bytes `from..to` are no longer held; the next binary frame starts at `to`.
     Gap {

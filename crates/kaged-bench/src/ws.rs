@@ -144,6 +144,9 @@ impl Term {
                     ServerControl::Error { message } => {
                         bail!("kaged did not understand a control message: {message}")
                     }
+                    ServerControl::InputRefused { message, .. } => {
+                        bail!("kaged refused input: {message}")
+                    }
                     ServerControl::Hello { .. }
                     | ServerControl::Ack { .. }
                     | ServerControl::Pong => {}

@@ -8,7 +8,7 @@ import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import type { ConnState, Pending } from '../pty';
 import { ErrorBox, LimitsBadge, StateBadge, UncagedBadge, argvText, sessionCommand } from '../ui';
-import { useTerminal } from '../useTerminal';
+import { type Undelivered, useTerminal } from '../useTerminal';
 
 /** Keys a phone keyboard lacks. */
 const KEYS: [string, string][] = [
@@ -117,7 +117,7 @@ function visible(text: string): string {
   );
 }
 
-function InputNotes({ pending, undelivered, refused }: { pending: Pending | null; undelivered: string | null; refused: string | null }) {
+function InputNotes({ pending, undelivered, refused }: { pending: Pending | null; undelivered: Undelivered | null; refused: string | null }) {
   return (
     <>
       {pending && (
@@ -128,7 +128,7 @@ function InputNotes({ pending, undelivered, refused }: { pending: Pending | null
       )}
       {undelivered !== null && (
         <div class="error" id="input-undelivered" role="alert">
-          The session ended before this input reached it; it was not delivered: <code>{visible(undelivered)}</code>
+          Not delivered ({undelivered.reason}): <code>{visible(undelivered.text)}</code>
         </div>
       )}
       {refused !== null && (

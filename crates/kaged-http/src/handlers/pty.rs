@@ -142,16 +142,14 @@ async fn sequenced(terminal: &Terminal, client: &str, frame: &[u8]) -> Option<Se
     let seq = u64::from_be_bytes(*head);
     match terminal.input_seq(client, seq, data).await {
         SeqInput::Applied => Some(ServerControl::Ack { seq }),
-        SeqInput::ReadOnly => Some(ServerControl::Error {
-            message: format!(
-                "input frame {seq} was not delivered: this session is shared with you read-only"
-            ),
+        SeqInput::ReadOnly => Some(ServerControl::InputRefused {
+            seq,
+            message: "this session is shared with you read-only; ask its owner for write access"
+                .to_owned(),
         }),
-        SeqInput::OutOfOrder { expected } => Some(ServerControl::Error {
-            message: format!(
-                "input frame {seq} was not delivered: frame {expected} comes first; resend \
-                 from {expected}"
-            ),
+        SeqInput::OutOfOrder { expected } => Some(ServerControl::InputRefused {
+            seq,
+            message: format!("frame {expected} comes first; resend from {expected}"),
         }),
         // The exit is on its way to this viewer.
         SeqInput::Ended => None,

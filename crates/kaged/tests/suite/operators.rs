@@ -46,6 +46,19 @@ impl Op {
         d.request(method, path, &h, body)
     }
 
+    /// A real WebSocket as this operator, through the sidecar's headers.
+    async fn ws(&self, d: &TestDaemon, path: &str) -> crate::fixture::Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{}{path}?csrf={}", d.host(), self.csrf);
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in self.headers(d) {
+            req.headers_mut().insert(k, v.parse().unwrap());
+        }
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        ws
+    }
+
     fn upgrade(&self, d: &TestDaemon, path: &str) -> Response {
         let mut h = self.headers(d);
         h.extend([
@@ -288,6 +301,39 @@ fn the_owner_shares_read_or_write_and_every_share_is_audited() {
             .ok_or(t.body)
     });
     assert_eq!(bob.call(&d, "POST", &at("/input"), input).status, 403);
+    // On the terminal socket a read-only viewer's keystroke is refused out loud.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut ws = bob.ws(&d, &at("/pty")).await;
+        let hello = kaged_api::ClientControl::Hello {
+            offset: None,
+            client: Some("bob-tab".into()),
+        };
+        crate::fixture::send_control(&mut ws, hello).await;
+        let mut frame = 1u64.to_be_bytes().to_vec();
+        frame.extend_from_slice(b"rm -rf ~\r");
+        ws.send(Message::Binary(frame.into())).await.unwrap();
+        // Terminal output (the scrollback) may come first; the answer is a control message.
+        loop {
+            use futures_util::StreamExt;
+            let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+                .await
+                .expect("an answer within 20 s")
+                .expect("the socket to stay open")
+                .unwrap();
+            let Message::Text(t) = msg else { continue };
+            match serde_json::from_str(&t).unwrap() {
+                kaged_api::ServerControl::InputRefused { seq, message } => {
+                    assert_eq!(seq, 1);
+                    assert!(message.contains("read-only"), "{message}");
+                    break;
+                }
+                kaged_api::ServerControl::Ack { .. } => panic!("a read-only viewer typed"),
+                _ => {}
+            }
+        }
+    });
     assert_eq!(share(&alice, "\"write\"").status, 200);
     assert_eq!(bob.call(&d, "POST", &at("/input"), input).status, 200);
     assert_eq!(share(&alice, "null").status, 200);
