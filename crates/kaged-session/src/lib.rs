@@ -18,6 +18,7 @@ mod manager;
 mod persist;
 mod pty;
 mod ring;
+mod screen;
 mod session;
 
 use std::ffi::OsString;
@@ -28,6 +29,7 @@ use std::time::Duration;
 pub use kaged_api::session::{EndReason, SessionInfo, SessionOrigin, SessionState};
 pub use manager::SessionManager;
 pub use nix::sys::signal::Signal;
+pub use screen::Snapshot;
 pub use session::{InputOutcome, Session, Viewer, ViewerEvent};
 
 /// Settings of the session manager. The daemon fills it from `config.toml` (`[sessions]`).

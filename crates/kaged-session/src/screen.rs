@@ -1,0 +1,613 @@
+//! The terminal model of one session: what a viewer that attaches now must see (design §6).
+//!
+//! The model is `avt` (asciinema's virtual terminal): it reflows the primary screen on resize,
+//! keeps scrollback and the alternate screen apart, and dumps its state as escape sequences.
+//! What avt does not track but a viewer needs (bracketed paste, mouse and focus reporting,
+//! the keypad mode, the title) is picked out of the byte stream by [`Modes`].
+//!
+//! The model is fed lazily, from the ring, in large batches (see `session::screen_keeper`), and
+//! an idle model is kept as its own dump, a string of a few kilobytes, instead of a live grid.
+//! It is fed from plain byte slices at known offsets, so a model can be rebuilt from any
+//! stretch of output (a transcript tail) the same way.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use avt::{Color, Pen, Terminal};
+
+/// Lines of primary-screen history the model keeps (xterm.js keeps 1000 by default).
+pub(crate) const SCROLLBACK_LINES: usize = 1000;
+/// A title longer than this is cut.
+const TITLE_MAX: usize = 1024;
+/// An escape sequence longer than this is not one the mode tracker cares about.
+const SEQ_MAX: usize = TITLE_MAX + 16;
+
+/// DEC private modes a viewer must get back, in the order they are restored: mouse
+/// reporting (9, 1000–1003), focus events (1004), mouse encodings (1005, 1006, 1015, 1016)
+/// and bracketed paste (2004). avt restores the others it knows (cursor keys, origin,
+/// auto-wrap, cursor visibility, the alternate screen) in its own dump.
+const TRACKED_DEC_MODES: [u16; 11] = [9, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1015, 1016, 2004];
+
+/// One screen as escape sequences, at the offset where the live stream continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Output offset the snapshot stands for: the next live byte is this one.
+    pub offset: u64,
+    pub cols: u16,
+    pub rows: u16,
+    /// Written to a freshly reset terminal of `cols`×`rows`, these bytes rebuild its
+    /// scrollback, screens, cursor, modes and title. They start with a full reset (RIS).
+    pub bytes: String,
+}
+
+/// What avt leaves out, tracked from the raw bytes.
+#[derive(Debug, Default, Clone)]
+struct Modes {
+    /// Bit `i` set when `TRACKED_DEC_MODES[i]` is on.
+    dec: u16,
+    keypad_application: bool,
+    title: Option<String>,
+    /// A scroll region or newline mode may be in force; see [`Screen::feed`] fast path.
+    unusual: bool,
+    /// An escape sequence cut by a chunk boundary.
+    partial: Vec<u8>,
+}
+
+impl Modes {
+    fn reset(&mut self) {
+        self.dec = 0;
+        self.keypad_application = false;
+        self.title = None;
+        self.unusual = false;
+    }
+
+    fn write(&self, out: &mut String) {
+        for (i, mode) in TRACKED_DEC_MODES.iter().enumerate() {
+            if self.dec & (1 << i) != 0 {
+                let _ = write!(out, "\x1b[?{mode}h");
+            }
+        }
+        if self.keypad_application {
+            out.push_str("\x1b=");
+        }
+        if let Some(title) = &self.title {
+            let _ = write!(out, "\x1b]2;{title}\x07");
+        }
+    }
+
+    /// Scans `bytes` for the sequences this tracker owns. Everything else is skipped with
+    /// `memchr`, so this costs little next to the model itself.
+    fn scan(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        if !self.partial.is_empty() {
+            // Finish the sequence cut at the last boundary, byte by byte.
+            let mut i = 0;
+            while i < rest.len() {
+                self.partial.push(rest[i]);
+                i += 1;
+                match sequence_len(&self.partial) {
+                    Seq::Complete(_) => {
+                        let seq = std::mem::take(&mut self.partial);
+                        self.dispatch(&seq);
+                        break;
+                    }
+                    Seq::Invalid => {
+                        self.partial.clear();
+                        break;
+                    }
+                    Seq::Incomplete if self.partial.len() > SEQ_MAX => {
+                        self.partial.clear();
+                        break;
+                    }
+                    Seq::Incomplete => {}
+                }
+            }
+            rest = &rest[i..];
+            if !self.partial.is_empty() {
+                return;
+            }
+        }
+        while let Some(at) = memchr::memchr(0x1b, rest) {
+            let seq = &rest[at..];
+            match sequence_len(seq) {
+                Seq::Complete(n) => {
+                    self.dispatch(&seq[..n]);
+                    rest = &seq[n..];
+                }
+                Seq::Invalid => rest = &seq[1..],
+                Seq::Incomplete => {
+                    if seq.len() <= SEQ_MAX {
+                        self.partial.extend_from_slice(seq);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, seq: &[u8]) {
+        match seq.get(1) {
+            Some(b'c') => self.reset(),
+            Some(b'=') => self.keypad_application = true,
+            Some(b'>') => self.keypad_application = false,
+            Some(b'[') => self.csi(&seq[2..]),
+            Some(b']') => self.osc(&seq[2..]),
+            _ => {}
+        }
+    }
+
+    fn csi(&mut self, body: &[u8]) {
+        let Some((&last, params)) = body.split_last() else {
+            return;
+        };
+        let (private, params) = match params.split_first() {
+            Some((b'?', rest)) => (true, rest),
+            _ => (false, params),
+        };
+        match (private, last) {
+            (true, b'h' | b'l') => {
+                for p in params.split(|b| *b == b';') {
+                    let Some(n) = number(p) else { continue };
+                    if let Some(i) = TRACKED_DEC_MODES.iter().position(|m| *m == n) {
+                        if last == b'h' {
+                            self.dec |= 1 << i;
+                        } else {
+                            self.dec &= !(1 << i);
+                        }
+                    }
+                }
+            }
+            // A scroll region (other than "none") or newline mode: the fast path is off
+            // until a full reset, because it assumes a line feed at the bottom scrolls the
+            // whole screen and leaves the column alone.
+            (false, b'r') if !params.is_empty() => self.unusual = true,
+            (false, b'h') if params.split(|b| *b == b';').any(|p| p == b"20") => {
+                self.unusual = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn osc(&mut self, body: &[u8]) {
+        // Strip the terminator (BEL or ESC \).
+        let body = match body {
+            [rest @ .., 0x07] => rest,
+            [rest @ .., 0x1b, b'\\'] => rest,
+            _ => body,
+        };
+        let Some(semi) = body.iter().position(|b| *b == b';') else {
+            return;
+        };
+        if matches!(&body[..semi], b"0" | b"2") {
+            let title: String = String::from_utf8_lossy(&body[semi + 1..])
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(TITLE_MAX)
+                .collect();
+            self.title = Some(title);
+        }
+    }
+}
+
+fn number(p: &[u8]) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(p).ok()?.parse().ok()
+}
+
+enum Seq {
+    Complete(usize),
+    Incomplete,
+    Invalid,
+}
+
+/// The length of the escape sequence at the start of `s` (which starts with ESC).
+fn sequence_len(s: &[u8]) -> Seq {
+    match s.get(1) {
+        None => Seq::Incomplete,
+        Some(b'[') => {
+            for (i, b) in s.iter().enumerate().skip(2) {
+                match b {
+                    0x30..=0x3f | 0x20..=0x2f => {}
+                    0x40..=0x7e => return Seq::Complete(i + 1),
+                    // Another ESC, CAN or SUB aborts the sequence; C0 controls inside it
+                    // are executed by a terminal and do not end it.
+                    0x1b | 0x18 | 0x1a => return Seq::Invalid,
+                    0x00..=0x1f => {}
+                    _ => return Seq::Invalid,
+                }
+            }
+            Seq::Incomplete
+        }
+        Some(b']') => {
+            for (i, b) in s.iter().enumerate().skip(2) {
+                match b {
+                    0x07 => return Seq::Complete(i + 1),
+                    0x18 | 0x1a => return Seq::Invalid,
+                    0x1b => {
+                        return match s.get(i + 1) {
+                            None => Seq::Incomplete,
+                            Some(b'\\') => Seq::Complete(i + 2),
+                            Some(_) => Seq::Invalid,
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            Seq::Incomplete
+        }
+        Some(_) => Seq::Complete(2),
+    }
+}
+
+/// The model of one session's terminal.
+pub(crate) struct Screen {
+    /// The live grid while the model is busy; `None` when idle.
+    live: Option<Box<Terminal>>,
+    /// The model while idle: its scrollback and screens as escape sequences (without the
+    /// modes, which live in [`Modes`]); a fresh terminal fed these is the same model again.
+    compact: String,
+    cols: u16,
+    rows: u16,
+    modes: Modes,
+    /// The start of a UTF-8 character cut by a chunk boundary.
+    utf8: Vec<u8>,
+    /// Every output byte below this offset is in the model.
+    fed: u64,
+    /// Resizes not yet applied: `(offset, cols, rows)`, applied once the model reaches
+    /// `offset` (the output end when the PTY was resized).
+    resizes: VecDeque<(u64, u16, u16)>,
+    /// When the model was last fed or read; an idle model is compacted.
+    pub(crate) last_used: Instant,
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Screen")
+            .field("live", &self.live.is_some())
+            .field("size", &(self.cols, self.rows))
+            .field("fed", &self.fed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Screen {
+    /// An empty model of `cols`×`rows` at output offset `fed` (0 for a new session).
+    pub(crate) fn new(cols: u16, rows: u16, fed: u64) -> Self {
+        Screen {
+            live: None,
+            compact: String::new(),
+            cols: cols.max(1),
+            rows: rows.max(1),
+            modes: Modes::default(),
+            utf8: Vec::new(),
+            fed,
+            resizes: VecDeque::new(),
+            last_used: Instant::now(),
+        }
+    }
+
+    pub(crate) fn fed(&self) -> u64 {
+        self.fed
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// The PTY became `cols`×`rows` when the output ended at `offset`.
+    pub(crate) fn resize_at(&mut self, offset: u64, cols: u16, rows: u16) {
+        self.resizes.push_back((offset.max(self.fed), cols.max(1), rows.max(1)));
+        self.apply_due_resizes();
+    }
+
+    fn apply_due_resizes(&mut self) {
+        while let Some(&(at, cols, rows)) = self.resizes.front() {
+            if at > self.fed {
+                break;
+            }
+            self.resizes.pop_front();
+            if (cols, rows) != (self.cols, self.rows) {
+                self.cols = cols;
+                self.rows = rows;
+                if let Some(term) = self.terminal() {
+                    term.resize(usize::from(cols), usize::from(rows));
+                }
+            }
+        }
+    }
+
+    /// The live grid, rebuilt from the compact form if needed (`None` only if avt refused
+    /// the size, which `new` rules out).
+    fn terminal(&mut self) -> Option<&mut Terminal> {
+        if self.live.is_none() {
+            let mut term = Terminal::with_scrollback(
+                usize::from(self.cols),
+                usize::from(self.rows),
+                Some(SCROLLBACK_LINES),
+            )
+            .ok()?;
+            term.feed(std::mem::take(&mut self.compact).as_str());
+            self.live = Some(Box::new(term));
+        }
+        self.live.as_deref_mut()
+    }
+
+    /// Feeds output that starts at `offset`. Bytes the model already has are skipped.
+    pub(crate) fn feed(&mut self, offset: u64, bytes: &[u8]) {
+        let skip = self.fed.saturating_sub(offset);
+        if skip >= bytes.len() as u64 {
+            return;
+        }
+        let mut rest = &bytes[skip as usize..];
+        self.last_used = Instant::now();
+        while !rest.is_empty() {
+            // Split at the next pending resize so each byte is applied at the size it was
+            // written for.
+            let take = match self.resizes.front() {
+                Some(&(at, _, _)) if at > self.fed => ((at - self.fed) as usize).min(rest.len()),
+                _ => rest.len(),
+            };
+            let (now, later) = rest.split_at(take);
+            self.modes.scan(now);
+            let mut carry = std::mem::take(&mut self.utf8);
+            if let Some(term) = self.terminal() {
+                feed_utf8(term, &mut carry, now);
+            }
+            self.utf8 = carry;
+            self.fed += now.len() as u64;
+            rest = later;
+            self.apply_due_resizes();
+        }
+    }
+
+    /// The screen as a viewer of the same size must see it, at [`Screen::fed`].
+    pub(crate) fn snapshot(&mut self) -> Snapshot {
+        self.apply_due_resizes();
+        self.last_used = Instant::now();
+        let mut bytes = String::from("\x1bc");
+        self.modes.write(&mut bytes);
+        match &self.live {
+            None => bytes.push_str(&self.compact),
+            Some(term) => bytes.push_str(&dump(term)),
+        }
+        Snapshot {
+            offset: self.fed,
+            cols: self.cols,
+            rows: self.rows,
+            bytes,
+        }
+    }
+
+    /// Drops the live grid, keeping the model as its own dump.
+    pub(crate) fn compact(&mut self) {
+        if let Some(term) = self.live.take() {
+            self.compact = dump(&term);
+        }
+    }
+}
+
+/// Feeds bytes as text: UTF-8 cut by a chunk boundary is carried over, invalid bytes become
+/// U+FFFD as in a terminal.
+fn feed_utf8(term: &mut Terminal, carry: &mut Vec<u8>, mut input: &[u8]) {
+    if let Some(&lead) = carry.first() {
+        let width = match lead {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            _ => 4,
+        };
+        let need = width - carry.len();
+        if input.len() < need {
+            carry.extend_from_slice(input);
+            return;
+        }
+        carry.extend_from_slice(&input[..need]);
+        match std::str::from_utf8(carry) {
+            Ok(s) => {
+                term.feed(s);
+                input = &input[need..];
+            }
+            // Not a character after all: replace the lead and read the rest anew.
+            Err(_) => term.feed('\u{fffd}'),
+        }
+        carry.clear();
+    }
+    loop {
+        match std::str::from_utf8(input) {
+            Ok(s) => {
+                term.feed(s);
+                return;
+            }
+            Err(e) => {
+                let (valid, after) = input.split_at(e.valid_up_to());
+                if let Ok(s) = std::str::from_utf8(valid) {
+                    term.feed(s);
+                }
+                match e.error_len() {
+                    Some(n) => {
+                        term.feed('\u{fffd}');
+                        input = &after[n..];
+                    }
+                    None => {
+                        carry.extend_from_slice(after);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The primary screen's history, then avt's dump of both screens. Written to a reset
+/// terminal of the same size: the history lines scroll into its scrollback, then the screen
+/// is drawn from the top left.
+fn dump(term: &Terminal) -> String {
+    let (_, rows) = term.size();
+    let primary = term.primary_screen();
+    let history = primary.all_lines().count().saturating_sub(rows);
+    let mut out = String::new();
+    if history > 0 {
+        let mut pen = Pen::default();
+        for line in primary.all_lines().take(history) {
+            let cells = line.cells();
+            let len = if line.is_wrapped() {
+                cells.len()
+            } else {
+                cells
+                    .iter()
+                    .rposition(|c| c.char() != ' ' || !c.pen().is_default())
+                    .map_or(0, |i| i + 1)
+            };
+            for cell in &cells[..len] {
+                if cell.width() == 0 {
+                    continue;
+                }
+                if cell.pen() != &pen {
+                    pen = *cell.pen();
+                    write_sgr(&mut out, &pen);
+                }
+                out.push(cell.char());
+            }
+            if !line.is_wrapped() {
+                if !pen.is_default() {
+                    // A line feed that scrolls paints the new line with the background.
+                    pen = Pen::default();
+                    out.push_str("\x1b[m");
+                }
+                out.push_str("\r\n");
+            }
+        }
+        if !pen.is_default() {
+            out.push_str("\x1b[m");
+        }
+        // Push the last history line off the screen, then start drawing at the top.
+        for _ in 1..rows {
+            out.push('\n');
+        }
+        out.push_str("\x1b[H");
+    }
+    out.push_str(&term.dump());
+    out
+}
+
+fn write_sgr(out: &mut String, pen: &Pen) {
+    out.push_str("\x1b[0");
+    for (on, code) in [
+        (pen.is_bold(), "1"),
+        (pen.is_faint(), "2"),
+        (pen.is_italic(), "3"),
+        (pen.is_underline(), "4"),
+        (pen.is_blink(), "5"),
+        (pen.is_inverse(), "7"),
+        (pen.is_strikethrough(), "9"),
+    ] {
+        if on {
+            out.push(';');
+            out.push_str(code);
+        }
+    }
+    for (color, base, bright, extended) in [
+        (pen.foreground(), 30, 90, 38),
+        (pen.background(), 40, 100, 48),
+    ] {
+        match color {
+            None => {}
+            Some(Color::Indexed(n)) if n < 8 => {
+                let _ = write!(out, ";{}", base + u16::from(n));
+            }
+            Some(Color::Indexed(n)) if n < 16 => {
+                let _ = write!(out, ";{}", bright + u16::from(n) - 8);
+            }
+            Some(Color::Indexed(n)) => {
+                let _ = write!(out, ";{extended};5;{n}");
+            }
+            Some(Color::RGB(c)) => {
+                let _ = write!(out, ";{extended};2;{};{};{}", c.r, c.g, c.b);
+            }
+        }
+    }
+    out.push('m');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn text(screen: &mut Screen) -> Vec<String> {
+        screen.terminal().map(|t| t.screen().text()).unwrap_or_default()
+    }
+
+    #[test]
+    fn utf8_cut_by_a_chunk_boundary_is_joined() {
+        let mut screen = Screen::new(20, 3, 0);
+        let bytes = "héllo → wörld".as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            screen.feed(i as u64, std::slice::from_ref(b));
+        }
+        assert_eq!(text(&mut screen)[0], "héllo → wörld");
+        screen.feed(bytes.len() as u64, b"\r\n\xffx");
+        assert_eq!(text(&mut screen)[1], "\u{fffd}x");
+    }
+
+    #[test]
+    fn bytes_already_fed_are_not_fed_twice() {
+        let mut screen = Screen::new(20, 3, 0);
+        screen.feed(0, b"abc");
+        screen.feed(1, b"bcdef");
+        assert_eq!((text(&mut screen)[0].as_str(), screen.fed()), ("abcdef", 6));
+    }
+
+    #[test]
+    fn modes_avt_ignores_are_restored_and_cut_sequences_count() {
+        let mut screen = Screen::new(20, 3, 0);
+        let stream = b"\x1b[?2004h\x1b[?1000;1006h\x1b=\x1b]0;my title\x07\x1b[?1000l\x1b[?10";
+        screen.feed(0, stream);
+        screen.feed(stream.len() as u64, b"02h");
+        let snap = screen.snapshot();
+        assert!(
+            snap.bytes.starts_with(
+                "\x1bc\x1b[?1002h\x1b[?1006h\x1b[?2004h\x1b=\x1b]2;my title\x07"
+            ),
+            "{:?}",
+            snap.bytes
+        );
+        screen.feed(snap.offset, b"\x1bc");
+        let b = screen.snapshot().bytes;
+        assert!(!b.contains("2004h") && !b.contains("\x1b=") && !b.contains("title"), "{b:?}");
+    }
+
+    #[test]
+    fn a_compacted_model_is_the_same_model() {
+        let mut screen = Screen::new(30, 5, 0);
+        let mut stream = String::new();
+        for i in 0..40 {
+            stream.push_str(&format!("\x1b[3{}mline {i}\x1b[m tail that wraps around the edge\r\n", i % 8));
+        }
+        stream.push_str("\x1b[?1049h\x1b[2;3H\x1b[44malt\x1b[m");
+        screen.feed(0, stream.as_bytes());
+        let live = screen.snapshot();
+        screen.compact();
+        assert!(!screen.is_live());
+        assert_eq!(screen.snapshot(), live);
+        // Rehydrated, it goes on as before.
+        screen.feed(live.offset, b"!");
+        let mut reference = Screen::new(30, 5, 0);
+        reference.feed(0, stream.as_bytes());
+        reference.feed(live.offset, b"!");
+        assert_eq!(screen.snapshot(), reference.snapshot());
+    }
+
+    #[test]
+    fn a_resize_applies_at_its_offset() {
+        let mut screen = Screen::new(10, 3, 0);
+        screen.feed(0, b"0123456789abc");
+        screen.resize_at(13, 20, 3);
+        screen.feed(13, b"\r\nxyz");
+        let snap = screen.snapshot();
+        assert_eq!((snap.cols, snap.rows, snap.offset), (20, 3, 18));
+        assert_eq!(&text(&mut screen)[..2], ["0123456789abc", "xyz"]);
+    }
+}
