@@ -37,6 +37,11 @@ pub(crate) struct Ring {
     charged: usize,
     cap: usize,
     persisted: u64,
+    /// Every byte below this is in the session's screen model; eviction stops here too, so
+    /// the model never misses a byte.
+    modelled: u64,
+    /// Whether a screen model reads this ring (`modelled` then holds eviction back).
+    model: bool,
     /// Set when the transcript can no longer be written: eviction then ignores `persisted`
     /// rather than holding memory for a writer that will never catch up.
     persist_disabled: bool,
@@ -53,6 +58,8 @@ impl Ring {
             charged: 0,
             cap,
             persisted: 0,
+            modelled: 0,
+            model: false,
             persist_disabled: false,
             released: false,
         }
@@ -64,6 +71,7 @@ impl Ring {
         ring.start = end;
         ring.end = end;
         ring.persisted = end;
+        ring.modelled = end;
         ring.released = true;
         ring
     }
@@ -95,6 +103,23 @@ impl Ring {
     /// Bytes appended but not yet written to the transcript.
     pub(crate) fn unpersisted(&self) -> u64 {
         self.end - self.persisted
+    }
+
+    /// From now on eviction waits for the screen model too (see `modelled`).
+    pub(crate) fn track_model(&mut self) {
+        self.model = true;
+        self.modelled = self.start;
+    }
+
+    /// Bytes appended but not yet in the screen model.
+    pub(crate) fn unmodelled(&self) -> u64 {
+        if self.model { self.end - self.modelled } else { 0 }
+    }
+
+    /// Records that the screen model holds every byte below `upto`.
+    pub(crate) fn mark_modelled(&mut self, upto: u64) {
+        self.modelled = self.modelled.max(upto.min(self.end));
+        self.evict();
     }
 
     pub(crate) fn persisted(&self) -> u64 {
@@ -154,7 +179,12 @@ impl Ring {
                 break;
             };
             let front_end = offset + front.len() as u64;
-            if front_end > self.persisted {
+            let floor = if self.model {
+                self.persisted.min(self.modelled)
+            } else {
+                self.persisted
+            };
+            if front_end > floor {
                 break;
             }
             self.charged -= front.len() + CHUNK_OVERHEAD;
@@ -210,7 +240,11 @@ impl Ring {
 
     /// The unpersisted chunks from `from`, at most about `max` bytes, for one transcript write.
     pub(crate) fn unpersisted_chunks(&self, max: usize) -> Vec<Bytes> {
-        let from = self.persisted;
+        self.chunks_from(self.persisted, max)
+    }
+
+    /// The chunks from `from` on (the first one cut to start there), about `max` bytes.
+    pub(crate) fn chunks_from(&self, from: u64, max: usize) -> Vec<Bytes> {
         let idx = self
             .chunks
             .partition_point(|(offset, bytes)| offset + bytes.len() as u64 <= from);
@@ -289,6 +323,19 @@ mod tests {
         ring.mark_persisted(50);
         assert_eq!(ring.start(), 30);
         assert_eq!(ring.charged(), cap);
+    }
+
+    #[test]
+    fn eviction_waits_for_the_screen_model() {
+        let mut ring = Ring::new(10 + CHUNK_OVERHEAD);
+        ring.track_model();
+        ring.disable_persistence();
+        ring.push(Bytes::from_static(b"0123456789"));
+        ring.push(Bytes::from_static(b"abcdefghij"));
+        assert_eq!((ring.start(), ring.unmodelled()), (0, 20));
+        assert_eq!(ring.chunks_from(4, 100).concat(), b"456789abcdefghij".to_vec());
+        ring.mark_modelled(10);
+        assert_eq!((ring.start(), ring.unmodelled()), (10, 10));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::persist::{self, TRANSCRIPT};
 use crate::ring::{Ring, RingRead};
+use crate::screen::{Screen, Snapshot};
 use crate::{EndReason, SessionError, SessionInfo, SessionOrigin, SessionState, pty};
 
 /// Upper bound of one coalesced read: whatever is readable right now, up to this, becomes one
@@ -36,6 +37,13 @@ const TRANSCRIPT_BATCH: u64 = 64 << 10;
 const TRANSCRIPT_DELAY: Duration = Duration::from_millis(50);
 /// At most this much goes into one `writev`.
 const TRANSCRIPT_WRITE_MAX: usize = 1 << 20;
+/// The screen model is fed once this much output waits for it (or when a viewer needs the
+/// screen). Large batches keep the model off the hot path.
+const SCREEN_BATCH: u64 = 1 << 20;
+/// At most this much is fed to the model under one lock.
+const SCREEN_FEED_MAX: usize = 1 << 20;
+/// A model neither fed nor read for this long is compacted to its dump.
+const SCREEN_IDLE: Duration = Duration::from_secs(2);
 /// After the process exits, how long to keep reading output that is still buffered or written
 /// by leftovers holding the PTY open, before hanging the PTY up.
 const DRAIN_GRACE: Duration = Duration::from_millis(1000);
@@ -73,7 +81,13 @@ pub struct Session {
     started_at: Timestamp,
     status: Mutex<Status>,
     ring: Mutex<Ring>,
-    /// New bytes or the exit: wakes viewers.
+    /// The terminal model (live sessions only). Lock order: `screen`, then `ring`.
+    screen: Option<Mutex<Screen>>,
+    /// Wakes the screen keeper: a batch is ready, or the model was used.
+    screen_notify: Notify,
+    /// Viewers that want to set the size, most recently active last (see [`Viewer::set_size`]).
+    sizes: Mutex<Sizes>,
+    /// New bytes, a new size or the exit: wakes viewers.
     data_notify: Notify,
     /// Wakes the transcript writer.
     writer_notify: Notify,
@@ -131,11 +145,26 @@ impl InputLog {
     }
 }
 
+/// The size rule (one PTY, one size): the viewer that was active last (attached with a size,
+/// typed, or sent its size) sets the PTY's size; when it leaves, the one active before it
+/// takes over. Every other viewer is told the size and shows the reflowed screen.
+#[derive(Debug, Default)]
+struct Sizes {
+    next_id: u64,
+    /// `(viewer id, cols, rows)`, most recently active last.
+    viewers: Vec<(u64, u16, u16)>,
+}
+
 /// What a viewer receives, in order. `Exit` comes once, after the last byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewerEvent {
     /// Output bytes starting at `offset`.
     Data { offset: u64, bytes: Bytes },
+    /// The whole screen at `snapshot.offset`; the next `Data` starts there. Comes first for
+    /// a viewer attached with [`Session::attach_screen`], and after each `Gap` it suffers.
+    Screen(Snapshot),
+    /// The PTY's size changed (a screen viewer only).
+    Size { cols: u16, rows: u16 },
     /// Bytes `from..to` are no longer held (the viewer was too slow, or asked for an offset
     /// older than the scrollback); the next `Data` starts at `to`.
     Gap { from: u64, to: u64 },
@@ -151,6 +180,14 @@ pub struct Viewer {
     session: Arc<Session>,
     cursor: u64,
     exit_sent: bool,
+    /// Whether a gap is followed by the screen, and size changes are reported.
+    screens: bool,
+    /// An event due before the next read of the ring.
+    pending: Option<ViewerEvent>,
+    /// The size this viewer last heard of.
+    size_seen: (u16, u16),
+    /// This viewer's entry in the size rule, once it said its size.
+    size_id: Option<u64>,
 }
 
 /// What only a running session has.
@@ -236,7 +273,8 @@ impl Session {
         };
         info.state = SessionState::Running;
         info.pid = Some(spawned.pid);
-        let ring = Ring::new(new.scrollback_bytes);
+        let mut ring = Ring::new(new.scrollback_bytes);
+        ring.track_model();
         let live = Live {
             master: master.clone(),
             kill_grace: new.kill_grace,
@@ -247,6 +285,7 @@ impl Session {
         }
         let pump = tokio::spawn(pump(session.clone(), master));
         let writer = tokio::spawn(transcript_writer(session.clone(), transcript));
+        tokio::spawn(screen_keeper(session.clone()));
         tokio::spawn(supervise(
             session.clone(),
             child,
@@ -272,6 +311,7 @@ impl Session {
             .and_then(|pid| i32::try_from(pid).ok())
             .map(Pid::from_raw);
         let kill_grace = live.as_ref().map_or(Duration::ZERO, |l| l.kill_grace);
+        let screen = running.then(|| Mutex::new(Screen::new(info.cols, info.rows, ring.end())));
         Session {
             id: info.id,
             dir,
@@ -292,6 +332,9 @@ impl Session {
                 transcript_complete: info.transcript_complete,
             }),
             ring: Mutex::new(ring),
+            screen,
+            screen_notify: Notify::new(),
+            sizes: Mutex::new(Sizes::default()),
             data_notify: Notify::new(),
             writer_notify: Notify::new(),
             persisted_notify: Notify::new(),
@@ -428,10 +471,77 @@ impl Session {
         let fd = self.master()?;
         kaged_pty::set_size(fd.get_ref().as_fd(), cols, rows)
             .map_err(|e| self.control("resize", e))?;
-        let mut st = lock(&self.status);
-        st.cols = cols;
-        st.rows = rows;
+        if let Some(screen) = &self.screen {
+            // What the ring holds now was written for the old size.
+            let mut screen = lock(screen);
+            let end = lock(&self.ring).end();
+            screen.resize_at(end, cols, rows);
+        }
+        {
+            let mut st = lock(&self.status);
+            st.cols = cols;
+            st.rows = rows;
+        }
+        self.data_notify.notify_waiters();
         Ok(())
+    }
+
+    /// Applies the size of the most recently active viewer, if it differs.
+    fn apply_sizes(&self) {
+        let Some((_, cols, rows)) = lock(&self.sizes).viewers.last().copied() else {
+            return;
+        };
+        let current = {
+            let st = lock(&self.status);
+            (st.cols, st.rows)
+        };
+        if current != (cols, rows)
+            && let Err(e) = self.resize(cols, rows)
+        {
+            tracing::debug!(session = %self.id, error = %e, "size not applied");
+        }
+    }
+
+    /// Feeds the model what the ring holds beyond it, up to `upto` (at most `max` bytes per
+    /// call when `upto` is `None`), and lets the ring evict what the model now has.
+    fn feed_screen(&self, screen: &mut Screen, upto: Option<u64>) {
+        loop {
+            let (chunks, end) = {
+                let ring = lock(&self.ring);
+                let end = upto.unwrap_or(ring.end()).min(ring.end());
+                if screen.fed() >= end {
+                    return;
+                }
+                let max = (end - screen.fed()).min(SCREEN_FEED_MAX as u64) as usize;
+                (ring.chunks_from(screen.fed(), max), end)
+            };
+            if chunks.is_empty() {
+                return;
+            }
+            for chunk in chunks {
+                let room = (end - screen.fed()) as usize;
+                screen.feed(screen.fed(), &chunk[..chunk.len().min(room)]);
+            }
+            lock(&self.ring).mark_modelled(screen.fed());
+            self.persisted_notify.notify_one();
+            if upto.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// The screen now, from the model, at the offset where the live stream continues.
+    /// `None` for a session without a model (one from a previous daemon run).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let screen = self.screen.as_ref()?;
+        let mut screen = lock(screen);
+        let end = lock(&self.ring).end();
+        self.feed_screen(&mut screen, Some(end));
+        let snapshot = screen.snapshot();
+        drop(screen);
+        // The keeper compacts the model once it is idle again.
+        self.screen_notify.notify_one();
+        Some(snapshot)
     }
 
     /// Sends `sig` to the session's process group (the leader and what it runs in the
@@ -500,11 +610,46 @@ impl Session {
             Some(offset) => offset.min(ring.end()),
         };
         drop(ring);
+        let size_seen = self.size();
         Viewer {
             session: self.clone(),
             cursor,
             exit_sent: false,
+            screens: false,
+            pending: None,
+            size_seen,
+            size_id: None,
         }
+    }
+
+    /// Starts a viewer that sees screens rather than old bytes: with `size`, it becomes the
+    /// active viewer and the PTY takes its size first (see [`Viewer::set_size`]); then it gets
+    /// the screen from the model and the live stream from exactly there. With `from`, it
+    /// resumes the raw stream at that offset instead (a reconnect), and only a gap brings a
+    /// screen. A session without a model falls back to the raw stream.
+    pub fn attach_screen(
+        self: &Arc<Self>,
+        from: Option<u64>,
+        size: Option<(u16, u16)>,
+    ) -> Viewer {
+        let mut viewer = self.attach(from);
+        viewer.screens = true;
+        if let Some((cols, rows)) = size {
+            viewer.set_size(cols, rows);
+        }
+        if from.is_none()
+            && let Some(snapshot) = self.snapshot()
+        {
+            viewer.cursor = snapshot.offset;
+            viewer.size_seen = (snapshot.cols, snapshot.rows);
+            viewer.pending = Some(ViewerEvent::Screen(snapshot));
+        }
+        viewer
+    }
+
+    fn size(&self) -> (u16, u16) {
+        let st = lock(&self.status);
+        (st.cols, st.rows)
     }
 
     /// Reads up to `max` transcript bytes from `offset`, from disk. For a running session this
@@ -558,13 +703,55 @@ impl Viewer {
         self.cursor
     }
 
+    /// This viewer's terminal is `cols`×`rows`, and it is now the active viewer: the PTY
+    /// takes this size (the size rule in [`Sizes`]). The caller checks that the viewer may
+    /// change the session at all.
+    pub fn set_size(&mut self, cols: u16, rows: u16) {
+        let session = &self.session;
+        {
+            let mut sizes = lock(&session.sizes);
+            let id = *self.size_id.get_or_insert_with(|| {
+                sizes.next_id += 1;
+                sizes.next_id
+            });
+            sizes.viewers.retain(|(v, _, _)| *v != id);
+            sizes.viewers.push((id, cols, rows));
+        }
+        session.apply_sizes();
+    }
+
+    /// The viewer typed: it becomes the active viewer, and its size (if it said one)
+    /// applies.
+    pub fn activate(&mut self) {
+        let Some(id) = self.size_id else { return };
+        {
+            let mut sizes = lock(&self.session.sizes);
+            let Some(i) = sizes.viewers.iter().position(|(v, _, _)| *v == id) else {
+                return;
+            };
+            if i + 1 == sizes.viewers.len() {
+                return;
+            }
+            let entry = sizes.viewers.remove(i);
+            sizes.viewers.push(entry);
+        }
+        self.session.apply_sizes();
+    }
+
     /// The next event, or `None` after `Exit`. Cancel-safe: dropping the future loses
     /// nothing, so it can sit in a `select!` next to the socket.
     pub async fn next(&mut self) -> Option<ViewerEvent> {
+        if let Some(event) = self.pending.take() {
+            return Some(event);
+        }
         let Viewer {
             session,
             cursor,
             exit_sent,
+            screens,
+            pending,
+            size_seen,
+            size_id: _,
         } = self;
         loop {
             let notified = session.data_notify.notified();
@@ -572,18 +759,36 @@ impl Viewer {
             notified.as_mut().enable();
             // The state is read before the ring: a session is marked exited only after its
             // last byte was pushed, so a ring read after seeing `Exited` is final.
-            let exit = {
+            let (exit, size) = {
                 let st = lock(&session.status);
-                (st.state == SessionState::Exited).then_some(ViewerEvent::Exit {
+                let exit = (st.state == SessionState::Exited).then_some(ViewerEvent::Exit {
                     code: st.exit_code,
                     signal: st.signal,
-                })
+                });
+                (exit, (st.cols, st.rows))
             };
+            if *screens && size != *size_seen && exit.is_none() {
+                *size_seen = size;
+                return Some(ViewerEvent::Size {
+                    cols: size.0,
+                    rows: size.1,
+                });
+            }
             let end = {
                 let ring = lock(&session.ring);
                 if !ring.is_released() {
                     match ring.read(*cursor, VIEWER_FRAME_MAX) {
                         RingRead::Gap { from, to } => {
+                            drop(ring);
+                            // A screen viewer gets the current screen right after the gap,
+                            // so its picture is whole again at once.
+                            if *screens && let Some(snapshot) = session.snapshot() {
+                                *cursor = snapshot.offset;
+                                *size_seen = (snapshot.cols, snapshot.rows);
+                                let to = snapshot.offset;
+                                *pending = Some(ViewerEvent::Screen(snapshot));
+                                return Some(ViewerEvent::Gap { from, to });
+                            }
                             *cursor = to;
                             return Some(ViewerEvent::Gap { from, to });
                         }
@@ -608,6 +813,21 @@ impl Viewer {
                 return Some(exit);
             }
             notified.await;
+        }
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let Some(id) = self.size_id else { return };
+        let was_active = {
+            let mut sizes = lock(&self.session.sizes);
+            let active = sizes.viewers.last().is_some_and(|(v, _, _)| *v == id);
+            sizes.viewers.retain(|(v, _, _)| *v != id);
+            active
+        };
+        if was_active {
+            self.session.apply_sizes();
         }
     }
 }
@@ -677,10 +897,14 @@ fn drain_readable(fd: &OwnedFd, buf: &mut [u8]) -> (usize, Drained) {
 
 /// The session's only PTY reader.
 async fn pump(s: Arc<Session>, fd: Arc<AsyncFd<OwnedFd>>) {
-    let (cap, batch) = {
+    let (cap, batch, screen_batch) = {
         let ring = lock(&s.ring);
         let cap = ring.cap() as u64;
-        (cap, TRANSCRIPT_BATCH.min(cap / 4).max(1))
+        (
+            cap,
+            TRANSCRIPT_BATCH.min(cap / 4).max(1),
+            SCREEN_BATCH.min(cap / 4).max(1),
+        )
     };
     loop {
         // The ring may not evict unwritten bytes; if the disk falls a whole scrollback behind,
@@ -689,8 +913,11 @@ async fn pump(s: Arc<Session>, fd: Arc<AsyncFd<OwnedFd>>) {
             let progressed = s.persisted_notify.notified();
             tokio::pin!(progressed);
             progressed.as_mut().enable();
-            if lock(&s.ring).unpersisted() <= cap {
-                break;
+            {
+                let ring = lock(&s.ring);
+                if ring.unpersisted() <= cap && ring.unmodelled() <= cap {
+                    break;
+                }
             }
             progressed.await;
         }
@@ -714,13 +941,16 @@ async fn pump(s: Arc<Session>, fd: Arc<AsyncFd<OwnedFd>>) {
         drop(guard);
         if !chunk.is_empty() {
             let len = chunk.len() as u64;
-            let before = {
+            let (before, unmodelled) = {
                 let mut ring = lock(&s.ring);
                 let before = ring.unpersisted();
                 ring.push(chunk);
-                before
+                (before, ring.unmodelled())
             };
             s.data_notify.notify_waiters();
+            if unmodelled >= screen_batch && unmodelled - len < screen_batch {
+                s.screen_notify.notify_one();
+            }
             // Wake the writer when it may be idle (nothing was pending, so it waits without a
             // deadline) or when a batch just filled up.
             if before == 0 || (before < batch && before + len >= batch) {
@@ -729,6 +959,43 @@ async fn pump(s: Arc<Session>, fd: Arc<AsyncFd<OwnedFd>>) {
         }
         if matches!(drained, Drained::End) {
             return;
+        }
+    }
+}
+
+/// Feeds the screen model in large batches, off the reader's path, and compacts it when it
+/// has been idle for a while. Ends with the session's output.
+async fn screen_keeper(s: Arc<Session>) {
+    let Some(screen) = &s.screen else { return };
+    let batch = {
+        let ring = lock(&s.ring);
+        SCREEN_BATCH.min(ring.cap() as u64 / 4).max(1)
+    };
+    loop {
+        let notified = s.screen_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if s.reader_done.load(Ordering::SeqCst) {
+            return;
+        }
+        if lock(&s.ring).unmodelled() >= batch {
+            let mut screen = lock(screen);
+            s.feed_screen(&mut screen, None);
+            continue;
+        }
+        let idle_for = {
+            let screen = lock(screen);
+            screen.is_live().then(|| screen.last_used.elapsed())
+        };
+        match idle_for {
+            Some(idle) if idle >= SCREEN_IDLE => lock(screen).compact(),
+            Some(idle) => {
+                tokio::select! {
+                    () = &mut notified => {}
+                    () = tokio::time::sleep(SCREEN_IDLE - idle) => {}
+                }
+            }
+            None => notified.await,
         }
     }
 }
@@ -850,6 +1117,13 @@ async fn supervise(
     s.reader_done.store(true, Ordering::SeqCst);
     s.writer_notify.notify_one();
     let complete = writer.await.unwrap_or(false);
+    if let Some(screen) = &s.screen {
+        // The final screen stays, compact, for viewers that come later.
+        let mut screen = lock(screen);
+        s.feed_screen(&mut screen, Some(u64::MAX));
+        screen.compact();
+    }
+    s.screen_notify.notify_one();
     if complete {
         lock(&s.ring).release();
     }
