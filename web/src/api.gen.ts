@@ -481,7 +481,12 @@ export type ClientControl = { "type": "hello", offset?: number | null,
  * Turns on sequenced input for this connection: 1 to 64 of `A-Z a-z 0-9 _ -`, the
  * same for every reconnect of one viewer (a browser tab, a CLI attach).
  */
-client?: string | null, } | { "type": "resize", cols: number, rows: number, } | { "type": "ping" };
+client?: string | null, 
+/**
+ * Asks for screens (see the module docs) and says this viewer's terminal size. With
+ * `offset` as well, the raw stream resumes there and only a gap brings a screen.
+ */
+screen?: ScreenSize | null, } | { "type": "resize", cols: number, rows: number, } | { "type": "ping" };
 
 /**
  * What the daemon sends as a text frame.
@@ -491,7 +496,7 @@ export type ServerControl = { "type": "hello", offset: number, session: string,
  * For a sequenced client: the last of its input frames written to the PTY (0 for
  * none). The client resends whatever it holds after this one.
  */
-input_seq?: number | null, } | { "type": "ack", seq: number, } | { "type": "input_refused", seq: number, message: string, } | { "type": "gap", from: number, to: number, } | { "type": "exit", code: number | null, signal: number | null, } | { "type": "pong" } | { "type": "error", message: string, };
+input_seq?: number | null, } | { "type": "ack", seq: number, } | { "type": "input_refused", seq: number, message: string, } | { "type": "gap", from: number, to: number, } | { "type": "screen", offset: number, cols: number, rows: number, } | { "type": "size", cols: number, rows: number, } | { "type": "exit", code: number | null, signal: number | null, } | { "type": "pong" } | { "type": "error", message: string, };
 
 export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "gap", missed: number, } | { "type": "pong" };
 

@@ -1,7 +1,13 @@
 // Client side of the PTY WebSocket (design §6). Binary frames are terminal bytes both ways;
-// text frames are JSON control (ClientControl up, ServerControl down). The client tracks the
-// byte offset it has seen (hello offset + bytes received, moved forward by gaps) so a dropped
-// socket reattaches with replay from exactly where it stopped, with exponential backoff.
+// text frames are JSON control (ClientControl up, ServerControl down). A fresh viewer asks for
+// the screen: the daemon sends its terminal model's dump (scrollback, screens, cursor, modes)
+// for this viewer's size, then the live stream from exactly that offset. The client tracks the
+// byte offset it has seen so a dropped socket reattaches with replay from exactly where it
+// stopped, with exponential backoff; if that is older than the daemon holds, a gap and the
+// current screen follow.
+//
+// Size (one PTY, one size): the viewer that was active last (attached, typed, or changed its
+// own size) sets the PTY's size; the others are told the size and show the same screen at it.
 //
 // Input is sequenced (see kaged-api's pty module): each frame carries a number, stays queued
 // until the daemon acknowledges it, and is resent after a reconnect; the daemon writes each
@@ -26,6 +32,10 @@ export interface Pending {
 
 export interface PtySink {
   data(bytes: Uint8Array): void;
+  /** The whole screen: reset the terminal, make it `cols`×`rows`, write `bytes`. */
+  screen(bytes: Uint8Array, cols: number, rows: number): void;
+  /** The PTY is now `cols`×`rows` (set by the most recently active viewer). */
+  size(cols: number, rows: number): void;
   gap(from: number, to: number): void;
   state(s: ConnState): void;
   pending(p: Pending): void;
@@ -69,6 +79,10 @@ export class PtyClient {
   /** The daemon said hello on the current socket: input may flow. */
   private live = false;
   private offset = 0;
+  /** Whether `offset` means anything yet (the first hello asks for the screen instead). */
+  private attached = false;
+  /** A `screen` message came: the next binary frame is the screen, at this offset. */
+  private screenNext: { offset: number; cols: number; rows: number } | null = null;
   private attempt = 0;
   private timer: number | undefined;
   private ping: number | undefined;
@@ -115,8 +129,13 @@ export class PtyClient {
   }
 
   private onOpen() {
-    this.sendControl({ type: 'hello', offset: this.offset, client: this.client });
-    if (this.size) this.sendControl({ type: 'resize', ...this.size });
+    this.screenNext = null;
+    this.sendControl({
+      type: 'hello',
+      offset: this.attached ? this.offset : undefined,
+      client: this.client,
+      screen: this.size ?? { cols: 80, rows: 24 },
+    });
     clearInterval(this.ping);
     this.ping = window.setInterval(() => this.checkAlive(), PING_MS);
   }
@@ -145,6 +164,13 @@ export class PtyClient {
   }
 
   private onBytes(bytes: Uint8Array) {
+    const screen = this.screenNext;
+    if (screen) {
+      this.screenNext = null;
+      this.offset = screen.offset;
+      this.sink.screen(bytes, screen.cols, screen.rows);
+      return;
+    }
     this.offset += bytes.byteLength;
     this.sink.data(bytes);
   }
@@ -154,6 +180,7 @@ export class PtyClient {
     switch (msg?.type) {
       case 'hello':
         this.offset = msg.offset;
+        this.attached = true;
         this.attempt = 0;
         this.live = true;
         this.sink.state({ kind: 'open' });
@@ -165,6 +192,12 @@ export class PtyClient {
       case 'gap':
         this.sink.gap(msg.from, msg.to);
         this.offset = Math.max(this.offset, msg.to);
+        break;
+      case 'screen':
+        this.screenNext = { offset: msg.offset, cols: msg.cols, rows: msg.rows };
+        break;
+      case 'size':
+        this.sink.size(msg.cols, msg.rows);
         break;
       case 'exit':
         this.exited = true;
@@ -272,9 +305,16 @@ export class PtyClient {
     this.reportPending();
   }
 
+  /** This viewer's own terminal size (what fits its window); saying it makes this viewer the
+   *  active one, whose size the PTY takes. */
   resize(cols: number, rows: number) {
     this.size = { cols, rows };
     this.sendControl({ type: 'resize', cols, rows });
+  }
+
+  /** The operator turned to this viewer (focused it): its size applies again. */
+  activate() {
+    if (this.size) this.sendControl({ type: 'resize', ...this.size });
   }
 
   stop() {

@@ -76,6 +76,14 @@ interface SinkState {
 function sinkFor(term: Terminal, opts: { readonly current: TerminalOptions }, st: SinkState): PtySink {
   return {
     data: (b) => term.write(b),
+    screen: (bytes, cols, rows) => {
+      term.reset();
+      if (term.cols !== cols || term.rows !== rows) term.resize(cols, rows);
+      term.write(bytes);
+    },
+    size: (cols, rows) => {
+      if (term.cols !== cols || term.rows !== rows) term.resize(cols, rows);
+    },
     gap: (from, to) => term.write(`\r\n\x1b[2m[… ${to - from} bytes of output no longer in the scrollback …]\x1b[0m\r\n`),
     state: (s) => {
       st.setConn(s);
@@ -111,17 +119,28 @@ function usePending(conn: ConnState) {
 function wireInput(term: Terminal, pty: PtyClient) {
   term.onData((d) => pty.input(d));
   term.onBinary((d) => pty.input(Uint8Array.from(d, (ch) => ch.charCodeAt(0) & 0xff)));
-  term.onResize(({ cols, rows }) => pty.resize(cols, rows));
 }
 
-/** Keeps the terminal fitted to `el`; returns the undo. */
-function followSize(el: HTMLElement, fit: FitAddon): () => void {
+/** Keeps the terminal fitted to `el` and tells the daemon this viewer's size whenever it
+ *  changes (which makes this viewer the one that sets the PTY's size); returns the undo. The
+ *  terminal itself may then show another viewer's size, when that one was active later. */
+function followSize(el: HTMLElement, term: Terminal, fit: FitAddon, pty: PtyClient): () => void {
+  let last = '';
   const doFit = () => {
-    try {
-      fit.fit();
-    } catch {
-      // Not laid out yet (hidden tab); the next resize fits.
-    }
+    const dims = (() => {
+      try {
+        return fit.proposeDimensions();
+      } catch {
+        return undefined;
+      }
+    })();
+    // Not laid out yet (hidden tab); the next resize fits.
+    if (!dims || !Number.isFinite(dims.cols) || !Number.isFinite(dims.rows) || dims.cols < 2 || dims.rows < 1) return;
+    const key = `${dims.cols}x${dims.rows}`;
+    if (key === last) return;
+    last = key;
+    if (term.cols !== dims.cols || term.rows !== dims.rows) term.resize(dims.cols, dims.rows);
+    pty.resize(dims.cols, dims.rows);
   };
   doFit();
   const ro = new ResizeObserver(doFit);
@@ -160,10 +179,13 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
     });
     const pty = new PtyClient(api.ptyUrl(sessionId), sink);
     wireInput(term, pty);
-    const unfollow = followSize(el, fit);
-    // Fitted before the socket opens, so the first hello is followed by the real size.
-    pty.resize(term.cols, term.rows);
+    // Fitted before the socket opens, so the first hello carries the real size.
+    const unfollow = followSize(el, term, fit, pty);
     pty.start();
+    // The browser tests read the buffer cell by cell through this.
+    Object.assign(el, { kagedTerm: term });
+    const focused = () => pty.activate();
+    el.addEventListener('focusin', focused);
     const online = () => pty.retryNow();
     const offline = () => pty.offline();
     // A phone wakes a tab that may have lost its socket while asleep: check now.
@@ -178,6 +200,7 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
       window.removeEventListener('online', online);
       window.removeEventListener('offline', offline);
       document.removeEventListener('visibilitychange', visible);
+      el.removeEventListener('focusin', focused);
       unfollow();
       pty.stop();
       term.dispose();

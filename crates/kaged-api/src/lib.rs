@@ -31,7 +31,7 @@ pub use project::{
     AgentSpec, AgentView, LoadProject, Plugin, Project, ProjectList, ProjectView, TaskView,
     UnknownAlias, Unloaded,
 };
-pub use pty::{ClientControl, INPUT_SEQ_BYTES, ServerControl, check_client_id};
+pub use pty::{ClientControl, INPUT_SEQ_BYTES, ScreenSize, ServerControl, check_client_id};
 pub use session::{
     CageState, EndReason, InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionKind,
     SessionList, SessionOrigin, SessionState, ShareAccess, ShareRequest, SignalName, SignalRequest,

@@ -6,6 +6,13 @@
 //! each frame to the PTY at most once, answers `ack{seq}` once it is written, and tells a
 //! reconnecting client in its `hello` which frame it applied last, so resending everything
 //! unacknowledged is safe.
+//!
+//! Screens: a viewer whose `hello` carries `screen` (its terminal size) gets the session's
+//! screen from the daemon's terminal model instead of old bytes: `screen{offset,cols,rows}`,
+//! then one binary frame to write to a freshly reset terminal of that size, then the live
+//! stream from `offset`. It gets the same after every `gap`, and `size{cols,rows}` whenever
+//! the PTY's size changes. One PTY has one size: the viewer that was active last (attached,
+//! typed, or sent `resize`) sets it; when it leaves, the one active before it takes over.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,6 +34,10 @@ pub enum ClientControl {
         /// same for every reconnect of one viewer (a browser tab, a CLI attach).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client: Option<String>,
+        /// Asks for screens (see the module docs) and says this viewer's terminal size. With
+        /// `offset` as well, the raw stream resumes there and only a gap brings a screen.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screen: Option<ScreenSize>,
     },
     /// The viewer's terminal size, 1 to 1000 each.
     Resize {
@@ -34,6 +45,13 @@ pub enum ClientControl {
         rows: u16,
     },
     Ping,
+}
+
+/// A terminal size, 1 to 1000 each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct ScreenSize {
+    pub cols: u16,
+    pub rows: u16,
 }
 
 /// What the daemon sends as a text frame.
@@ -59,10 +77,24 @@ pub enum ServerControl {
         seq: u64,
         message: String,
     },
-    /// Bytes `from..to` are no longer held; the next binary frame starts at `to`.
+    /// Bytes `from..to` are no longer held; the next binary frame starts at `to` (for a
+    /// screen viewer, a `screen` at `to` comes first).
     Gap {
         from: u64,
         to: u64,
+    },
+    /// The next binary frame is the whole screen at `offset`, for a terminal of
+    /// `cols`×`rows`: reset the terminal, set that size, write the frame. Live bytes
+    /// continue from `offset`.
+    Screen {
+        offset: u64,
+        cols: u16,
+        rows: u16,
+    },
+    /// The PTY is now `cols`×`rows`; the program redraws for that size.
+    Size {
+        cols: u16,
+        rows: u16,
     },
     /// The process ended; sent once, after the last byte.
     Exit {

@@ -85,6 +85,7 @@ impl Term {
             let hello = serde_json::to_string(&ClientControl::Hello {
                 offset: hello,
                 client: None,
+                screen: None,
             })?;
             term.ws
                 .send(Message::Text(hello.into()))

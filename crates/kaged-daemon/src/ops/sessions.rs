@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kaged_api::{
     CageState, CgroupLimits, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest,
-    SessionInfo, SessionKind, SessionList, SessionState, ShareRequest, SignalName, SignalRequest,
+    ScreenSize, SessionInfo, SessionKind, SessionList, SessionState, ShareRequest, SignalName, SignalRequest,
     StartSession, TranscriptParams,
 };
 use kaged_auth::AuthMode;
@@ -447,9 +447,24 @@ impl Terminal {
 
     /// Starts a viewer at `from` (see [`Session::attach`]), audits the attach (ADR-0007: in
     /// insecure mode every attach is also an `auth.insecure_mode` row) and announces it.
-    pub async fn attach(&self, actor: &Identity, from: Option<u64>) -> Attached {
+    ///
+    /// With `screen` the viewer gets screens from the session's terminal model (see
+    /// [`Session::attach_screen`]); its size counts only when it may change the session.
+    pub async fn attach(
+        &self,
+        actor: &Identity,
+        from: Option<u64>,
+        screen: Option<ScreenSize>,
+    ) -> Attached {
         let (i, s) = (&self.daemon.inner, &self.session);
-        let viewer = s.attach(from);
+        let viewer = match screen {
+            None => s.attach(from),
+            Some(size) => {
+                let size = (self.writable && launcher::check_size(size.cols, size.rows).is_ok())
+                    .then_some((size.cols, size.rows));
+                s.attach_screen(from, size)
+            }
+        };
         self.daemon
             .audit_session(EventType::SessionAttached, actor, s, json!({}))
             .await;
@@ -502,6 +517,22 @@ impl Terminal {
     /// The last input frame of `client` written to the PTY (0 for none).
     pub async fn input_seq_of(&self, client: &str) -> u64 {
         self.session.input_seq(client).await
+    }
+
+    /// A screen viewer's terminal is now `cols`×`rows`, and it is the active viewer (the size
+    /// rule of [`kaged_session::Viewer::set_size`]). Ignored for read-only shares and sizes
+    /// out of range.
+    pub fn viewer_size(&self, viewer: &mut Viewer, cols: u16, rows: u16) {
+        if self.writable && launcher::check_size(cols, rows).is_ok() {
+            viewer.set_size(cols, rows);
+        }
+    }
+
+    /// The viewer typed: under the size rule it becomes the active viewer.
+    pub fn viewer_active(&self, viewer: &mut Viewer) {
+        if self.writable {
+            viewer.activate();
+        }
     }
 
     /// Resizes the terminal; sizes out of range and ended sessions are ignored.

@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use kaged_api::{ClientControl, INPUT_SEQ_BYTES, ServerControl, check_client_id};
 use kaged_auth::Authenticated;
 use kaged_daemon::{SeqInput, Terminal};
-use kaged_session::ViewerEvent;
+use kaged_session::{Viewer, ViewerEvent};
 
 use crate::Http;
 use crate::error::{ApiError, upgrade};
@@ -53,17 +53,22 @@ async fn send(tx: &mut SplitSink<WebSocket, Message>, control: &ServerControl) -
 async fn serve(auth: Authenticated, terminal: Terminal, socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
     // The client says where it wants to start; a client that says nothing gets the scrollback.
-    let (from, client) = match tokio::time::timeout(HELLO_WAIT, rx.next()).await {
+    let (from, client, screen) = match tokio::time::timeout(HELLO_WAIT, rx.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str(&t) {
-            Ok(ClientControl::Hello { offset, client }) => (offset, client),
-            _ => (None, None),
+            Ok(ClientControl::Hello {
+                offset,
+                client,
+                screen,
+            }) => (offset, client, screen),
+            _ => (None, None, None),
         },
         Ok(Some(Ok(Message::Binary(b)))) => {
             terminal.input(&b).await;
-            (None, None)
+            (None, None, None)
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
+    let screens = screen.is_some();
     if let Some(c) = &client
         && let Err(message) = check_client_id(c)
     {
@@ -75,7 +80,7 @@ async fn serve(auth: Authenticated, terminal: Terminal, socket: WebSocket) {
         Some(c) => Some(terminal.input_seq_of(c).await),
         None => None,
     };
-    let mut attached = terminal.attach(&auth.identity, from).await;
+    let mut attached = terminal.attach(&auth.identity, from, screen).await;
     let hello = ServerControl::Hello {
         offset: attached.offset,
         session: terminal.id().to_owned(),
@@ -94,6 +99,18 @@ async fn serve(auth: Authenticated, terminal: Terminal, socket: WebSocket) {
                     Some(ViewerEvent::Gap { from, to }) => {
                         send(&mut tx, &ServerControl::Gap { from, to }).await
                     }
+                    Some(ViewerEvent::Screen(snapshot)) => {
+                        let head = ServerControl::Screen {
+                            offset: snapshot.offset,
+                            cols: snapshot.cols,
+                            rows: snapshot.rows,
+                        };
+                        send(&mut tx, &head).await
+                            && tx.send(Message::Binary(snapshot.bytes.into())).await.is_ok()
+                    }
+                    Some(ViewerEvent::Size { cols, rows }) => {
+                        send(&mut tx, &ServerControl::Size { cols, rows }).await
+                    }
                     Some(ViewerEvent::Exit { code, signal }) => {
                         send(&mut tx, &ServerControl::Exit { code, signal }).await;
                         let _ = tx.close().await;
@@ -107,14 +124,21 @@ async fn serve(auth: Authenticated, terminal: Terminal, socket: WebSocket) {
             }
             msg = rx.next() => {
                 let answer = match msg {
-                    Some(Ok(Message::Binary(b))) => match &client {
-                        None => {
-                            terminal.input(&b).await;
-                            None
+                    Some(Ok(Message::Binary(b))) => {
+                        if screens {
+                            terminal.viewer_active(&mut attached.viewer);
                         }
-                        Some(c) => sequenced(&terminal, c, &b).await,
-                    },
-                    Some(Ok(Message::Text(t))) => control(&terminal, &t),
+                        match &client {
+                            None => {
+                                terminal.input(&b).await;
+                                None
+                            }
+                            Some(c) => sequenced(&terminal, c, &b).await,
+                        }
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        control(&terminal, &mut attached.viewer, screens, &t)
+                    }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => None,
                 };
@@ -156,8 +180,18 @@ async fn sequenced(terminal: &Terminal, client: &str, frame: &[u8]) -> Option<Se
     }
 }
 
-fn control(terminal: &Terminal, text: &str) -> Option<ServerControl> {
+fn control(
+    terminal: &Terminal,
+    viewer: &mut Viewer,
+    screens: bool,
+    text: &str,
+) -> Option<ServerControl> {
     match serde_json::from_str(text) {
+        // A screen viewer's size goes through the size rule; a raw viewer resizes directly.
+        Ok(ClientControl::Resize { cols, rows }) if screens => {
+            terminal.viewer_size(viewer, cols, rows);
+            None
+        }
         Ok(ClientControl::Resize { cols, rows }) => {
             terminal.resize(cols, rows);
             None

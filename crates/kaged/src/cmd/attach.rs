@@ -90,6 +90,7 @@ pub(crate) async fn connect(request: Request<()>, offset: Option<u64>) -> Result
         &ClientControl::Hello {
             offset,
             client: None,
+            screen: None,
         },
     )
     .await?;

@@ -108,6 +108,7 @@ async fn say_hello(ws: &mut ProxiedWs, client: Option<&str>) {
     let hello = ClientControl::Hello {
         offset: None,
         client: client.map(str::to_owned),
+        screen: None,
     };
     let text = serde_json::to_string(&hello).unwrap();
     ws.send(Message::Text(text.into())).await.unwrap();

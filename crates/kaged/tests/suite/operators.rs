@@ -309,6 +309,7 @@ fn the_owner_shares_read_or_write_and_every_share_is_audited() {
         let hello = kaged_api::ClientControl::Hello {
             offset: None,
             client: Some("bob-tab".into()),
+            screen: None,
         };
         crate::fixture::send_control(&mut ws, hello).await;
         let mut frame = 1u64.to_be_bytes().to_vec();
