@@ -474,6 +474,11 @@ offset?: number | null,
 limit?: number | null, };
 
 /**
+ * A terminal size, 1 to 1000 each.
+ */
+export type ScreenSize = { cols: number, rows: number, };
+
+/**
  * What a viewer sends as a text frame.
  */
 export type ClientControl = { "type": "hello", offset?: number | null, 

@@ -38,7 +38,7 @@ pub fn typescript() -> String {
         SessionList, ShareRequest,
         StartSession, SignalName, SignalRequest, ResizeRequest, InputRequest, InputWritten,
         TranscriptParams,
-        ClientControl, ServerControl, DaemonEvent,
+        ScreenSize, ClientControl, ServerControl, DaemonEvent,
         AuditRow, AuditPage, AuditParams,
         ErrorCode, ErrorBody, ErrorEnvelope,
         Warning, Paths, BwrapInfo, CgroupSupport, SandboxStatus, ProviderKey, LocalSummary,

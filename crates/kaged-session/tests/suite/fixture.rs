@@ -94,6 +94,8 @@ pub struct Seen {
     pub bytes: Vec<u8>,
     pub gaps: Vec<(u64, u64)>,
     pub exit: Option<(Option<i32>, Option<i32>)>,
+    pub screens: Vec<kaged_session::Snapshot>,
+    pub sizes: Vec<(u16, u16)>,
 }
 
 impl Seen {
@@ -114,6 +116,16 @@ impl Seen {
                 self.gaps.push((from, to));
             }
             ViewerEvent::Exit { code, signal } => self.exit = Some((code, signal)),
+            ViewerEvent::Screen(snapshot) => {
+                let gaps: u64 = self.gaps.iter().map(|(f, t)| t - f).sum();
+                assert_eq!(
+                    snapshot.offset,
+                    start + self.bytes.len() as u64 + gaps,
+                    "a screen comes where the stream continues"
+                );
+                self.screens.push(snapshot);
+            }
+            ViewerEvent::Size { cols, rows } => self.sizes.push((cols, rows)),
         }
     }
 }
