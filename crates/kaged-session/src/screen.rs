@@ -488,8 +488,27 @@ fn dump(term: &Terminal) -> String {
         }
         out.push_str("\x1b[H");
     }
-    out.push_str(&term.dump());
+    semicolon_sgr(&term.dump(), &mut out);
     out
+}
+
+/// avt writes extended colours in the colon form without a colour space (`38:2:r:g:b`),
+/// which xterm.js reads as `38:2:<space>:r:g`; the semicolon form means the same everywhere.
+fn semicolon_sgr(dump: &str, out: &mut String) {
+    let mut rest = dump;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&rest[..at + 2]);
+        rest = &rest[at + 2..];
+        let end = rest
+            .bytes()
+            .position(|b| !(b.is_ascii_digit() || b == b';' || b == b':'))
+            .unwrap_or(rest.len());
+        if rest.as_bytes().get(end) == Some(&b'm') {
+            out.extend(rest[..end].chars().map(|c| if c == ':' { ';' } else { c }));
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
 }
 
 fn write_sgr(out: &mut String, pen: &Pen) {
@@ -598,6 +617,14 @@ mod tests {
         reference.feed(0, stream.as_bytes());
         reference.feed(live.offset, b"!");
         assert_eq!(screen.snapshot(), reference.snapshot());
+    }
+
+    #[test]
+    fn true_colour_is_dumped_in_the_semicolon_form() {
+        let mut screen = Screen::new(20, 3, 0);
+        screen.feed(0, b"\x1b[?1049h\x1b[4;38;2;255;128;0mX");
+        let snap = screen.snapshot();
+        assert!(snap.bytes.contains("\x1b[38;2;255;128;0;4mX"), "{:?}", snap.bytes);
     }
 
     #[test]

@@ -33,7 +33,7 @@ fn tmux_view(dir: &Path, name: &str, bytes: &[u8], cols: u16, rows: u16, history
     };
     // Raw output (no ONLCR), so the pane gets exactly these bytes.
     let cmd = format!(
-        "stty -opost; cat '{}'; tmux -S '{}' wait-for -S fed; sleep 600",
+        "stty -opost -echo; cat '{}'; tmux -S '{}' wait-for -S fed; sleep 600",
         file.display(),
         socket.display()
     );
@@ -238,4 +238,45 @@ async fn the_most_recently_active_viewer_sets_the_size_until_it_leaves() {
     drop(phone);
     assert_eq!(desktop.next().await.unwrap(), ViewerEvent::Size { cols: 120, rows: 40 });
     assert_eq!((s.info().cols, s.info().rows), (120, 40));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vim_through_the_model_looks_as_it_does_through_tmux() {
+    if !have_tmux() || !Path::new("/usr/bin/vim").exists() {
+        eprintln!("skipped: tmux or vim is not installed (./dev test_packages installs both)");
+        return;
+    }
+    let fx = Fixture::with(|cfg| cfg.scrollback_bytes = 64 << 10);
+    let file = fx.home.path().join("notes.py");
+    let text: String = (0..80).map(|i| format!("def f{i}(x):\n    return x * {i}  # \"{}\"\n", "s".repeat(i % 30))).collect();
+    std::fs::write(&file, text).unwrap();
+    let mut spec = fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "seq 1 3000; printf 'before vim\\n'; exec vim -N -u NONE -i NONE -c 'syntax on' -c 'set number hlsearch ruler' -c '/return' notes.py",
+    ]);
+    for (k, v) in &mut spec.env {
+        if k == "TERM" {
+            *v = "xterm-256color".into();
+        }
+    }
+    let s = fx.mgr.spawn(spec).unwrap();
+    let mut watcher = s.attach(Some(0));
+    read_until(&mut watcher, |b| contains(b, b"notes.py")).await;
+    // Let vim finish drawing.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let snapshot = s.snapshot().unwrap();
+    let transcript = loop {
+        let t = std::fs::read(s.transcript_path()).unwrap();
+        if t.len() as u64 >= snapshot.offset {
+            break t[..snapshot.offset as usize].to_vec();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let dir = fx.home.path();
+    let want = tmux_view(dir, "vim-stream", &transcript, 80, 24, 1000);
+    let got = tmux_view(dir, "vim-snapshot", snapshot.bytes.as_bytes(), 80, 24, 1000);
+    assert!(want.contains("alt=1") && snapshot.bytes.contains("\"notes.py\" 160L"), "{want}");
+    assert_eq!(got, want);
+    s.terminate();
 }
