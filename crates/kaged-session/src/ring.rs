@@ -113,7 +113,11 @@ impl Ring {
 
     /// Bytes appended but not yet in the screen model.
     pub(crate) fn unmodelled(&self) -> u64 {
-        if self.model { self.end - self.modelled } else { 0 }
+        if self.model {
+            self.end - self.modelled
+        } else {
+            0
+        }
     }
 
     /// Records that the screen model holds every byte below `upto`.
@@ -333,7 +337,10 @@ mod tests {
         ring.push(Bytes::from_static(b"0123456789"));
         ring.push(Bytes::from_static(b"abcdefghij"));
         assert_eq!((ring.start(), ring.unmodelled()), (0, 20));
-        assert_eq!(ring.chunks_from(4, 100).concat(), b"456789abcdefghij".to_vec());
+        assert_eq!(
+            ring.chunks_from(4, 100).concat(),
+            b"456789abcdefghij".to_vec()
+        );
         ring.mark_modelled(10);
         assert_eq!((ring.start(), ring.unmodelled()), (10, 10));
     }

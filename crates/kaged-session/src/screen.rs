@@ -27,7 +27,9 @@ const SEQ_MAX: usize = TITLE_MAX + 16;
 /// reporting (9, 1000–1003), focus events (1004), mouse encodings (1005, 1006, 1015, 1016)
 /// and bracketed paste (2004). avt restores the others it knows (cursor keys, origin,
 /// auto-wrap, cursor visibility, the alternate screen) in its own dump.
-const TRACKED_DEC_MODES: [u16; 11] = [9, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1015, 1016, 2004];
+const TRACKED_DEC_MODES: [u16; 11] = [
+    9, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1015, 1016, 2004,
+];
 
 /// One screen as escape sequences, at the offset where the live stream continues.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +240,13 @@ fn sequence_len(s: &[u8]) -> Seq {
             }
             Seq::Incomplete
         }
+        // DCS, SOS, PM and APC strings run to ST; the fast path must not start inside one.
+        Some(b'P' | b'X' | b'^' | b'_') => {
+            match s.windows(2).skip(1).position(|w| w == b"\x1b\\") {
+                Some(i) => Seq::Complete(i + 3),
+                None => Seq::Incomplete,
+            }
+        }
         Some(_) => Seq::Complete(2),
     }
 }
@@ -261,6 +270,10 @@ pub(crate) struct Screen {
     resizes: VecDeque<(u64, u16, u16)>,
     /// When the model was last fed or read; an idle model is compacted.
     pub(crate) last_used: Instant,
+    /// Whether [`Screen::feed_segment`] may skip text that scrolls away (off only to test it).
+    fast_path: bool,
+    /// Bytes the fast path did not need to draw.
+    skipped: u64,
 }
 
 impl std::fmt::Debug for Screen {
@@ -269,6 +282,7 @@ impl std::fmt::Debug for Screen {
             .field("live", &self.live.is_some())
             .field("size", &(self.cols, self.rows))
             .field("fed", &self.fed)
+            .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
 }
@@ -286,6 +300,8 @@ impl Screen {
             fed,
             resizes: VecDeque::new(),
             last_used: Instant::now(),
+            fast_path: true,
+            skipped: 0,
         }
     }
 
@@ -299,7 +315,8 @@ impl Screen {
 
     /// The PTY became `cols`×`rows` when the output ended at `offset`.
     pub(crate) fn resize_at(&mut self, offset: u64, cols: u16, rows: u16) {
-        self.resizes.push_back((offset.max(self.fed), cols.max(1), rows.max(1)));
+        self.resizes
+            .push_back((offset.max(self.fed), cols.max(1), rows.max(1)));
         self.apply_due_resizes();
     }
 
@@ -351,16 +368,59 @@ impl Screen {
                 _ => rest.len(),
             };
             let (now, later) = rest.split_at(take);
-            self.modes.scan(now);
-            let mut carry = std::mem::take(&mut self.utf8);
-            if let Some(term) = self.terminal() {
-                feed_utf8(term, &mut carry, now);
-            }
-            self.utf8 = carry;
+            self.feed_segment(now);
             self.fed += now.len() as u64;
             rest = later;
             self.apply_due_resizes();
         }
+    }
+
+    /// Feeds one stretch of output written at the current size.
+    ///
+    /// The fast path: a long run of plain text (printable ASCII, CR, LF) that scrolls the
+    /// screen and the whole scrollback out more than once leaves only its last lines visible.
+    /// The text before the last point that still does so is replaced by one CR LF: the model
+    /// ends in the same state (every earlier line is evicted either way; the pen and modes do
+    /// not change in plain text), without drawing what would scroll away. This keeps the
+    /// model's cost per byte far below the PTY's for bulk output such as `cat` of a big file.
+    fn feed_segment(&mut self, now: &[u8]) {
+        let plain_from = now.iter().rposition(|b| !is_plain(*b)).map_or(0, |i| i + 1);
+        if !self.fast_path || now.len() - plain_from < FAST_MIN {
+            self.modes.scan(now);
+            self.feed_text(now);
+            return;
+        }
+        // A few plain bytes may still end an escape sequence the modes scanner does not
+        // follow (`ESC ( B`); after them the parser is at rest.
+        let settle = (plain_from + 16).min(now.len());
+        self.modes.scan(&now[..settle]);
+        self.feed_text(&now[..settle]);
+        let rest = &now[settle..];
+        let at_rest = self.modes.partial.is_empty() && self.utf8.is_empty() && !self.modes.unusual;
+        let col = self.live.as_ref().map(|t| t.cursor().col);
+        let need = 2 * usize::from(self.rows) + SCROLLBACK_LINES + 2;
+        match col
+            .filter(|_| at_rest)
+            .and_then(|c| plain_cut(rest, c, usize::from(self.cols), need))
+        {
+            Some(cut) => {
+                self.skipped += cut as u64;
+                self.feed_text(b"\r\n");
+                self.feed_text(&rest[cut..]);
+            }
+            None => {
+                self.modes.scan(rest);
+                self.feed_text(rest);
+            }
+        }
+    }
+
+    fn feed_text(&mut self, bytes: &[u8]) {
+        let mut carry = std::mem::take(&mut self.utf8);
+        if let Some(term) = self.terminal() {
+            feed_utf8(term, &mut carry, bytes);
+        }
+        self.utf8 = carry;
     }
 
     /// The screen as a viewer of the same size must see it, at [`Screen::fed`].
@@ -387,6 +447,70 @@ impl Screen {
             self.compact = dump(&term);
         }
     }
+}
+
+/// A plain run shorter than this is fed as it is.
+const FAST_MIN: usize = 64 << 10;
+
+/// Bytes whose effect on the screen the fast path can follow: printable ASCII, CR and LF.
+fn is_plain(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n' | 0x20..=0x7e)
+}
+
+/// In a plain run that starts at column `col` of a `cols`-wide screen: the last point after
+/// which at least `need` line advances (line feeds and wraps) still follow, where the cursor
+/// is at column 0 of a fresh line (after CR LF, or where the text wraps). `None` when the
+/// run never advances that much.
+fn plain_cut(run: &[u8], col: usize, cols: usize, need: usize) -> Option<usize> {
+    // Walks the run, calling `at` with the advances so far at each cut point. A line feed
+    // while a wrap is pending may or may not cancel it; until the next CR the column is then
+    // not known, so wraps are not counted (fewer advances: the safe side) and not cut at.
+    let walk = |at: &mut dyn FnMut(usize, usize) -> bool| -> usize {
+        let mut col = col.min(cols);
+        let mut known = true;
+        let mut advances = 0usize;
+        for (i, &b) in run.iter().enumerate() {
+            match b {
+                b'\r' => {
+                    col = 0;
+                    known = true;
+                }
+                b'\n' => {
+                    if col >= cols {
+                        known = false;
+                    }
+                    advances += 1;
+                    if known && col == 0 && !at(i + 1, advances) {
+                        break;
+                    }
+                }
+                _ => {
+                    if col >= cols {
+                        if known {
+                            if !at(i, advances) {
+                                break;
+                            }
+                            advances += 1;
+                        }
+                        col = 0;
+                    }
+                    col += 1;
+                }
+            }
+        }
+        advances
+    };
+    let total = walk(&mut |_, _| true);
+    let limit = total.checked_sub(need)?;
+    let mut best = None;
+    walk(&mut |i, advances| {
+        if advances > limit {
+            return false;
+        }
+        best = Some(i);
+        true
+    });
+    best
 }
 
 /// Feeds bytes as text: UTF-8 cut by a chunk boundary is carried over, invalid bytes become
@@ -556,7 +680,10 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     fn text(screen: &mut Screen) -> Vec<String> {
-        screen.terminal().map(|t| t.screen().text()).unwrap_or_default()
+        screen
+            .terminal()
+            .map(|t| t.screen().text())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -587,15 +714,17 @@ mod tests {
         screen.feed(stream.len() as u64, b"02h");
         let snap = screen.snapshot();
         assert!(
-            snap.bytes.starts_with(
-                "\x1bc\x1b[?1002h\x1b[?1006h\x1b[?2004h\x1b=\x1b]2;my title\x07"
-            ),
+            snap.bytes
+                .starts_with("\x1bc\x1b[?1002h\x1b[?1006h\x1b[?2004h\x1b=\x1b]2;my title\x07"),
             "{:?}",
             snap.bytes
         );
         screen.feed(snap.offset, b"\x1bc");
         let b = screen.snapshot().bytes;
-        assert!(!b.contains("2004h") && !b.contains("\x1b=") && !b.contains("title"), "{b:?}");
+        assert!(
+            !b.contains("2004h") && !b.contains("\x1b=") && !b.contains("title"),
+            "{b:?}"
+        );
     }
 
     #[test]
@@ -603,7 +732,10 @@ mod tests {
         let mut screen = Screen::new(30, 5, 0);
         let mut stream = String::new();
         for i in 0..40 {
-            stream.push_str(&format!("\x1b[3{}mline {i}\x1b[m tail that wraps around the edge\r\n", i % 8));
+            stream.push_str(&format!(
+                "\x1b[3{}mline {i}\x1b[m tail that wraps around the edge\r\n",
+                i % 8
+            ));
         }
         stream.push_str("\x1b[?1049h\x1b[2;3H\x1b[44malt\x1b[m");
         screen.feed(0, stream.as_bytes());
@@ -624,7 +756,58 @@ mod tests {
         let mut screen = Screen::new(20, 3, 0);
         screen.feed(0, b"\x1b[?1049h\x1b[4;38;2;255;128;0mX");
         let snap = screen.snapshot();
-        assert!(snap.bytes.contains("\x1b[38;2;255;128;0;4mX"), "{:?}", snap.bytes);
+        assert!(
+            snap.bytes.contains("\x1b[38;2;255;128;0;4mX"),
+            "{:?}",
+            snap.bytes
+        );
+    }
+
+    /// The fast path ends in exactly the state that feeding every byte does.
+    #[test]
+    fn skipping_text_that_scrolls_away_changes_nothing() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let cols = 37usize;
+        let mut skipped = 0;
+        for case in 0..12 {
+            let mut stream = Vec::new();
+            if case % 3 == 0 {
+                stream.extend_from_slice(b"\x1b[1;33mcolour before\x1b[44m");
+            }
+            while stream.len() < 400_000 {
+                match rand(6) {
+                    // A line of exactly the width, then LF alone: a pending wrap meets a LF.
+                    0 => stream.extend(std::iter::repeat_n(b'w', cols).chain(*b"\n")),
+                    1 => stream.extend_from_slice(b"\r\n"),
+                    2 => stream.push(b'\n'),
+                    3 => stream.push(b'\r'),
+                    _ => {
+                        let len = rand(if case % 2 == 0 { 200 } else { 3000 });
+                        stream.extend((0..len).map(|i| b'!' + ((i + rand(90)) % 90) as u8));
+                    }
+                }
+            }
+            stream.extend_from_slice(b"\x1b[m tail\x1b[?2004h");
+            let mut fast = Screen::new(cols as u16, 11, 0);
+            let mut slow = Screen::new(cols as u16, 11, 0);
+            slow.fast_path = false;
+            for chunk in stream.chunks(150_000) {
+                fast.feed(fast.fed(), chunk);
+                slow.feed(slow.fed(), chunk);
+            }
+            assert_eq!(fast.snapshot(), slow.snapshot(), "case {case}");
+            skipped += fast.skipped;
+        }
+        assert!(
+            skipped > 1_000_000,
+            "the fast path ran (skipped {skipped} bytes)"
+        );
     }
 
     #[test]

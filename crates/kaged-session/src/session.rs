@@ -627,11 +627,7 @@ impl Session {
     /// the screen from the model and the live stream from exactly there. With `from`, it
     /// resumes the raw stream at that offset instead (a reconnect), and only a gap brings a
     /// screen. A session without a model falls back to the raw stream.
-    pub fn attach_screen(
-        self: &Arc<Self>,
-        from: Option<u64>,
-        size: Option<(u16, u16)>,
-    ) -> Viewer {
+    pub fn attach_screen(self: &Arc<Self>, from: Option<u64>, size: Option<(u16, u16)>) -> Viewer {
         let mut viewer = self.attach(from);
         viewer.screens = true;
         if let Some((cols, rows)) = size {

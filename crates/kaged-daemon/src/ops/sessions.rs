@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use kaged_api::{
     CageState, CgroupLimits, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest,
-    ScreenSize, SessionInfo, SessionKind, SessionList, SessionState, ShareRequest, SignalName, SignalRequest,
-    StartSession, TranscriptParams,
+    ScreenSize, SessionInfo, SessionKind, SessionList, SessionState, ShareRequest, SignalName,
+    SignalRequest, StartSession, TranscriptParams,
 };
 use kaged_auth::AuthMode;
 use kaged_session::{InputOutcome, Session, Signal, Viewer};

@@ -28,7 +28,11 @@ fn tmux_view(dir: &Path, name: &str, bytes: &[u8], cols: u16, rows: u16, history
             .env_remove("TMUX")
             .output()
             .unwrap();
-        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     // Raw output (no ONLCR), so the pane gets exactly these bytes.
@@ -44,9 +48,15 @@ fn tmux_view(dir: &Path, name: &str, bytes: &[u8], cols: u16, rows: u16, history
     let start = format!("-{history}");
     let history = tmux(&["capture-pane", "-e", "-p", "-N", "-S", &start, "-E", "-1"]);
     let screen = tmux(&["capture-pane", "-e", "-p", "-N"]);
-    let state = tmux(&["display-message", "-p", "#{cursor_x},#{cursor_y} alt=#{alternate_on}"]);
+    let state = tmux(&[
+        "display-message",
+        "-p",
+        "#{cursor_x},#{cursor_y} alt=#{alternate_on}",
+    ]);
     tmux(&["kill-server"]);
-    normalize_palette(&format!("{state}--- history\n{history}--- screen\n{screen}"))
+    normalize_palette(&format!(
+        "{state}--- history\n{history}--- screen\n{screen}"
+    ))
 }
 
 /// `capture-pane -e` output as cells: each line as `(char, attributes)` with trailing plain
@@ -61,7 +71,13 @@ fn normalize_palette(s: &str) -> String {
         flags: std::collections::BTreeSet<u16>,
     }
     fn palette(base: u16, n: u16) -> String {
-        if n < 8 { (base + n).to_string() } else if n < 16 { (base + 60 + n - 8).to_string() } else { format!("{base}+{n}") }
+        if n < 8 {
+            (base + n).to_string()
+        } else if n < 16 {
+            (base + 60 + n - 8).to_string()
+        } else {
+            format!("{base}+{n}")
+        }
     }
     let mut attr = Attr::default();
     let mut lines = Vec::new();
@@ -116,20 +132,35 @@ fn normalize_palette(s: &str) -> String {
                             }
                             _ => String::new(),
                         };
-                        if n == 38 { attr.fg = color } else { attr.bg = color }
+                        if n == 38 {
+                            attr.fg = color
+                        } else {
+                            attr.bg = color
+                        }
                     }
                     _ => {}
                 }
                 i += 1;
             }
         }
-        while cells.last().is_some_and(|(c, a)| *c == ' ' && a.bg.is_empty() && !a.flags.contains(&7) && !a.flags.contains(&4)) {
+        while cells.last().is_some_and(|(c, a)| {
+            *c == ' ' && a.bg.is_empty() && !a.flags.contains(&7) && !a.flags.contains(&4)
+        }) {
             cells.pop();
         }
         lines.push(
             cells
                 .iter()
-                .map(|(c, a)| format!("{c}{}", if *a == Attr::default() { String::new() } else { format!("[{}/{}/{:?}]", a.fg, a.bg, a.flags) }))
+                .map(|(c, a)| {
+                    format!(
+                        "{c}{}",
+                        if *a == Attr::default() {
+                            String::new()
+                        } else {
+                            format!("[{}/{}/{:?}]", a.fg, a.bg, a.flags)
+                        }
+                    )
+                })
                 .collect::<String>(),
         );
     }
@@ -137,7 +168,10 @@ fn normalize_palette(s: &str) -> String {
 }
 
 fn have_tmux() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 async fn first_screen(viewer: &mut kaged_session::Viewer) -> Snapshot {
@@ -166,14 +200,24 @@ async fn a_screen_viewer_gets_the_screen_then_the_stream_from_exactly_there() {
     }
     // A small ring, so most of the output is known to the model only.
     let fx = Fixture::with(|cfg| cfg.scrollback_bytes = 128 << 10);
-    let s = fx.spawn(&["/bin/sh", "-c", &format!("{PAINT}\nprintf 'AFTER\\n'; read line")]);
+    let s = fx.spawn(&[
+        "/bin/sh",
+        "-c",
+        &format!("{PAINT}\nprintf 'AFTER\\n'; read line"),
+    ]);
     let mut watcher = s.attach(Some(0));
-    let mut raw = read_until(&mut watcher, |b| b.ends_with(b"PAINTED")).await.bytes;
+    let mut raw = read_until(&mut watcher, |b| b.ends_with(b"PAINTED"))
+        .await
+        .bytes;
 
     let mut viewer = s.attach_screen(None, Some((80, 24)));
     let snapshot = first_screen(&mut viewer).await;
     assert_eq!((snapshot.cols, snapshot.rows), (80, 24));
-    assert_eq!(snapshot.offset, s.info().bytes_total, "the screen stands for every byte so far");
+    assert_eq!(
+        snapshot.offset,
+        s.info().bytes_total,
+        "the screen stands for every byte so far"
+    );
     // The transcript is written in batches; wait for this one.
     let transcript = loop {
         let t = std::fs::read(s.transcript_path()).unwrap();
@@ -194,14 +238,22 @@ async fn a_screen_viewer_gets_the_screen_then_the_stream_from_exactly_there() {
     s.write_input(b"\n").await.unwrap();
     let live = read_until(&mut viewer, |b| contains(b, b"AFTER")).await;
     assert_eq!(live.gaps, vec![]);
-    raw.extend(read_until(&mut watcher, |b| contains(b, b"AFTER")).await.bytes);
+    raw.extend(
+        read_until(&mut watcher, |b| contains(b, b"AFTER"))
+            .await
+            .bytes,
+    );
     assert!(raw[snapshot.offset as usize..].starts_with(&live.bytes));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_screen_viewer_that_falls_behind_gets_the_gap_then_the_screen() {
     let fx = Fixture::with(|cfg| cfg.scrollback_bytes = 256 << 10);
-    let s = fx.spawn(&["/bin/sh", "-c", "read line; seq 1 400000; printf 'DO%s\\n' NE; read line"]);
+    let s = fx.spawn(&[
+        "/bin/sh",
+        "-c",
+        "read line; seq 1 400000; printf 'DO%s\\n' NE; read line",
+    ]);
     let mut slow = s.attach_screen(None, Some((100, 30)));
     let first = first_screen(&mut slow).await;
     let mut fast = s.attach(None);
@@ -214,9 +266,16 @@ async fn a_screen_viewer_that_falls_behind_gets_the_gap_then_the_screen() {
     };
     assert!(from >= first.offset && to > from);
     let snapshot = first_screen(&mut slow).await;
-    assert_eq!(snapshot.offset, to, "the stream goes on where the screen stands");
+    assert_eq!(
+        snapshot.offset, to,
+        "the stream goes on where the screen stands"
+    );
     assert_eq!((snapshot.cols, snapshot.rows), (100, 30));
-    assert!(snapshot.bytes.contains("DONE"), "the screen is current: {:?}", &snapshot.bytes[snapshot.bytes.len().saturating_sub(300)..]);
+    assert!(
+        snapshot.bytes.contains("DONE"),
+        "the screen is current: {:?}",
+        &snapshot.bytes[snapshot.bytes.len().saturating_sub(300)..]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,15 +287,37 @@ async fn the_most_recently_active_viewer_sets_the_size_until_it_leaves() {
     assert_eq!((s.info().cols, s.info().rows), (120, 40));
     let mut phone = s.attach_screen(None, Some((40, 50)));
     let on_phone = first_screen(&mut phone).await;
-    assert_eq!((on_phone.cols, on_phone.rows), (40, 50), "the phone's screen is at its size");
-    assert_eq!(desktop.next().await.unwrap(), ViewerEvent::Size { cols: 40, rows: 50 });
+    assert_eq!(
+        (on_phone.cols, on_phone.rows),
+        (40, 50),
+        "the phone's screen is at its size"
+    );
+    assert_eq!(
+        desktop.next().await.unwrap(),
+        ViewerEvent::Size { cols: 40, rows: 50 }
+    );
     // The desktop types: it is active again.
     desktop.activate();
-    assert_eq!(desktop.next().await.unwrap(), ViewerEvent::Size { cols: 120, rows: 40 });
+    assert_eq!(
+        desktop.next().await.unwrap(),
+        ViewerEvent::Size {
+            cols: 120,
+            rows: 40
+        }
+    );
     phone.activate();
-    assert_eq!(desktop.next().await.unwrap(), ViewerEvent::Size { cols: 40, rows: 50 });
+    assert_eq!(
+        desktop.next().await.unwrap(),
+        ViewerEvent::Size { cols: 40, rows: 50 }
+    );
     drop(phone);
-    assert_eq!(desktop.next().await.unwrap(), ViewerEvent::Size { cols: 120, rows: 40 });
+    assert_eq!(
+        desktop.next().await.unwrap(),
+        ViewerEvent::Size {
+            cols: 120,
+            rows: 40
+        }
+    );
     assert_eq!((s.info().cols, s.info().rows), (120, 40));
 }
 
@@ -248,7 +329,14 @@ async fn vim_through_the_model_looks_as_it_does_through_tmux() {
     }
     let fx = Fixture::with(|cfg| cfg.scrollback_bytes = 64 << 10);
     let file = fx.home.path().join("notes.py");
-    let text: String = (0..80).map(|i| format!("def f{i}(x):\n    return x * {i}  # \"{}\"\n", "s".repeat(i % 30))).collect();
+    let text: String = (0..80)
+        .map(|i| {
+            format!(
+                "def f{i}(x):\n    return x * {i}  # \"{}\"\n",
+                "s".repeat(i % 30)
+            )
+        })
+        .collect();
     std::fs::write(&file, text).unwrap();
     let mut spec = fx.spec(&[
         "/bin/sh",
@@ -276,7 +364,10 @@ async fn vim_through_the_model_looks_as_it_does_through_tmux() {
     let dir = fx.home.path();
     let want = tmux_view(dir, "vim-stream", &transcript, 80, 24, 1000);
     let got = tmux_view(dir, "vim-snapshot", snapshot.bytes.as_bytes(), 80, 24, 1000);
-    assert!(want.contains("alt=1") && snapshot.bytes.contains("\"notes.py\" 160L"), "{want}");
+    assert!(
+        want.contains("alt=1") && snapshot.bytes.contains("\"notes.py\" 160L"),
+        "{want}"
+    );
     assert_eq!(got, want);
     s.terminate();
 }
