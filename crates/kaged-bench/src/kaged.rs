@@ -365,6 +365,21 @@ impl Kaged {
         Term::connect(&url, &headers, Proto::Kaged, hello).await
     }
 
+    /// Time to the first full screen of session `id` for a new `cols`×`rows` viewer.
+    pub async fn screen_time(&self, id: &str, cols: u16, rows: u16) -> Result<(Duration, usize)> {
+        let csrf = self.api.csrf.clone().unwrap_or_default();
+        let page = self.api.page.clone().unwrap_or_default();
+        let url = format!(
+            "ws://{}/api/v1/sessions/{id}/pty?csrf={csrf}&page={page}",
+            self.addr
+        );
+        let mut headers = vec![("Origin".to_owned(), self.api.base.clone())];
+        if let Some(c) = &self.api.cookie {
+            headers.push(("Cookie".to_owned(), c.clone()));
+        }
+        Term::screen_time(&url, &headers, cols, rows).await
+    }
+
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(mut self, grace: Duration) {
         self.terminate(grace);

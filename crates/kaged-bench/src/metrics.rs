@@ -131,7 +131,12 @@ impl Server<'_> {
     }
 }
 
+/// Fresh viewers timed to their first full screen after a throughput run (kaged).
+const REATTACH_SAMPLES: usize = 11;
+
 pub struct Throughput {
+    /// kaged: time to the first full screen of new viewers after the stream, sorted.
+    pub reattach: Vec<Duration>,
     pub secs: f64,
     pub mibs: f64,
     pub intact: bool,
@@ -181,6 +186,7 @@ pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
         intact: sc.intact(),
         body_len: sc.body_len().unwrap_or(0),
         server_cpu: Some(reader_cpu.saturating_sub(check_cpu(&file.bytes, &mark))),
+        reattach: Vec::new(),
     })
 }
 
@@ -429,12 +435,23 @@ pub async fn ws_throughput(srv: Server<'_>, file: &DataFile) -> Result<Throughpu
         .await
         .with_context(|| srv.describe())?;
     let cpu = procfs::cpu_time(pid)?.saturating_sub(cpu0);
+    // kaged: a new viewer of the session that just streamed the whole file asks for the
+    // screen (the terminal model's dump), at the size the session has and at another.
+    let mut reattach = Vec::new();
+    if let Server::Kaged(k) = srv {
+        for i in 0..REATTACH_SAMPLES {
+            let (cols, rows) = if i % 2 == 0 { (80, 24) } else { (120, 40) };
+            reattach.push(k.screen_time(&id, cols, rows).await?.0);
+        }
+        reattach.sort();
+    }
     let out = Throughput {
         secs: el.as_secs_f64(),
         mibs: file.mib() / el.as_secs_f64(),
         intact: sc.intact(),
         body_len: sc.body_len().unwrap_or(0),
         server_cpu: Some(cpu),
+        reattach,
     };
     t.close().await;
     srv.close(&id).await?;
@@ -723,6 +740,11 @@ pub async fn ws_idle(srv: Server<'_>, counts: &[usize]) -> Result<Vec<(usize, u6
                 let id = srv.open().await?;
                 let mut t = srv.attach(&id).await?;
                 t.first_data(Duration::from_secs(30)).await?;
+                // kaged: a second viewer takes the screen from the terminal model and leaves,
+                // so every idle session has been through its model.
+                if let Server::Kaged(k) = srv {
+                    k.screen_time(&id, 80, 24).await?;
+                }
                 Ok::<_, anyhow::Error>(t)
             }))
             .await

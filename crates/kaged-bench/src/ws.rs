@@ -111,6 +111,59 @@ impl Term {
         Ok(term)
     }
 
+    /// kaged only: attaches asking for the screen (`hello{screen}`), and returns how long it
+    /// took from opening the socket until the whole screen had arrived (the `screen` message
+    /// and its frame), and the frame's size.
+    pub async fn screen_time(
+        url: &str,
+        headers: &[(String, String)],
+        cols: u16,
+        rows: u16,
+    ) -> Result<(Duration, usize)> {
+        let t0 = std::time::Instant::now();
+        let mut req = url
+            .into_client_request()
+            .with_context(|| format!("bad WebSocket URL {url}"))?;
+        for (k, v) in headers {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName =
+                k.parse().with_context(|| format!("bad header name {k}"))?;
+            req.headers_mut()
+                .insert(name, HeaderValue::from_str(v).context("bad header value")?);
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+            .await
+            .with_context(|| format!("WebSocket upgrade at {}", redact(url)))?;
+        let hello = serde_json::to_string(&ClientControl::Hello {
+            offset: None,
+            client: None,
+            screen: Some(kaged_api::ScreenSize { cols, rows }),
+        })?;
+        ws.send(Message::Text(hello.into()))
+            .await
+            .context("sending hello")?;
+        let mut announced = false;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .map_err(|_| anyhow!("no screen from kaged within 30 s"))?;
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if let ServerControl::Screen { .. } = control(&t)? {
+                        announced = true;
+                    }
+                }
+                Some(Ok(Message::Binary(b))) if announced => {
+                    let took = t0.elapsed();
+                    let _ = ws.close(None).await;
+                    return Ok((took, b.len()));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("waiting for the screen"),
+                None => bail!("kaged closed the socket before the screen"),
+            }
+        }
+    }
+
     /// Terminal input.
     pub async fn send(&mut self, data: &[u8]) -> Result<()> {
         let msg = match self.proto {

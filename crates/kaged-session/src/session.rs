@@ -535,9 +535,14 @@ impl Session {
     pub fn snapshot(&self) -> Option<Snapshot> {
         let screen = self.screen.as_ref()?;
         let mut screen = lock(screen);
+        let idle = !screen.is_live();
         let end = lock(&self.ring).end();
         self.feed_screen(&mut screen, Some(end));
         let snapshot = screen.snapshot();
+        if idle {
+            // An idle session stays compact: a viewer looking costs no grid.
+            screen.compact();
+        }
         drop(screen);
         // The keeper compacts the model once it is idle again.
         self.screen_notify.notify_one();
