@@ -201,8 +201,11 @@ impl Term {
                     ServerControl::InputRefused { message, .. } => {
                         bail!("kaged refused input: {message}")
                     }
+                    // Screens and sizes go only to viewers that asked for screens.
                     ServerControl::Hello { .. }
                     | ServerControl::Ack { .. }
+                    | ServerControl::Screen { .. }
+                    | ServerControl::Size { .. }
                     | ServerControl::Pong => {}
                 },
                 (Proto::Terminado, Message::Text(t)) => {

@@ -97,7 +97,8 @@ async fn drain(mut viewer: Viewer) -> (u64, u64) {
         match ev {
             ViewerEvent::Data { bytes: b, .. } => bytes += b.len() as u64,
             ViewerEvent::Gap { from, to } => gaps += to - from,
-            ViewerEvent::Exit { .. } => {}
+            // Raw viewers (`attach`) get no screens or sizes.
+            ViewerEvent::Exit { .. } | ViewerEvent::Screen(_) | ViewerEvent::Size { .. } => {}
         }
     }
     (bytes, gaps)
@@ -243,6 +244,7 @@ async fn slow(dir: &Path, mib: usize) -> anyhow::Result<()> {
                 ViewerEvent::Data { bytes, .. } => got += bytes.len() as u64,
                 ViewerEvent::Gap { from, to } => gaps += to - from,
                 ViewerEvent::Exit { .. } => break,
+                ViewerEvent::Screen(_) | ViewerEvent::Size { .. } => {}
             }
             let due = Duration::from_secs_f64(got as f64 / (1 << 20) as f64);
             tokio::time::sleep(due.saturating_sub(began.elapsed())).await;

@@ -212,7 +212,7 @@ fn sequence_len(s: &[u8]) -> Seq {
         Some(b'[') => {
             for (i, b) in s.iter().enumerate().skip(2) {
                 match b {
-                    0x30..=0x3f | 0x20..=0x2f => {}
+                    0x20..=0x3f => {}
                     0x40..=0x7e => return Seq::Complete(i + 1),
                     // Another ESC, CAN or SUB aborts the sequence; C0 controls inside it
                     // are executed by a terminal and do not end it.
