@@ -37,11 +37,13 @@ const TRANSCRIPT_BATCH: u64 = 64 << 10;
 const TRANSCRIPT_DELAY: Duration = Duration::from_millis(50);
 /// At most this much goes into one `writev`.
 const TRANSCRIPT_WRITE_MAX: usize = 1 << 20;
-/// The screen model is fed once this much output waits for it (or when a viewer needs the
-/// screen). Large batches keep the model off the hot path.
-const SCREEN_BATCH: u64 = 1 << 20;
-/// At most this much is fed to the model under one lock.
-const SCREEN_FEED_MAX: usize = 1 << 20;
+/// The screen model is fed once this much output waits for it (at most half the ring), or
+/// when a viewer needs the screen. Large batches keep the model off the hot path: in one
+/// batch, plain text that scrolls away is skipped (see `screen.rs`), so the larger the batch
+/// the less of it is drawn.
+const SCREEN_BATCH: u64 = 2 << 20;
+/// At most this much is fed to the model in one go.
+const SCREEN_FEED_MAX: usize = 4 << 20;
 /// A model neither fed nor read for this long is compacted to its dump.
 const SCREEN_IDLE: Duration = Duration::from_secs(2);
 /// After the process exits, how long to keep reading output that is still buffered or written
@@ -518,10 +520,11 @@ impl Session {
             if chunks.is_empty() {
                 return;
             }
-            for chunk in chunks {
-                let room = (end - screen.fed()) as usize;
-                screen.feed(screen.fed(), &chunk[..chunk.len().min(room)]);
-            }
+            // One contiguous batch: the model's fast path looks across chunk boundaries.
+            let room = (end - screen.fed()) as usize;
+            let mut batch = chunks.concat();
+            batch.truncate(room);
+            screen.feed(screen.fed(), &batch);
             lock(&self.ring).mark_modelled(screen.fed());
             self.persisted_notify.notify_one();
             if upto.is_none() {
@@ -904,7 +907,7 @@ async fn pump(s: Arc<Session>, fd: Arc<AsyncFd<OwnedFd>>) {
         (
             cap,
             TRANSCRIPT_BATCH.min(cap / 4).max(1),
-            SCREEN_BATCH.min(cap / 4).max(1),
+            SCREEN_BATCH.min(cap / 2).max(1),
         )
     };
     loop {
@@ -970,7 +973,7 @@ async fn screen_keeper(s: Arc<Session>) {
     let Some(screen) = &s.screen else { return };
     let batch = {
         let ring = lock(&s.ring);
-        SCREEN_BATCH.min(ring.cap() as u64 / 4).max(1)
+        SCREEN_BATCH.min(ring.cap() as u64 / 2).max(1)
     };
     loop {
         let notified = s.screen_notify.notified();
