@@ -469,7 +469,11 @@ fn render_session_path(o: &mut String, r: &Results) {
         let _ = writeln!(
             o,
             "| raw PTY best of 3 per round: outlier rounds (< 0.8 × the median best, {median:.1} MiB/s) | {} | | | | | |",
-            if outliers.is_empty() { "none".to_owned() } else { outliers.join(", ") }
+            if outliers.is_empty() {
+                "none".to_owned()
+            } else {
+                outliers.join(", ")
+            }
         );
     }
     let _ = writeln!(
