@@ -50,8 +50,14 @@ struct Modes {
     dec: u16,
     keypad_application: bool,
     title: Option<String>,
-    /// A scroll region or newline mode may be in force; see [`Screen::feed`] fast path.
-    unusual: bool,
+    /// What the fast path of [`Screen::feed_segment`] assumes is off: a scroll region
+    /// narrower than the screen, auto-wrap off, insert mode, newline mode.
+    margins: bool,
+    no_autowrap: bool,
+    insert: bool,
+    newline: bool,
+    /// The screen's height, to tell a full-screen scroll region from a narrower one.
+    rows: u16,
     /// An escape sequence cut by a chunk boundary.
     partial: Vec<u8>,
 }
@@ -61,7 +67,15 @@ impl Modes {
         self.dec = 0;
         self.keypad_application = false;
         self.title = None;
-        self.unusual = false;
+        self.margins = false;
+        self.no_autowrap = false;
+        self.insert = false;
+        self.newline = false;
+    }
+
+    /// Whether plain text moves the cursor as the fast path assumes.
+    fn plain_text_is_simple(&self) -> bool {
+        !(self.margins || self.no_autowrap || self.insert || self.newline)
     }
 
     fn write(&self, out: &mut String) {
@@ -151,6 +165,9 @@ impl Modes {
             (true, b'h' | b'l') => {
                 for p in params.split(|b| *b == b';') {
                     let Some(n) = number(p) else { continue };
+                    if n == 7 {
+                        self.no_autowrap = last == b'l';
+                    }
                     if let Some(i) = TRACKED_DEC_MODES.iter().position(|m| *m == n) {
                         if last == b'h' {
                             self.dec |= 1 << i;
@@ -160,12 +177,28 @@ impl Modes {
                     }
                 }
             }
-            // A scroll region (other than "none") or newline mode: the fast path is off
-            // until a full reset, because it assumes a line feed at the bottom scrolls the
-            // whole screen and leaves the column alone.
-            (false, b'r') if !params.is_empty() => self.unusual = true,
-            (false, b'h') if params.split(|b| *b == b';').any(|p| p == b"20") => {
-                self.unusual = true;
+            // DECSTBM: the fast path assumes a line feed at the bottom scrolls the whole
+            // screen, so it is off while a narrower region may be set.
+            (false, b'r') => {
+                let mut it = params.split(|b| *b == b';');
+                let top = it.next().and_then(number).unwrap_or(1);
+                let bottom = it.next().and_then(number).unwrap_or(0);
+                self.margins = !(top <= 1 && (bottom == 0 || bottom >= self.rows));
+            }
+            (false, b'h' | b'l') => {
+                for p in params.split(|b| *b == b';') {
+                    match number(p) {
+                        Some(4) => self.insert = last == b'h',
+                        Some(20) => self.newline = last == b'h',
+                        _ => {}
+                    }
+                }
+            }
+            // DECSTR (`CSI ! p`) resets the region and insert mode; it may turn auto-wrap off.
+            (false, b'p') if params == b"!" => {
+                self.margins = false;
+                self.insert = false;
+                self.no_autowrap = true;
             }
             _ => {}
         }
@@ -295,7 +328,10 @@ impl Screen {
             compact: String::new(),
             cols: cols.max(1),
             rows: rows.max(1),
-            modes: Modes::default(),
+            modes: Modes {
+                rows: rows.max(1),
+                ..Modes::default()
+            },
             utf8: Vec::new(),
             fed,
             resizes: VecDeque::new(),
@@ -329,6 +365,7 @@ impl Screen {
             if (cols, rows) != (self.cols, self.rows) {
                 self.cols = cols;
                 self.rows = rows;
+                self.modes.rows = rows;
                 if let Some(term) = self.terminal() {
                     term.resize(usize::from(cols), usize::from(rows));
                 }
@@ -396,7 +433,9 @@ impl Screen {
         self.modes.scan(&now[..settle]);
         self.feed_text(&now[..settle]);
         let rest = &now[settle..];
-        let at_rest = self.modes.partial.is_empty() && self.utf8.is_empty() && !self.modes.unusual;
+        let at_rest = self.modes.partial.is_empty()
+            && self.utf8.is_empty()
+            && self.modes.plain_text_is_simple();
         let col = self.live.as_ref().map(|t| t.cursor().col);
         let need = 2 * usize::from(self.rows) + SCROLLBACK_LINES + 2;
         match col
@@ -780,6 +819,15 @@ mod tests {
             if case % 3 == 0 {
                 stream.extend_from_slice(b"\x1b[1;33mcolour before\x1b[44m");
             }
+            // A scroll region, auto-wrap off, insert or newline mode: the fast path must
+            // stand aside (or the region be reset first, as `\x1b[r` and a full one do).
+            stream.extend_from_slice(match case % 6 {
+                1 => b"\x1b[3;8r\x1b[5H".as_slice(),
+                2 => b"\x1b[?7l",
+                4 => b"\x1b[3;8r\x1b[r\x1b[1;11r\x1b[4h\x1b[4l\x1b[20h\x1b[20l\x1b[?7l\x1b[?7h",
+                5 => b"\x1b[4h",
+                _ => b"",
+            });
             while stream.len() < 400_000 {
                 match rand(6) {
                     // A line of exactly the width, then LF alone: a pending wrap meets a LF.
