@@ -187,9 +187,9 @@ describe('exact screen on reattach', () => {
     await page.reload();
     await page.locator('#conn-state', { hasText: 'live' }).waitFor();
     await waitForText(page, /def f0\(x\)/);
-    // The screen, cursor and modes; the history under vim's alternate screen is compared in
-    // the tests above and, for vim, against tmux in kaged-session's screen suite (xterm.js
-    // answers vim's start-up queries on the primary screen, which shifts its history).
+    // The screen, cursor and modes. The history under vim is compared against tmux in
+    // kaged-session's screen suite, where it matches; here xterm.js's history comes out five
+    // lines longer than the model's after vim starts (not yet explained), so it is left out.
     assertSameTerminal(await settled(page), before, 'vim after the reload', ['screen']);
   });
 

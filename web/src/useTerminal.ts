@@ -57,6 +57,9 @@ function openTerminal(el: HTMLElement): { term: Terminal; fit: FitAddon } {
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
     fontSize: window.innerWidth < 600 ? 13 : 14,
     scrollback: 10_000,
+    // Clearing the screen keeps what was on it in the scrollback, as tmux and the daemon's
+    // terminal model do, so a reattached screen has the same history as a live one.
+    scrollOnEraseInDisplay: true,
     theme: THEME,
     allowProposedApi: false,
   });
