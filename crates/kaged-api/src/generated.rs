@@ -34,7 +34,7 @@ pub fn typescript() -> String {
         CageSummary,
         Plugin, project::Task, AgentSpec, Project, UnknownAlias, AgentView, TaskView,
         ProjectView, ProjectList, LoadProject, Unloaded,
-        SessionState, EndReason, SessionKind, CageState, SessionOrigin, ShareAccess, SessionInfo,
+        SessionState, EndReason, SessionsOnStop, SessionKind, CageState, SessionOrigin, ShareAccess, SessionInfo,
         SessionList, ShareRequest,
         StartSession, SignalName, SignalRequest, ResizeRequest, InputRequest, InputWritten,
         TranscriptParams,

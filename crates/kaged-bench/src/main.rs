@@ -63,6 +63,10 @@ enum Cmd {
     /// baseline). Takes `kaged start`'s flags.
     #[command(hide = true)]
     ServeUngated(ungated::ServeArgs),
+    /// Internal: a session holder for the ungated daemon, which runs this binary as
+    /// `kaged holder` runs in `kaged`.
+    #[command(hide = true)]
+    Holder,
 }
 
 #[derive(Args, Clone)]
@@ -114,6 +118,9 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Holder) {
+        return ExitCode::from(u8::try_from(kaged_session::holder::run()).unwrap_or(1));
+    }
     let res = match cli.cmd {
         Cmd::Setup(o) => setup(&o).map(|_| true),
         Cmd::Smoke(o) => bench(Mode::Smoke, &o),
@@ -122,6 +129,7 @@ fn main() -> ExitCode {
             .and_then(|s| Ok(serde_json::to_writer(std::io::stdout(), &s)?))
             .map(|()| true),
         Cmd::ServeUngated(args) => ungated::run(args).map(|()| true),
+        Cmd::Holder => Ok(true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

@@ -60,6 +60,9 @@ pub enum Command {
     Doctor,
     /// Print the version.
     Version,
+    /// Internal: keep one session alive across daemon restarts (started by the daemon).
+    #[command(hide = true)]
+    Holder,
 }
 
 #[derive(Debug, Args)]
