@@ -42,7 +42,7 @@ pub fn typescript() -> String {
         AuditRow, AuditPage, AuditParams,
         ErrorCode, ErrorBody, ErrorEnvelope,
         Warning, Paths, BwrapInfo, CgroupSupport, SandboxStatus, ProviderKey, LocalSummary,
-        Status, Identity, Me, LaunchUrl, SignedOut, Revoked, Health, VersionInfo,
+        SessionsSummary, Status, Identity, Me, LaunchUrl, SignedOut, Revoked, Health, VersionInfo,
     );
     let mut out = String::from(
         "// Generated from the Rust wire types in crates/kaged-api; do not edit.\n\

@@ -43,6 +43,6 @@ pub use settings::{
 };
 pub use status::{
     BwrapInfo, CgroupSupport, Health, Identity, LaunchUrl, LocalSummary, Me, Paths, ProviderKey,
-    Revoked, SandboxStatus, SignedOut, Status, VersionInfo, Warning,
+    Revoked, SandboxStatus, SessionsSummary, SignedOut, Status, VersionInfo, Warning,
 };
 pub use timestamp::Timestamp;

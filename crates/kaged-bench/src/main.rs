@@ -66,7 +66,7 @@ enum Cmd {
     /// Internal: a session holder for the ungated daemon, which runs this binary as
     /// `kaged holder` runs in `kaged`.
     #[command(hide = true)]
-    Holder,
+    Holder { session: Option<String> },
 }
 
 #[derive(Args, Clone)]
@@ -118,7 +118,7 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.cmd, Cmd::Holder) {
+    if matches!(cli.cmd, Cmd::Holder { .. }) {
         return ExitCode::from(u8::try_from(kaged_session::holder::run()).unwrap_or(1));
     }
     let res = match cli.cmd {
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
             .and_then(|s| Ok(serde_json::to_writer(std::io::stdout(), &s)?))
             .map(|()| true),
         Cmd::ServeUngated(args) => ungated::run(args).map(|()| true),
-        Cmd::Holder => Ok(true),
+        Cmd::Holder { .. } => Ok(true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

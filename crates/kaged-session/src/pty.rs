@@ -80,8 +80,10 @@ fn spawn_via_holder(spec: &SpawnSpec, via: &ViaHolder) -> Result<Spawned, Sessio
     let theirs_out = theirs.try_clone().map_err(SessionError::Pty)?;
     let mut cmd = tokio::process::Command::new(&via.program);
     // `ps` shows `kaged holder`, not `/proc/self/exe holder`.
+    // The session id is for `ps` and the operator; the holder takes it from the spec.
     cmd.arg0("kaged")
         .args(&via.args)
+        .arg(&via.session)
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::from(OwnedFd::from(theirs_out)))
         .stderr(Stdio::inherit())

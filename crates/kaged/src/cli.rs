@@ -62,7 +62,10 @@ pub enum Command {
     Version,
     /// Internal: keep one session alive across daemon restarts (started by the daemon).
     #[command(hide = true)]
-    Holder,
+    Holder {
+        /// The session it holds (shown by `ps`; the spec on stdin is what counts).
+        session: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use crate::cli::{AuthCommand, Cli, Command, DslCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Holder) {
+    if matches!(cli.command, Command::Holder { .. }) {
         // A session's holder: no runtime, no logging, nothing but the holder loop.
         return ExitCode::from(u8::try_from(kaged_session::holder::run()).unwrap_or(1));
     }
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         }
         Command::Doctor => cmd::doctor::run(cli.mode.as_deref()),
         Command::Version => cmd::version::run(),
-        Command::Holder => Ok(ExitCode::SUCCESS),
+        Command::Holder { .. } => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
