@@ -404,3 +404,32 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn the_shipped_units_let_kaged_decide_what_a_stop_does_to_sessions() {
+    // systemd must signal only the daemon (it keeps sessions on a restart job and ends them
+    // on a stop job), and must not wipe the holders' sockets. No systemd runs here; the
+    // units themselves pass `systemd-analyze verify` in examples/deployment/verify-units.sh.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deployment");
+    for (unit, wants) in [
+        (
+            "systemd/kaged.service",
+            &["KillMode=process", "RuntimeDirectoryPreserve=yes"][..],
+        ),
+        ("systemd-user/kaged.service", &["KillMode=process"][..]),
+    ] {
+        let text = std::fs::read_to_string(root.join(unit)).unwrap();
+        let settings: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#') && l.contains('='))
+            .collect();
+        for want in wants {
+            assert!(settings.contains(want), "{unit} lacks {want}");
+        }
+        assert!(
+            !settings.iter().any(|l| l.starts_with("ExecStop")),
+            "{unit}: an ExecStop= would also run on a restart"
+        );
+    }
+}
