@@ -7,6 +7,7 @@
 //! - `kaged-bench smoke`: 1 MiB, few samples, one round (runs in the test suite).
 //! - `kaged-bench full`: 5 rounds; writes the table into `BENCHMARKS.md`.
 
+mod adopt;
 mod authcost;
 mod jupyter;
 mod kaged;
@@ -108,6 +109,7 @@ enum Section {
     Idle,
     Cold,
     Auth,
+    Adopt,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -464,6 +466,33 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
                     let (j, _) = Jupyter::start(&paths.venv, &project, metrics::SHELL)?;
                     Ok(Target::Jupyter(j))
                 });
+            }
+        }
+    }
+
+    if want(Section::Adopt) {
+        let n = if full { 100 } else { 5 };
+        for round in 0..rounds {
+            eprintln!(
+                "kaged-bench: round {} of {rounds}: kill -9 with {n} sessions, adopt",
+                round + 1
+            );
+            let res = adopt::once(&paths.kaged, &project, bench_config(), n);
+            if let Some(a) = record(&mut r, round, "kaged", "adoption", res) {
+                r.add(
+                    round,
+                    "kaged",
+                    "adopt_ready_ms",
+                    a.ready.as_secs_f64() * 1000.0,
+                );
+                r.add(
+                    round,
+                    "kaged",
+                    "adopt_first_screen_ms",
+                    a.first_screen.as_secs_f64() * 1000.0,
+                );
+                r.add(round, "kaged", "adopt_sessions", n as f64);
+                r.add(round, "kaged", "adopt_adopted", a.adopted as f64);
             }
         }
     }

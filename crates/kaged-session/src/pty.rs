@@ -114,7 +114,10 @@ fn spawn_via_holder(spec: &SpawnSpec, via: &ViaHolder) -> Result<Spawned, Sessio
     let mut line = String::new();
     let _ = io::BufReader::new(&ours).read_line(&mut line);
     let started: Started = serde_json::from_str(line.trim()).map_err(|e| {
-        let fed = fed.as_ref().err().map(|e| format!(" (writing its spec: {e})"));
+        let fed = fed
+            .as_ref()
+            .err()
+            .map(|e| format!(" (writing its spec: {e})"));
         SessionError::Pty(io::Error::other(format!(
             "the session holder {} gave no usable answer{}: {e}",
             via.program.display(),
@@ -125,13 +128,12 @@ fn spawn_via_holder(spec: &SpawnSpec, via: &ViaHolder) -> Result<Spawned, Sessio
         Started::Ok { child_pid } => child_pid,
         Started::Err { message } => return Err(spawn_err(io::Error::other(message))),
     };
-    let (link, _hello, theirs) =
-        holder::Link::connect(&via.socket, &via.session).map_err(|e| {
-            SessionError::Pty(io::Error::other(format!(
-                "the session holder at {} did not answer: {e:?}",
-                via.socket.display()
-            )))
-        })?;
+    let (link, _hello, theirs) = holder::Link::connect(&via.socket, &via.session).map_err(|e| {
+        SessionError::Pty(io::Error::other(format!(
+            "the session holder at {} did not answer: {e:?}",
+            via.socket.display()
+        )))
+    })?;
     // The same open file as ours: one copy is enough.
     drop(theirs);
     set_nonblocking(master.as_fd()).map_err(SessionError::Pty)?;

@@ -24,9 +24,7 @@ use crate::holder::{self, LinkEnd};
 use crate::persist::{self, TRANSCRIPT};
 use crate::pty::Leader;
 use crate::ring::{Ring, RingRead};
-use crate::{
-    EndReason, HolderConfig, SessionError, SessionInfo, SessionOrigin, SessionState, pty,
-};
+use crate::{EndReason, HolderConfig, SessionError, SessionInfo, SessionOrigin, SessionState, pty};
 
 /// Upper bound of one coalesced read: whatever is readable right now, up to this, becomes one
 /// chunk (and usually one WebSocket frame).
@@ -338,7 +336,8 @@ impl Session {
         rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)
             .map_err(|e| SessionError::Pty(e.into()))?;
         // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which closes it only on drop.
-        let master = Arc::new(unsafe { AsyncFd::register(fd) }.map_err(|e| SessionError::Pty(e.into()))?);
+        let master =
+            Arc::new(unsafe { AsyncFd::register(fd) }.map_err(|e| SessionError::Pty(e.into()))?);
         let live = Live {
             master: master.clone(),
             kill_grace,
@@ -994,7 +993,9 @@ async fn supervise(
     };
     if lost {
         tracing::warn!(session = %s.id, "the session's holder died without reporting an end");
-        lock(&s.status).end_reason.get_or_insert(EndReason::HolderLost);
+        lock(&s.status)
+            .end_reason
+            .get_or_insert(EndReason::HolderLost);
     }
     s.leader_exited.send_replace(true);
 

@@ -69,7 +69,11 @@ async fn hello(ws: &mut crate::fixture::Ws, offset: u64) -> ServerControl {
 fn live_holder(id: &str) -> Option<u32> {
     let want = format!("kaged\0holder\0{id}\0");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
@@ -134,7 +138,9 @@ async fn sessions_survive(stop: Stop) {
         &s,
         json!({"argv": ["bash", "--norc", "--noprofile", "-i"], "cols": 100, "rows": 30}),
     );
-    let mut ws = d.ws(&format!("/api/v1/sessions/{}/pty", shell.id), &s).await;
+    let mut ws = d
+        .ws(&format!("/api/v1/sessions/{}/pty", shell.id), &s)
+        .await;
     hello(&mut ws, 0).await;
     ws.send(Message::Binary(
         b"mkdir -p /tmp/x; cd /tmp/x; sleep 100 &\r".to_vec().into(),
@@ -252,7 +258,9 @@ async fn sessions_survive(stop: Stop) {
     drop(ws);
 
     // The shell: its background job, job control and cwd are still there.
-    let mut ws = d.ws(&format!("/api/v1/sessions/{}/pty", shell.id), &s).await;
+    let mut ws = d
+        .ws(&format!("/api/v1/sessions/{}/pty", shell.id), &s)
+        .await;
     let end = info(&d, &s, &shell.id).bytes_total;
     hello(&mut ws, end).await;
     ws.send(Message::Binary(
@@ -270,7 +278,10 @@ async fn sessions_survive(stop: Stop) {
         .filter(|f| !f.starts_with('$'))
         .find_map(|f| f.split_whitespace().next())
         .unwrap_or_default();
-    assert!(flags.contains('m'), "no job control (flags {flags:?}): {text}");
+    assert!(
+        flags.contains('m'),
+        "no job control (flags {flags:?}): {text}"
+    );
     drop(ws);
 
     // Ending them ends their holders.
@@ -322,7 +333,12 @@ fn a_holder_killed_while_no_daemon_runs_ends_its_session_with_a_reason() {
     let v = info(&d, &s, &shell.id);
     assert_eq!(
         (v.state, v.end_reason, v.exit_code, v.adopted_at),
-        (SessionState::Exited, Some(EndReason::HolderLost), None, None),
+        (
+            SessionState::Exited,
+            Some(EndReason::HolderLost),
+            None,
+            None
+        ),
         "{v:?}"
     );
     let rows = audit_rows(&d, "session.ended");
@@ -354,7 +370,11 @@ async fn a_session_that_ends_while_no_daemon_runs_keeps_its_status_and_last_outp
     let after = info(&d, &s, &v.id);
     assert_eq!(
         (after.state, after.end_reason, after.exit_code),
-        (SessionState::Exited, Some(EndReason::ProcessExited), Some(3)),
+        (
+            SessionState::Exited,
+            Some(EndReason::ProcessExited),
+            Some(3)
+        ),
         "{after:?}"
     );
     let mut ws = d.ws(&format!("/api/v1/sessions/{}/pty", v.id), &s).await;
@@ -387,7 +407,9 @@ fn holders_do_not_outlive_their_sessions() {
     assert!(d.terminate().success(), "{}", d.stderr());
     eventually(Duration::from_secs(10), || match live_holder(&long.id) {
         None => Ok(()),
-        Some(p) => Err(format!("holder {p} outlived a daemon that ended its sessions")),
+        Some(p) => Err(format!(
+            "holder {p} outlived a daemon that ended its sessions"
+        )),
     });
     let left: Vec<_> = std::fs::read_dir(&rt).unwrap().collect();
     assert!(left.is_empty(), "holder sockets left: {left:?}");

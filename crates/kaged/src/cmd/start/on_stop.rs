@@ -30,8 +30,7 @@ pub(super) fn own_unit(proc_cgroup: &str) -> Option<(String, bool)> {
         .trim();
     let unit = path
         .split('/')
-        .filter(|c| c.ends_with(".service") && !c.starts_with("user@"))
-        .next_back()?;
+        .rfind(|c| c.ends_with(".service") && !c.starts_with("user@"))?;
     let user = path.split('/').any(|c| c.starts_with("user@"));
     Some((unit.to_owned(), user))
 }
@@ -101,14 +100,20 @@ mod tests {
             (End, None, true),
         ];
         for (on_stop, job, want) in cases {
-            assert_eq!(end_sessions(on_stop, job), want, "{on_stop} with job {job:?}");
+            assert_eq!(
+                end_sessions(on_stop, job),
+                want,
+                "{on_stop} with job {job:?}"
+            );
         }
     }
 
     #[test]
     fn the_unit_comes_from_the_unified_cgroup_line() {
         assert_eq!(
-            own_unit("12:pids:/system.slice/kaged.service\n0::/system.slice/kaged.service/daemon\n"),
+            own_unit(
+                "12:pids:/system.slice/kaged.service\n0::/system.slice/kaged.service/daemon\n"
+            ),
             Some(("kaged.service".to_owned(), false))
         );
         assert_eq!(
@@ -117,7 +122,10 @@ mod tests {
             ),
             Some(("kaged.service".to_owned(), true))
         );
-        assert_eq!(own_unit("0::/user.slice/user-1000.slice/session-3.scope\n"), None);
+        assert_eq!(
+            own_unit("0::/user.slice/user-1000.slice/session-3.scope\n"),
+            None
+        );
         assert_eq!(own_unit("0::/\n"), None);
     }
 
