@@ -237,13 +237,8 @@ impl Holder {
         };
         pty.prepare(&mut cmd, &keep_raw)
             .map_err(|e| format!("preparing the PTY: {e}"))?;
-        let child = cmd.spawn().map_err(|e| {
-            format!(
-                "could not start `{}` in {}: {e}",
-                program.to_string_lossy(),
-                spec.cwd.display()
-            )
-        })?;
+        // The daemon's error names the program and the directory; this is the reason.
+        let child = cmd.spawn().map_err(|e| e.to_string())?;
         // The command holds copies of the slave; they and ours must go, or the master never
         // reports the hang-up.
         drop(cmd);
@@ -480,6 +475,15 @@ pub(crate) enum ConnectError {
     Gone(io::Error),
     /// A holder answered, but not so that the daemon can adopt the session.
     Refused(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Gone(e) => write!(f, "no holder listens ({e})"),
+            ConnectError::Refused(why) => write!(f, "the holder refused: {why}"),
+        }
+    }
 }
 
 /// The daemon's end of a holder's socket.

@@ -128,12 +128,22 @@ fn spawn_via_holder(spec: &SpawnSpec, via: &ViaHolder) -> Result<Spawned, Sessio
         Started::Ok { child_pid } => child_pid,
         Started::Err { message } => return Err(spawn_err(io::Error::other(message))),
     };
-    let (link, _hello, theirs) = holder::Link::connect(&via.socket, &via.session).map_err(|e| {
-        SessionError::Pty(io::Error::other(format!(
-            "the session holder at {} did not answer: {e:?}",
-            via.socket.display()
-        )))
-    })?;
+    let (link, _hello, theirs) = match holder::Link::connect(&via.socket, &via.session) {
+        Ok(connected) => connected,
+        Err(e) => {
+            // A process nobody can reach is of no use: end it (its holder then exits).
+            if let Ok(pid) = i32::try_from(child_pid) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return Err(SessionError::Pty(io::Error::other(format!(
+                "the session holder at {} did not answer: {e}",
+                via.socket.display()
+            ))));
+        }
+    };
     // The same open file as ours: one copy is enough.
     drop(theirs);
     set_nonblocking(master.as_fd()).map_err(SessionError::Pty)?;
