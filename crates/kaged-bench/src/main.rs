@@ -9,6 +9,7 @@
 
 mod adopt;
 mod authcost;
+mod gatecost;
 mod jupyter;
 mod kaged;
 mod metrics;
@@ -68,6 +69,9 @@ enum Cmd {
     /// `kaged holder` runs in `kaged`.
     #[command(hide = true)]
     Holder { session: Option<String> },
+    /// Internal: the gate's price per request, in memory (see `gatecost`); prints JSON.
+    #[command(hide = true)]
+    GateCostWorker(gatecost::WorkerArgs),
 }
 
 #[derive(Args, Clone)]
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
             .map(|()| true),
         Cmd::ServeUngated(args) => ungated::run(args).map(|()| true),
         Cmd::Holder { .. } => Ok(true),
+        Cmd::GateCostWorker(args) => gatecost::worker(args).map(|()| true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,
@@ -504,11 +509,27 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
             for round in 0..rounds {
                 let res = daemons.round(round, Duration::from_secs(auth_secs));
                 if let Some(v) = record(&mut r, round, "auth", "wrk", res) {
-                    for (mode, rps, ungated) in v {
-                        r.add(round, mode, "status_rps", rps);
-                        r.add(round, mode, "status_rps_ungated_pair", ungated);
-                        r.add(round, "ungated", "status_rps", ungated);
+                    for (mode, run, ungated) in v {
+                        r.add(round, mode, "status_rps", run.rps);
+                        r.add(round, mode, "status_rps_ungated_pair", ungated.rps);
+                        r.add(round, "ungated", "status_rps", ungated.rps);
+                        r.add(round, mode, "status_cpu_us", run.cpu_us_per_request);
+                        let pair = ungated.cpu_us_per_request;
+                        r.add(round, mode, "status_cpu_us_ungated_pair", pair);
+                        r.add(round, "ungated", "status_cpu_us", pair);
                     }
+                }
+            }
+        }
+        let (requests, batches) = if full { (5000, 20) } else { (200, 2) };
+        for mode in gatecost::MODES {
+            eprintln!("kaged-bench: the gate in memory, {mode}");
+            let res = gatecost::measure(&paths.bench, mode, requests, batches);
+            if let Some(s) = record(&mut r, 0, mode, "gate in memory", res) {
+                for (b, (gated, ungated)) in s.gated_ns.iter().zip(&s.ungated_ns).enumerate() {
+                    r.add(b, mode, "gate_us", gated / 1000.0);
+                    r.add(b, mode, "gate_us_ungated_pair", ungated / 1000.0);
+                    r.add(b, mode, "gate_added_us", (gated - ungated) / 1000.0);
                 }
             }
         }
