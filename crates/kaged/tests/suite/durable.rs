@@ -93,6 +93,21 @@ fn live_holder(id: &str) -> Option<u32> {
     None
 }
 
+/// Kills the holders of these sessions when a test ends, passed or not: a test that fails
+/// half-way must not leave a daemon-less session running for ever.
+struct Reap(Vec<String>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            if let Some(pid) = live_holder(id) {
+                // SAFETY: kill(2) on the holder this test started; its cage dies with it.
+                unsafe { libc_kill(pid as i32, 9) };
+            }
+        }
+    }
+}
+
 fn audit_rows(d: &TestDaemon, kind: &str) -> Vec<(Option<String>, Value)> {
     let db = d.home().join(".local/share/kaged/kaged.db");
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -150,6 +165,7 @@ async fn sessions_survive(stop: Stop) {
     read_until(&mut ws, "[1] ", Duration::from_secs(15)).await;
     drop(ws);
     let streamer = start(&d, &s, json!({"argv": ["sh", "-c", STREAMER]}));
+    let _reap = Reap(vec![shell.id.clone(), streamer.id.clone()]);
     eventually(Duration::from_secs(20), || {
         let v = info(&d, &s, &streamer.id);
         (v.bytes_total > 1000)
@@ -320,6 +336,7 @@ fn a_holder_killed_while_no_daemon_runs_ends_its_session_with_a_reason() {
     let proj = project_dir(PROJECT);
     load(&d, &s, proj.path());
     let shell = start(&d, &s, json!({"argv": ["sh", "-c", "exec sleep 1000"]}));
+    let _reap = Reap(vec![shell.id.clone()]);
     assert!(d.terminate().success(), "{}", d.stderr());
     let pid = live_holder(&shell.id).expect("the holder outlives the daemon");
     // SAFETY: kill(2) on a pid this test just found.
@@ -359,6 +376,7 @@ async fn a_session_that_ends_while_no_daemon_runs_keeps_its_status_and_last_outp
         &s,
         json!({"argv": ["sh", "-c", "echo first; sleep 1; echo last-words; exit 3"]}),
     );
+    let _reap = Reap(vec![v.id.clone()]);
     assert!(d.terminate().success(), "{}", d.stderr());
     // The program ends meanwhile; its holder records that, keeps what the PTY held, and goes.
     eventually(Duration::from_secs(20), || match live_holder(&v.id) {
@@ -397,6 +415,7 @@ fn holders_do_not_outlive_their_sessions() {
     load(&d, &s, proj.path());
     let short = start(&d, &s, json!({"argv": ["sh", "-c", "exit 0"]}));
     let long = start(&d, &s, json!({"argv": ["sh", "-c", "exec sleep 1000"]}));
+    let _reap = Reap(vec![short.id.clone(), long.id.clone()]);
     wait_exited(&d, &s, &short.id);
     assert!(live_holder(&long.id).is_some());
     eventually(Duration::from_secs(10), || match live_holder(&short.id) {
