@@ -7,8 +7,8 @@
 //! already readable into one chunk without any timer, appends it to a bounded scrollback ring
 //! addressed by byte offsets, and wakes viewers. Viewers are cursors into that ring, so a slow
 //! or dead viewer costs nothing and never stalls the process; when it falls behind the ring it
-//! gets a [`ViewerEvent::Gap`]. A separate task appends the ring to the on-disk transcript in
-//! batches; the ring never evicts a byte the transcript has not taken, so the transcript is
+//! gets a [`ViewerEvent::Gap`]. A separate task appends the ring to the on-disk transcript as
+//! soon as anything is pending (under load the batches grow by themselves); the ring never evicts a byte the transcript has not taken, so the transcript is
 //! complete.
 //!
 //! With a [`HolderConfig`], each session's process hangs off a holder process (see
