@@ -102,7 +102,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     let samples = runtime.block_on(async {
         let daemon = Daemon::start(settings, layout).await?;
         let res = batches(&daemon, &args).await;
-        daemon.shutdown("gate-cost measured").await;
+        daemon.shutdown("gate-cost measured", true).await;
         res
     })?;
     serde_json::to_writer(std::io::stdout(), &samples)?;

@@ -7,6 +7,7 @@
 //! - `kaged-bench smoke`: 1 MiB, few samples, one round (runs in the test suite).
 //! - `kaged-bench full`: 5 rounds; writes the table into `BENCHMARKS.md`.
 
+mod adopt;
 mod authcost;
 mod gatecost;
 mod jupyter;
@@ -64,6 +65,10 @@ enum Cmd {
     /// baseline). Takes `kaged start`'s flags.
     #[command(hide = true)]
     ServeUngated(ungated::ServeArgs),
+    /// Internal: a session holder for the ungated daemon, which runs this binary as
+    /// `kaged holder` runs in `kaged`.
+    #[command(hide = true)]
+    Holder { session: Option<String> },
     /// Internal: the gate's price per request, in memory (see `gatecost`); prints JSON.
     #[command(hide = true)]
     GateCostWorker(gatecost::WorkerArgs),
@@ -108,6 +113,7 @@ enum Section {
     Idle,
     Cold,
     Auth,
+    Adopt,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -118,6 +124,9 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Holder { .. }) {
+        return ExitCode::from(u8::try_from(kaged_session::holder::run()).unwrap_or(1));
+    }
     let res = match cli.cmd {
         Cmd::Setup(o) => setup(&o).map(|_| true),
         Cmd::Smoke(o) => bench(Mode::Smoke, &o),
@@ -126,6 +135,7 @@ fn main() -> ExitCode {
             .and_then(|s| Ok(serde_json::to_writer(std::io::stdout(), &s)?))
             .map(|()| true),
         Cmd::ServeUngated(args) => ungated::run(args).map(|()| true),
+        Cmd::Holder { .. } => Ok(true),
         Cmd::GateCostWorker(args) => gatecost::worker(args).map(|()| true),
     };
     match res {
@@ -461,6 +471,33 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
                     let (j, _) = Jupyter::start(&paths.venv, &project, metrics::SHELL)?;
                     Ok(Target::Jupyter(j))
                 });
+            }
+        }
+    }
+
+    if want(Section::Adopt) {
+        let n = if full { 100 } else { 5 };
+        for round in 0..rounds {
+            eprintln!(
+                "kaged-bench: round {} of {rounds}: kill -9 with {n} sessions, adopt",
+                round + 1
+            );
+            let res = adopt::once(&paths.kaged, &project, bench_config(), n);
+            if let Some(a) = record(&mut r, round, "kaged", "adoption", res) {
+                r.add(
+                    round,
+                    "kaged",
+                    "adopt_ready_ms",
+                    a.ready.as_secs_f64() * 1000.0,
+                );
+                r.add(
+                    round,
+                    "kaged",
+                    "adopt_first_screen_ms",
+                    a.first_screen.as_secs_f64() * 1000.0,
+                );
+                r.add(round, "kaged", "adopt_sessions", n as f64);
+                r.add(round, "kaged", "adopt_adopted", a.adopted as f64);
             }
         }
     }

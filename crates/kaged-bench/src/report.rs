@@ -177,6 +177,7 @@ pub fn render(r: &Results) -> String {
     render_header(&mut o, r);
     render_session_path(&mut o, r);
     render_daemon(&mut o, r);
+    render_adopt(&mut o, r);
     render_auth(&mut o, r);
     render_errors(&mut o, r);
     o
@@ -547,6 +548,53 @@ fn render_daemon(o: &mut String, r: &Results) {
         "| idle RSS after start, no sessions (MiB) | {} | {} | recorded | |",
         r.cell(KAGED, "daemon_idle_rss_mib"),
         r.cell(TERM, "daemon_idle_rss_mib")
+    );
+    let _ = writeln!(o);
+}
+
+fn render_adopt(o: &mut String, r: &Results) {
+    let first: Vec<f64> = r
+        .values(KAGED, "adopt_first_screen_ms")
+        .iter()
+        .map(|v| v.1)
+        .collect();
+    if first.is_empty() {
+        return;
+    }
+    // --- Durable sessions
+    let _ = writeln!(
+        o,
+        "#### Durable sessions: adoption after `kill -9`
+"
+    );
+    let _ = writeln!(
+        o,
+        "A daemon runs {} caged sessions (each printed a screenful and waits); it is killed with SIGKILL and a new daemon starts on the same state dir. The first screen is timed from the kill: a viewer logs in, attaches to the last session started and gets its first bytes.\n",
+        num(median(
+            &r.values(KAGED, "adopt_sessions")
+                .iter()
+                .map(|v| v.1)
+                .collect::<Vec<_>>()
+        )
+        .unwrap_or(0.0))
+    );
+    let _ = writeln!(o, "| metric | kaged | target | verdict |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| new daemon's start → `readyz` 200, every session adopted (ms) | {} | recorded | |",
+        r.cell(KAGED, "adopt_ready_ms")
+    );
+    let _ = writeln!(
+        o,
+        "| kill → first screen of an adopted session (ms) | {} | ≤ 1000 ms | {} |",
+        r.cell(KAGED, "adopt_first_screen_ms"),
+        verdict(&first, Goal::AtMost(1000.0))
+    );
+    let _ = writeln!(
+        o,
+        "| sessions listed as adopted | {} | all | |",
+        r.cell(KAGED, "adopt_adopted")
     );
     let _ = writeln!(o);
 }

@@ -37,6 +37,8 @@ pub enum EventType {
     SessionShared,
     SessionTerminated,
     SessionExited,
+    SessionAdopted,
+    SessionEnded,
     RunStarted,
     RunEnded,
 }
@@ -67,6 +69,8 @@ impl EventType {
             EventType::SessionShared => "session.shared",
             EventType::SessionTerminated => "session.terminated",
             EventType::SessionExited => "session.exited",
+            EventType::SessionAdopted => "session.adopted",
+            EventType::SessionEnded => "session.ended",
             EventType::RunStarted => "run.started",
             EventType::RunEnded => "run.ended",
         }

@@ -13,6 +13,10 @@ use crate::cli::{AuthCommand, Cli, Command, DslCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Holder { .. }) {
+        // A session's holder: no runtime, no logging, nothing but the holder loop.
+        return ExitCode::from(u8::try_from(kaged_session::holder::run()).unwrap_or(1));
+    }
     if !matches!(cli.command, Command::Start(_)) {
         // A client command piped into `head` should end quietly like any Unix tool, not
         // panic on a broken pipe. The daemon keeps ignoring SIGPIPE: its sockets report EPIPE.
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         }
         Command::Doctor => cmd::doctor::run(cli.mode.as_deref()),
         Command::Version => cmd::version::run(),
+        Command::Holder { .. } => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

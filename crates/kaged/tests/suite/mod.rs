@@ -3,6 +3,7 @@ mod browser_session;
 mod cli;
 mod daemon;
 mod detection;
+mod durable;
 mod first_run;
 mod hardening;
 mod input;
