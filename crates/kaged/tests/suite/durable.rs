@@ -58,6 +58,7 @@ async fn hello(ws: &mut crate::fixture::Ws, offset: u64) -> ServerControl {
         ClientControl::Hello {
             offset: Some(offset),
             client: None,
+            screen: None,
         },
     )
     .await;
