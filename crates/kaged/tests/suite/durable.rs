@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use kaged_api::{ClientControl, EndReason, ServerControl, SessionInfo, SessionList, SessionState};
+use kaged_api::{
+    ClientControl, EndReason, ScreenSize, ServerControl, SessionInfo, SessionList, SessionState,
+};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -299,6 +301,34 @@ async fn sessions_survive(stop: Stop) {
         flags.contains('m'),
         "no job control (flags {flags:?}): {text}"
     );
+    drop(ws);
+
+    // A screen viewer gets the shell's screen from the terminal model the new daemon rebuilt
+    // from the transcript's tail, with what the shell printed since.
+    let mut ws = d
+        .ws(&format!("/api/v1/sessions/{}/pty", shell.id), &s)
+        .await;
+    let size = ScreenSize {
+        cols: 100,
+        rows: 30,
+    };
+    send_control(
+        &mut ws,
+        ClientControl::Hello {
+            offset: None,
+            client: None,
+            screen: Some(size),
+        },
+    )
+    .await;
+    let h = next_control(&mut ws).await;
+    assert!(matches!(h, ServerControl::Hello { .. }), "{h:?}");
+    let head = next_control(&mut ws).await;
+    let ServerControl::Screen { cols, rows, .. } = head else {
+        panic!("expected the screen after hello, got {head:?}");
+    };
+    assert_eq!((cols, rows), (100, 30));
+    read_until(&mut ws, "F42F", Duration::from_secs(15)).await;
     drop(ws);
 
     // Ending them ends their holders.
