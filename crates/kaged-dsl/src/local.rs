@@ -31,6 +31,9 @@ pub struct LocalConfig {
     /// Projects this operator has registered, by absolute path.
     #[serde(default)]
     pub projects: Vec<RegisteredProject>,
+    /// What the cages' egress gateways may do beyond a project's own rules.
+    #[serde(default)]
+    pub egress: LocalEgress,
     /// The file this was read from, for messages.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -41,6 +44,18 @@ pub struct LocalConfig {
 pub struct Provider {
     /// The NAME of the environment variable holding the key, e.g. `ANTHROPIC_API_KEY`.
     pub api_key_env: String,
+}
+
+/// `[egress]`: operator-only exceptions for the gateways. A project file can never say these:
+/// a portable project may be someone else's, and private addresses are the operator's LAN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalEgress {
+    /// `host:port` pairs (a name or an IP literal, always with a port) that a gateway may
+    /// connect to although they are loopback, private, link-local, ... The project's `allow`
+    /// must still name them.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +134,19 @@ impl LocalConfig {
                     "[providers.{name}] api_key_env must be an environment variable NAME such as \
                      ANTHROPIC_API_KEY (letters, digits and `_`)"
                 )));
+            }
+        }
+        for pair in &cfg.egress.allow_private {
+            match kaged_api::HostPattern::parse(pair) {
+                Ok(p) if p.port.is_some() && !matches!(p.host, kaged_api::HostMatch::Subdomains(_)) => {}
+                Ok(_) => {
+                    return Err(invalid(format!(
+                        "[egress] allow_private entry {pair:?} must name one host and a port, \
+                         e.g. \"10.0.0.5:5432\"; a wildcard or a missing port would open more \
+                         than one service"
+                    )));
+                }
+                Err(e) => return Err(invalid(format!("[egress] allow_private: {e}"))),
             }
         }
         for p in &cfg.projects {
