@@ -182,6 +182,8 @@ fn is_dns_name(name: &str) -> bool {
 pub enum EgressDecision {
     Allowed,
     Denied,
+    /// Allowed by the policy, but the name did not resolve or the upstream did not answer.
+    Failed,
 }
 
 /// How the cage asked.
