@@ -10,7 +10,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use ts_rs::TS;
 
-use crate::egress::{EgressRules, HostPatternError, HostPattern};
+use crate::egress::{EgressRules, HostPattern, HostPatternError};
 
 /// Environment variable names: what a shell accepts, at most 128 characters.
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";

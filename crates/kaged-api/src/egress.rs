@@ -42,7 +42,9 @@ pub struct HostPattern {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{entry:?} is not a host pattern: {reason}; write `example.com`, `example.com:443`, `*.example.com` or `[2001:db8::1]:443`")]
+#[error(
+    "{entry:?} is not a host pattern: {reason}; write `example.com`, `example.com:443`, `*.example.com` or `[2001:db8::1]:443`"
+)]
 pub struct HostPatternError {
     pub entry: String,
     pub reason: &'static str,
@@ -89,7 +91,9 @@ impl HostPattern {
             ));
         }
         if wild && !name.contains('.') {
-            return Err(err("`*.` needs a domain with a dot, not a bare top-level name"));
+            return Err(err(
+                "`*.` needs a domain with a dot, not a bare top-level name",
+            ));
         }
         Ok(HostPattern {
             host: if wild {

@@ -28,6 +28,12 @@ pub struct HostFacts {
     pub deny: Vec<PathBuf>,
     /// Persistent cage scratch lives in `<scratch_root>/<project id>`.
     pub scratch_root: PathBuf,
+    /// Each filtered-network cage's gateway socket lives here (inside the runtime dir, which
+    /// no cage sees; the socket alone is bound into its cage).
+    pub egress_dir: PathBuf,
+    /// kaged's own binary, bound into filtered-network cages as their relay, or why it cannot
+    /// be (such cages are then refused with the reason).
+    pub relay_exe: Result<PathBuf, String>,
 }
 
 impl HostFacts {
@@ -60,6 +66,20 @@ impl HostFacts {
             env,
             deny: denied_paths(layout, settings),
             scratch_root: layout.state_dir.join("scratch"),
+            egress_dir: layout.runtime_dir.join("egress"),
+            relay_exe: std::env::current_exe()
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    // A binary replaced on disk while running reads as "<path> (deleted)".
+                    if p.exists() {
+                        Ok(p)
+                    } else {
+                        Err(format!(
+                            "{} no longer exists (was kaged upgraded?)",
+                            p.display()
+                        ))
+                    }
+                }),
         }
     }
 

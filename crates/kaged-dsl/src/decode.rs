@@ -15,9 +15,9 @@ use crate::portability::{
 };
 use crate::yaml::{Entry, Node, Value};
 use crate::{
-    Access, AgentSpec, ByteSize, Cage, CagePolicy, FsGrant, LimitEnforcement, Limits, MAX_CPU,
-    EgressRules, HostPattern, MAX_DESCRIPTION_CHARS, MAX_PIDS, Network, PathError, PathScheme, Plugin, PortablePath, Project,
-    State, Task, Walltime,
+    Access, AgentSpec, ByteSize, Cage, CagePolicy, EgressRules, FsGrant, HostPattern,
+    LimitEnforcement, Limits, MAX_CPU, MAX_DESCRIPTION_CHARS, MAX_PIDS, Network, PathError,
+    PathScheme, Plugin, PortablePath, Project, State, Task, Walltime,
 };
 
 const TOP_KEYS: &[&str] = &[

@@ -138,7 +138,9 @@ impl LocalConfig {
         }
         for pair in &cfg.egress.allow_private {
             match kaged_api::HostPattern::parse(pair) {
-                Ok(p) if p.port.is_some() && !matches!(p.host, kaged_api::HostMatch::Subdomains(_)) => {}
+                Ok(p)
+                    if p.port.is_some()
+                        && !matches!(p.host, kaged_api::HostMatch::Subdomains(_)) => {}
                 Ok(_) => {
                     return Err(invalid(format!(
                         "[egress] allow_private entry {pair:?} must name one host and a port, \

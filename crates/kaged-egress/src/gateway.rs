@@ -160,10 +160,7 @@ impl Ctx {
         started: Instant,
     ) {
         let (bytes_up, bytes_down) = counters.map_or((0, 0), |c| {
-            (
-                c.up.load(Ordering::Relaxed),
-                c.down.load(Ordering::Relaxed),
-            )
+            (c.up.load(Ordering::Relaxed), c.down.load(Ordering::Relaxed))
         });
         let _ = self.sink.send(EgressConnection {
             session_id: self.ids.session_id.clone(),
@@ -281,11 +278,10 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
         Ok(_) => return fail(None, "the name resolves to no address".into()),
         Err(e) => return fail(None, format!("cannot resolve the name: {e}")),
     };
-    let Some(addr) = addrs
-        .iter()
-        .copied()
-        .find(|a| ctx.policy.may_reach(&host, a.ip(), port, classify(a.ip()).0))
-    else {
+    let Some(addr) = addrs.iter().copied().find(|a| {
+        ctx.policy
+            .may_reach(&host, a.ip(), port, classify(a.ip()).0)
+    }) else {
         let first = addrs[0];
         let (class, mapped) = classify(first.ip());
         let what = match mapped {

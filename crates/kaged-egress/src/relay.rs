@@ -38,9 +38,7 @@ pub fn run(args: &[OsString]) -> String {
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
             drop(listener);
-            let err = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .exec();
+            let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
             format!(
                 "kaged: cannot run {}: {err}",
                 PathBuf::from(&argv[0]).display()

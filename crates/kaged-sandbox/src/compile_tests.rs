@@ -302,14 +302,29 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
     .unwrap();
     let args = cage.args.clone();
     assert!(!args.contains(&"--share-net".into()), "{args:?}");
-    let text: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let window = |needle: &[&str]| text.windows(needle.len()).any(|w| w == needle);
-    assert!(window(&["--ro-bind", "/opt/kaged/bin/kaged", EGRESS_RELAY]), "{text:?}");
-    assert!(window(&["--bind", socket.to_str().unwrap(), EGRESS_SOCKET]), "{text:?}");
+    assert!(
+        window(&["--ro-bind", "/opt/kaged/bin/kaged", EGRESS_RELAY]),
+        "{text:?}"
+    );
+    assert!(
+        window(&["--bind", socket.to_str().unwrap(), EGRESS_SOCKET]),
+        "{text:?}"
+    );
     for name in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
-        assert!(window(&["--setenv", name, "http://127.0.0.1:3128"]), "{name}: {text:?}");
+        assert!(
+            window(&["--setenv", name, "http://127.0.0.1:3128"]),
+            "{name}: {text:?}"
+        );
     }
-    assert!(window(&["--setenv", "NO_PROXY", "localhost,127.0.0.1"]), "{text:?}");
+    assert!(
+        window(&["--setenv", "NO_PROXY", "localhost,127.0.0.1"]),
+        "{text:?}"
+    );
     let last_https = text
         .windows(3)
         .filter(|w| w[0] == "--setenv" && w[1] == "HTTPS_PROXY")
@@ -319,10 +334,25 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
     let tail = &text[text.len() - 7..];
     assert_eq!(
         tail,
-        [EGRESS_RELAY, EGRESS_RELAY_ARG, "3128", EGRESS_SOCKET, "--", "bash", "--norc"]
+        [
+            EGRESS_RELAY,
+            EGRESS_RELAY_ARG,
+            "3128",
+            EGRESS_SOCKET,
+            "--",
+            "bash",
+            "--norc"
+        ]
     );
     assert!(cage.summary.env.contains(&"https_proxy".to_owned()));
-    assert_eq!(cage.summary.env.iter().filter(|n| *n == "HTTPS_PROXY").count(), 1);
+    assert_eq!(
+        cage.summary
+            .env
+            .iter()
+            .filter(|n| *n == "HTTPS_PROXY")
+            .count(),
+        1
+    );
 }
 
 #[test]
