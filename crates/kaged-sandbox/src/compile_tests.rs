@@ -327,8 +327,7 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
     );
     let last_https = text
         .windows(3)
-        .filter(|w| w[0] == "--setenv" && w[1] == "HTTPS_PROXY")
-        .last()
+        .rfind(|w| w[0] == "--setenv" && w[1] == "HTTPS_PROXY")
         .unwrap();
     assert_eq!(last_https[2], "http://127.0.0.1:3128");
     let tail = &text[text.len() - 7..];
