@@ -198,6 +198,9 @@ pub enum EgressVia {
     Connect,
     /// A plain-HTTP request in absolute form (`GET http://host/...`).
     Http,
+    /// `http://127.0.0.1:<port>/p/<provider>/...`: forwarded over TLS to an operator-declared
+    /// model provider, with the real key added on the way out.
+    Provider,
 }
 
 /// One connection through a cage's egress gateway, allowed or denied: the `data` of an

@@ -92,6 +92,50 @@ impl HostFacts {
     }
 }
 
+/// The providers of local.toml that gateways route, each with its key from the daemon's
+/// environment, and TLS for them (system roots plus `[egress] extra_ca_file`).
+pub fn egress_providers(
+    local: &kaged_dsl::LocalConfig,
+    facts: &HostFacts,
+) -> Result<kaged_egress::Providers, kaged_egress::EgressError> {
+    use kaged_egress::{KeyHeader, ProviderRoute, Secret};
+    let mut routes = Vec::new();
+    for (name, p) in &local.providers {
+        let Some(base) = p.upstream(name) else {
+            continue;
+        };
+        let header = match p.auth_for(name) {
+            kaged_dsl::ProviderAuth::XApiKey => KeyHeader::XApiKey,
+            kaged_dsl::ProviderAuth::Bearer => KeyHeader::Bearer,
+        };
+        let key = facts
+            .env_value(&p.api_key_env)
+            .map(|k| Secret::new(k.to_owned()));
+        routes.push(ProviderRoute::new(
+            name,
+            &base,
+            header,
+            &p.api_key_env,
+            key,
+        )?);
+    }
+    if routes.is_empty() {
+        return Ok(kaged_egress::Providers::default());
+    }
+    let extra = local.egress.extra_ca_file.as_deref();
+    let (tls, tls_error) = match kaged_egress::tls_config(extra) {
+        Ok(t) => (Some(t), None),
+        // A CA file the operator named and kaged cannot use is a config error; say so now.
+        Err(e @ kaged_egress::EgressError::CaFile { .. }) => return Err(e),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(kaged_egress::Providers {
+        routes,
+        tls,
+        tls_error,
+    })
+}
+
 /// The paths no cage may ever see: everything that holds the daemon's secrets or state.
 fn denied_paths(layout: &Layout, settings: &Settings) -> Vec<PathBuf> {
     let mut deny = vec![layout.runtime_dir.clone(), layout.state_dir.clone()];

@@ -202,20 +202,22 @@ pub struct Launch {
 /// cgroup, when the policy needs them, are created here: the side effects, right before the
 /// spawn needs them. A cage whose limits this host cannot enforce is refused here unless
 /// best-effort is allowed ([`unenforced_limits`]).
-/// `egress_socket` is the gateway's socket for a `network: {allow, deny}` cage.
+/// `egress_socket` is the gateway's socket for a `network: {allow, deny}` cage, and
+/// `egress_env` what kaged sets in it besides the proxy variables (provider URLs).
 pub fn compile(
     plan: &Plan,
     project: &LoadedProject,
     facts: &HostFacts,
     actor: &str,
     egress_socket: Option<&Path>,
+    egress_env: &[(String, String)],
 ) -> OpResult<Launch> {
     let mut mountpoints = Vec::new();
     let mut cgroup = None;
     let mut cgroup_procs = None;
     let (argv, env, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
-            let mut compiled = cage(plan, policy, project, facts, egress_socket)?;
+            let mut compiled = cage(plan, policy, project, facts, egress_socket, egress_env)?;
             let mut summary = compiled.summary;
             if let CgroupLimits::NotEnforced { reason } = &summary.cgroup_limits {
                 summary.cgroup_limits = unenforced_limits(plan, policy, reason, facts)?;
@@ -337,6 +339,7 @@ fn cage(
     project: &LoadedProject,
     facts: &HostFacts,
     egress_socket: Option<&Path>,
+    egress_env: &[(String, String)],
 ) -> OpResult<kaged_sandbox::CompiledCage> {
     let mut policy = policy.clone();
     for name in plan.task_env.keys() {
@@ -362,7 +365,11 @@ fn cage(
         State::Ephemeral => None,
     };
     let egress = match (egress_socket, &facts.relay_exe) {
-        (Some(socket), Ok(relay)) => Some(kaged_sandbox::EgressPlumbing { socket, relay }),
+        (Some(socket), Ok(relay)) => Some(kaged_sandbox::EgressPlumbing {
+            socket,
+            relay,
+            env: egress_env,
+        }),
         (Some(_), Err(why)) => {
             return Err(OpError::Invalid(format!(
                 "{} has `network: {{allow, deny}}`, which needs kaged's own binary as the \
@@ -558,7 +565,7 @@ mod tests {
         let f = facts(false);
         let plan = plan(&p, StartSession::default(), &f).unwrap();
         assert_eq!(plan.cage, None);
-        let spec = compile(&plan, &p, &f, "alice", None).unwrap().spec;
+        let spec = compile(&plan, &p, &f, "alice", None, &[]).unwrap().spec;
         assert_eq!(spec.origin.cage, CageState::NoSandbox);
         assert_eq!(spec.argv, vec![OsString::from("/bin/bash")]);
         assert!(spec.env.contains(&("HOME".into(), "/home/alice".into())));
@@ -572,7 +579,7 @@ mod tests {
             task: Some("lint".into()),
             ..Default::default()
         };
-        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice", None)
+        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice", None, &[])
             .unwrap()
             .spec;
         assert_eq!(spec.origin.cage, CageState::DisabledByProject);
@@ -591,7 +598,7 @@ mod tests {
             (plan.cage.as_ref(), plan.walltime),
             (None, Some(Duration::from_secs(1)))
         );
-        let spec = compile(&plan, &p, &f, "alice", None).unwrap().spec;
+        let spec = compile(&plan, &p, &f, "alice", None, &[]).unwrap().spec;
         assert_eq!(spec.walltime, Some(Duration::from_secs(1)));
         assert_eq!(spec.origin.cage, CageState::NoSandbox);
         // `cage: disabled` has no policy, so no walltime either.

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Code, Diagnostic, Diagnostics};
 pub use local::{
-    ApiKey, LocalConfig, LocalConfigError, LocalEgress, Provider, RegisteredProject, UnknownAlias,
-    UnknownAliases,
+    ApiKey, LocalConfig, LocalConfigError, LocalEgress, Provider, ProviderAuth, RegisteredProject,
+    UnknownAlias, UnknownAliases,
 };
 // The file format's types are wire types: they live in `kaged-api`, once.
 pub use kaged_api::cage::{

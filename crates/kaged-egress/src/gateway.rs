@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::classify;
 use crate::policy::{Policy, Refusal};
+use crate::providers::{KeyHeader, Providers};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -51,6 +52,14 @@ pub enum EgressError {
         #[source]
         source: io::Error,
     },
+    #[error("[providers.{name}] in local.toml: {message}")]
+    Provider { name: String, message: String },
+    #[error(
+        "[egress] extra_ca_file {path} in local.toml: {message}; point it at a PEM file of CA certificates"
+    )]
+    CaFile { path: PathBuf, message: String },
+    #[error("cannot set up TLS for provider upstreams: {0}")]
+    Tls(String),
 }
 
 /// Which cage a gateway serves, for its records.
@@ -97,12 +106,14 @@ impl Gateway {
     pub async fn serve(
         self,
         policy: Arc<Policy>,
+        providers: Arc<Providers>,
         ids: CageIds,
         sink: UnboundedSender<EgressConnection>,
         stop: CancellationToken,
     ) {
         let ctx = Arc::new(Ctx {
             policy,
+            providers,
             ids,
             sink,
             stop: stop.clone(),
@@ -141,6 +152,7 @@ impl Gateway {
 
 struct Ctx {
     policy: Arc<Policy>,
+    providers: Arc<Providers>,
     ids: CageIds,
     sink: UnboundedSender<EgressConnection>,
     stop: CancellationToken,
@@ -210,6 +222,12 @@ fn target(req: &Request<Incoming>) -> Result<(EgressVia, String, u16), String> {
 
 async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    if req.method() != Method::CONNECT
+        && req.uri().scheme().is_none()
+        && req.uri().path().starts_with("/p/")
+    {
+        return provider(req, ctx, started).await;
+    }
     let (via, host, port) = match target(&req) {
         Ok(t) => t,
         Err(msg) => return Ok(text(StatusCode::BAD_REQUEST, msg)),
@@ -337,7 +355,10 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
             });
             Ok(Response::new(empty()))
         }
-        EgressVia::Http => forward(req, upstream, &ctx, (host, port, addr, rule, counters)).await,
+        // `target` never says Provider: `/p/` requests went to `provider` above.
+        EgressVia::Http | EgressVia::Provider => {
+            forward(req, upstream, &ctx, (host, port, addr, rule, counters)).await
+        }
     }
 }
 
@@ -402,6 +423,240 @@ async fn forward(
         Err(e) => Ok(text(
             StatusCode::BAD_GATEWAY,
             format!("kaged egress gateway: {host}:{port}: {e}\n"),
+        )),
+    }
+}
+
+/// `/p/<name>/<rest>`: to the provider's upstream over TLS, with the real key in place of
+/// whatever key the cage sent. The upstream is the operator's, but its address is checked
+/// like any other: a private one needs `[egress] allow_private` too.
+async fn provider(
+    mut req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+    started: Instant,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let rest = path.strip_prefix("/p/").unwrap_or_default();
+    let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(route) = ctx.providers.routes.iter().find(|r| r.name == name) else {
+        let known: Vec<&str> = ctx
+            .providers
+            .routes
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        return Ok(text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "kaged egress gateway: no provider {name:?} is declared for gateways (declared: \
+                 {}); the operator adds one under [providers.{name}] in local.toml, with \
+                 api_key_env and, unless it is anthropic or openai, base_url\n",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    let (host, port) = (route.host.clone(), route.port);
+    let rule = format!("provider {}", route.name);
+    let fail = |status: StatusCode, address: Option<SocketAddr>, why: String| {
+        ctx.record(
+            EgressVia::Provider,
+            &host,
+            port,
+            address,
+            EgressDecision::Failed,
+            format!("{rule}: {why}"),
+            None,
+            started,
+        );
+        Ok(text(
+            status,
+            format!("kaged egress gateway: provider {}: {why}\n", route.name),
+        ))
+    };
+    let Some(key) = route.key.clone() else {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            format!(
+                "its key variable {} is not set in kaged's environment; the operator sets it \
+                 and restarts kaged",
+                route.key_env
+            ),
+        );
+    };
+    let Some(tls) = ctx.providers.tls.clone() else {
+        let why = ctx.providers.tls_error.clone().unwrap_or_default();
+        return fail(StatusCode::BAD_GATEWAY, None, format!("no TLS: {why}"));
+    };
+    let addrs = match resolve(&host, port).await {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                None,
+                "resolves to no address".into(),
+            );
+        }
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                None,
+                format!("cannot resolve: {e}"),
+            );
+        }
+    };
+    let Some(addr) = addrs.iter().copied().find(|a| {
+        ctx.policy
+            .may_reach(&host, a.ip(), port, classify(a.ip()).0)
+    }) else {
+        let first = addrs[0];
+        let class = classify(first.ip()).0;
+        ctx.record(
+            EgressVia::Provider,
+            &host,
+            port,
+            Some(first),
+            EgressDecision::Denied,
+            format!("{} is {class}", first.ip()),
+            None,
+            started,
+        );
+        return Ok(refused(format!(
+            "kaged egress gateway: provider {} at {host}:{port} resolves to {}, a {class} \
+             address; the operator allows it with \"{host}:{port}\" in `allow_private` under \
+             [egress] in local.toml\n",
+            route.name,
+            first.ip()
+        )));
+    };
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                Some(addr),
+                format!("cannot connect: {e}"),
+            );
+        }
+        Err(_) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                Some(addr),
+                "did not answer in time".into(),
+            );
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let counters = Counters::default();
+    let upstream = Counted {
+        inner: tcp,
+        up: counters.up.clone(),
+        down: counters.down.clone(),
+    };
+    let server_name = match rustls_pki_types::ServerName::try_from(host.clone()) {
+        Ok(n) => n,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                Some(addr),
+                format!("bad TLS name: {e}"),
+            );
+        }
+    };
+    let tls_stream = match tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, upstream)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return fail(StatusCode::BAD_GATEWAY, Some(addr), format!("TLS: {e}")),
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Incoming>(
+        TokioIo::new(tls_stream),
+    )
+    .await
+    {
+        Ok(pair) => pair,
+        Err(e) => return fail(StatusCode::BAD_GATEWAY, Some(addr), e.to_string()),
+    };
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let target = format!("{}/{tail}{query}", route.base_path);
+    let Ok(uri) = target.parse::<Uri>() else {
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            format!("kaged egress gateway: {target:?} is not a valid request path\n"),
+        ));
+    };
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    for name in [
+        "authorization",
+        "x-api-key",
+        "proxy-connection",
+        "proxy-authorization",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+    let authority = if port == 443 {
+        host.clone()
+    } else {
+        format!("{host}:{port}")
+    };
+    if let Ok(v) = HeaderValue::from_str(&authority) {
+        headers.insert(header::HOST, v);
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let (name, value) = match route.header {
+        KeyHeader::XApiKey => ("x-api-key", key.expose().to_owned()),
+        KeyHeader::Bearer => ("authorization", format!("Bearer {}", key.expose())),
+    };
+    match HeaderValue::from_str(&value) {
+        Ok(mut v) => {
+            v.set_sensitive(true);
+            headers.insert(name, v);
+        }
+        Err(_) => {
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(addr),
+                format!("the value of {} is not a valid header value", route.key_env),
+            );
+        }
+    }
+    let ctx2 = ctx.clone();
+    let host2 = host.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = conn => {}
+            () = ctx2.stop.cancelled() => {}
+        }
+        ctx2.record(
+            EgressVia::Provider,
+            &host2,
+            port,
+            Some(addr),
+            EgressDecision::Allowed,
+            rule,
+            Some(&counters),
+            started,
+        );
+    });
+    match sender.send_request(req).await {
+        Ok(resp) => Ok(resp.map(BodyExt::boxed)),
+        Err(e) => Ok(text(
+            StatusCode::BAD_GATEWAY,
+            format!("kaged egress gateway: provider {name}: {e}\n"),
         )),
     }
 }

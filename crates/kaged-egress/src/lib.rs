@@ -7,8 +7,10 @@
 pub mod classify;
 mod gateway;
 mod policy;
+mod providers;
 pub mod relay;
 
 pub use classify::{AddrClass, classify};
 pub use gateway::{CageIds, EgressError, Gateway};
 pub use policy::{Policy, Refusal};
+pub use providers::{KeyHeader, ProviderRoute, Providers, Secret, dummy_key, tls_config};

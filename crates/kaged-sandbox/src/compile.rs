@@ -72,6 +72,9 @@ pub const EGRESS_PORT: u16 = 3128;
 pub struct EgressPlumbing<'a> {
     pub socket: &'a Path,
     pub relay: &'a Path,
+    /// Set in the cage after the proxy variables, whatever the allowlist passed: provider
+    /// base URLs on the relay and their dummy keys.
+    pub env: &'a [(String, String)],
 }
 
 /// Everything `compile` needs for one cage. The caller (the daemon) supplies host facts; the
@@ -379,6 +382,12 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
                 env_names.push(n);
             }
         }
+    }
+    for (name, value) in egress.map_or(&[][..], |e| e.env) {
+        check_env_name(name).map_err(|_| CageError::InvalidEnvName { name: name.clone() })?;
+        push(&[&"--setenv", name, value]);
+        env_names.retain(|e| e != name);
+        env_names.push(name.clone());
     }
     for mount in &host.system {
         match mount {

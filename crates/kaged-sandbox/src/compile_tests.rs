@@ -293,6 +293,7 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
             egress: Some(EgressPlumbing {
                 socket: &socket,
                 relay: &relay,
+                env: &[("OPENAI_API_KEY".into(), "dummy".into())],
             }),
             env_values: &env_values,
             ..request(&fx.root, &policy, &argv)
@@ -325,6 +326,7 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
         window(&["--setenv", "NO_PROXY", "localhost,127.0.0.1"]),
         "{text:?}"
     );
+    assert!(window(&["--setenv", "OPENAI_API_KEY", "dummy"]), "{text:?}");
     let last_https = text
         .windows(3)
         .rfind(|w| w[0] == "--setenv" && w[1] == "HTTPS_PROXY")

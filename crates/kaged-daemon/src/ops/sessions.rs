@@ -130,6 +130,13 @@ impl Daemon {
             _ => None,
         };
         let socket = gateway.as_ref().map(|(g, _)| g.path().to_owned());
+        // The providers' base URLs on the relay, and a dummy key that opens nothing.
+        let egress_env = match &gateway {
+            Some(_) => i
+                .providers
+                .cage_env(kaged_sandbox::EGRESS_PORT, &kaged_egress::dummy_key()),
+            None => Vec::new(),
+        };
         let unbind = || {
             if let Some(s) = &socket {
                 let _ = std::fs::remove_file(s);
@@ -139,9 +146,15 @@ impl Daemon {
         // are removed, so a removal never races a new cage of the same project.
         let (session, mountpoints, cgroup) = {
             let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
-            let launch =
-                launcher::compile(&plan, &project, &i.host, &actor.user_id, socket.as_deref())
-                    .inspect_err(|_| unbind())?;
+            let launch = launcher::compile(
+                &plan,
+                &project,
+                &i.host,
+                &actor.user_id,
+                socket.as_deref(),
+                &egress_env,
+            )
+            .inspect_err(|_| unbind())?;
             // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
             let session = i.sessions.spawn(launch.spec).inspect_err(|_| unbind())?;
             (session, launch.mountpoints, launch.cgroup)
@@ -465,7 +478,10 @@ impl Daemon {
             session_id: info.id.clone(),
             project_id: info.project_id.clone(),
         };
-        self.inner.tasks.spawn(gateway.serve(policy, ids, tx, stop));
+        let providers = self.inner.providers.clone();
+        self.inner
+            .tasks
+            .spawn(gateway.serve(policy, providers, ids, tx, stop));
         let daemon = self.clone();
         let actor = info.actor.clone();
         self.inner.tasks.spawn(async move {
