@@ -296,10 +296,15 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
         Ok(_) => return fail(None, "the name resolves to no address".into()),
         Err(e) => return fail(None, format!("cannot resolve the name: {e}")),
     };
-    let Some(addr) = addrs.iter().copied().find(|a| {
-        ctx.policy
-            .may_reach(&host, a.ip(), port, classify(a.ip()).0)
-    }) else {
+    let checked: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| {
+            ctx.policy
+                .may_reach(&host, a.ip(), port, classify(a.ip()).0)
+        })
+        .collect();
+    if checked.is_empty() {
         let first = addrs[0];
         let (class, mapped) = classify(first.ip());
         let what = match mapped {
@@ -316,13 +321,11 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
                  can add \"{target_text}\" to `allow_private` under [egress] in local.toml.\n"
             ),
         );
+    }
+    let (tcp, addr) = match connect(&checked).await {
+        Ok(pair) => pair,
+        Err((addr, why)) => return fail(Some(addr), why),
     };
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return fail(Some(addr), format!("cannot connect to {addr}: {e}")),
-        Err(_) => return fail(Some(addr), format!("{addr} did not answer in time")),
-    };
-    let _ = tcp.set_nodelay(true);
     let counters = Counters::default();
     let upstream = Counted {
         inner: tcp,
@@ -509,10 +512,15 @@ async fn provider(
             );
         }
     };
-    let Some(addr) = addrs.iter().copied().find(|a| {
-        ctx.policy
-            .may_reach(&host, a.ip(), port, classify(a.ip()).0)
-    }) else {
+    let checked: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| {
+            ctx.policy
+                .may_reach(&host, a.ip(), port, classify(a.ip()).0)
+        })
+        .collect();
+    if checked.is_empty() {
         let first = addrs[0];
         let class = classify(first.ip()).0;
         ctx.record(
@@ -532,25 +540,11 @@ async fn provider(
             route.name,
             first.ip()
         )));
+    }
+    let (tcp, addr) = match connect(&checked).await {
+        Ok(pair) => pair,
+        Err((addr, why)) => return fail(StatusCode::BAD_GATEWAY, Some(addr), why),
     };
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            return fail(
-                StatusCode::BAD_GATEWAY,
-                Some(addr),
-                format!("cannot connect: {e}"),
-            );
-        }
-        Err(_) => {
-            return fail(
-                StatusCode::BAD_GATEWAY,
-                Some(addr),
-                "did not answer in time".into(),
-            );
-        }
-    };
-    let _ = tcp.set_nodelay(true);
     let counters = Counters::default();
     let upstream = Counted {
         inner: tcp,
@@ -659,6 +653,23 @@ async fn provider(
             format!("kaged egress gateway: provider {name}: {e}\n"),
         )),
     }
+}
+
+/// Connects to the first of the checked addresses that answers (a name often has an IPv6
+/// and an IPv4 address, and a service listens on one); never to anything unchecked.
+async fn connect(checked: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), (SocketAddr, String)> {
+    let mut last = (checked[0], String::new());
+    for addr in checked {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok((tcp, *addr));
+            }
+            Ok(Err(e)) => last = (*addr, format!("cannot connect to {addr}: {e}")),
+            Err(_) => last = (*addr, format!("{addr} did not answer in time")),
+        }
+    }
+    Err(last)
 }
 
 async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {

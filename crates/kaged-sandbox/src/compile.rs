@@ -362,33 +362,11 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     if !env.iter().any(|(name, _)| name == "PATH") {
         push(&[&"--setenv", &"PATH", &CAGE_PATH]);
     }
+    let env = with_egress_env(env, egress)?;
     for (name, value) in &env {
         push(&[&"--setenv", name, value]);
     }
-    let mut env_names: Vec<String> = env.into_iter().map(|(name, _)| name).collect();
-    if egress.is_some() {
-        // Set after the allowlist so a host's own proxy settings cannot point around the
-        // gateway; both spellings, since tools disagree on which they read.
-        let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
-        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
-            let value = if name == "NO_PROXY" {
-                "localhost,127.0.0.1"
-            } else {
-                proxy.as_str()
-            };
-            for n in [name.to_owned(), name.to_ascii_lowercase()] {
-                push(&[&"--setenv", &n, &value]);
-                env_names.retain(|e| *e != n);
-                env_names.push(n);
-            }
-        }
-    }
-    for (name, value) in egress.map_or(&[][..], |e| e.env) {
-        check_env_name(name).map_err(|_| CageError::InvalidEnvName { name: name.clone() })?;
-        push(&[&"--setenv", name, value]);
-        env_names.retain(|e| e != name);
-        env_names.push(name.clone());
-    }
+    let env_names: Vec<String> = env.into_iter().map(|(name, _)| name).collect();
     for mount in &host.system {
         match mount {
             SystemMount::RoBind(p) => push(&[&"--ro-bind", p, p]),
@@ -951,6 +929,40 @@ fn cgroup_properties(limits: &Limits) -> Vec<String> {
         ));
     }
     props
+}
+
+/// The cage's environment with what a filtered network sets replacing any allowlisted value
+/// of the same name: the proxy variables in both spellings (so a host's own proxy settings
+/// cannot point around the gateway) and the provider variables. Replaced, not overridden by a
+/// later `--setenv`: bwrap's argv is recorded, and an allowlisted provider key must not be.
+fn with_egress_env(
+    mut env: Vec<(String, String)>,
+    egress: Option<EgressPlumbing<'_>>,
+) -> Result<Vec<(String, String)>, CageError> {
+    let Some(egress) = egress else {
+        return Ok(env);
+    };
+    let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
+    let mut set: Vec<(String, String)> = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
+        let value = if name == "NO_PROXY" {
+            "localhost,127.0.0.1".to_owned()
+        } else {
+            proxy.clone()
+        };
+        set.push((name.to_owned(), value.clone()));
+        set.push((name.to_ascii_lowercase(), value));
+    }
+    for (name, value) in egress.env {
+        check_env_name(name).map_err(|_| CageError::InvalidEnvName { name: name.clone() })?;
+        if value.contains('\0') {
+            return Err(CageError::NulInEnvValue { name: name.clone() });
+        }
+        set.push((name.clone(), value.clone()));
+    }
+    env.retain(|(name, _)| !set.iter().any(|(n, _)| n == name));
+    env.extend(set);
+    Ok(env)
 }
 
 /// The allowlisted `(name, value)` pairs, in policy order, under the one env-name rule

@@ -12,5 +12,6 @@ mod limits;
 mod openapi;
 mod operators;
 mod projects;
+mod providers;
 mod sessions;
 mod slow;
