@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::kaged::{Kaged, KagedOpts};
+use crate::procfs;
 
 /// The configurations measured, in the order each round runs them.
 pub const MODES: [&str; 4] = ["ungated", "loopback", "sidecar", "insecure"];
@@ -85,12 +86,11 @@ impl Daemons {
         Ok(Daemons { daemons })
     }
 
-    /// One `wrk` run per mode, in `MODES` order; returns requests per second.
     /// One round: each gated mode is measured back to back with the ungated daemon, in an order
     /// that flips every round, so the ratio is taken between neighbours and a drift in the
     /// machine's speed cancels out instead of landing on whichever mode ran later.
-    /// Returns `(mode, requests/s, the ungated requests/s of its pair)`.
-    pub fn round(&self, round: usize, duration: Duration) -> Result<Vec<(&'static str, f64, f64)>> {
+    /// Returns `(mode, its run, the ungated run of its pair)`.
+    pub fn round(&self, round: usize, duration: Duration) -> Result<Vec<(&'static str, Run, Run)>> {
         let (ungated, gated) = self
             .daemons
             .split_first()
@@ -110,13 +110,29 @@ impl Daemons {
     }
 }
 
+/// One `wrk` run against one daemon.
+#[derive(Clone, Copy)]
+pub struct Run {
+    pub rps: f64,
+    /// The daemon's user + system CPU over the run divided by the requests wrk completed: the
+    /// per-request cost, which a busy neighbour on a shared VM disturbs far less than the rate.
+    pub cpu_us_per_request: f64,
+}
+
 impl ModeDaemon {
-    fn wrk(&self, duration: Duration) -> Result<f64> {
-        wrk(&self.kaged.api.base, &self.headers, duration)
+    fn wrk(&self, duration: Duration) -> Result<Run> {
+        let before = procfs::cpu_time(self.kaged.pid)?;
+        let (rps, requests) = wrk(&self.kaged.api.base, &self.headers, duration)?;
+        let cpu = procfs::cpu_time(self.kaged.pid)?.saturating_sub(before);
+        Ok(Run {
+            rps,
+            cpu_us_per_request: cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,
+        })
     }
 }
 
-fn wrk(base: &str, headers: &[(String, String)], duration: Duration) -> Result<f64> {
+/// Returns requests per second and the number of requests completed.
+fn wrk(base: &str, headers: &[(String, String)], duration: Duration) -> Result<(f64, u64)> {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", "-c8"])
         .arg(format!("-d{}s", duration.as_secs().max(1)));
@@ -136,8 +152,16 @@ fn wrk(base: &str, headers: &[(String, String)], duration: Duration) -> Result<f
     if let Some(line) = text.lines().find(|l| l.contains("Non-2xx")) {
         bail!("wrk saw refusals ({}) at {base}", line.trim());
     }
-    text.lines()
+    let rps = text
+        .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .ok_or_else(|| anyhow!("no Requests/sec in wrk's output:\n{text}"))
+        .ok_or_else(|| anyhow!("no Requests/sec in wrk's output:\n{text}"))?;
+    // "  123456 requests in 5.00s, 12.34MB read"
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse::<u64>().ok())
+        .ok_or_else(|| anyhow!("no request count in wrk's output:\n{text}"))?;
+    Ok((rps, requests))
 }

@@ -467,10 +467,14 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
             for round in 0..rounds {
                 let res = daemons.round(round, Duration::from_secs(auth_secs));
                 if let Some(v) = record(&mut r, round, "auth", "wrk", res) {
-                    for (mode, rps, ungated) in v {
-                        r.add(round, mode, "status_rps", rps);
-                        r.add(round, mode, "status_rps_ungated_pair", ungated);
-                        r.add(round, "ungated", "status_rps", ungated);
+                    for (mode, run, ungated) in v {
+                        r.add(round, mode, "status_rps", run.rps);
+                        r.add(round, mode, "status_rps_ungated_pair", ungated.rps);
+                        r.add(round, "ungated", "status_rps", ungated.rps);
+                        r.add(round, mode, "status_cpu_us", run.cpu_us_per_request);
+                        let pair = ungated.cpu_us_per_request;
+                        r.add(round, mode, "status_cpu_us_ungated_pair", pair);
+                        r.add(round, "ungated", "status_cpu_us", pair);
                     }
                 }
             }

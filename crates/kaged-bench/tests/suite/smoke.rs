@@ -143,6 +143,11 @@ fn smoke_run_counts_every_byte_through_the_raw_pty_kaged_and_terminado() {
         for v in rps {
             assert!(v > 0.0, "{mode}");
         }
+        let cpu = values(&r, mode, "status_cpu_us");
+        assert!(!wrk || !cpu.is_empty(), "{mode}: no CPU-per-request sample");
+        for v in cpu {
+            assert!(v.is_finite() && v >= 0.0, "{mode}: CPU per request {v}");
+        }
     }
     let table = std::fs::read_to_string(&md).unwrap();
     assert!(table.contains("kaged-bench:begin") && table.contains("| throughput, `cat` 1 MiB"));
