@@ -10,6 +10,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -107,7 +108,42 @@ fn pipe(tcp: TcpStream, unix: UnixStream) {
     let _ = up.join();
 }
 
-fn copy(mut from: impl Read, mut to: impl Write) {
+/// `splice(2)` through a pipe, so the bytes stay in the kernel; where the kernel refuses
+/// (`EINVAL`), a plain read/write loop.
+fn copy<F, T>(from: F, to: T)
+where
+    F: Read + AsFd,
+    T: Write + AsFd,
+{
+    use nix::fcntl::{SpliceFFlags, splice};
+    const CHUNK: usize = 1 << 20;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    if let Ok((r, w)) = nix::unistd::pipe() {
+        let mut spliced = false;
+        loop {
+            let n = match splice(&from, None, &w, None, CHUNK, flags) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EINVAL) if !spliced => break,
+                Err(_) => return,
+            };
+            spliced = true;
+            let mut left = n;
+            while left > 0 {
+                match splice(&r, None, &to, None, left, flags) {
+                    Ok(0) => return,
+                    Ok(m) => left -= m,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+    read_write(from, to);
+}
+
+fn read_write(mut from: impl Read, mut to: impl Write) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match from.read(&mut buf) {
