@@ -117,7 +117,8 @@ where
 {
     use nix::fcntl::{SpliceFFlags, splice};
     const CHUNK: usize = 1 << 20;
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    // Not SPLICE_F_MORE: into a TCP socket it is MSG_MORE, which holds a small reply back.
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
     if let Ok((r, w)) = nix::unistd::pipe() {
         let mut spliced = false;
         loop {
