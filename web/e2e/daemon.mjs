@@ -26,6 +26,8 @@ export class Daemon {
       HOME: tmp,
       XDG_RUNTIME_DIR: rt,
       KAGED_MODE: 'user',
+      // The sessions a test starts end with its daemon; nothing is left to a holder.
+      KAGED_SESSIONS_ON_STOP: 'end',
       SHELL: '/bin/bash',
       TERM: 'xterm-256color',
       LANG: 'C.UTF-8',

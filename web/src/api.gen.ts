@@ -39,7 +39,11 @@ export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_op
 /**
  * `sessions.limits`; unset, each cage's own `limits.enforce` decides.
  */
-limits: Sourced<LimitEnforcement> | null, };
+limits: Sourced<LimitEnforcement> | null, 
+/**
+ * `sessions.on_stop`: whether a graceful stop leaves sessions running for the next daemon.
+ */
+on_stop: Sourced<SessionsOnStop>, };
 
 /**
  * How the listener treats slow and numerous clients (`server.*`).
@@ -339,7 +343,12 @@ export type SessionState = "starting" | "running" | "exited";
 /**
  * Why a session ended, when something other than the process itself decided it.
  */
-export type EndReason = "process_exited" | "terminated" | "walltime" | "shutdown" | "daemon_restart";
+export type EndReason = "process_exited" | "terminated" | "walltime" | "shutdown" | "daemon_restart" | "holder_lost";
+
+/**
+ * What a daemon that stops gracefully does with running sessions (`sessions.on_stop`).
+ */
+export type SessionsOnStop = "auto" | "keep" | "end";
 
 /**
  * What kind of thing a session runs.
@@ -394,6 +403,11 @@ bytes_total: number,
  * missing (the daemon died before its last batch was written).
  */
 transcript_complete: boolean, origin: SessionOrigin, 
+/**
+ * When a restarted (or upgraded) daemon adopted this running session from its holder;
+ * null for a session the serving daemon started itself.
+ */
+adopted_at: Timestamp | null, 
 /**
  * Other operators the owner (`actor`) shared the session with, and how.
  */
@@ -512,7 +526,7 @@ export type EgressDecision = "allowed" | "denied" | "failed";
 /**
  * How the cage asked.
  */
-export type EgressVia = "connect" | "http";
+export type EgressVia = "connect" | "http" | "provider";
 
 /**
  * One connection through a cage's egress gateway, allowed or denied: the `data` of an
@@ -637,6 +651,16 @@ export type ProviderKey = { api_key_env: string, present: boolean, };
 
 export type LocalSummary = { model_aliases: Array<string>, providers: { [key in string]: ProviderKey }, registered_projects: number, };
 
+/**
+ * Running sessions at a glance, for `kaged status`.
+ */
+export type SessionsSummary = { running: number, 
+/**
+ * Running sessions this daemon took over from their holders after a restart, an
+ * upgrade or a crash of the daemon before it (design §6).
+ */
+adopted: Array<SessionInfo>, };
+
 export type Status = { mode: Mode, 
 /**
  * The rule of design §3 that decided the mode.
@@ -645,7 +669,11 @@ mode_reason: string, paths: Paths, bind: string,
 /**
  * The URL local clients use.
  */
-url: string, allowed_hosts: Array<string>, auth_mode: AuthMode, insecure: boolean, insecure_reason: string | null, sandbox: SandboxStatus, local: LocalSummary, warnings: Array<Warning>, version: string, pid: number, started_at: Timestamp, uptime_secs: number, settings: SettingsReport, };
+url: string, allowed_hosts: Array<string>, auth_mode: AuthMode, insecure: boolean, insecure_reason: string | null, sandbox: SandboxStatus, local: LocalSummary, warnings: Array<Warning>, version: string, pid: number, started_at: Timestamp, uptime_secs: number, settings: SettingsReport, 
+/**
+ * The running sessions the caller may see, and which of them this daemon adopted.
+ */
+sessions: SessionsSummary, };
 
 /**
  * The one identity every handler sees, whatever the auth mode (ADR-0007's table).

@@ -34,7 +34,7 @@ pub fn typescript() -> String {
         CageSummary,
         Plugin, project::Task, AgentSpec, Project, UnknownAlias, AgentView, TaskView,
         ProjectView, ProjectList, LoadProject, Unloaded,
-        SessionState, EndReason, SessionKind, CageState, SessionOrigin, ShareAccess, SessionInfo,
+        SessionState, EndReason, SessionsOnStop, SessionKind, CageState, SessionOrigin, ShareAccess, SessionInfo,
         SessionList, ShareRequest,
         StartSession, SignalName, SignalRequest, ResizeRequest, InputRequest, InputWritten,
         TranscriptParams,
@@ -42,7 +42,7 @@ pub fn typescript() -> String {
         AuditRow, AuditPage, AuditParams,
         ErrorCode, ErrorBody, ErrorEnvelope,
         Warning, Paths, BwrapInfo, CgroupSupport, SandboxStatus, ProviderKey, LocalSummary,
-        Status, Identity, Me, LaunchUrl, SignedOut, Revoked, Health, VersionInfo,
+        SessionsSummary, Status, Identity, Me, LaunchUrl, SignedOut, Revoked, Health, VersionInfo,
     );
     let mut out = String::from(
         "// Generated from the Rust wire types in crates/kaged-api; do not edit.\n\

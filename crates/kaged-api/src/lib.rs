@@ -39,8 +39,8 @@ pub use project::{
 pub use pty::{ClientControl, INPUT_SEQ_BYTES, ServerControl, check_client_id};
 pub use session::{
     CageState, EndReason, InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionKind,
-    SessionList, SessionOrigin, SessionState, ShareAccess, ShareRequest, SignalName, SignalRequest,
-    StartSession, TranscriptParams,
+    SessionList, SessionOrigin, SessionState, SessionsOnStop, ShareAccess, ShareRequest,
+    SignalName, SignalRequest, StartSession, TranscriptParams,
 };
 pub use settings::{
     AuthMode, Mode, ServerLimitsReport, SessionLimitsReport, SettingsReport, Source, Sourced,
@@ -48,6 +48,6 @@ pub use settings::{
 };
 pub use status::{
     BwrapInfo, CgroupSupport, Health, Identity, LaunchUrl, LocalSummary, Me, Paths, ProviderKey,
-    Revoked, SandboxStatus, SignedOut, Status, VersionInfo, Warning,
+    Revoked, SandboxStatus, SessionsSummary, SignedOut, Status, VersionInfo, Warning,
 };
 pub use timestamp::Timestamp;

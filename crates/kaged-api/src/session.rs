@@ -33,8 +33,58 @@ pub enum EndReason {
     Walltime,
     /// The daemon shut down.
     Shutdown,
-    /// The daemon died while the session ran; its exit status is unknown.
+    /// The daemon died while the session ran; its exit status is unknown. Sessions of
+    /// daemons without holders end this way.
     DaemonRestart,
+    /// The session's holder (the process that keeps it alive across daemon restarts) died
+    /// while no daemon ran, without recording an exit status.
+    HolderLost,
+}
+
+/// What a daemon that stops gracefully does with running sessions (`sessions.on_stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionsOnStop {
+    /// Keep them, unless systemd is stopping the unit for good (a `stop` job; a `restart`
+    /// keeps them): what the shipped units rely on.
+    #[default]
+    Auto,
+    /// Leave them running in their holders; the next daemon adopts them.
+    Keep,
+    /// End them (SIGHUP, SIGTERM, SIGKILL to each) before exiting.
+    End,
+}
+
+impl SessionsOnStop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionsOnStop::Auto => "auto",
+            SessionsOnStop::Keep => "keep",
+            SessionsOnStop::End => "end",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionsOnStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SessionsOnStop {
+    type Err = crate::UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(SessionsOnStop::Auto),
+            "keep" => Ok(SessionsOnStop::Keep),
+            "end" => Ok(SessionsOnStop::End),
+            other => Err(crate::UnknownValue {
+                what: "sessions.on_stop",
+                value: other.to_owned(),
+                expected: "`auto`, `keep` or `end`",
+            }),
+        }
+    }
 }
 
 /// What kind of thing a session runs.
@@ -105,6 +155,10 @@ pub struct SessionInfo {
     /// missing (the daemon died before its last batch was written).
     pub transcript_complete: bool,
     pub origin: SessionOrigin,
+    /// When a restarted (or upgraded) daemon adopted this running session from its holder;
+    /// null for a session the serving daemon started itself.
+    #[serde(default)]
+    pub adopted_at: Option<Timestamp>,
     /// Other operators the owner (`actor`) shared the session with, and how.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shared_with: BTreeMap<String, ShareAccess>,

@@ -180,6 +180,8 @@ pub struct SessionLimitsReport {
     pub scrollback_bytes: Sourced<u64>,
     /// `sessions.limits`; unset, each cage's own `limits.enforce` decides.
     pub limits: Option<Sourced<crate::LimitEnforcement>>,
+    /// `sessions.on_stop`: whether a graceful stop leaves sessions running for the next daemon.
+    pub on_stop: Sourced<crate::SessionsOnStop>,
 }
 
 /// How the listener treats slow and numerous clients (`server.*`).

@@ -122,6 +122,17 @@ pub struct Status {
     pub started_at: Timestamp,
     pub uptime_secs: u64,
     pub settings: SettingsReport,
+    /// The running sessions the caller may see, and which of them this daemon adopted.
+    pub sessions: SessionsSummary,
+}
+
+/// Running sessions at a glance, for `kaged status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct SessionsSummary {
+    pub running: u64,
+    /// Running sessions this daemon took over from their holders after a restart, an
+    /// upgrade or a crash of the daemon before it (design §6).
+    pub adopted: Vec<crate::SessionInfo>,
 }
 
 /// The one identity every handler sees, whatever the auth mode (ADR-0007's table).

@@ -145,6 +145,10 @@ impl Api {
         Ok(info.id)
     }
 
+    pub fn sessions(&self) -> Result<kaged_api::SessionList> {
+        self.ok("GET", "/api/v1/sessions", None)
+    }
+
     pub fn session(&self, id: &str) -> Result<SessionInfo> {
         self.ok("GET", &format!("/api/v1/sessions/{id}"), None)
     }
@@ -184,6 +188,26 @@ impl Kaged {
             .prefix("kaged-bench-")
             .tempdir()
             .context("creating a temp dir for the daemon")?;
+        Kaged::start_in(opts, root)
+    }
+
+    /// `kill -9` of the daemon, then a new one on the same state dir (it adopts the
+    /// sessions the killed one left to their holders). Returns when the kill happened, and
+    /// the new daemon's time from its start to `readyz` 200.
+    pub fn kill9_and_restart(mut self, opts: &KagedOpts<'_>) -> Result<(Kaged, Instant, Duration)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let killed = Instant::now();
+        let root = tempfile::Builder::new()
+            .prefix("kaged-bench-")
+            .tempdir()
+            .context("creating a temp dir")?;
+        let root = std::mem::replace(&mut self._root, root);
+        let (k, ready) = Kaged::start_in(opts, root)?;
+        Ok((k, killed, ready))
+    }
+
+    fn start_in(opts: &KagedOpts<'_>, root: tempfile::TempDir) -> Result<(Kaged, Duration)> {
         let home = root.path().join("home");
         let rt = root.path().join("rt");
         std::fs::create_dir_all(&home).context("creating the temp HOME")?;
@@ -207,6 +231,8 @@ impl Kaged {
             .env("HOME", &home)
             .env("XDG_RUNTIME_DIR", &rt)
             .env("KAGED_MODE", "user")
+            // The bench's sessions end with its daemons (the adoption section says `keep`).
+            .env("KAGED_SESSIONS_ON_STOP", "end")
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

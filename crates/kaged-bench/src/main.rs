@@ -7,8 +7,10 @@
 //! - `kaged-bench smoke`: 1 MiB, few samples, one round (runs in the test suite).
 //! - `kaged-bench full`: 5 rounds; writes the table into `BENCHMARKS.md`.
 
+mod adopt;
 mod authcost;
 mod egress;
+mod gatecost;
 mod jupyter;
 mod kaged;
 mod metrics;
@@ -64,6 +66,13 @@ enum Cmd {
     /// baseline). Takes `kaged start`'s flags.
     #[command(hide = true)]
     ServeUngated(ungated::ServeArgs),
+    /// Internal: a session holder for the ungated daemon, which runs this binary as
+    /// `kaged holder` runs in `kaged`.
+    #[command(hide = true)]
+    Holder { session: Option<String> },
+    /// Internal: the gate's price per request, in memory (see `gatecost`); prints JSON.
+    #[command(hide = true)]
+    GateCostWorker(gatecost::WorkerArgs),
 }
 
 #[derive(Args, Clone)]
@@ -106,6 +115,7 @@ enum Section {
     Cold,
     Auth,
     Egress,
+    Adopt,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -116,6 +126,9 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Holder { .. }) {
+        return ExitCode::from(u8::try_from(kaged_session::holder::run()).unwrap_or(1));
+    }
     let res = match cli.cmd {
         Cmd::Setup(o) => setup(&o).map(|_| true),
         Cmd::Smoke(o) => bench(Mode::Smoke, &o),
@@ -124,6 +137,8 @@ fn main() -> ExitCode {
             .and_then(|s| Ok(serde_json::to_writer(std::io::stdout(), &s)?))
             .map(|()| true),
         Cmd::ServeUngated(args) => ungated::run(args).map(|()| true),
+        Cmd::Holder { .. } => Ok(true),
+        Cmd::GateCostWorker(args) => gatecost::worker(args).map(|()| true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,
@@ -462,6 +477,33 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
         }
     }
 
+    if want(Section::Adopt) {
+        let n = if full { 100 } else { 5 };
+        for round in 0..rounds {
+            eprintln!(
+                "kaged-bench: round {} of {rounds}: kill -9 with {n} sessions, adopt",
+                round + 1
+            );
+            let res = adopt::once(&paths.kaged, &project, bench_config(), n);
+            if let Some(a) = record(&mut r, round, "kaged", "adoption", res) {
+                r.add(
+                    round,
+                    "kaged",
+                    "adopt_ready_ms",
+                    a.ready.as_secs_f64() * 1000.0,
+                );
+                r.add(
+                    round,
+                    "kaged",
+                    "adopt_first_screen_ms",
+                    a.first_screen.as_secs_f64() * 1000.0,
+                );
+                r.add(round, "kaged", "adopt_sessions", n as f64);
+                r.add(round, "kaged", "adopt_adopted", a.adopted as f64);
+            }
+        }
+    }
+
     if auth {
         eprintln!("kaged-bench: auth layers, {rounds} round(s) of wrk");
         let res = authcost::Daemons::start(&paths.kaged, &paths.bench);
@@ -478,6 +520,18 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
                         r.add(round, mode, "status_cpu_us_ungated_pair", pair);
                         r.add(round, "ungated", "status_cpu_us", pair);
                     }
+                }
+            }
+        }
+        let (requests, batches) = if full { (5000, 20) } else { (200, 2) };
+        for mode in gatecost::MODES {
+            eprintln!("kaged-bench: the gate in memory, {mode}");
+            let res = gatecost::measure(&paths.bench, mode, requests, batches);
+            if let Some(s) = record(&mut r, 0, mode, "gate in memory", res) {
+                for (b, (gated, ungated)) in s.gated_ns.iter().zip(&s.ungated_ns).enumerate() {
+                    r.add(b, mode, "gate_us", gated / 1000.0);
+                    r.add(b, mode, "gate_us_ungated_pair", ungated / 1000.0);
+                    r.add(b, mode, "gate_added_us", (gated - ungated) / 1000.0);
                 }
             }
         }

@@ -75,7 +75,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         };
         let router = kaged_http::router_without_gate_for_bench(daemon.clone());
         daemon.serve_until(router, stop).await?;
-        daemon.shutdown(why.await.unwrap_or("shutdown")).await;
+        // The bench's sessions end with its daemon.
+        daemon.shutdown(why.await.unwrap_or("shutdown"), true).await;
         Ok(())
     })
 }

@@ -58,6 +58,7 @@ pub struct SessionsTable {
     pub max_per_operator: Option<usize>,
     pub scrollback_bytes: Option<usize>,
     pub limits: Option<String>,
+    pub on_stop: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use file::FileConfig;
 
-pub use kaged_api::{AuthMode, LimitEnforcement, Source, Sourced};
+pub use kaged_api::{AuthMode, LimitEnforcement, SessionsOnStop, Source, Sourced};
 
 fn parse_auth_mode(value: &str, origin: &str) -> Result<AuthMode, ConfigError> {
     value
@@ -133,6 +133,9 @@ pub struct SessionLimits {
     /// project file (portable, possibly someone else's) may not relax what the operator
     /// demands. A project's best-effort never weakens more than leaving its limits out would.
     pub limits: Option<Sourced<LimitEnforcement>>,
+    /// `sessions.on_stop`: `auto` (keep sessions unless systemd stops the unit for good),
+    /// `keep` or `end`.
+    pub on_stop: Sourced<SessionsOnStop>,
 }
 
 /// How the listener treats slow and numerous clients; the daemon's `server` module explains
@@ -194,6 +197,7 @@ impl Settings {
                 max_per_operator: self.sessions.max_per_operator.map(count),
                 scrollback_bytes: self.sessions.scrollback_bytes.map(count),
                 limits: self.sessions.limits.clone(),
+                on_stop: self.sessions.on_stop.clone(),
             },
             server: kaged_api::ServerLimitsReport {
                 header_read_timeout_secs: self.server.header_read_timeout.map(Duration::as_secs),
@@ -426,6 +430,19 @@ impl Settings {
                     })
                 })
                 .transpose()?,
+            on_stop: match env.get("KAGED_SESSIONS_ON_STOP") {
+                Some(v) => Sourced::new(
+                    parse_on_stop(v, "env KAGED_SESSIONS_ON_STOP")?,
+                    Source::Env("KAGED_SESSIONS_ON_STOP".into()),
+                ),
+                None => match fc.sessions.on_stop.as_deref() {
+                    Some(v) => {
+                        let origin = format!("{}: sessions.on_stop", path.display());
+                        Sourced::new(parse_on_stop(v, &origin)?, fsrc())
+                    }
+                    None => Sourced::new(SessionsOnStop::Auto, Source::Default),
+                },
+            },
         };
 
         let header_read_timeout = secs(
@@ -536,6 +553,16 @@ fn auth_from_flags(flags: &Flags) -> Result<Option<Sourced<AuthMode>>, ConfigErr
 }
 
 fn parse_enforcement(value: &str, origin: &str) -> Result<LimitEnforcement, ConfigError> {
+    value
+        .parse()
+        .map_err(|e: kaged_api::UnknownValue| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            value: value.to_owned(),
+            expected: e.expected,
+        })
+}
+
+fn parse_on_stop(value: &str, origin: &str) -> Result<SessionsOnStop, ConfigError> {
     value
         .parse()
         .map_err(|e: kaged_api::UnknownValue| ConfigError::Invalid {

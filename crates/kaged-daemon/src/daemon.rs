@@ -117,6 +117,13 @@ impl Daemon {
         mcfg.scrollback_bytes = settings.sessions.scrollback_bytes.value;
         mcfg.max_per_project = settings.sessions.max_per_project.value;
         mcfg.max_per_operator = settings.sessions.max_per_operator.value;
+        // Each session's process hangs off a holder (this binary, `kaged holder`), so that it
+        // outlives this daemon: a restart, an upgrade or a crash adopts it.
+        mcfg.holder = Some(kaged_session::HolderConfig {
+            program: PathBuf::from("/proc/self/exe"),
+            args: vec!["holder".into()],
+            sockets_dir: layout.runtime_dir.clone(),
+        });
         let sessions = SessionManager::open(mcfg)?;
         // After the session manager, which raises the open-file limit.
         warn_if_few_files(&settings);
@@ -160,6 +167,7 @@ impl Daemon {
         };
         daemon.load_registered_projects().await;
         daemon.audit_start(insecure_bind).await;
+        daemon.recover_sessions().await;
         daemon.spawn_read_audit();
         Ok(daemon)
     }
@@ -206,13 +214,25 @@ impl Daemon {
         }
     }
 
-    /// Ends every session (HUP, TERM, KILL to each group), waits until their ends are recorded
-    /// and audited, writes the counted reads and `daemon.stopped`, flushes the audit log and
-    /// removes the runtime files. `reason` names what stopped the daemon (a signal, say).
-    pub async fn shutdown(&self, reason: &str) {
+    /// With `end_sessions`, ends every session (HUP, TERM, KILL to each group) and waits until
+    /// their ends are recorded and audited; without, leaves them to their holders with their
+    /// transcripts flushed, for the next daemon to adopt. Then writes the counted reads and
+    /// `daemon.stopped`, flushes the audit log and removes the runtime files. `reason` names
+    /// what stopped the daemon (a signal, say).
+    pub async fn shutdown(&self, reason: &str, end_sessions: bool) {
         let inner = &self.inner;
         inner.ready.store(false, Ordering::SeqCst);
-        inner.sessions.shutdown().await;
+        let running = inner
+            .sessions
+            .list(None)
+            .iter()
+            .filter(|s| s.state != kaged_api::SessionState::Exited)
+            .count();
+        if end_sessions {
+            inner.sessions.shutdown().await;
+        } else {
+            inner.sessions.detach().await;
+        }
         inner.stop.cancel();
         inner.tasks.close();
         inner.tasks.wait().await;
@@ -222,7 +242,8 @@ impl Daemon {
             .record(AuditEvent::new(
                 EventType::DaemonStopped,
                 None,
-                json!({"signal": reason}),
+                json!({"signal": reason, "running_sessions": running,
+                       "sessions": if end_sessions { "ended" } else { "kept" }}),
             ))
             .await;
         if let Err(e) = inner.audit.flush().await {

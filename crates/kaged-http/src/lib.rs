@@ -25,22 +25,14 @@ pub(crate) struct Http {
     pub(crate) routes: routes::RouteIndex,
 }
 
-/// Builds the full router: every route from the table, wrapped by the gate and the response
-/// decorations. Nothing is added outside this function.
+/// Builds the full router: every route from the table, wrapped by the gate (which also puts the
+/// response decorations on). Nothing is added outside this function.
 pub fn router(daemon: Daemon) -> Router {
     let http = Arc::new(Http {
         daemon,
         routes: routes::RouteIndex::new(),
     });
-    routes::build(http.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            http.clone(),
-            gate::gate,
-        ))
-        .layer(axum::middleware::map_response_with_state(
-            http,
-            gate::decorate,
-        ))
+    routes::build(http.clone()).layer(axum::middleware::from_fn_with_state(http, gate::gate))
 }
 
 /// The same routes with no gate at all: no Host, Origin, auth or CSRF checks, and no audit.

@@ -66,6 +66,21 @@ impl Pty {
         Ok(Pty { master, slave })
     }
 
+    /// A pair opened elsewhere and inherited: a session's holder gets both ends from the
+    /// daemon that opened them (see `kaged-session`'s holder).
+    pub fn from_fds(master: OwnedFd, slave: OwnedFd) -> Pty {
+        Pty { master, slave }
+    }
+
+    pub fn slave(&self) -> BorrowedFd<'_> {
+        self.slave.as_fd()
+    }
+
+    /// Splits the pair: a parent that keeps the master and hands the slave on.
+    pub fn into_fds(self) -> (OwnedFd, OwnedFd) {
+        (self.master, self.slave)
+    }
+
     /// Makes `cmd` run on this PTY: stdio is the slave, and in the child, before exec, it
     /// becomes a session leader with the slave as controlling terminal (so its pid is also its
     /// process group id) and only stdio and `keep` (sorted, all above 2) stay open.

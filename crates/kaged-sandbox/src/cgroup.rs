@@ -282,6 +282,17 @@ impl CageCgroup {
         Ok(cgroup)
     }
 
+    /// The cgroup of a cage an earlier daemon started, for a daemon that adopted the session:
+    /// it removes the cgroup once the cage ends, as the one that created it would have.
+    pub fn existing(path: PathBuf) -> CageCgroup {
+        CageCgroup {
+            path,
+            procs: None,
+            // Never removed just by dropping: the cage in it may still run.
+            removed: true,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -7,13 +7,18 @@
 //! already readable into one chunk without any timer, appends it to a bounded scrollback ring
 //! addressed by byte offsets, and wakes viewers. Viewers are cursors into that ring, so a slow
 //! or dead viewer costs nothing and never stalls the process; when it falls behind the ring it
-//! gets a [`ViewerEvent::Gap`]. A separate task appends the ring to the on-disk transcript in
-//! batches; the ring never evicts a byte the transcript has not taken, so the transcript is
+//! gets a [`ViewerEvent::Gap`]. A separate task appends the ring to the on-disk transcript as
+//! soon as anything is pending (under load the batches grow by themselves); the ring never evicts a byte the transcript has not taken, so the transcript is
 //! complete.
+//!
+//! With a [`HolderConfig`], each session's process hangs off a holder process (see
+//! [`holder`]) instead of the daemon, so sessions outlive the daemon: [`SessionManager::detach`]
+//! lets go of them on a graceful stop, and the next [`SessionManager::open`] adopts them.
 //!
 //! Every function that starts work (spawning, attaching, terminating) must run inside a tokio
 //! runtime with IO and time enabled.
 
+pub mod holder;
 mod manager;
 mod persist;
 mod pty;
@@ -26,7 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use kaged_api::session::{EndReason, SessionInfo, SessionOrigin, SessionState};
-pub use manager::SessionManager;
+pub use manager::{Recovered, SessionManager};
 pub use nix::sys::signal::Signal;
 pub use session::{InputOutcome, Session, Viewer, ViewerEvent};
 
@@ -44,6 +49,27 @@ pub struct ManagerConfig {
     pub max_per_operator: usize,
     /// How long termination waits after SIGHUP and after SIGTERM before the next signal.
     pub kill_grace: Duration,
+    /// Start sessions through holders, so they outlive the daemon; `None` makes them the
+    /// daemon's own children, which end with it (the library's own tests and benches).
+    pub holder: Option<HolderConfig>,
+}
+
+/// How to start a session's holder, and where holders listen.
+#[derive(Debug, Clone)]
+pub struct HolderConfig {
+    /// The `kaged` binary; the daemon uses `/proc/self/exe`, which still runs the binary
+    /// that started it after an upgrade replaced the file.
+    pub program: PathBuf,
+    /// Arguments that select the helper mode (`["holder"]`).
+    pub args: Vec<OsString>,
+    /// The 0700 runtime dir: `holder-<id>.sock` for each session.
+    pub sockets_dir: PathBuf,
+}
+
+impl HolderConfig {
+    pub fn socket(&self, id: &str) -> PathBuf {
+        self.sockets_dir.join(format!("holder-{id}.sock"))
+    }
 }
 
 impl ManagerConfig {
@@ -55,6 +81,7 @@ impl ManagerConfig {
             max_per_project: 16,
             max_per_operator: 64,
             kill_grace: Duration::from_secs(2),
+            holder: None,
         }
     }
 }

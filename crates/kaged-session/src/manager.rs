@@ -8,9 +8,10 @@ use std::time::SystemTime;
 
 use kaged_api::Timestamp;
 
+use crate::holder::{self, ConnectError};
 use crate::persist::{self, TRANSCRIPT};
 use crate::pty::Spawner;
-use crate::session::{NewSession, Session};
+use crate::session::{Adoption, NewSession, Session};
 use crate::{
     EndReason, LimitKind, ManagerConfig, SessionError, SessionInfo, SessionState, SpawnSpec,
 };
@@ -27,12 +28,32 @@ struct Inner {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     shutting_down: AtomicBool,
     spawner: Spawner,
+    recovered: Mutex<Vec<Recovered>>,
+}
+
+/// What opening the manager found of a session that was running when the last daemon let go
+/// of it (or died), with holders configured.
+#[derive(Debug, Clone)]
+pub enum Recovered {
+    /// Its holder answered: the session runs on under this daemon, same id, same transcript,
+    /// same offsets.
+    Adopted(SessionInfo),
+    /// Its holder was gone: the session ended while no daemon ran. `exit_recorded` says
+    /// whether the holder recorded the exit status (else the reason is `holder_lost`).
+    Ended {
+        info: SessionInfo,
+        exit_recorded: bool,
+    },
 }
 
 impl SessionManager {
     /// Opens (creating, 0700) the sessions directory and loads past sessions. Sessions that
-    /// were running when the previous daemon died are recorded as exited with reason
-    /// `daemon_restart`. Directories that do not parse are skipped with a warning.
+    /// were running when the previous daemon stopped are adopted from their holders (with
+    /// holders configured, see [`SessionManager::take_recovered`]); a session whose holder is
+    /// gone is recorded as ended, with the exit status the holder recorded or reason
+    /// `holder_lost`. Without holders they are recorded as exited with reason
+    /// `daemon_restart`. Directories that do not parse are skipped with a warning. Must be
+    /// called inside a tokio runtime.
     ///
     /// It also raises the soft open-file limit to the hard one: every live session holds two
     /// descriptors (its PTY master and a pidfd), and the usual soft limit of 1024 would cap
@@ -41,6 +62,7 @@ impl SessionManager {
         kaged_deploy::ensure_private_dir(&cfg.sessions_dir)?;
         raise_nofile_limit();
         let mut sessions = HashMap::new();
+        let mut recovered = Vec::new();
         let entries = std::fs::read_dir(&cfg.sessions_dir).map_err(|source| SessionError::Io {
             action: "listing",
             path: cfg.sessions_dir.clone(),
@@ -52,6 +74,20 @@ impl SessionManager {
                 continue;
             };
             let dir = entry.path();
+            if let Some(holders) = &cfg.holder {
+                match recover(&cfg, holders, &dir, id) {
+                    Ok(None) => {}
+                    Ok(Some((session, found))) => {
+                        sessions.insert(id.to_owned(), session);
+                        recovered.push(found);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "could not take over a running session; leaving it to its holder");
+                        continue;
+                    }
+                }
+            }
             match load_past(&dir, id) {
                 Ok(info) => {
                     let id = info.id.clone();
@@ -68,6 +104,7 @@ impl SessionManager {
                 sessions: Mutex::new(sessions),
                 shutting_down: AtomicBool::new(false),
                 spawner: Spawner::new().map_err(SessionError::Pty)?,
+                recovered: Mutex::new(recovered),
             }),
         })
     }
@@ -120,6 +157,7 @@ impl SessionManager {
                 scrollback_bytes: cfg.scrollback_bytes,
                 kill_grace: cfg.kill_grace,
                 spawner: &self.inner.spawner,
+                holder: cfg.holder.as_ref(),
             },
             spec,
         )?;
@@ -162,12 +200,103 @@ impl SessionManager {
         }
     }
 
+    /// What [`SessionManager::open`] found of sessions that ran when the last daemon stopped
+    /// (adopted, or ended while no daemon ran), once: the daemon audits it.
+    pub fn take_recovered(&self) -> Vec<Recovered> {
+        std::mem::take(
+            &mut self
+                .inner
+                .recovered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// A graceful stop that keeps sessions: refuses new sessions, and leaves every running
+    /// session to its holder with its transcript flushed and recorded, for the next daemon to
+    /// adopt. Sessions without a holder cannot outlive the daemon and are ended as in
+    /// [`SessionManager::shutdown`].
+    pub async fn detach(&self) {
+        if self.inner.cfg.holder.is_none() {
+            return self.shutdown().await;
+        }
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let live: Vec<Arc<Session>> = self
+            .sessions()
+            .values()
+            .filter(|s| s.state() != SessionState::Exited)
+            .cloned()
+            .collect();
+        for s in &live {
+            s.detach().await;
+        }
+    }
+
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
         // Critical sections only insert, look up and clone, so a poisoned map is still whole.
         self.inner
             .sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A session that was running when the last daemon stopped: adopted from its holder, or
+/// recorded as ended when the holder is gone. `None`: not running, load it as past.
+fn recover(
+    cfg: &ManagerConfig,
+    holders: &crate::HolderConfig,
+    dir: &Path,
+    id: &str,
+) -> Result<Option<(Arc<Session>, Recovered)>, SessionError> {
+    let info = persist::read_meta(dir)?;
+    if info.state == SessionState::Exited || info.id != id {
+        return Ok(None);
+    }
+    let socket = holders.socket(id);
+    match holder::Link::connect(&socket, id) {
+        Ok((link, hello, master)) => {
+            let session = Session::adopt(Adoption {
+                info,
+                dir: dir.to_path_buf(),
+                scrollback_bytes: cfg.scrollback_bytes,
+                kill_grace: cfg.kill_grace,
+                link,
+                hello,
+                master,
+            })?;
+            let found = Recovered::Adopted(session.info());
+            Ok(Some((session, found)))
+        }
+        Err(ConnectError::Gone(why)) => {
+            tracing::info!(session = id, socket = %socket.display(), reason = %why, "the session's holder is gone; the session ended while no daemon ran");
+            let record = holder::read_exit_record(dir);
+            let mut info = load_past(dir, id)?;
+            let exit_recorded = record.is_some();
+            match record {
+                Some(rec) => {
+                    info.exit_code = rec.code;
+                    info.signal = rec.signal;
+                    info.end_reason = Some(EndReason::ProcessExited);
+                    info.ended_at = Some(rec.ended_at);
+                }
+                None => info.end_reason = Some(EndReason::HolderLost),
+            }
+            persist::write_meta(dir, &info)?;
+            let session = Session::past(info.clone(), dir.to_path_buf(), cfg.scrollback_bytes);
+            Ok(Some((
+                session,
+                Recovered::Ended {
+                    info,
+                    exit_recorded,
+                },
+            )))
+        }
+        Err(ConnectError::Refused(why)) => Err(SessionError::Io {
+            action: "adopting (the holder refused)",
+            path: socket,
+            source: std::io::Error::other(why),
+        }),
     }
 }
 

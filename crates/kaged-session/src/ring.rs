@@ -68,6 +68,16 @@ impl Ring {
         ring
     }
 
+    /// An empty ring whose next byte has offset `at`: a session adopted from its holder
+    /// carries on at the offsets its transcript ends with.
+    pub(crate) fn resumed_at(at: u64, cap: usize) -> Self {
+        let mut ring = Self::new(cap);
+        ring.start = at;
+        ring.end = at;
+        ring.persisted = at;
+        ring
+    }
+
     #[cfg(test)]
     pub(crate) fn start(&self) -> u64 {
         self.start

@@ -20,20 +20,20 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::holder::{self, LinkEnd};
 use crate::persist::{self, TRANSCRIPT};
+use crate::pty::Leader;
 use crate::ring::{Ring, RingRead};
-use crate::{EndReason, SessionError, SessionInfo, SessionOrigin, SessionState, pty};
+use crate::{EndReason, HolderConfig, SessionError, SessionInfo, SessionOrigin, SessionState, pty};
 
 /// Upper bound of one coalesced read: whatever is readable right now, up to this, becomes one
 /// chunk (and usually one WebSocket frame).
 pub(crate) const READ_COALESCE_MAX: usize = 128 << 10;
 /// Upper bound of one `Data` event handed to a viewer that is behind.
 const VIEWER_FRAME_MAX: usize = 256 << 10;
-/// The transcript is written once this much is pending…
+/// A reader that sees this much unwritten wakes the transcript writer even if it was already
+/// woken (it writes whatever is pending at once; see `transcript_writer`).
 const TRANSCRIPT_BATCH: u64 = 64 << 10;
-/// …or this long after the first unwritten byte, whichever comes first. This timer delays only
-/// the disk, never a viewer.
-const TRANSCRIPT_DELAY: Duration = Duration::from_millis(50);
 /// At most this much goes into one `writev`.
 const TRANSCRIPT_WRITE_MAX: usize = 1 << 20;
 /// After the process exits, how long to keep reading output that is still buffered or written
@@ -71,6 +71,7 @@ pub struct Session {
     argv: Vec<String>,
     origin: SessionOrigin,
     started_at: Timestamp,
+    adopted_at: Option<Timestamp>,
     status: Mutex<Status>,
     ring: Mutex<Ring>,
     /// New bytes or the exit: wakes viewers.
@@ -89,6 +90,10 @@ pub struct Session {
     done: watch::Sender<bool>,
     terminating: AtomicBool,
     kill_grace: Duration,
+    /// Set when the daemon leaves the session to its holder (a graceful stop that keeps
+    /// sessions): the supervisor then flushes and lets go instead of waiting for the end.
+    detaching: AtomicBool,
+    detach_notify: Notify,
 }
 
 /// What became of one sequenced input frame.
@@ -165,6 +170,18 @@ pub(crate) struct NewSession<'a> {
     pub(crate) scrollback_bytes: usize,
     pub(crate) kill_grace: Duration,
     pub(crate) spawner: &'a pty::Spawner,
+    pub(crate) holder: Option<&'a HolderConfig>,
+}
+
+/// A running session a holder kept while no daemon ran, as a new daemon takes it over.
+pub(crate) struct Adoption {
+    pub(crate) info: SessionInfo,
+    pub(crate) dir: PathBuf,
+    pub(crate) scrollback_bytes: usize,
+    pub(crate) kill_grace: Duration,
+    pub(crate) link: holder::Link,
+    pub(crate) hello: holder::Hello,
+    pub(crate) master: OwnedFd,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -208,12 +225,25 @@ impl Session {
             bytes_total: 0,
             transcript_complete: true,
             origin: spec.origin.clone(),
+            adopted_at: None,
             // Who may see it besides its owner is the daemon's business, not the broker's.
             shared_with: Default::default(),
         };
         persist::write_meta(&new.dir, &info)?;
 
-        let (spawned, spec) = match new.spawner.spawn(spec) {
+        let via = new.holder.map(|h| pty::ViaHolder {
+            program: h.program.clone(),
+            args: h.args.clone(),
+            socket: h.socket(&new.id),
+            session: new.id.clone(),
+            session_dir: new.dir.clone(),
+            deadline_ms: spec.walltime.map(|w| {
+                let at = std::time::SystemTime::now() + w;
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+            }),
+        });
+        let (spawned, spec) = match new.spawner.spawn(spec, via) {
             Ok(done) => done,
             Err(e) => {
                 // Nothing ran, so there is nothing to keep.
@@ -224,13 +254,22 @@ impl Session {
             }
         };
         drop((spec.keep_fds, spec.cgroup_procs));
-        let mut child = spawned.child;
+        let mut leader = spawned.leader;
         // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which closes it only on drop.
         let master = match unsafe { AsyncFd::register(spawned.master) } {
             Ok(master) => Arc::new(master),
             Err(e) => {
                 // Without a reader the session is useless; do not leave the process behind.
-                let _ = child.start_kill();
+                match &mut leader {
+                    Leader::Child(child) => {
+                        let _ = child.start_kill();
+                    }
+                    Leader::Holder(_) => {
+                        if let Ok(pid) = i32::try_from(spawned.pid) {
+                            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                        }
+                    }
+                }
                 return Err(SessionError::Pty(e.into()));
             }
         };
@@ -249,10 +288,77 @@ impl Session {
         let writer = tokio::spawn(transcript_writer(session.clone(), transcript));
         tokio::spawn(supervise(
             session.clone(),
-            child,
+            leader,
             pump,
             writer,
             spec.walltime,
+        ));
+        Ok(session)
+    }
+
+    /// Takes over a session its holder kept: the ring is rebuilt from the transcript's tail
+    /// (the transcript is what the last daemon wrote, so offsets carry on from its end), and
+    /// reading resumes where the PTY buffer holds what the process wrote meanwhile.
+    pub(crate) fn adopt(a: Adoption) -> Result<Arc<Session>, SessionError> {
+        let Adoption {
+            mut info,
+            dir,
+            scrollback_bytes,
+            kill_grace,
+            link,
+            hello,
+            master,
+        } = a;
+        let transcript = dir.join(TRANSCRIPT);
+        let len = std::fs::metadata(&transcript).map_or(0, |m| m.len());
+        let from = len.saturating_sub(scrollback_bytes as u64);
+        let tail = read_at(&transcript, from, (len - from) as usize)?;
+        let mut ring = Ring::resumed_at(from, scrollback_bytes);
+        // In reader-sized pieces (zero-copy slices), as if the pump had read them.
+        let mut at = 0;
+        while at < tail.len() {
+            let next = (at + READ_COALESCE_MAX).min(tail.len());
+            ring.push(tail.slice(at..next));
+            at = next;
+        }
+        ring.mark_persisted(ring.end());
+        // The last daemon's record lags behind its transcript only when it died without
+        // letting go: then what it had read but not yet written may be missing.
+        if info.bytes_total != len {
+            info.transcript_complete = false;
+        }
+        info.bytes_total = len;
+        info.state = SessionState::Running;
+        info.pid = Some(hello.child_pid);
+        info.adopted_at = Some(Timestamp::now());
+        let fd = master;
+        let flags = rustix::fs::fcntl_getfl(&fd).map_err(|e| SessionError::Pty(e.into()))?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)
+            .map_err(|e| SessionError::Pty(e.into()))?;
+        // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which closes it only on drop.
+        let master =
+            Arc::new(unsafe { AsyncFd::register(fd) }.map_err(|e| SessionError::Pty(e.into()))?);
+        let live = Live {
+            master: master.clone(),
+            kill_grace,
+        };
+        let session = Arc::new(Session::build(info.clone(), dir, ring, Some(live)));
+        if let Err(e) = persist::write_meta(&session.dir, &info) {
+            tracing::warn!(session = %session.id, error = %e, "could not record the adoption");
+        }
+        let walltime = hello.deadline_ms.map(|ms| {
+            let at = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        let pump = tokio::spawn(pump(session.clone(), master));
+        let writer = tokio::spawn(transcript_writer(session.clone(), transcript));
+        tokio::spawn(supervise(
+            session.clone(),
+            Leader::Holder(link),
+            pump,
+            writer,
+            walltime,
         ));
         Ok(session)
     }
@@ -280,6 +386,7 @@ impl Session {
             argv: info.argv,
             origin: info.origin,
             started_at: info.started_at,
+            adopted_at: info.adopted_at,
             status: Mutex::new(Status {
                 state: info.state,
                 pid: info.pid,
@@ -303,6 +410,8 @@ impl Session {
             done: watch::Sender::new(!running),
             terminating: AtomicBool::new(!running),
             kill_grace,
+            detaching: AtomicBool::new(false),
+            detach_notify: Notify::new(),
         }
     }
 
@@ -342,8 +451,30 @@ impl Session {
             bytes_total,
             transcript_complete: st.transcript_complete,
             origin: self.origin.clone(),
+            adopted_at: self.adopted_at,
             shared_with: Default::default(),
         }
+    }
+
+    /// Whether a restarted daemon took this session over from its holder.
+    pub fn is_adopted(&self) -> bool {
+        self.adopted_at.is_some()
+    }
+
+    /// Leaves a running session to its holder: reading stops, the transcript is flushed and
+    /// recorded, the daemon's PTY master and link are closed. Returns once that is done. The
+    /// process runs on; the next daemon adopts it. No-op for a session that has exited.
+    pub(crate) async fn detach(&self) {
+        self.detaching.store(true, Ordering::SeqCst);
+        self.detach_notify.notify_one();
+        let mut done = self.done.subscribe();
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// True once the daemon let go of the session (see [`Session::detach`]); its state then
+    /// stays running.
+    pub fn is_detached(&self) -> bool {
+        self.detaching.load(Ordering::SeqCst) && self.state() != SessionState::Exited
     }
 
     /// Where every output byte of the session is appended.
@@ -733,31 +864,23 @@ async fn pump(s: Arc<Session>, fd: Arc<AsyncFd<OwnedFd>>) {
     }
 }
 
-/// Appends the ring to the transcript in batches. Returns whether every byte was written.
+/// Appends the ring to the transcript as soon as there is something to append: under load
+/// each `writev` takes whatever piled up meanwhile, so the batches grow by themselves. Bytes
+/// read but not yet written are what a `kill -9` of the daemon loses (its sessions live on in
+/// their holders), so this window is kept to one wake-up of this task. Returns whether every
+/// byte was written.
 async fn transcript_writer(s: Arc<Session>, path: PathBuf) -> bool {
-    let batch = {
-        let ring = lock(&s.ring);
-        TRANSCRIPT_BATCH.min(ring.cap() as u64 / 4).max(1)
-    };
     loop {
-        // Wait for a full batch, the deadline after the first pending byte, or the end.
         loop {
             let notified = s.writer_notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let pending = lock(&s.ring).unpersisted();
             let closed = s.reader_done.load(Ordering::SeqCst);
-            if pending >= batch || closed {
+            if pending > 0 || closed {
                 break;
             }
-            if pending == 0 {
-                notified.await;
-                continue;
-            }
-            tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep(TRANSCRIPT_DELAY) => break,
-            }
+            notified.await;
         }
         if let Err(e) = flush_transcript(&s, &path) {
             tracing::warn!(session = %s.id, path = %path.display(), error = %e,
@@ -811,33 +934,69 @@ fn flush_transcript(s: &Session, path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Waits for the process, enforces the walltime, drains the PTY, and records the end.
+/// Waits for the end of the process (told by the child's status or its holder).
+async fn leader_ends(leader: Leader) -> (Option<i32>, Option<i32>, bool) {
+    match leader {
+        Leader::Child(mut child) => match child.wait().await {
+            Ok(status) => (status.code(), status.signal(), false),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reap the session's process");
+                (None, None, false)
+            }
+        },
+        Leader::Holder(link) => match link.ended().await {
+            LinkEnd::Exited { code, signal } => (code, signal, false),
+            LinkEnd::Lost => (None, None, true),
+        },
+    }
+}
+
+/// Waits for the process, enforces the walltime, drains the PTY, and records the end; or,
+/// when the daemon leaves the session to its holder, flushes and lets go.
 async fn supervise(
     s: Arc<Session>,
-    mut child: tokio::process::Child,
+    leader: Leader,
     mut pump: JoinHandle<()>,
     writer: JoinHandle<bool>,
     walltime: Option<Duration>,
 ) {
-    let status = match walltime {
-        Some(limit) => {
-            tokio::select! {
-                status = child.wait() => status,
-                () = tokio::time::sleep(limit) => {
-                    s.terminate_for(EndReason::Walltime);
-                    child.wait().await
-                }
+    let ends = leader_ends(leader);
+    tokio::pin!(ends);
+    let detach = async {
+        loop {
+            let notified = s.detach_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if s.detaching.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::pin!(detach);
+    // A year stands in for "never" when there is no walltime; the branch is off then anyway.
+    let sleep = tokio::time::sleep(walltime.unwrap_or(Duration::from_secs(365 * 86_400)));
+    tokio::pin!(sleep);
+    let mut armed = walltime.is_some();
+    let (code, signal, lost) = loop {
+        tokio::select! {
+            end = &mut ends => break end,
+            () = &mut sleep, if armed => {
+                armed = false;
+                s.terminate_for(EndReason::Walltime);
+            }
+            () = &mut detach => {
+                let_go(&s, pump, writer).await;
+                return;
             }
         }
-        None => child.wait().await,
     };
-    let (code, signal) = match status {
-        Ok(status) => (status.code(), status.signal()),
-        Err(e) => {
-            tracing::warn!(session = %s.id, error = %e, "could not reap the session's process");
-            (None, None)
-        }
-    };
+    if lost {
+        tracing::warn!(session = %s.id, "the session's holder died without reporting an end");
+        lock(&s.status)
+            .end_reason
+            .get_or_insert(EndReason::HolderLost);
+    }
     s.leader_exited.send_replace(true);
 
     // Output still in the PTY (or written by leftovers) is read until the hang-up; anything
@@ -870,6 +1029,32 @@ async fn supervise(
         }
         Err(e) => {
             tracing::warn!(session = %s.id, error = %e, "recording the session's end failed");
+        }
+    }
+    s.data_notify.notify_waiters();
+    s.done.send_replace(true);
+}
+
+/// The daemon leaves the session to its holder: stop reading (the pump only stops between
+/// reads, so every byte read is in the ring), write every byte read to the transcript, record
+/// the session as still running with its byte count, close our PTY master. Whatever the
+/// process writes from now on waits in the PTY buffer for the next daemon.
+async fn let_go(s: &Arc<Session>, pump: JoinHandle<()>, writer: JoinHandle<bool>) {
+    pump.abort();
+    let _ = pump.await;
+    s.reader_done.store(true, Ordering::SeqCst);
+    s.writer_notify.notify_one();
+    let complete = writer.await.unwrap_or(false);
+    lock(&s.master).take();
+    lock(&s.status).transcript_complete &= complete;
+    let (dir, info) = (s.dir.clone(), s.info());
+    match tokio::task::spawn_blocking(move || persist::write_final(&dir, &info)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(session = %s.id, error = %e, "could not record the session for the next daemon");
+        }
+        Err(e) => {
+            tracing::warn!(session = %s.id, error = %e, "recording the session for the next daemon failed");
         }
     }
     s.data_notify.notify_waiters();

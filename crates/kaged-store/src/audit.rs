@@ -41,6 +41,8 @@ pub enum EventType {
     SessionShared,
     SessionTerminated,
     SessionExited,
+    SessionAdopted,
+    SessionEnded,
     RunStarted,
     RunEnded,
 }
@@ -75,6 +77,8 @@ impl EventType {
             EventType::SessionShared => "session.shared",
             EventType::SessionTerminated => "session.terminated",
             EventType::SessionExited => "session.exited",
+            EventType::SessionAdopted => "session.adopted",
+            EventType::SessionEnded => "session.ended",
             EventType::RunStarted => "run.started",
             EventType::RunEnded => "run.ended",
         }

@@ -60,6 +60,12 @@ pub enum Command {
     Doctor,
     /// Print the version.
     Version,
+    /// Internal: keep one session alive across daemon restarts (started by the daemon).
+    #[command(hide = true)]
+    Holder {
+        /// The session it holds (shown by `ps`; the spec on stdin is what counts).
+        session: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,10 @@ fn main() -> ExitCode {
         return ExitCode::from(127);
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Holder { .. }) {
+        // A session's holder: no runtime, no logging, nothing but the holder loop.
+        return ExitCode::from(u8::try_from(kaged_session::holder::run()).unwrap_or(1));
+    }
     if !matches!(cli.command, Command::Start(_)) {
         // A client command piped into `head` should end quietly like any Unix tool, not
         // panic on a broken pipe. The daemon keeps ignoring SIGPIPE: its sockets report EPIPE.
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         }
         Command::Doctor => cmd::doctor::run(cli.mode.as_deref()),
         Command::Version => cmd::version::run(),
+        Command::Holder { .. } => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

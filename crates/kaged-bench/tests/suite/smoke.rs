@@ -149,6 +149,20 @@ fn smoke_run_counts_every_byte_through_the_raw_pty_kaged_and_terminado() {
             assert!(v.is_finite() && v >= 0.0, "{mode}: CPU per request {v}");
         }
     }
+    // The gate in memory needs nothing installed: it runs in every smoke run.
+    for mode in ["loopback", "sidecar", "insecure"] {
+        for metric in ["gate_us", "gate_us_ungated_pair"] {
+            let v = values(&r, mode, metric);
+            assert!(!v.is_empty(), "{mode}: no {metric} sample");
+            assert!(v.iter().all(|x| *x > 0.0), "{mode} {metric}: {v:?}");
+        }
+    }
+    // Durable sessions: every session of the killed daemon was adopted by the next one.
+    assert_eq!(
+        one(&r, "kaged", "adopt_adopted"),
+        one(&r, "kaged", "adopt_sessions")
+    );
+    assert!(one(&r, "kaged", "adopt_first_screen_ms") > 0.0);
     let table = std::fs::read_to_string(&md).unwrap();
     assert!(table.contains("kaged-bench:begin") && table.contains("| throughput, `cat` 1 MiB"));
 }

@@ -13,7 +13,7 @@ use kaged_api::{
 use kaged_api::{EgressConnection, EgressDecision, EgressRules, Network};
 use kaged_auth::AuthMode;
 use kaged_egress::{CageIds, Gateway, Policy};
-use kaged_session::{InputOutcome, Session, Signal, Viewer};
+use kaged_session::{InputOutcome, Recovered, Session, Signal, Viewer};
 use kaged_store::{AuditEvent, EventType};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -175,17 +175,92 @@ impl Daemon {
                 agent,
             });
         }
+        self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
+        Ok(info)
+    }
+
+    /// Leaves a watcher that cleans up after the session's cage and records its end. A
+    /// session the daemon lets go of on a graceful stop (kept by its holder) has not ended:
+    /// the watcher then just stops.
+    fn watch_exit(
+        &self,
+        session: Arc<Session>,
+        mountpoints: Vec<std::path::PathBuf>,
+        cgroup: Option<kaged_sandbox::CageCgroup>,
+        stop_gateway: Option<CancellationToken>,
+    ) {
         let daemon = self.clone();
-        i.tasks.spawn(async move {
+        self.inner.tasks.spawn(async move {
             let ended = session.wait().await;
-            stop_gateway.cancel();
+            // The gateway lives in this daemon: it ends with the cage, or with a graceful
+            // stop that leaves the session to its holder.
+            if let Some(stop) = stop_gateway {
+                stop.cancel();
+            }
+            if session.is_detached() {
+                return;
+            }
             daemon.remove_stand_ins(&ended.project_id, &mountpoints);
             if let Some(cgroup) = cgroup {
                 remove_cgroup(cgroup, &ended.id).await;
             }
             daemon.on_exit(ended).await;
         });
-        Ok(info)
+    }
+
+    /// Audits what the session manager found of sessions that ran when the last daemon
+    /// stopped: `session.adopted` for each it took over from its holder (and watches it like
+    /// one it started), `session.ended` with the reason for each whose holder was gone.
+    pub(crate) async fn recover_sessions(&self) {
+        let i = &self.inner;
+        for found in i.sessions.take_recovered() {
+            match found {
+                Recovered::Adopted(info) => {
+                    let data = json!({"pid": info.pid, "bytes_total": info.bytes_total,
+                                      "transcript_complete": info.transcript_complete,
+                                      "adopted_at": info.adopted_at});
+                    i.audit
+                        .record(
+                            AuditEvent::new(EventType::SessionAdopted, Some(&info.actor), data)
+                                .project(&info.project_id)
+                                .session(&info.id),
+                        )
+                        .await;
+                    tracing::info!(session = %info.id, pid = ?info.pid, "adopted a running session from its holder");
+                    let Some(session) = i.sessions.get(&info.id) else {
+                        continue;
+                    };
+                    // The cage's own cgroup, if the daemon that started it made one.
+                    let cgroup = match &info.origin.cage {
+                        CageState::Caged { summary } => match &summary.cgroup_limits {
+                            CgroupLimits::Enforced {
+                                cgroup: Some(path), ..
+                            } => Some(kaged_sandbox::CageCgroup::existing(path.clone())),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    self.watch_exit(session, Vec::new(), cgroup, None);
+                }
+                Recovered::Ended {
+                    info,
+                    exit_recorded,
+                } => {
+                    let data = json!({"end_reason": info.end_reason, "exit_code": info.exit_code,
+                                      "signal": info.signal, "exit_recorded": exit_recorded,
+                                      "bytes_total": info.bytes_total,
+                                      "transcript_complete": info.transcript_complete});
+                    i.audit
+                        .record(
+                            AuditEvent::new(EventType::SessionEnded, Some(&info.actor), data)
+                                .project(&info.project_id)
+                                .session(&info.id),
+                        )
+                        .await;
+                    tracing::warn!(session = %info.id, reason = ?info.end_reason, "a session ended while no daemon ran");
+                }
+            }
+        }
     }
 
     /// Ends a session: SIGHUP, then SIGTERM, then SIGKILL to its process group.

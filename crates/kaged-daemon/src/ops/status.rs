@@ -1,6 +1,9 @@
 //! `status` and `me`: what the daemon is, where its data lives, and who is asking.
 
-use kaged_api::{LocalSummary, Me, Paths, ProviderKey, Status};
+use kaged_api::{
+    Identity, LocalSummary, Me, Paths, ProviderKey, SessionInfo, SessionState, SessionsSummary,
+    Status,
+};
 use kaged_auth::{AuthMode, Authenticated};
 use kaged_deploy::Layout;
 
@@ -22,8 +25,15 @@ pub fn paths(layout: &Layout, config_loaded: bool) -> Paths {
 }
 
 impl Daemon {
-    pub fn status(&self) -> Status {
+    /// The daemon's status, with the running sessions `who` may see.
+    pub fn status(&self, who: &Identity) -> Status {
         let i = &self.inner;
+        let running: Vec<SessionInfo> = self
+            .all_sessions(who)
+            .sessions
+            .into_iter()
+            .filter(|s| s.state != SessionState::Exited)
+            .collect();
         let s = &i.settings;
         let mut paths = paths(&i.layout, s.config_file.is_some());
         // `[storage] url` may move the database away from the mode's default.
@@ -63,6 +73,13 @@ impl Daemon {
             started_at: i.started_at,
             uptime_secs: i.started.elapsed().as_secs(),
             settings: s.report(),
+            sessions: SessionsSummary {
+                running: running.len() as u64,
+                adopted: running
+                    .into_iter()
+                    .filter(|s| s.adopted_at.is_some())
+                    .collect(),
+            },
         }
     }
 

@@ -2,12 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use kaged_api::Status;
+use kaged_auth::Authenticated;
 
 use crate::Http;
 
-pub(crate) async fn status(State(http): State<Arc<Http>>) -> Json<Status> {
-    Json(http.daemon.status())
+pub(crate) async fn status(
+    State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
+) -> Json<Status> {
+    Json(http.daemon.status(&auth.identity))
 }

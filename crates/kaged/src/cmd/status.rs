@@ -103,6 +103,22 @@ fn print_running(s: &Status) {
         ),
         CgroupSupport::Unavailable { reason } => println!("  cgroups:   not enforced: {reason}"),
     }
+    println!(
+        "  sessions:  {} running, {} adopted from their holders (on stop: {})",
+        s.sessions.running,
+        s.sessions.adopted.len(),
+        s.settings.sessions.on_stop.value
+    );
+    for a in &s.sessions.adopted {
+        let pid = a.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let at = a.adopted_at.map(|t| t.to_string()).unwrap_or_default();
+        println!(
+            "    adopted  {}  {}  pid {pid}  since {at}  {}",
+            &a.id[..8.min(a.id.len())],
+            a.project_id,
+            a.origin.command.join(" ")
+        );
+    }
     if !s.warnings.is_empty() {
         let w: Vec<&str> = s.warnings.iter().map(|w| w.as_str()).collect();
         println!("  warnings:  {}", w.join(", "));

@@ -3,6 +3,7 @@ mod browser_session;
 mod cli;
 mod daemon;
 mod detection;
+mod durable;
 mod egress;
 mod first_run;
 pub(crate) mod hardening;

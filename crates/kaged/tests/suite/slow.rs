@@ -18,8 +18,18 @@ const SLOW_HEAD: &[u8] =
     b"GET /api/v1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n";
 
 /// The operator's status must come back this fast however busy the slow clients keep the
-/// daemon.
+/// daemon, or within 20 times what it takes with no slow clients when the machine itself is
+/// that slow right now (a shared 2-vCPU host under a parallel build): see [`fast_bound`].
 const FAST: Duration = Duration::from_millis(100);
+
+/// The bound for this run: `FAST`, or 20 × the median of five status requests before any slow
+/// client connects, whichever is larger. A daemon stalled by slow clients answers after the
+/// header timeout (seconds), far past either.
+fn fast_bound(d: &TestDaemon, s: &Session) -> Duration {
+    let mut t: Vec<Duration> = (0..5).map(|_| timed_status(d, s)).collect();
+    t.sort();
+    FAST.max(t[2] * 20)
+}
 
 /// A header timeout far past each test's length: everything these tests see closed was
 /// closed by a cap, except in the test of the timeout itself.
@@ -152,6 +162,7 @@ fn two_thousand_slow_clients_do_not_slow_the_operator_down() {
     }
     let d = daemon().config(LONG_HEADER_TIMEOUT, 0o600).start();
     let s = d.login();
+    let fast = fast_bound(&d, &s);
     let rt = runtime();
     // 250 from each of 8 addresses: under the per-address cap on unfinished connections
     // (256 by default), so the daemon really holds all 2,000 at once.
@@ -208,7 +219,7 @@ fn two_thousand_slow_clients_do_not_slow_the_operator_down() {
         times[times.len() / 2]
     );
     assert!(
-        worst < FAST,
+        worst < fast,
         "status took {worst:?} beside {SLOW} slow clients"
     );
 }
@@ -220,6 +231,7 @@ fn one_address_keeps_its_newest_unfinished_connections_and_the_operator_still_ge
     raise_open_file_limit();
     let d = daemon().config(LONG_HEADER_TIMEOUT, 0o600).start();
     let s = d.login();
+    let fast = fast_bound(&d, &s);
     let rt = runtime();
     // From 127.0.0.1, the address the operator's own browser and CLI share.
     let slow: Vec<TcpStream> = (0..CAP + OVER)
@@ -239,7 +251,7 @@ fn one_address_keeps_its_newest_unfinished_connections_and_the_operator_still_ge
     // address, so the next ones push nobody out.
     for _ in 0..3 {
         let took = timed_status(&d, &s);
-        assert!(took < FAST, "status took {took:?}");
+        assert!(took < fast, "status took {took:?}");
     }
     expect_closed(OVER + 1);
     assert!(
@@ -259,6 +271,7 @@ fn at_the_connection_cap_slow_clients_make_room_and_busy_ones_refuse_newcomers()
         )
         .start();
     let s = d.login();
+    let fast = fast_bound(&d, &s);
     let host = d.host();
     let rt = runtime();
     // 16 unfinished connections, 4 from each of 4 addresses: the total cap is reached.
@@ -271,7 +284,7 @@ fn at_the_connection_cap_slow_clients_make_room_and_busy_ones_refuse_newcomers()
     });
     // The operator gets in by closing the oldest unfinished connection.
     let took = timed_status(&d, &s);
-    assert!(took < FAST, "status took {took:?}");
+    assert!(took < fast, "status took {took:?}");
     eventually(Duration::from_secs(5), || {
         let c = closed(&slow);
         (c == [0]).then_some(()).ok_or(format!("closed: {c:?}"))
@@ -307,7 +320,7 @@ fn at_the_connection_cap_slow_clients_make_room_and_busy_ones_refuse_newcomers()
     wait_for_close(&newcomer, Duration::from_secs(5));
     let t = Instant::now();
     assert_eq!(exchange(&operator, &host, "/api/v1/status", &cookie), 200);
-    assert!(t.elapsed() < FAST, "status took {:?}", t.elapsed());
+    assert!(t.elapsed() < fast, "status took {:?}", t.elapsed());
     assert!(
         d.stderr().contains("server.max_connections"),
         "no warning naming the setting:\n{}",

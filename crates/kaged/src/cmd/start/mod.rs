@@ -3,6 +3,7 @@
 
 mod banner;
 mod notify;
+mod on_stop;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -58,7 +59,26 @@ pub fn run(mode: Option<String>, args: StartArgs) -> Result<ExitCode> {
         daemon
             .serve_until(kaged_http::router(daemon.clone()), stop)
             .await?;
-        daemon.shutdown(why.await.unwrap_or("shutdown")).await;
+        let setting = daemon.settings().sessions.on_stop.value;
+        let job = match setting {
+            kaged_config::SessionsOnStop::Auto => {
+                tokio::task::spawn_blocking(on_stop::systemd_job)
+                    .await
+                    .unwrap_or(None)
+            }
+            kaged_config::SessionsOnStop::Keep | kaged_config::SessionsOnStop::End => None,
+        };
+        let end_sessions = on_stop::end_sessions(setting, job.as_deref());
+        if end_sessions {
+            tracing::info!("ending sessions (sessions.on_stop = {setting}, systemd job {job:?})");
+        } else {
+            tracing::info!(
+                "leaving sessions running for the next daemon (sessions.on_stop = {setting}, systemd job {job:?})"
+            );
+        }
+        daemon
+            .shutdown(why.await.unwrap_or("shutdown"), end_sessions)
+            .await;
         Ok(ExitCode::SUCCESS)
     })
 }
