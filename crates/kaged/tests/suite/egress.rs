@@ -375,3 +375,38 @@ fn a_project_cannot_open_a_private_address_and_local_toml_pairs_need_a_port() {
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("allow_private"), "{}", r.body);
 }
+
+#[test]
+fn a_cage_on_the_host_network_is_audited_with_its_warning() {
+    let d = daemon().start();
+    let s = d.login();
+    let proj = project_dir(PROJECT);
+    let r = d.post(&s, "/api/v1/projects", &json!({"path": proj.path()}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info = start(
+        &d,
+        &s,
+        json!({"argv": ["true"], "cage": {"network": "host"}}),
+    );
+    let rows = eventually(Duration::from_secs(10), || {
+        let page: AuditPage = d
+            .get_as(
+                &s,
+                &format!(
+                    "/api/v1/audit?type=cage.network_host&session_id={}",
+                    info.id
+                ),
+            )
+            .json_as();
+        if page.events.len() == 1 {
+            Ok(page.events)
+        } else {
+            Err(format!("{:?}", page.events))
+        }
+    });
+    let warning = rows[0].data["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("kaged's own port") && warning.contains("network: {allow"),
+        "{warning}"
+    );
+}
