@@ -383,6 +383,41 @@ describe('loopback mode', () => {
     await page.waitForURL((u) => !u.hash.includes('before='));
   });
 
+  it("shows a filtered cage's network and its live egress log, refusals first", async () => {
+    const dir = daemon.project(
+      'egress-ui',
+      'version: 1\nproject: egress-ui\nprimary:\n  command: [sh]\n  cage:\n    network: {allow: ["*.example.com"], deny: [evil.example.com]}\n',
+    );
+    const script =
+      'curl -s -o /dev/null --noproxy "" -x "$HTTP_PROXY" http://evil.example.com/; ' +
+      'curl -s -o /dev/null --noproxy "" -x "$HTTP_PROXY" http://example.org/; sleep 60';
+    const id = await page.evaluate(
+      async ([path, script]) => {
+        const key = localStorage.getItem('kaged-page-key');
+        const me = await (await fetch('/api/v1/me', { credentials: 'same-origin', headers: { 'X-Kaged-Page': key } })).json();
+        const headers = { 'Content-Type': 'application/json', 'X-Kaged-CSRF': me.csrf_token, 'X-Kaged-Page': key };
+        await fetch('/api/v1/projects', { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify({ path }) });
+        const r = await fetch('/api/v1/projects/egress-ui/sessions', {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers,
+          body: JSON.stringify({ argv: ['bash', '--norc', '-c', script] }),
+        });
+        return (await r.json()).id;
+      },
+      [dir, script],
+    );
+    await page.evaluate((id) => (location.hash = `#/sessions/${id}`), id);
+    await page.locator('#network-filtered').waitFor();
+    const log = page.locator('#egress-log');
+    await page.waitForFunction(() => (document.querySelector('#egress-log')?.textContent ?? '').includes('example.org'), null, { timeout: 20_000 });
+    const text = await log.innerText();
+    assert.match(text, /0 allowed, 2 denied/);
+    assert.match(text, /denied HTTP evil\.example\.com:80 — deny evil\.example\.com/);
+    assert.match(text, /denied HTTP example\.org:80 — no allow entry matches/);
+    await shoot(page, 'egress-log');
+  });
+
   it('asked no host but the daemon', () => {
     assert.deepEqual(foreign, [], `only ${JSON.stringify(daemon.url)} was asked`);
   });

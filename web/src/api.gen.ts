@@ -52,7 +52,18 @@ export type ServerLimitsReport = { header_read_timeout_secs: Sourced<number>, ma
 
 export type Access = "ro" | "rw";
 
-export type Network = "none" | "host";
+/**
+ * `network: {allow: [...], deny: [...]}`: hosts with an optional port; `*.example.com`
+ * matches subdomains only; deny wins. A project file can never reach private addresses
+ * through it, only the operator's `local.toml` can (`[egress] allow_private`).
+ */
+export type EgressRules = { allow: Array<string>, deny: Array<string>, };
+
+/**
+ * `none` (the default), `host`, or `{allow, deny}`: a network namespace of its own with only
+ * loopback, and an egress gateway on the host that lets through what the rules name.
+ */
+export type Network = "none" | "host" | EgressRules;
 
 export type State = "ephemeral" | "persistent";
 
@@ -517,7 +528,32 @@ export type ServerControl = { "type": "hello", offset: number, session: string,
  */
 input_seq?: number | null, } | { "type": "ack", seq: number, } | { "type": "input_refused", seq: number, message: string, } | { "type": "gap", from: number, to: number, } | { "type": "screen", offset: number, cols: number, rows: number, } | { "type": "size", cols: number, rows: number, } | { "type": "exit", code: number | null, signal: number | null, } | { "type": "pong" } | { "type": "error", message: string, };
 
-export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "gap", missed: number, } | { "type": "pong" };
+/**
+ * What the gateway did with one connection or request.
+ */
+export type EgressDecision = "allowed" | "denied" | "failed";
+
+/**
+ * How the cage asked.
+ */
+export type EgressVia = "connect" | "http" | "provider";
+
+/**
+ * One connection through a cage's egress gateway, allowed or denied: the `data` of an
+ * `egress.allowed` / `egress.denied` audit row and the `egress` daemon event.
+ */
+export type EgressConnection = { session_id: string, project_id: string, via: EgressVia, host: string, port: number, 
+/**
+ * The address connected to (or refused after resolution); `None` when refused before.
+ */
+address: string | null, decision: EgressDecision, 
+/**
+ * Which rule decided, e.g. `allow example.com:443`, `deny *.example.com`,
+ * `no allow entry matches`, `127.0.0.1 is loopback`.
+ */
+rule: string, bytes_up: number, bytes_down: number, duration_ms: number, };
+
+export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "egress", connection: EgressConnection, } | { "type": "gap", missed: number, } | { "type": "pong" };
 
 /**
  * One audit row. `data` differs per event type and never holds a secret.

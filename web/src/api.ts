@@ -28,6 +28,7 @@ export type {
   CageState,
   ClientControl,
   DaemonEvent,
+  EgressConnection,
   Me,
   Paths,
   ProjectView,

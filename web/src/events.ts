@@ -19,6 +19,9 @@ export function touches(ev: Heard, scope: Scope): boolean {
       return true;
     case 'pong':
       return false;
+    case 'egress':
+      // A connection changes no session snapshot; the session page keeps its own log.
+      return false;
     case 'session.attached':
       // No session state changes, but a project's list refetches for fresh byte counts.
       return 'projectId' in scope && ev.project_id === scope.projectId;
@@ -83,6 +86,7 @@ const EVENT_TYPES: Record<DaemonEvent['type'], true> = {
   'session.attached': true,
   'run.started': true,
   'run.ended': true,
+  egress: true,
   gap: true,
   pong: true,
 };

@@ -122,6 +122,28 @@ export function LimitsBadge({ s }: { s: SessionInfo }) {
   ) : null;
 }
 
+/** The cage's network, when it is not `none`: `host` is loud (the LAN, the host's loopback and
+ * kaged's own port are reachable), a filtered network names what it lets through. */
+export function NetworkBadge({ s }: { s: SessionInfo }) {
+  const cage = s.origin.cage;
+  if (cage.state !== 'caged') return null;
+  const net = cage.summary.network;
+  if (net === 'none') return null;
+  if (net === 'host')
+    return (
+      <span class="badge bad" id="network-host" title="This cage shares the host's network: the LAN, the host's loopback (kaged's own port included) and the internet. Use network: {allow: [...]} to name what it may reach.">
+        host network
+      </span>
+    );
+  const allow = net.allow.length ? net.allow.join(', ') : 'no hosts';
+  const deny = net.deny.length ? `; deny ${net.deny.join(', ')}` : '';
+  return (
+    <span class="badge" id="network-filtered" title={`Egress gateway: allow ${allow}${deny}; providers through /p/<name>`}>
+      egress: {net.allow.length} allowed
+    </span>
+  );
+}
+
 /** The "uncaged" badge, for a session whose cage was disabled or never available. */
 export function UncagedBadge({ s }: { s: SessionInfo }) {
   const reason = uncagedReason(s.origin.cage);

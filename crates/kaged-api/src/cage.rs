@@ -10,6 +10,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use ts_rs::TS;
 
+use crate::egress::{EgressRules, HostPattern, HostPatternError};
+
 /// Environment variable names: what a shell accepts, at most 128 characters.
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
 
@@ -144,14 +146,78 @@ pub enum Access {
     Rw,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, TS)]
-#[serde(rename_all = "lowercase")]
+/// `none` (the default), `host`, or `{allow, deny}`: a network namespace of its own with only
+/// loopback, and an egress gateway on the host that lets through what the rules name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, TS)]
+#[ts(type = "\"none\" | \"host\" | EgressRules")]
 pub enum Network {
-    /// No network namespace shared: no connectivity at all.
+    /// A network namespace with only loopback: no connectivity at all.
     #[default]
     None,
-    /// The host's network.
+    /// The host's network: the LAN, the host's loopback (kaged's own port included), anything.
     Host,
+    /// Only loopback, plus an HTTP proxy on it that reaches what the rules allow.
+    Filtered(EgressRules),
+}
+
+impl Network {
+    /// The word or `filtered`, for messages and audit rows.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Host => "host",
+            Network::Filtered(_) => "filtered",
+        }
+    }
+}
+
+impl Serialize for Network {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Network::None => s.serialize_str("none"),
+            Network::Host => s.serialize_str("host"),
+            Network::Filtered(rules) => rules.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Word(String),
+            Rules(EgressRules),
+        }
+        let bad = |e: HostPatternError| serde::de::Error::custom(e.to_string());
+        match Repr::deserialize(d)? {
+            Repr::Word(w) if w == "none" => Ok(Network::None),
+            Repr::Word(w) if w == "host" => Ok(Network::Host),
+            Repr::Word(w) => Err(serde::de::Error::custom(format!(
+                "network must be \"none\", \"host\" or {{allow: [...], deny: [...]}}, not {w:?}"
+            ))),
+            Repr::Rules(rules) => {
+                for entry in rules.allow.iter().chain(&rules.deny) {
+                    HostPattern::parse(entry).map_err(bad)?;
+                }
+                Ok(Network::Filtered(rules))
+            }
+        }
+    }
+}
+
+impl JsonSchema for Network {
+    fn schema_name() -> Cow<'static, str> {
+        "Network".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let rules = generator.subschema_for::<EgressRules>();
+        json_schema!({
+            "description": "\"none\" (only loopback), \"host\" (the host's network, loud), or {allow, deny}: hosts with an optional port reached through the cage's egress gateway; `*.example.com` matches subdomains only; deny wins.",
+            "anyOf": [ { "enum": ["none", "host"] }, rules ]
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, TS)]

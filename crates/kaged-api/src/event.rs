@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+use crate::egress::EgressConnection;
 use crate::session::SessionInfo;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
@@ -24,6 +25,9 @@ pub enum DaemonEvent {
     RunStarted { session: SessionInfo, agent: String },
     #[serde(rename = "run.ended")]
     RunEnded { session: SessionInfo, agent: String },
+    /// A cage's egress gateway allowed (when the connection ended) or refused a connection.
+    #[serde(rename = "egress")]
+    Egress { connection: EgressConnection },
     /// This subscriber fell behind and missed `missed` events; refetch what it shows.
     #[serde(rename = "gap")]
     Gap { missed: u64 },

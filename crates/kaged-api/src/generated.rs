@@ -29,7 +29,7 @@ pub fn typescript() -> String {
     let cfg = Config::new().with_large_int("number");
     let decls = declarations!(&cfg;
         Timestamp, Mode, AuthMode, Source, Sourced<()>, SettingsReport, SessionLimitsReport,
-        ServerLimitsReport, Access, Network, State, Walltime, ByteSize, PortablePath, FsGrant,
+        ServerLimitsReport, Access, EgressRules, Network, State, Walltime, ByteSize, PortablePath, FsGrant,
         LimitEnforcement, Limits, CagePolicy, Cage, LimitMechanism, CgroupLimits, GrantSummary,
         CageSummary,
         Plugin, project::Task, AgentSpec, Project, UnknownAlias, AgentView, TaskView,
@@ -38,7 +38,8 @@ pub fn typescript() -> String {
         SessionList, ShareRequest,
         StartSession, SignalName, SignalRequest, ResizeRequest, InputRequest, InputWritten,
         TranscriptParams,
-        ScreenSize, ClientControl, ServerControl, DaemonEvent,
+        ScreenSize, ClientControl, ServerControl, EgressDecision, EgressVia, EgressConnection,
+        DaemonEvent,
         AuditRow, AuditPage, AuditParams,
         ErrorCode, ErrorBody, ErrorEnvelope,
         Warning, Paths, BwrapInfo, CgroupSupport, SandboxStatus, ProviderKey, LocalSummary,

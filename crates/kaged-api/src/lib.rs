@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod cage;
+pub mod egress;
 pub mod error;
 pub mod event;
 pub mod generated;
@@ -24,6 +25,10 @@ pub use cage::{
     Access, ByteSize, Cage, CagePolicy, CageSummary, CgroupLimits, DEFAULT_CAGE_ENV,
     ENV_NAME_PATTERN, EnvNameError, FsGrant, GrantSummary, LimitEnforcement, LimitMechanism,
     Limits, Network, PathError, PathScheme, PortablePath, State, Walltime, check_env_name,
+};
+pub use egress::{
+    EgressConnection, EgressDecision, EgressRules, EgressVia, HostMatch, HostPattern,
+    HostPatternError, normalise_host, split_host_port,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use event::DaemonEvent;

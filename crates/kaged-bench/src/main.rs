@@ -9,6 +9,7 @@
 
 mod adopt;
 mod authcost;
+mod egress;
 mod gatecost;
 mod jupyter;
 mod kaged;
@@ -113,6 +114,7 @@ enum Section {
     Idle,
     Cold,
     Auth,
+    Egress,
     Adopt,
 }
 
@@ -531,6 +533,44 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
                     r.add(b, mode, "gate_us_ungated_pair", ungated / 1000.0);
                     r.add(b, mode, "gate_added_us", (gated - ungated) / 1000.0);
                 }
+            }
+        }
+    }
+
+    if want(Section::Egress) {
+        let (samples, big, starts) = if full {
+            (1000, 64 << 20, 20)
+        } else {
+            (50, 1 << 20, 3)
+        };
+        for round in 0..rounds {
+            eprintln!(
+                "kaged-bench: round {} of {rounds}: egress gateway",
+                round + 1
+            );
+            let res = egress::round(&paths.kaged, &project, samples, big, starts);
+            if let Some(e) = record(&mut r, round, "egress", "egress gateway", res) {
+                let q = egress::quantile;
+                let (d50, g50) = (q(&e.direct_us, 0.5), q(&e.gateway_us, 0.5));
+                let (d99, g99) = (q(&e.direct_us, 0.99), q(&e.gateway_us, 0.99));
+                r.add(round, "egress", "direct_p50_us", d50);
+                r.add(round, "egress", "gateway_p50_us", g50);
+                r.add(round, "egress", "added_p50_us", g50 - d50);
+                r.add(round, "egress", "direct_p99_us", d99);
+                r.add(round, "egress", "gateway_p99_us", g99);
+                r.add(round, "egress", "added_p99_us", g99 - d99);
+                r.add(round, "egress", "direct_mib_s", e.direct_mib_s);
+                r.add(round, "egress", "gateway_mib_s", e.gateway_mib_s);
+                r.add(
+                    round,
+                    "egress",
+                    "throughput_ratio",
+                    e.gateway_mib_s / e.direct_mib_s,
+                );
+                let (t, w) = (q(&e.start_today_ms, 0.5), q(&e.start_relay_ms, 0.5));
+                r.add(round, "egress", "start_today_ms", t);
+                r.add(round, "egress", "start_relay_ms", w);
+                r.add(round, "egress", "start_added_ms", w - t);
             }
         }
     }

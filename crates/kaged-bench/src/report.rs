@@ -179,6 +179,7 @@ pub fn render(r: &Results) -> String {
     render_daemon(&mut o, r);
     render_adopt(&mut o, r);
     render_auth(&mut o, r);
+    render_egress(&mut o, r);
     render_errors(&mut o, r);
     o
 }
@@ -675,6 +676,64 @@ fn render_auth(o: &mut String, r: &Results) {
         o,
         "\nThe CPU columns divide the daemon's own user + system time over each wrk run by the requests it served: a neighbour stealing the CPU lowers requests/s for both daemons of a pair unevenly, but barely moves what one request costs.\n"
     );
+}
+
+fn render_egress(o: &mut String, r: &Results) {
+    const E: &str = "egress";
+    if r.values(E, "added_p50_us").is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "#### Egress gateway (issue 13)\n");
+    let _ = writeln!(
+        o,
+        "A plain-HTTP upstream on loopback, asked directly and through the whole egress path (client → kaged's relay → the gateway's Unix socket → the gateway → upstream, with `CONNECT` and a fresh connection per request, as an agent's HTTPS calls go), interleaved in one run. Latency: 1000 small requests each way per round (p50/p99 in µs). Throughput: the best of 3 downloads of 64 MiB each way. Cage start: `bwrap <default cage> true` against the same cage with kaged's binary and the gateway socket bound in and the relay started first (both have their own network namespace, as `network: none` has today), median of 20 each, alternated.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| metric | direct / today | through the gateway / with relay | added (per round) | target | verdict |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let added50: Vec<f64> = r.values(E, "added_p50_us").iter().map(|v| v.1).collect();
+    let added99: Vec<f64> = r.values(E, "added_p99_us").iter().map(|v| v.1).collect();
+    let ratio: Vec<f64> = r
+        .values(E, "throughput_ratio")
+        .iter()
+        .map(|v| v.1)
+        .collect();
+    let start: Vec<f64> = r.values(E, "start_added_ms").iter().map(|v| v.1).collect();
+    let _ = writeln!(
+        o,
+        "| request latency p50 (µs) | {} | {} | {} | ≤ 1000 µs added | {} |",
+        r.cell(E, "direct_p50_us"),
+        r.cell(E, "gateway_p50_us"),
+        summary(&added50),
+        verdict(&added50, Goal::AtMost(1000.0))
+    );
+    let _ = writeln!(
+        o,
+        "| request latency p99 (µs) | {} | {} | {} | recorded | {} |",
+        r.cell(E, "direct_p99_us"),
+        r.cell(E, "gateway_p99_us"),
+        summary(&added99),
+        verdict(&added99, Goal::Report)
+    );
+    let _ = writeln!(
+        o,
+        "| 64 MiB download (MiB/s) | {} | {} | ratio {} | ≥ 0.8× direct | {} |",
+        r.cell(E, "direct_mib_s"),
+        r.cell(E, "gateway_mib_s"),
+        summary(&ratio),
+        verdict(&ratio, Goal::AtLeast(0.8))
+    );
+    let _ = writeln!(
+        o,
+        "| cage start, median (ms) | {} | {} | {} | ≤ 5 ms added | {} |",
+        r.cell(E, "start_today_ms"),
+        r.cell(E, "start_relay_ms"),
+        summary(&start),
+        verdict(&start, Goal::AtMost(5.0))
+    );
+    let _ = writeln!(o);
 }
 
 fn render_errors(o: &mut String, r: &Results) {

@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) projects: Projects,
     pub(crate) host: HostFacts,
     pub(crate) local: LocalConfig,
+    /// The providers every filtered-network cage reaches through its gateway, keys included.
+    pub(crate) providers: Arc<kaged_egress::Providers>,
     pub(crate) events: broadcast::Sender<DaemonEvent>,
     pub(crate) warnings: Vec<Warning>,
     /// Serialises setting up cages with removing finished cages' stand-ins.
@@ -130,9 +132,12 @@ impl Daemon {
         endpoint.write(&layout)?;
         runtime_files.push(layout.endpoint_file());
         let admin_group = settings.admin_group.as_ref().map(|g| g.value.clone());
+        let host = HostFacts::capture(&layout, &settings, sandbox.cgroups.clone());
+        let providers = Arc::new(crate::host::egress_providers(&local, &host)?);
         let daemon = Daemon {
             inner: Arc::new(Inner {
-                host: HostFacts::capture(&layout, &settings, sandbox.cgroups.clone()),
+                host,
+                providers,
                 warnings: warnings(&settings),
                 layout,
                 settings,

@@ -121,6 +121,8 @@ pub enum StartError {
     Session(#[from] kaged_session::SessionError),
     #[error(transparent)]
     Local(#[from] kaged_dsl::LocalConfigError),
+    #[error(transparent)]
+    Egress(#[from] kaged_egress::EgressError),
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,

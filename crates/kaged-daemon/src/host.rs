@@ -28,6 +28,12 @@ pub struct HostFacts {
     pub deny: Vec<PathBuf>,
     /// Persistent cage scratch lives in `<scratch_root>/<project id>`.
     pub scratch_root: PathBuf,
+    /// Each filtered-network cage's gateway socket lives here (inside the runtime dir, which
+    /// no cage sees; the socket alone is bound into its cage).
+    pub egress_dir: PathBuf,
+    /// kaged's own binary, bound into filtered-network cages as their relay, or why it cannot
+    /// be (such cages are then refused with the reason).
+    pub relay_exe: Result<PathBuf, String>,
 }
 
 impl HostFacts {
@@ -60,6 +66,20 @@ impl HostFacts {
             env,
             deny: denied_paths(layout, settings),
             scratch_root: layout.state_dir.join("scratch"),
+            egress_dir: layout.runtime_dir.join("egress"),
+            relay_exe: std::env::current_exe()
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    // A binary replaced on disk while running reads as "<path> (deleted)".
+                    if p.exists() {
+                        Ok(p)
+                    } else {
+                        Err(format!(
+                            "{} no longer exists (was kaged upgraded?)",
+                            p.display()
+                        ))
+                    }
+                }),
         }
     }
 
@@ -70,6 +90,50 @@ impl HostFacts {
             .find(|(k, v)| k == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The providers of local.toml that gateways route, each with its key from the daemon's
+/// environment, and TLS for them (system roots plus `[egress] extra_ca_file`).
+pub fn egress_providers(
+    local: &kaged_dsl::LocalConfig,
+    facts: &HostFacts,
+) -> Result<kaged_egress::Providers, kaged_egress::EgressError> {
+    use kaged_egress::{KeyHeader, ProviderRoute, Secret};
+    let mut routes = Vec::new();
+    for (name, p) in &local.providers {
+        let Some(base) = p.upstream(name) else {
+            continue;
+        };
+        let header = match p.auth_for(name) {
+            kaged_dsl::ProviderAuth::XApiKey => KeyHeader::XApiKey,
+            kaged_dsl::ProviderAuth::Bearer => KeyHeader::Bearer,
+        };
+        let key = facts
+            .env_value(&p.api_key_env)
+            .map(|k| Secret::new(k.to_owned()));
+        routes.push(ProviderRoute::new(
+            name,
+            &base,
+            header,
+            &p.api_key_env,
+            key,
+        )?);
+    }
+    if routes.is_empty() {
+        return Ok(kaged_egress::Providers::default());
+    }
+    let extra = local.egress.extra_ca_file.as_deref();
+    let (tls, tls_error) = match kaged_egress::tls_config(extra) {
+        Ok(t) => (Some(t), None),
+        // A CA file the operator named and kaged cannot use is a config error; say so now.
+        Err(e @ kaged_egress::EgressError::CaFile { .. }) => return Err(e),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(kaged_egress::Providers {
+        routes,
+        tls,
+        tls_error,
+    })
 }
 
 /// The paths no cage may ever see: everything that holds the daemon's secrets or state.

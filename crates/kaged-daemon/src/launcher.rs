@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
 use kaged_api::{
@@ -145,7 +146,8 @@ fn check_network(policy: &CagePolicy, cage_of: &str, facts: &HostFacts) -> OpRes
             "{cage_of} asks for `network: host`, which is refused while kaged runs in insecure \
              auth mode (ADR-0007): the API then answers anyone who reaches it, so a cage on the \
              host's network could call it and start an uncaged session. Use `network: none` for \
-             this cage, or run kaged with auth (auth.mode = \"loopback\" or \"sidecar\") \
+             this cage, or `network: {{allow: [host, ...]}}` to reach named hosts through its \
+             egress gateway, or run kaged with auth (auth.mode = \"loopback\" or \"sidecar\") \
              instead of --insecure"
         )));
     }
@@ -200,18 +202,22 @@ pub struct Launch {
 /// cgroup, when the policy needs them, are created here: the side effects, right before the
 /// spawn needs them. A cage whose limits this host cannot enforce is refused here unless
 /// best-effort is allowed ([`unenforced_limits`]).
+/// `egress_socket` is the gateway's socket for a `network: {allow, deny}` cage, and
+/// `egress_env` what kaged sets in it besides the proxy variables (provider URLs).
 pub fn compile(
     plan: &Plan,
     project: &LoadedProject,
     facts: &HostFacts,
     actor: &str,
+    egress_socket: Option<&Path>,
+    egress_env: &[(String, String)],
 ) -> OpResult<Launch> {
     let mut mountpoints = Vec::new();
     let mut cgroup = None;
     let mut cgroup_procs = None;
     let (argv, env, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
-            let mut compiled = cage(plan, policy, project, facts)?;
+            let mut compiled = cage(plan, policy, project, facts, egress_socket, egress_env)?;
             let mut summary = compiled.summary;
             if let CgroupLimits::NotEnforced { reason } = &summary.cgroup_limits {
                 summary.cgroup_limits = unenforced_limits(plan, policy, reason, facts)?;
@@ -332,6 +338,8 @@ fn cage(
     policy: &CagePolicy,
     project: &LoadedProject,
     facts: &HostFacts,
+    egress_socket: Option<&Path>,
+    egress_env: &[(String, String)],
 ) -> OpResult<kaged_sandbox::CompiledCage> {
     let mut policy = policy.clone();
     for name in plan.task_env.keys() {
@@ -356,6 +364,21 @@ fn cage(
         }
         State::Ephemeral => None,
     };
+    let egress = match (egress_socket, &facts.relay_exe) {
+        (Some(socket), Ok(relay)) => Some(kaged_sandbox::EgressPlumbing {
+            socket,
+            relay,
+            env: egress_env,
+        }),
+        (Some(_), Err(why)) => {
+            return Err(OpError::Invalid(format!(
+                "{} has `network: {{allow, deny}}`, which needs kaged's own binary as the \
+                 cage's relay, but {why}; restart kaged",
+                plan.cage_of
+            )));
+        }
+        (None, _) => None,
+    };
     let req = kaged_sandbox::CageRequest {
         project_root: &project.root,
         policy: &policy,
@@ -365,6 +388,7 @@ fn cage(
         scratch_dir: scratch.as_deref(),
         pty: true,
         cwd: None,
+        egress,
     };
     kaged_sandbox::compile_on(&req, &facts.cage_host)
         .map_err(|e| invalid(format!("cannot build the cage: {e}")))
@@ -446,6 +470,8 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin".into())],
             deny: vec![],
             scratch_root: "/var/lib/kaged/scratch".into(),
+            egress_dir: "/run/user/1000/kaged/egress".into(),
+            relay_exe: Ok("/usr/bin/kaged".into()),
         }
     }
 
@@ -539,7 +565,7 @@ mod tests {
         let f = facts(false);
         let plan = plan(&p, StartSession::default(), &f).unwrap();
         assert_eq!(plan.cage, None);
-        let spec = compile(&plan, &p, &f, "alice").unwrap().spec;
+        let spec = compile(&plan, &p, &f, "alice", None, &[]).unwrap().spec;
         assert_eq!(spec.origin.cage, CageState::NoSandbox);
         assert_eq!(spec.argv, vec![OsString::from("/bin/bash")]);
         assert!(spec.env.contains(&("HOME".into(), "/home/alice".into())));
@@ -553,7 +579,7 @@ mod tests {
             task: Some("lint".into()),
             ..Default::default()
         };
-        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice")
+        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice", None, &[])
             .unwrap()
             .spec;
         assert_eq!(spec.origin.cage, CageState::DisabledByProject);
@@ -572,7 +598,7 @@ mod tests {
             (plan.cage.as_ref(), plan.walltime),
             (None, Some(Duration::from_secs(1)))
         );
-        let spec = compile(&plan, &p, &f, "alice").unwrap().spec;
+        let spec = compile(&plan, &p, &f, "alice", None, &[]).unwrap().spec;
         assert_eq!(spec.walltime, Some(Duration::from_secs(1)));
         assert_eq!(spec.origin.cage, CageState::NoSandbox);
         // `cage: disabled` has no policy, so no walltime either.
@@ -595,8 +621,9 @@ mod tests {
             "the primary agent (shells and commands run in its cage) asks for `network: host`, \
              which is refused while kaged runs in insecure auth mode (ADR-0007): the API then \
              answers anyone who reaches it, so a cage on the host's network could call it and \
-             start an uncaged session. Use `network: none` for this cage, or run kaged with auth \
-             (auth.mode = \"loopback\" or \"sidecar\") instead of --insecure"
+             start an uncaged session. Use `network: none` for this cage, or `network: {allow: \
+             [host, ...]}` to reach named hosts through its egress gateway, or run kaged with \
+             auth (auth.mode = \"loopback\" or \"sidecar\") instead of --insecure"
         );
         assert_eq!(err.code(), kaged_api::ErrorCode::ValidationFailed);
         let own = StartSession {
@@ -617,6 +644,15 @@ mod tests {
             ..Default::default()
         };
         assert!(plan(&p, offline, &f).is_ok());
+        // A filtered network reaches no loopback address, kaged's port included.
+        let filtered = StartSession {
+            cage: Some(CagePolicy {
+                network: Network::Filtered(kaged_api::EgressRules::default()),
+                ..CagePolicy::default()
+            }),
+            ..Default::default()
+        };
+        assert!(plan(&p, filtered, &f).is_ok());
         f.insecure_auth = false;
         assert!(plan(&p, StartSession::default(), &f).is_ok());
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use kaged_api::{AuthMode, DaemonEvent, Identity, SessionInfo, ShareAccess};
+use kaged_api::{AuthMode, DaemonEvent, EgressConnection, Identity, SessionInfo, ShareAccess};
 
 /// What a caller wants to do with a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,10 @@ impl Owners {
             | DaemonEvent::RunEnded { session, .. } => {
                 self.allows(who, &session.actor, &session.id, Need::See)
             }
-            DaemonEvent::SessionAttached { session_id, .. } => owner_of(session_id)
+            DaemonEvent::SessionAttached { session_id, .. }
+            | DaemonEvent::Egress {
+                connection: EgressConnection { session_id, .. },
+            } => owner_of(session_id)
                 .is_some_and(|owner| self.allows(who, &owner, session_id, Need::See)),
             DaemonEvent::Gap { .. } | DaemonEvent::Pong => true,
         }

@@ -15,9 +15,9 @@ use crate::portability::{
 };
 use crate::yaml::{Entry, Node, Value};
 use crate::{
-    Access, AgentSpec, ByteSize, Cage, CagePolicy, FsGrant, LimitEnforcement, Limits, MAX_CPU,
-    MAX_DESCRIPTION_CHARS, MAX_PIDS, Network, PathError, PathScheme, Plugin, PortablePath, Project,
-    State, Task, Walltime,
+    Access, AgentSpec, ByteSize, Cage, CagePolicy, EgressRules, FsGrant, HostPattern,
+    LimitEnforcement, Limits, MAX_CPU, MAX_DESCRIPTION_CHARS, MAX_PIDS, Network, PathError,
+    PathScheme, Plugin, PortablePath, Project, State, Task, Walltime,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -47,6 +47,7 @@ const POLICY_KEYS: &[&str] = &[
     "writable_policy_and_git_hooks",
 ];
 const GRANT_KEYS: &[&str] = &["path", "access"];
+const NETWORK_KEYS: &[&str] = &["allow", "deny"];
 const LIMIT_KEYS: &[&str] = &["walltime", "memory", "pids", "cpu", "enforce"];
 
 pub(crate) struct Decoder<'s, 'a> {
@@ -711,13 +712,7 @@ impl Decoder<'_, '_> {
             };
         }
         if let Some(n) = field(entries, "network") {
-            policy.network = self.word(
-                n,
-                &child_pointer(ptr, "network"),
-                "network",
-                &[("none", Network::None), ("host", Network::Host)],
-                Network::None,
-            );
+            policy.network = self.network(n, &child_pointer(ptr, "network"));
         }
         if let Some(s) = field(entries, "state") {
             policy.state = self.word(
@@ -777,6 +772,56 @@ impl Decoder<'_, '_> {
             }
         }
         policy
+    }
+
+    /// `none`, `host`, or `{allow: [...], deny: [...]}` with each entry a host pattern.
+    fn network(&mut self, node: &Node, ptr: &str) -> Network {
+        if !matches!(node.value, Value::Map(_)) {
+            #[derive(Clone, Copy)]
+            enum Word {
+                None,
+                Host,
+            }
+            let w = self.word(
+                node,
+                ptr,
+                "network",
+                &[("none", Word::None), ("host", Word::Host)],
+                Word::None,
+            );
+            return match w {
+                Word::None => Network::None,
+                Word::Host => Network::Host,
+            };
+        }
+        let mut rules = EgressRules::default();
+        let Some(entries) = self.entries(node, ptr, "the network policy", NETWORK_KEYS) else {
+            return Network::None;
+        };
+        for (key, out) in [("allow", &mut rules.allow), ("deny", &mut rules.deny)] {
+            let Some(list) = field(entries, key) else {
+                continue;
+            };
+            let p = child_pointer(ptr, key);
+            *out = self.string_list(list, &p, key, "a host pattern");
+            let Value::Seq(items) = &list.value else {
+                continue;
+            };
+            for (i, (n, entry)) in items.iter().zip(out.iter()).enumerate() {
+                if entry.is_empty() {
+                    continue;
+                }
+                if let Err(e) = HostPattern::parse(entry) {
+                    self.report(
+                        n,
+                        Code::BadValue,
+                        &child_pointer(&p, &i.to_string()),
+                        e.to_string(),
+                    );
+                }
+            }
+        }
+        Network::Filtered(rules)
     }
 
     fn grant(&mut self, node: &Node, ptr: &str) -> FsGrant {

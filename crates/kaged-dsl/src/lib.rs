@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Code, Diagnostic, Diagnostics};
 pub use local::{
-    ApiKey, LocalConfig, LocalConfigError, Provider, RegisteredProject, UnknownAlias,
-    UnknownAliases,
+    ApiKey, LocalConfig, LocalConfigError, LocalEgress, Provider, ProviderAuth, RegisteredProject,
+    UnknownAlias, UnknownAliases,
 };
 // The file format's types are wire types: they live in `kaged-api`, once.
 pub use kaged_api::cage::{
@@ -39,6 +39,7 @@ pub use kaged_api::cage::{
     LimitEnforcement, Limits, MAX_CPU, MAX_PIDS, Network, PathError, PathScheme, PortablePath,
     State, Walltime,
 };
+pub use kaged_api::egress::{EgressRules, HostPattern};
 pub use kaged_api::project::{
     ALIAS_PATTERN, AgentSpec, MAX_DESCRIPTION_CHARS, NAME_PATTERN, Plugin, Project, SLUG_PATTERN,
     Task,

@@ -31,6 +31,9 @@ pub struct LocalConfig {
     /// Projects this operator has registered, by absolute path.
     #[serde(default)]
     pub projects: Vec<RegisteredProject>,
+    /// What the cages' egress gateways may do beyond a project's own rules.
+    #[serde(default)]
+    pub egress: LocalEgress,
     /// The file this was read from, for messages.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -41,6 +44,38 @@ pub struct LocalConfig {
 pub struct Provider {
     /// The NAME of the environment variable holding the key, e.g. `ANTHROPIC_API_KEY`.
     pub api_key_env: String,
+    /// Where the egress gateway forwards `/p/<name>/...` (https only). Defaults for
+    /// `anthropic` and `openai`; a provider without one is not reachable through gateways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// How the key is sent: `x-api-key` (Anthropic's header) or `bearer`
+    /// (`Authorization: Bearer`). Default: `x-api-key` for `anthropic`, else `bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ProviderAuth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProviderAuth {
+    #[serde(rename = "x-api-key")]
+    XApiKey,
+    #[serde(rename = "bearer")]
+    Bearer,
+}
+
+/// `[egress]`: operator-only exceptions for the gateways. A project file can never say these:
+/// a portable project may be someone else's, and private addresses are the operator's LAN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalEgress {
+    /// `host:port` pairs (a name or an IP literal, always with a port) that a gateway may
+    /// connect to although they are loopback, private, link-local, ... The project's `allow`
+    /// must still name them.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
+    /// A PEM file of extra CA certificates the gateways trust for provider upstreams, on top
+    /// of the system's roots (a private CA, or a test's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,12 +148,35 @@ impl LocalConfig {
                      Remove the key from this file and rotate it"
                 )));
             }
+            if let Some(url) = &p.base_url
+                && !(url.starts_with("https://") && url.len() > "https://".len())
+            {
+                return Err(invalid(format!(
+                    "[providers.{name}] base_url {url:?} must be an https:// URL: the gateway \
+                     sends the key upstream, and only over TLS"
+                )));
+            }
             // The shape rule only: this names a variable of the daemon, never of a cage.
             if let Err(EnvNameError::Invalid { .. }) = check_env_name(&p.api_key_env) {
                 return Err(invalid(format!(
                     "[providers.{name}] api_key_env must be an environment variable NAME such as \
                      ANTHROPIC_API_KEY (letters, digits and `_`)"
                 )));
+            }
+        }
+        for pair in &cfg.egress.allow_private {
+            match kaged_api::HostPattern::parse(pair) {
+                Ok(p)
+                    if p.port.is_some()
+                        && !matches!(p.host, kaged_api::HostMatch::Subdomains(_)) => {}
+                Ok(_) => {
+                    return Err(invalid(format!(
+                        "[egress] allow_private entry {pair:?} must name one host and a port, \
+                         e.g. \"10.0.0.5:5432\"; a wildcard or a missing port would open more \
+                         than one service"
+                    )));
+                }
+                Err(e) => return Err(invalid(format!("[egress] allow_private: {e}"))),
             }
         }
         for p in &cfg.projects {
@@ -191,6 +249,23 @@ fn toml_message(text: &str, e: &toml::de::Error) -> String {
 }
 
 impl Provider {
+    /// Where `/p/<name>/...` goes, if anywhere.
+    pub fn upstream(&self, name: &str) -> Option<String> {
+        self.base_url.clone().or_else(|| match name {
+            "anthropic" => Some("https://api.anthropic.com".to_owned()),
+            "openai" => Some("https://api.openai.com/v1".to_owned()),
+            _ => None,
+        })
+    }
+
+    pub fn auth_for(&self, name: &str) -> ProviderAuth {
+        self.auth.unwrap_or(if name == "anthropic" {
+            ProviderAuth::XApiKey
+        } else {
+            ProviderAuth::Bearer
+        })
+    }
+
     /// Looks the key up through `lookup` (the daemon's captured environment; nothing here
     /// reads the process environment). `None` if the variable is unset or empty.
     pub fn api_key(&self, lookup: impl Fn(&str) -> Option<String>) -> Option<ApiKey> {

@@ -52,6 +52,31 @@ pub const CAGE_HOSTNAME: &str = "kaged-cage";
 /// `PATH` inside the cage unless the policy lets the caller's `PATH` through.
 pub const CAGE_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
+/// Where a filtered-network cage finds its way out: the relay (kaged's own binary) and the
+/// gateway's socket are bound here, in a directory no host path shares.
+pub const EGRESS_DIR: &str = "/run/kaged-egress";
+/// The gateway's Unix socket inside the cage.
+pub const EGRESS_SOCKET: &str = "/run/kaged-egress/gateway.sock";
+/// kaged's binary inside the cage, run as the relay.
+pub const EGRESS_RELAY: &str = "/run/kaged-egress/kaged";
+/// The hidden argument that makes kaged's binary the in-cage relay:
+/// `kaged __egress-relay <port> <socket> -- <argv>...`.
+pub const EGRESS_RELAY_ARG: &str = "__egress-relay";
+/// The relay's port on the cage's own loopback; each cage has its own network namespace, so
+/// one fixed port serves them all.
+pub const EGRESS_PORT: u16 = 3128;
+
+/// The host side of a filtered-network cage: the gateway socket the daemon listens on for this
+/// cage, and kaged's own binary for the relay.
+#[derive(Debug, Clone, Copy)]
+pub struct EgressPlumbing<'a> {
+    pub socket: &'a Path,
+    pub relay: &'a Path,
+    /// Set in the cage after the proxy variables, whatever the allowlist passed: provider
+    /// base URLs on the relay and their dummy keys.
+    pub env: &'a [(String, String)],
+}
+
 /// Everything `compile` needs for one cage. The caller (the daemon) supplies host facts; the
 /// policy supplies intent.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +96,8 @@ pub struct CageRequest<'a> {
     pub pty: bool,
     /// Working directory as a `project:/` path; defaults to the project root.
     pub cwd: Option<&'a PortablePath>,
+    /// Required for `network: {allow, deny}`; ignored otherwise.
+    pub egress: Option<EgressPlumbing<'a>>,
 }
 
 /// A ready-to-spawn cage. Keep it alive until the child is spawned: `keep_fds` are the grants
@@ -214,6 +241,10 @@ pub enum CageError {
     EmptyArgv,
     #[error("cage command argument {index} ({arg:?}) contains a NUL byte")]
     NulInArgv { index: usize, arg: String },
+    #[error(
+        "a cage with `network: {{allow, deny}}` needs an egress gateway; the daemon must pass one"
+    )]
+    EgressRequired,
     #[error("a persistent-state cage needs a scratch directory; the daemon must pass one")]
     ScratchDirRequired,
     #[error("scratch directory {path}: {source}")]
@@ -308,10 +339,16 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     push(&[&"--die-with-parent", &"--unshare-all"]);
     // Explicit so root-run daemons get a user namespace too, which --disable-userns needs.
     push(&[&"--unshare-user"]);
-    match policy.network {
-        Network::None => {}
-        Network::Host => push(&[&"--share-net"]),
-    }
+    // `none` and a filtered network both get bwrap's own namespace with only loopback up.
+    let egress = match (&policy.network, req.egress) {
+        (Network::None, _) => None,
+        (Network::Host, _) => {
+            push(&[&"--share-net"]);
+            None
+        }
+        (Network::Filtered(_), Some(e)) => Some(e),
+        (Network::Filtered(_), None) => return Err(CageError::EgressRequired),
+    };
     // No nested user namespaces: a frequent kernel attack surface no cage needs.
     if host.disable_userns {
         push(&[&"--disable-userns"]);
@@ -325,19 +362,25 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     if !env.iter().any(|(name, _)| name == "PATH") {
         push(&[&"--setenv", &"PATH", &CAGE_PATH]);
     }
+    let env = with_egress_env(env, egress)?;
     for (name, value) in &env {
         push(&[&"--setenv", name, value]);
     }
+    let env_names: Vec<String> = env.into_iter().map(|(name, _)| name).collect();
     for mount in &host.system {
         match mount {
             SystemMount::RoBind(p) => push(&[&"--ro-bind", p, p]),
             SystemMount::Symlink { target, link } => push(&[&"--symlink", target, link]),
         }
     }
-    if let (Network::Host, Some(resolv)) = (policy.network, &host.resolv_conf) {
+    if let (Network::Host, Some(resolv)) = (&policy.network, &host.resolv_conf) {
         push(&[&"--ro-bind-try", resolv, resolv]);
     }
     push(&[&"--proc", &"/proc", &"--dev", &"/dev", &"--tmpfs", &"/tmp"]);
+    if let Some(e) = egress {
+        push(&[&"--ro-bind", &e.relay, &EGRESS_RELAY]);
+        push(&[&"--bind", &e.socket, &EGRESS_SOCKET]);
+    }
     let mut keep_fds = Vec::new();
     match scratch {
         None => push(&[&"--tmpfs", &CAGE_HOME]),
@@ -393,6 +436,16 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     }
     // The cage's root is bwrap's tmpfs; nothing should add to it once the mounts are set up.
     push(&[&"--remount-ro", &"/", &"--chdir", &cwd, &"--"]);
+    if egress.is_some() {
+        // The relay binds its port, forks itself away from the terminal, and execs the argv.
+        push(&[
+            &EGRESS_RELAY,
+            &EGRESS_RELAY_ARG,
+            &EGRESS_PORT.to_string(),
+            &EGRESS_SOCKET,
+            &"--",
+        ]);
+    }
     args.extend(req.argv.iter().map(OsString::from));
 
     let (program, args, cgroup_limits, cgroup) = enforce_limits(bwrap, args, &policy.limits, host);
@@ -403,11 +456,11 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
         keep_fds,
         summary: CageSummary {
             grants: grant_summaries,
-            network: policy.network,
+            network: policy.network.clone(),
             state: policy.state,
             limits: policy.limits.clone(),
             cgroup_limits,
-            env: env.into_iter().map(|(name, _)| name).collect(),
+            env: env_names,
             masked: masked.into_iter().map(|(p, _)| p).collect(),
             protected: protected_summary,
             protection_lifted: policy.writable_policy_and_git_hooks,
@@ -876,6 +929,40 @@ fn cgroup_properties(limits: &Limits) -> Vec<String> {
         ));
     }
     props
+}
+
+/// The cage's environment with what a filtered network sets replacing any allowlisted value
+/// of the same name: the proxy variables in both spellings (so a host's own proxy settings
+/// cannot point around the gateway) and the provider variables. Replaced, not overridden by a
+/// later `--setenv`: bwrap's argv is recorded, and an allowlisted provider key must not be.
+fn with_egress_env(
+    mut env: Vec<(String, String)>,
+    egress: Option<EgressPlumbing<'_>>,
+) -> Result<Vec<(String, String)>, CageError> {
+    let Some(egress) = egress else {
+        return Ok(env);
+    };
+    let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
+    let mut set: Vec<(String, String)> = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
+        let value = if name == "NO_PROXY" {
+            "localhost,127.0.0.1".to_owned()
+        } else {
+            proxy.clone()
+        };
+        set.push((name.to_owned(), value.clone()));
+        set.push((name.to_ascii_lowercase(), value));
+    }
+    for (name, value) in egress.env {
+        check_env_name(name).map_err(|_| CageError::InvalidEnvName { name: name.clone() })?;
+        if value.contains('\0') {
+            return Err(CageError::NulInEnvValue { name: name.clone() });
+        }
+        set.push((name.clone(), value.clone()));
+    }
+    env.retain(|(name, _)| !set.iter().any(|(n, _)| n == name));
+    env.extend(set);
+    Ok(env)
 }
 
 /// The allowlisted `(name, value)` pairs, in policy order, under the one env-name rule

@@ -71,6 +71,7 @@ fn request<'a>(root: &'a Path, policy: &'a CagePolicy, argv: &'a [String]) -> Ca
         scratch_dir: None,
         pty: false,
         cwd: None,
+        egress: None,
     }
 }
 
@@ -268,6 +269,87 @@ fn only_network_host_shares_the_network_namespace() {
             "--unshare-user",
             "--share-net"
         ])[..]
+    );
+}
+
+#[test]
+fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables() {
+    let fx = fixture();
+    let argv = sh();
+    let mut policy = policy(&[("project:/", Access::Rw)]);
+    policy.network = Network::Filtered(kaged_api::EgressRules {
+        allow: vec!["example.com:443".into()],
+        deny: vec![],
+    });
+    let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
+    assert!(matches!(err, CageError::EgressRequired), "{err}");
+    let socket = fx.base.join("gw.sock");
+    let relay = PathBuf::from("/opt/kaged/bin/kaged");
+    // The host's own proxy settings must not point around the gateway.
+    let env_values = [("HTTPS_PROXY".to_owned(), "http://corp:8080".to_owned())];
+    policy.env.push("HTTPS_PROXY".into());
+    let cage = compile_on(
+        &CageRequest {
+            egress: Some(EgressPlumbing {
+                socket: &socket,
+                relay: &relay,
+                env: &[("OPENAI_API_KEY".into(), "dummy".into())],
+            }),
+            env_values: &env_values,
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    let args = cage.args.clone();
+    assert!(!args.contains(&"--share-net".into()), "{args:?}");
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let window = |needle: &[&str]| text.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        window(&["--ro-bind", "/opt/kaged/bin/kaged", EGRESS_RELAY]),
+        "{text:?}"
+    );
+    assert!(
+        window(&["--bind", socket.to_str().unwrap(), EGRESS_SOCKET]),
+        "{text:?}"
+    );
+    for name in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        assert!(
+            window(&["--setenv", name, "http://127.0.0.1:3128"]),
+            "{name}: {text:?}"
+        );
+    }
+    assert!(
+        window(&["--setenv", "NO_PROXY", "localhost,127.0.0.1"]),
+        "{text:?}"
+    );
+    assert!(window(&["--setenv", "OPENAI_API_KEY", "dummy"]), "{text:?}");
+    // Replaced, not set twice: the host's value is nowhere in the argv.
+    assert!(!text.iter().any(|a| a == "http://corp:8080"), "{text:?}");
+    let tail = &text[text.len() - 7..];
+    assert_eq!(
+        tail,
+        [
+            EGRESS_RELAY,
+            EGRESS_RELAY_ARG,
+            "3128",
+            EGRESS_SOCKET,
+            "--",
+            "bash",
+            "--norc"
+        ]
+    );
+    assert!(cage.summary.env.contains(&"https_proxy".to_owned()));
+    assert_eq!(
+        cage.summary
+            .env
+            .iter()
+            .filter(|n| *n == "HTTPS_PROXY")
+            .count(),
+        1
     );
 }
 

@@ -295,6 +295,7 @@ pub fn self_test() -> Result<BwrapInfo, SelfTestError> {
             scratch_dir: None,
             pty: false,
             cwd: None,
+            egress: None,
         },
         host,
     )?;

@@ -12,6 +12,16 @@ use clap::Parser;
 use crate::cli::{AuthCommand, Cli, Command, DslCommand};
 
 fn main() -> ExitCode {
+    // Inside a filtered-network cage this binary is the relay to the egress gateway; hidden,
+    // and dispatched before anything starts a thread (it forks).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == kaged_sandbox::EGRESS_RELAY_ARG)
+    {
+        eprintln!("{}", kaged_egress::relay::run(&args[2..]));
+        return ExitCode::from(127);
+    }
     let cli = Cli::parse();
     if matches!(cli.command, Command::Holder { .. }) {
         // A session's holder: no runtime, no logging, nothing but the holder loop.

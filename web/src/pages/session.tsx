@@ -3,11 +3,11 @@
 // byte offset this tab saw.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, type SessionInfo, type SignalName, enc } from '../api';
+import { ApiError, type EgressConnection, type SessionInfo, type SignalName, enc } from '../api';
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import type { ConnState, Pending } from '../pty';
-import { ErrorBox, LimitsBadge, StateBadge, UncagedBadge, argvText, sessionCommand } from '../ui';
+import { ErrorBox, LimitsBadge, NetworkBadge, StateBadge, UncagedBadge, argvText, bytes, sessionCommand } from '../ui';
 import { type Undelivered, useTerminal } from '../useTerminal';
 
 /** Keys a phone keyboard lacks. */
@@ -83,6 +83,7 @@ function SessionTitle({ id, session }: { id: string; session: SessionInfo | null
       {session && <StateBadge s={session} />}
       {session && <UncagedBadge s={session} />}
       {session && <LimitsBadge s={session} />}
+      {session && <NetworkBadge s={session} />}
     </>
   );
 }
@@ -180,6 +181,59 @@ function KeyBar({ send }: { send: (data: string) => void }) {
   );
 }
 
+/** The live egress log of a filtered-network cage: what its gateway allowed and refused, from
+ * the audit log at first and then as each connection is reported. */
+function EgressLog({ id }: { id: string }) {
+  const api = useApi();
+  const events = useEvents();
+  const [log, setLog] = useState<EgressConnection[]>([]);
+  useEffect(() => {
+    let live: EgressConnection[] = [];
+    const unsubscribe = events.subscribe((ev) => {
+      if (ev.type === 'egress' && ev.connection.session_id === id) {
+        live = [...live, ev.connection];
+        setLog((l) => [...l, ev.connection]);
+      }
+    });
+    api.audit({ type: 'egress.', session_id: id, limit: 200 }).then(
+      (page) => {
+        const past = page.events.map((r) => r.data as EgressConnection).reverse();
+        // What arrived live while the page loaded is not in the page yet, or is: keep one.
+        const key = (c: EgressConnection) => JSON.stringify(c);
+        const seen = new Set(past.map(key));
+        setLog([...past, ...live.filter((c) => !seen.has(key(c)))]);
+      },
+      () => {},
+    );
+    return unsubscribe;
+  }, [api, events, id]);
+  return (
+    <details class="egress-log" id="egress-log" open={log.some((c) => c.decision !== 'allowed')}>
+      <summary>
+        Egress: {log.filter((c) => c.decision === 'allowed').length} allowed, {log.filter((c) => c.decision === 'denied').length} denied,{' '}
+        {log.filter((c) => c.decision === 'failed').length} failed
+      </summary>
+      <ol>
+        {log.map((c, i) => (
+          <li key={i} class={`egress-${c.decision}`}>
+            <strong>{c.decision}</strong> {c.via === 'connect' ? 'CONNECT' : c.via === 'http' ? 'HTTP' : 'provider'}{' '}
+            <code>
+              {c.host}:{c.port}
+            </code>
+            {c.address && <> → {c.address}</>} — {c.rule}
+            {c.decision === 'allowed' && (
+              <>
+                {' '}
+                ({bytes(c.bytes_up)} up, {bytes(c.bytes_down)} down, {c.duration_ms} ms)
+              </>
+            )}
+          </li>
+        ))}
+      </ol>
+    </details>
+  );
+}
+
 export function SessionPage({ id }: { id: string }) {
   const api = useApi();
   const { session, setSession, error, refresh, stillThere, act } = useSession(id);
@@ -203,6 +257,7 @@ export function SessionPage({ id }: { id: string }) {
       <InputNotes pending={term.pending} undelivered={term.undelivered} refused={term.refused} />
       <div class="term-host" ref={term.host} />
       <KeyBar send={term.send} />
+      {session?.origin.cage.state === 'caged' && typeof session.origin.cage.summary.network === 'object' && <EgressLog id={id} />}
     </section>
   );
 }

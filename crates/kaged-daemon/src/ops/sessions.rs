@@ -3,21 +3,28 @@
 //! [`Daemon::start_session`], the end by the watcher it leaves behind.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kaged_api::{
     CageState, CgroupLimits, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest,
     ScreenSize, SessionInfo, SessionKind, SessionList, SessionState, ShareRequest, SignalName,
     SignalRequest, StartSession, TranscriptParams,
 };
+use kaged_api::{EgressConnection, EgressDecision, EgressRules, Network};
 use kaged_auth::AuthMode;
+use kaged_egress::{CageIds, Gateway, Policy};
 use kaged_session::{InputOutcome, Recovered, Session, Signal, Viewer};
 use kaged_store::{AuditEvent, EventType};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::Daemon;
 use crate::error::{OpError, OpResult};
 use crate::launcher;
 use crate::owners::Need;
+
+/// Numbers the gateway sockets in the runtime dir; a path is never reused while the daemon runs.
+static NEXT_GATEWAY: AtomicU64 = AtomicU64::new(0);
 
 /// Input sent through the API in one request; a terminal takes keystrokes, not files.
 const MAX_INPUT: usize = 64 * 1024;
@@ -118,16 +125,45 @@ impl Daemon {
         if plan.cage.is_none() {
             self.may_run_uncaged(actor)?;
         }
+        let gateway = match plan.cage.as_ref().map(|c| &c.network) {
+            Some(Network::Filtered(rules)) => Some(self.egress_gateway(&plan.cage_of, rules)?),
+            _ => None,
+        };
+        let socket = gateway.as_ref().map(|(g, _)| g.path().to_owned());
+        // The providers' base URLs on the relay, and a dummy key that opens nothing.
+        let egress_env = match &gateway {
+            Some(_) => i
+                .providers
+                .cage_env(kaged_sandbox::EGRESS_PORT, &kaged_egress::dummy_key()),
+            None => Vec::new(),
+        };
+        let unbind = || {
+            if let Some(s) = &socket {
+                let _ = std::fs::remove_file(s);
+            }
+        };
         // Held from compiling the cage until it runs, and while a finished cage's stand-ins
         // are removed, so a removal never races a new cage of the same project.
         let (session, mountpoints, cgroup) = {
             let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
-            let launch = launcher::compile(&plan, &project, &i.host, &actor.user_id)?;
+            let launch = launcher::compile(
+                &plan,
+                &project,
+                &i.host,
+                &actor.user_id,
+                socket.as_deref(),
+                &egress_env,
+            )
+            .inspect_err(|_| unbind())?;
             // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
-            let session = i.sessions.spawn(launch.spec)?;
+            let session = i.sessions.spawn(launch.spec).inspect_err(|_| unbind())?;
             (session, launch.mountpoints, launch.cgroup)
         };
         let info = session.info();
+        let stop_gateway = CancellationToken::new();
+        if let Some((gateway, policy)) = gateway {
+            self.serve_egress(gateway, policy, &info, stop_gateway.clone());
+        }
         self.audit_started(&info).await;
         let info = self.inner.owners.with_shares(info);
         self.publish(DaemonEvent::SessionStarted {
@@ -139,7 +175,7 @@ impl Daemon {
                 agent,
             });
         }
-        self.watch_exit(session, mountpoints, cgroup);
+        self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
         Ok(info)
     }
 
@@ -151,10 +187,16 @@ impl Daemon {
         session: Arc<Session>,
         mountpoints: Vec<std::path::PathBuf>,
         cgroup: Option<kaged_sandbox::CageCgroup>,
+        stop_gateway: Option<CancellationToken>,
     ) {
         let daemon = self.clone();
         self.inner.tasks.spawn(async move {
             let ended = session.wait().await;
+            // The gateway lives in this daemon: it ends with the cage, or with a graceful
+            // stop that leaves the session to its holder.
+            if let Some(stop) = stop_gateway {
+                stop.cancel();
+            }
             if session.is_detached() {
                 return;
             }
@@ -198,7 +240,7 @@ impl Daemon {
                         },
                         _ => None,
                     };
-                    self.watch_exit(session, Vec::new(), cgroup);
+                    self.watch_exit(session, Vec::new(), cgroup, None);
                 }
                 Recovered::Ended {
                     info,
@@ -424,6 +466,20 @@ impl Daemon {
                 ))
                 .await;
         }
+        if let CageState::Caged { summary } = &origin.cage
+            && summary.network == Network::Host
+        {
+            audit
+                .record(row(
+                    EventType::CageNetworkHost,
+                    json!({"kind": origin.kind, "name": origin.name,
+                           "warning": "this cage shares the host's network: the LAN, the \
+                                       host's loopback (kaged's own port included) and the \
+                                       internet; use `network: {allow: [...]}` to name what \
+                                       it may reach"}),
+                ))
+                .await;
+        }
         if origin.cage == CageState::DisabledByProject {
             audit
                 .record(row(
@@ -462,6 +518,67 @@ impl Daemon {
                 agent,
             });
         }
+    }
+
+    /// Binds the gateway socket of a filtered-network cage, with its rules parsed together
+    /// with the operator's private exceptions.
+    fn egress_gateway(
+        &self,
+        cage_of: &str,
+        rules: &EgressRules,
+    ) -> OpResult<(Gateway, Arc<Policy>)> {
+        let i = &self.inner;
+        let policy = Policy::new(rules, &i.local.egress.allow_private)
+            .map_err(|e| OpError::Invalid(format!("the network policy of {cage_of}: {e}")))?;
+        kaged_deploy::ensure_private_dir(&i.host.egress_dir)
+            .map_err(|e| OpError::internal("cannot create the egress socket directory", e))?;
+        let n = NEXT_GATEWAY.fetch_add(1, Ordering::Relaxed);
+        let path = i.host.egress_dir.join(format!("{n}.sock"));
+        let gateway = Gateway::bind(&path)
+            .map_err(|e| OpError::internal("cannot start the cage's egress gateway", e))?;
+        Ok((gateway, Arc::new(policy)))
+    }
+
+    /// Serves a cage's gateway until `stop`, auditing and streaming every connection it
+    /// reports.
+    fn serve_egress(
+        &self,
+        gateway: Gateway,
+        policy: Arc<Policy>,
+        info: &SessionInfo,
+        stop: CancellationToken,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EgressConnection>();
+        let ids = CageIds {
+            session_id: info.id.clone(),
+            project_id: info.project_id.clone(),
+        };
+        let providers = self.inner.providers.clone();
+        self.inner
+            .tasks
+            .spawn(gateway.serve(policy, providers, ids, tx, stop));
+        let daemon = self.clone();
+        let actor = info.actor.clone();
+        self.inner.tasks.spawn(async move {
+            while let Some(conn) = rx.recv().await {
+                let kind = match conn.decision {
+                    EgressDecision::Allowed => EventType::EgressAllowed,
+                    EgressDecision::Denied => EventType::EgressDenied,
+                    EgressDecision::Failed => EventType::EgressFailed,
+                };
+                let data = serde_json::to_value(&conn).unwrap_or_default();
+                daemon
+                    .inner
+                    .audit
+                    .record(
+                        AuditEvent::new(kind, Some(&actor), data)
+                            .project(&conn.project_id)
+                            .session(&conn.session_id),
+                    )
+                    .await;
+                daemon.publish(DaemonEvent::Egress { connection: conn });
+            }
+        });
     }
 
     async fn audit_session(

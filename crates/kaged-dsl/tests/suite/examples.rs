@@ -79,7 +79,7 @@ fn examples_load_identically_from_another_location() {
 }
 
 #[test]
-fn the_agent_cli_example_is_network_less_and_names_only_aliases() {
+fn the_agent_cli_example_reaches_only_its_provider_and_names_only_aliases() {
     let dir = examples()
         .into_iter()
         .find(|p| p.ends_with("agent-cli"))
@@ -99,7 +99,12 @@ fn the_agent_cli_example_is_network_less_and_names_only_aliases() {
     );
     for (name, spec) in p.agents() {
         match &spec.cage {
-            Cage::Policy(policy) => assert_eq!(policy.network, Network::None, "{name}"),
+            // Filtered with nothing allowed: the provider route on the gateway, nothing else.
+            Cage::Policy(policy) => assert_eq!(
+                policy.network,
+                Network::Filtered(kaged_dsl::EgressRules::default()),
+                "{name}"
+            ),
             Cage::Disabled => panic!("{name} is uncaged"),
         }
     }

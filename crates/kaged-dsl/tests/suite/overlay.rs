@@ -124,6 +124,25 @@ fn a_fault_introduced_by_the_overlay_points_into_the_overlay() {
 }
 
 #[test]
+fn a_bad_host_pattern_is_reported_at_its_entry() {
+    let overlay =
+        "primary:\n  cage:\n    network:\n      allow: [example.com, \"http://x.org/\"]\n";
+    let dir = fixture::project(BASE, Some(overlay), &[]);
+    let err = load_project(dir.path()).unwrap_err();
+    assert_eq!(
+        fixture::summary(&err),
+        vec![(
+            "bad_value".into(),
+            4,
+            28,
+            "/primary/cage/network/allow/1".into()
+        )]
+    );
+    let d = err.iter().next().unwrap();
+    assert!(d.message.contains("give a host, not a URL"), "{d}");
+}
+
+#[test]
 fn an_overlay_that_is_not_a_mapping_is_reported() {
     let dir = fixture::project(BASE, Some("- just\n- a list\n"), &[]);
     let err = load_project(dir.path()).unwrap_err();

@@ -94,6 +94,26 @@ const AGREE: &[(&str, bool)] = &[
         false,
     ),
     (
+        "version: 1\nproject: ok\nprimary: {command: [bash], cage: {network: host}}\n",
+        true,
+    ),
+    (
+        "version: 1\nproject: ok\nprimary: {command: [bash], cage: {network: {allow: [\"*.example.com\", \"api.x.org:443\"], deny: [evil.example.com]}}}\n",
+        true,
+    ),
+    (
+        "version: 1\nproject: ok\nprimary: {command: [bash], cage: {network: {}}}\n",
+        true,
+    ),
+    (
+        "version: 1\nproject: ok\nprimary: {command: [bash], cage: {network: {allow: example.com}}}\n",
+        false,
+    ),
+    (
+        "version: 1\nproject: ok\nprimary: {command: [bash], cage: {network: {allow_private: [\"10.0.0.1:22\"]}}}\n",
+        false,
+    ),
+    (
         "version: 1\nproject: ok\nprimary: {command: [bash], cage: {state: persistent}}\n",
         true,
     ),
@@ -184,6 +204,8 @@ fn the_parser_is_stricter_than_the_schema_on_portability_and_references() {
         "version: 1\nproject: ok\nprimary: {command: [bash], tools: [\"agent:ghost\"]}\n",
         "version: 1\nproject: ok\ntasks: {t: {command: [x], env: {API_TOKEN: abc}}}\n",
         "version: 1\nproject: ok\nplugins: [{name: a, command: [x]}, {name: a, command: [y]}]\n",
+        "version: 1\nproject: ok\nprimary: {command: [bash], cage: {network: {allow: [\"https://example.com\"]}}}\n",
+        "version: 1\nproject: ok\nprimary: {command: [bash], cage: {network: {deny: [\"*.com\"]}}}\n",
     ];
     for yaml in stricter {
         assert!(v.is_valid(&doc(yaml)), "schema rejects {yaml:?}");

@@ -79,6 +79,7 @@ cage_test! {
             scratch_dir: None,
             pty: false,
             cwd: None,
+            egress: None,
         })
         .unwrap();
         assert_eq!(cage.summary.masked, vec![m.state.clone()]);

@@ -144,6 +144,7 @@ impl Machine {
             scratch_dir: None,
             pty: false,
             cwd: None,
+            egress: None,
         })
         .expect("compile cage")
     }

@@ -23,6 +23,7 @@ fn interactive_bash_on_a_pty(pty_cage: bool) -> String {
         scratch_dir: None,
         pty: pty_cage,
         cwd: None,
+        egress: None,
     })
     .unwrap();
     // The session broker's own PTY setup: setsid + TIOCSCTTY, only the grants cross exec.

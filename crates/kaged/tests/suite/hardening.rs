@@ -109,7 +109,7 @@ fn a_root_system_daemon_says_how_to_run_as_the_kaged_user() {
     assert!(err.contains("User=kaged"), "{err}");
 }
 
-fn non_loopback_address() -> Option<std::net::Ipv4Addr> {
+pub(crate) fn non_loopback_address() -> Option<std::net::Ipv4Addr> {
     // The source address the kernel would use to reach a public address; no packet is sent.
     let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     sock.connect("192.0.2.1:9").ok()?;

@@ -255,8 +255,9 @@ fn insecure_mode_refuses_a_cage_on_the_host_network_and_says_why() {
             "{PRIMARY} asks for `network: host`, which is refused while kaged runs in insecure \
              auth mode (ADR-0007): the API then answers anyone who reaches it, so a cage on the \
              host's network could call it and start an uncaged session. Use `network: none` \
-             for this cage, or run kaged with auth (auth.mode = \"loopback\" or \"sidecar\") \
-             instead of --insecure"
+             for this cage, or `network: {{allow: [host, ...]}}` to reach named hosts through \
+             its egress gateway, or run kaged with auth (auth.mode = \"loopback\" or \
+             \"sidecar\") instead of --insecure"
         )
     );
     // A cage without network cannot reach the API, so it still runs.
