@@ -49,7 +49,11 @@ pub(crate) const EXIT_FILE: &str = "exit.json";
 const MAX_MESSAGE: usize = 4096;
 
 /// How long a daemon waits for a holder's hello before giving up on it.
-const HELLO_PATIENCE: Duration = Duration::from_secs(2);
+const HELLO_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long a holder whose process already ended waits for the daemon that started it to take
+/// the master; after that it keeps the output in the transcript itself.
+const FIRST_DAEMON_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What the daemon hands a new holder on its stdin. Descriptor numbers are the holder's (the
 /// daemon passes them at the same numbers).
@@ -187,6 +191,8 @@ struct Holder {
     listener: OwnedFd,
     /// The daemon currently holding the session, if one is connected.
     daemon: Option<OwnedFd>,
+    /// Whether any daemon has had the master yet.
+    handed_over: bool,
 }
 
 impl Holder {
@@ -257,6 +263,7 @@ impl Holder {
             master,
             listener,
             daemon: None,
+            handed_over: false,
         })
     }
 
@@ -289,6 +296,9 @@ impl Holder {
                 }
             }
             if child_done {
+                if !self.handed_over {
+                    self.await_first_daemon();
+                }
                 return self.finish();
             }
             if incoming {
@@ -319,6 +329,29 @@ impl Holder {
         };
         if send(&conn, &hello, Some(self.master.as_fd())).is_ok() {
             self.daemon = Some(conn);
+            self.handed_over = true;
+        }
+    }
+
+    /// The daemon that started us connects right after reading our `Started` line. A process
+    /// that ended before that (`sh -c 'echo hi'` on a busy host) must still reach it: the
+    /// daemon takes the master, reads the output from it, and then hears of the exit.
+    fn await_first_daemon(&mut self) {
+        let until = std::time::Instant::now() + FIRST_DAEMON_PATIENCE;
+        while !self.handed_over {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let timeout = rustix::event::Timespec::try_from(left).ok();
+            let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            self.accept();
         }
     }
 
