@@ -674,16 +674,19 @@ impl Session {
     /// `None` for a session without a model (one from a previous daemon run).
     pub fn snapshot(&self) -> Option<Snapshot> {
         let screen = self.screen.as_ref()?;
-        let mut screen = lock(screen);
-        let idle = !screen.is_live();
-        let end = lock(&self.ring).end();
-        self.feed_screen(&mut screen, Some(end));
-        let snapshot = screen.snapshot();
-        if idle {
-            // An idle session stays compact: a viewer looking costs no grid.
-            screen.compact();
-        }
-        drop(screen);
+        // Catching the model up can take a batch's worth of parsing (see `screen_keeper`).
+        let snapshot = off_the_runtime(|| {
+            let mut screen = lock(screen);
+            let idle = !screen.is_live();
+            let end = lock(&self.ring).end();
+            self.feed_screen(&mut screen, Some(end));
+            let snapshot = screen.snapshot();
+            if idle {
+                // An idle session stays compact: a viewer looking costs no grid.
+                screen.compact();
+            }
+            snapshot
+        });
         // The keeper compacts the model once it is idle again.
         self.screen_notify.notify_one();
         Some(snapshot)
@@ -1120,8 +1123,12 @@ async fn screen_keeper(s: Arc<Session>) {
             return;
         }
         if lock(&s.ring).unmodelled() >= batch {
-            let mut screen = lock(screen);
-            s.feed_screen(&mut screen, None);
+            // A batch takes the parser tens of milliseconds: off the runtime's worker, so the
+            // PTY readers and sockets of every session keep moving meanwhile.
+            off_the_runtime(|| {
+                let mut screen = lock(screen);
+                s.feed_screen(&mut screen, None);
+            });
             continue;
         }
         let idle_for = {
@@ -1138,6 +1145,15 @@ async fn screen_keeper(s: Arc<Session>) {
             }
             None => notified.await,
         }
+    }
+}
+
+/// Runs `f` where it cannot stall other tasks: `block_in_place` on a multi-thread runtime
+/// (the daemon's), in place elsewhere (a current-thread runtime cannot hand its tasks off).
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
