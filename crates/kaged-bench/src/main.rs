@@ -704,6 +704,18 @@ fn raw_round(r: &mut Results, round: usize, p: &Params, want: &dyn Fn(Section) -
                 (best.mibs - worst.mibs) / best.mibs * 100.0,
             );
         }
+        let res = metrics::relay_floor_throughput(p, &p.file);
+        if let Some(t) = record(r, round, "raw", "relay floor", res) {
+            r.add(round, "raw", "floor_mibs", t.mibs);
+            if let Some(cpu) = t.server_cpu {
+                r.add(
+                    round,
+                    "raw",
+                    "floor_cpu_ms_per_mib",
+                    cpu.as_secs_f64() * 1000.0 / p.file.mib(),
+                );
+            }
+        }
     }
     if want(Section::Echo) {
         let res = metrics::raw_echo(p);

@@ -190,6 +190,81 @@ pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
     })
 }
 
+/// The floor under any web terminal that keeps a transcript: the raw PTY loop that also
+/// sends each read over loopback TCP (with `TCP_NODELAY`, as kaged does; a thread drains it as
+/// a viewer would) and appends it to a file in 256 KiB writes. Its reading thread's CPU is what
+/// such a server pays the kernel before doing anything of its own; on loopback the sender's
+/// thread also runs much of the receiver's TCP path.
+pub fn relay_floor_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
+    use std::io::{Read as _, Write as _};
+    let home = tempfile::tempdir().context("temp HOME for the relay floor's shell")?;
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("binding the relay floor's viewer")?;
+    let addr = listener.local_addr()?;
+    let viewer = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut conn, _) = listener.accept()?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        loop {
+            match conn.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    });
+    let mut sock = std::net::TcpStream::connect(addr).context("connecting to the viewer")?;
+    sock.set_nodelay(true)?;
+    let path = home.path().join("transcript");
+    let mut transcript =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut pending = Vec::with_capacity(256 << 10);
+    let mut pty = RawPty::spawn(SHELL, &shell_env(home.path()), &p.project_dir)?;
+    pty.first_byte(Duration::from_secs(10))?;
+    pty.drain(Duration::from_millis(200))?;
+    let mark = new_mark();
+    let cmd = stream_command(&file.shell_path(), &mark);
+    let mut sc = Scanner::new(&file.bytes, &mark);
+    let mut buf = vec![0u8; 128 << 10];
+    let cpu0 = thread_cpu();
+    let t0 = Instant::now();
+    pty.write_all(cmd.as_bytes())?;
+    loop {
+        let n = pty.read(&mut buf)?;
+        if n == 0 {
+            bail!("the relay floor's shell ended before the end marker");
+        }
+        sock.write_all(&buf[..n]).context("sending to the viewer")?;
+        pending.extend_from_slice(&buf[..n]);
+        if pending.len() >= 256 << 10 {
+            transcript
+                .write_all(&pending)
+                .context("appending the transcript")?;
+            pending.clear();
+        }
+        if sc.feed(&buf[..n]) {
+            break;
+        }
+    }
+    transcript
+        .write_all(&pending)
+        .context("appending the transcript")?;
+    let secs = t0.elapsed().as_secs_f64();
+    let reader_cpu = thread_cpu().saturating_sub(cpu0);
+    drop(sock);
+    let delivered = viewer
+        .join()
+        .map_err(|_| anyhow!("the relay floor's viewer panicked"))?
+        .context("the relay floor's viewer")?;
+    Ok(Throughput {
+        secs,
+        mibs: file.mib() / secs,
+        intact: sc.intact() && delivered >= file.bytes.len() as u64,
+        body_len: sc.body_len().unwrap_or(0),
+        server_cpu: Some(reader_cpu.saturating_sub(check_cpu(&file.bytes, &mark))),
+        reattach: Vec::new(),
+    })
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
