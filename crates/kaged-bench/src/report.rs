@@ -376,6 +376,27 @@ fn render_session_path(o: &mut String, r: &Results) {
             )),
         },
         Row {
+            label: format!(
+                "fan-out floor: raw PTY to {} loopback TCP viewers, same client (MiB/s)",
+                m.viewers
+            ),
+            metric: "fanout_floor_mibs".into(),
+            ratio: Some((
+                r.ratios((KAGED, "fanout_producer_mibs"), (RAW, "fanout_floor_mibs")),
+                "kaged fan-out ÷ floor",
+                Goal::Report,
+            )),
+        },
+        Row {
+            label: "fan-out floor against one kaged viewer".to_owned(),
+            metric: "fanout_floor_mibs".into(),
+            ratio: Some((
+                r.ratios((RAW, "fanout_floor_mibs"), (KAGED, "throughput_mibs")),
+                "floor ÷ kaged one viewer: the most a ≥ 0.5 target can get here",
+                Goal::Report,
+            )),
+        },
+        Row {
             label: "fan-out: slowest complete viewer (MiB/s)".to_owned(),
             metric: "fanout_slowest_mibs".into(),
             ratio: None,
