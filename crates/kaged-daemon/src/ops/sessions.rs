@@ -564,8 +564,8 @@ impl Daemon {
     /// An adopted filtered-network cage gets its gateway back, with the policy it was started
     /// with (kept in its record) and the operator's exceptions as they are now. Its relay
     /// connects afresh for each connection, so it reaches the new socket at once. `None`
-    /// for any other cage, or when the gateway cannot be bound (said in the log and the
-    /// audit: the cage then reaches nothing, which fails closed).
+    /// for any other cage, or when the gateway cannot be bound (said in the daemon's log; the
+    /// cage then reaches nothing, which fails closed).
     fn readopt_gateway(&self, info: &SessionInfo) -> Option<CancellationToken> {
         let CageState::Caged { summary } = &info.origin.cage else {
             return None;
