@@ -411,7 +411,12 @@ adopted_at: Timestamp | null,
 /**
  * Other operators the owner (`actor`) shared the session with, and how.
  */
-shared_with?: { [key in string]: ShareAccess }, };
+shared_with?: { [key in string]: ShareAccess }, 
+/**
+ * For a session started from a declared agent, while this daemon watches it: where the
+ * run stands. Never stored in `meta.json`.
+ */
+agent?: AgentState | null, };
 
 export type SessionList = { sessions: Array<SessionInfo>, };
 
@@ -553,7 +558,88 @@ address: string | null, decision: EgressDecision,
  */
 rule: string, bytes_up: number, bytes_down: number, duration_ms: number, };
 
-export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "egress", connection: EgressConnection, } | { "type": "gap", missed: number, } | { "type": "pong" };
+/**
+ * Where a declared agent's session stands.
+ */
+export type AgentStatus = "starting" | "working" | "waiting" | "done" | "error";
+
+/**
+ * What told kaged the state changed.
+ */
+export type AgentSignal = "start" | "output" | "bell" | "osc9" | "osc777" | "osc99" | "idle" | "exit";
+
+/**
+ * An agent run's state with a short reason: the notification's text, or the last line
+ * before the wait, at most [`AgentState::REASON_MAX`] characters, control characters removed.
+ */
+export type AgentState = { status: AgentStatus, reason: string | null, signal: AgentSignal, 
+/**
+ * For `done` and `error`: the exit status, when the process exited on its own.
+ */
+exit_code: number | null, since: Timestamp, };
+
+/**
+ * The keys of a browser's push subscription (RFC 8291), base64url as `PushSubscription.toJSON()`
+ * gives them.
+ */
+export type PushKeys = { 
+/**
+ * The browser's P-256 public key (65 bytes, uncompressed).
+ */
+p256dh: string, 
+/**
+ * The 16-byte authentication secret.
+ */
+auth: string, };
+
+/**
+ * `POST /api/v1/push/subscriptions`: a browser's `PushSubscription.toJSON()`, plus a label.
+ */
+export type PushSubscribe = { 
+/**
+ * The push service URL: `https://` (or `http://` to a loopback address, for tests).
+ */
+endpoint: string, keys: PushKeys, 
+/**
+ * What the operator calls this device ("phone"); at most 80 characters.
+ */
+label: string | null, };
+
+/**
+ * A stored subscription as its owner sees it. The endpoint's path is a capability of the
+ * push service, so only its origin is shown.
+ */
+export type PushSubscriptionView = { id: string, label: string | null, 
+/**
+ * The push service, e.g. `https://fcm.googleapis.com`.
+ */
+service: string, created_at: Timestamp, };
+
+/**
+ * `GET /api/v1/push`: the key browsers subscribe with and the caller's subscriptions.
+ */
+export type PushInfo = { 
+/**
+ * The VAPID public key (RFC 8292), base64url: `applicationServerKey` for `subscribe()`.
+ */
+vapid_public_key: string, subscriptions: Array<PushSubscriptionView>, };
+
+/**
+ * `DELETE /api/v1/push/subscriptions/{id}`.
+ */
+export type PushRevoked = { id: string, };
+
+/**
+ * What a push message carries, as the service worker reads it. No secret and no command
+ * text beyond the short reason.
+ */
+export type PushMessage = { title: string, body: string, 
+/**
+ * The page to open on a tap, relative to the UI (`/#/sessions/<id>`).
+ */
+url: string, session_id: string, status: AgentStatus, };
+
+export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "agent.state", session_id: string, project_id: string, agent: string, state: AgentState, } | { "type": "egress", connection: EgressConnection, } | { "type": "gap", missed: number, } | { "type": "pong" };
 
 /**
  * One audit row. `data` differs per event type and never holds a secret.

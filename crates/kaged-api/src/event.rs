@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+use crate::agent::AgentState;
 use crate::egress::EgressConnection;
 use crate::session::SessionInfo;
 
@@ -25,6 +26,14 @@ pub enum DaemonEvent {
     RunStarted { session: SessionInfo, agent: String },
     #[serde(rename = "run.ended")]
     RunEnded { session: SessionInfo, agent: String },
+    /// An agent run's state changed (working, waiting for the operator, done, error).
+    #[serde(rename = "agent.state")]
+    AgentState {
+        session_id: String,
+        project_id: String,
+        agent: String,
+        state: AgentState,
+    },
     /// A cage's egress gateway allowed (when the connection ended) or refused a connection.
     #[serde(rename = "egress")]
     Egress { connection: EgressConnection },

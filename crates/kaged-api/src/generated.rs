@@ -39,6 +39,8 @@ pub fn typescript() -> String {
         StartSession, SignalName, SignalRequest, ResizeRequest, InputRequest, InputWritten,
         TranscriptParams,
         ScreenSize, ClientControl, ServerControl, EgressDecision, EgressVia, EgressConnection,
+        AgentStatus, AgentSignal, AgentState, PushKeys, PushSubscribe, PushSubscriptionView,
+        PushInfo, PushRevoked, PushMessage,
         DaemonEvent,
         AuditRow, AuditPage, AuditParams,
         ErrorCode, ErrorBody, ErrorEnvelope,

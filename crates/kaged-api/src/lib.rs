@@ -7,6 +7,7 @@
 //! It holds values and their validation rules, never behaviour: no I/O, no clocks beyond
 //! [`Timestamp::now`], no knowledge of HTTP.
 
+pub mod agent;
 pub mod audit;
 pub mod cage;
 pub mod egress;
@@ -20,6 +21,10 @@ pub mod settings;
 pub mod status;
 mod timestamp;
 
+pub use agent::{
+    AgentSignal, AgentState, AgentStatus, PushInfo, PushKeys, PushMessage, PushRevoked,
+    PushSubscribe, PushSubscriptionView,
+};
 pub use audit::{AuditPage, AuditParams, AuditRow};
 pub use cage::{
     Access, ByteSize, Cage, CagePolicy, CageSummary, CgroupLimits, DEFAULT_CAGE_ENV,

@@ -162,6 +162,10 @@ pub struct SessionInfo {
     /// Other operators the owner (`actor`) shared the session with, and how.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shared_with: BTreeMap<String, ShareAccess>,
+    /// For a session started from a declared agent, while this daemon watches it: where the
+    /// run stands. Never stored in `meta.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::agent::AgentState>,
 }
 
 /// What a session's owner lets another operator do with it.

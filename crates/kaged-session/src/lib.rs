@@ -25,6 +25,7 @@ mod pty;
 mod ring;
 mod screen;
 mod session;
+mod signals;
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -37,6 +38,7 @@ pub use nix::sys::signal::Signal;
 pub use persist::new_id as new_session_id;
 pub use screen::Snapshot;
 pub use session::{InputOutcome, Session, Viewer, ViewerEvent};
+pub use signals::{Scan, SignalScanner};
 
 /// Settings of the session manager. The daemon fills it from `config.toml` (`[sessions]`).
 #[derive(Debug, Clone)]

@@ -232,14 +232,14 @@ fn number(p: &[u8]) -> Option<u16> {
     std::str::from_utf8(p).ok()?.parse().ok()
 }
 
-enum Seq {
+pub(crate) enum Seq {
     Complete(usize),
     Incomplete,
     Invalid,
 }
 
 /// The length of the escape sequence at the start of `s` (which starts with ESC).
-fn sequence_len(s: &[u8]) -> Seq {
+pub(crate) fn sequence_len(s: &[u8]) -> Seq {
     match s.get(1) {
         None => Seq::Incomplete,
         Some(b'[') => {

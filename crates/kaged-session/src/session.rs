@@ -267,6 +267,7 @@ impl Session {
             adopted_at: None,
             // Who may see it besides its owner is the daemon's business, not the broker's.
             shared_with: Default::default(),
+            agent: None,
         };
         persist::write_meta(&new.dir, &info)?;
 
@@ -504,6 +505,7 @@ impl Session {
             origin: self.origin.clone(),
             adopted_at: self.adopted_at,
             shared_with: Default::default(),
+            agent: None,
         }
     }
 
