@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_reason_is_one_short_line() {
-        assert_eq!(summarise("  \x1b[1m \n\t "), None);
+        assert_eq!(summarise("  \x1b \n\t "), None);
         assert_eq!(
             summarise("Allow\r\nrunning   `ls`?\x07").as_deref(),
             Some("Allow running `ls`?")
