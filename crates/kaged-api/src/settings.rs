@@ -171,6 +171,8 @@ pub struct SettingsReport {
     pub sessions: SessionLimitsReport,
     pub server: ServerLimitsReport,
     pub log_level: Sourced<String>,
+    /// `push.contact`: the VAPID subject push services see.
+    pub push_contact: Sourced<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
@@ -182,6 +184,8 @@ pub struct SessionLimitsReport {
     pub limits: Option<Sourced<crate::LimitEnforcement>>,
     /// `sessions.on_stop`: whether a graceful stop leaves sessions running for the next daemon.
     pub on_stop: Sourced<crate::SessionsOnStop>,
+    /// `sessions.agent_idle_ms`: quiet this long after output, an agent is waiting.
+    pub agent_idle_ms: Sourced<u64>,
 }
 
 /// How the listener treats slow and numerous clients (`server.*`).

@@ -24,6 +24,14 @@ pub struct FileConfig {
     pub server: ServerTable,
     #[serde(default)]
     pub log: LogTable,
+    #[serde(default)]
+    pub push: PushTable,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushTable {
+    pub contact: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -59,6 +67,7 @@ pub struct SessionsTable {
     pub scrollback_bytes: Option<usize>,
     pub limits: Option<String>,
     pub on_stop: Option<String>,
+    pub agent_idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

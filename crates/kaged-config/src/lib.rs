@@ -136,6 +136,9 @@ pub struct SessionLimits {
     /// `sessions.on_stop`: `auto` (keep sessions unless systemd stops the unit for good),
     /// `keep` or `end`.
     pub on_stop: Sourced<SessionsOnStop>,
+    /// `sessions.agent_idle_ms`: an agent that wrote output and then nothing for this long
+    /// is waiting for the operator.
+    pub agent_idle: Sourced<Duration>,
 }
 
 /// How the listener treats slow and numerous clients; the daemon's `server` module explains
@@ -173,6 +176,9 @@ pub struct Settings {
     pub sessions: SessionLimits,
     pub server: ServerLimits,
     pub log_level: Sourced<String>,
+    /// `push.contact`: the VAPID `sub` claim (RFC 8292), a `mailto:` or `https:` URL push
+    /// services may use to reach the operator.
+    pub push_contact: Sourced<String>,
 }
 
 impl Settings {
@@ -198,6 +204,7 @@ impl Settings {
                 scrollback_bytes: self.sessions.scrollback_bytes.map(count),
                 limits: self.sessions.limits.clone(),
                 on_stop: self.sessions.on_stop.clone(),
+                agent_idle_ms: self.sessions.agent_idle.map(|d| d.as_millis() as u64),
             },
             server: kaged_api::ServerLimitsReport {
                 header_read_timeout_secs: self.server.header_read_timeout.map(Duration::as_secs),
@@ -205,6 +212,7 @@ impl Settings {
                 max_pending_per_peer: self.server.max_pending_per_peer.map(count),
             },
             log_level: self.log_level.clone(),
+            push_contact: self.push_contact.clone(),
         }
     }
 
@@ -443,6 +451,17 @@ impl Settings {
                     None => Sourced::new(SessionsOnStop::Auto, Source::Default),
                 },
             },
+            agent_idle: match fc.sessions.agent_idle_ms {
+                Some(ms @ 200..=3_600_000) => Sourced::new(Duration::from_millis(ms), fsrc()),
+                Some(ms) => {
+                    return Err(ConfigError::Invalid {
+                        origin: format!("{}: sessions.agent_idle_ms", path.display()),
+                        value: ms.to_string(),
+                        expected: "milliseconds between 200 and 3600000",
+                    });
+                }
+                None => Sourced::new(Duration::from_secs(5), Source::Default),
+            },
         };
 
         let header_read_timeout = secs(
@@ -470,6 +489,20 @@ impl Settings {
             None,
         );
 
+        let push_contact = match fc.push.contact.clone() {
+            Some(c) if c.starts_with("mailto:") || c.starts_with("https://") => {
+                Sourced::new(c, fsrc())
+            }
+            Some(c) => {
+                return Err(ConfigError::Invalid {
+                    origin: format!("{}: push.contact", path.display()),
+                    value: c,
+                    expected: "a `mailto:you@example.com` or `https://` URL (RFC 8292's subject)",
+                });
+            }
+            None => Sourced::new("mailto:kaged@localhost".to_owned(), Source::Default),
+        };
+
         // `--insecure` keeps the loopback bind unless --bind says otherwise (ADR-0007), which
         // the precedence above already guarantees: nothing here widens the bind.
         Ok(Settings {
@@ -488,6 +521,7 @@ impl Settings {
             sessions,
             server,
             log_level,
+            push_contact,
         })
     }
 

@@ -45,6 +45,11 @@ pub enum EventType {
     SessionEnded,
     RunStarted,
     RunEnded,
+    AgentState,
+    PushSubscribed,
+    PushRevoked,
+    PushSent,
+    PushFailed,
 }
 
 impl EventType {
@@ -81,6 +86,11 @@ impl EventType {
             EventType::SessionEnded => "session.ended",
             EventType::RunStarted => "run.started",
             EventType::RunEnded => "run.ended",
+            EventType::AgentState => "agent.state",
+            EventType::PushSubscribed => "push.subscribed",
+            EventType::PushRevoked => "push.revoked",
+            EventType::PushSent => "push.sent",
+            EventType::PushFailed => "push.failed",
         }
     }
 }

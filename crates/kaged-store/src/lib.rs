@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod migrate;
+mod push;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 
+pub use push::PushRow;
 pub use audit::{AuditEvent, AuditScope, AuditWriter, DEFAULT_PAGE, EventType};
 use kaged_api::{AuditParams, AuditRow, Timestamp};
 

@@ -122,3 +122,32 @@ fn newer_schema_is_refused() {
     let err = Store::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
 }
+
+#[tokio::test]
+async fn push_subscriptions_belong_to_their_operator_and_an_endpoint_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("kaged.db")).unwrap();
+    let row = |id: &str, user: &str, endpoint: &str, auth: &str| PushRow {
+        id: id.into(),
+        user_id: user.into(),
+        endpoint: endpoint.into(),
+        p256dh: "key".into(),
+        auth: auth.into(),
+        label: Some("phone".into()),
+        created_at: kaged_api::Timestamp::now(),
+    };
+    store.upsert_push(row("a", "alice", "https://push.example/1", "x")).await.unwrap();
+    store.upsert_push(row("b", "bob", "https://push.example/2", "y")).await.unwrap();
+    // The same endpoint again: renewed keys replace the row, which keeps its id.
+    let renewed = store
+        .upsert_push(row("c", "alice", "https://push.example/1", "z"))
+        .await
+        .unwrap();
+    assert_eq!((renewed.id.as_str(), renewed.auth.as_str()), ("a", "z"));
+    let alice = store.push_subscriptions("alice").await.unwrap();
+    assert_eq!(alice, vec![renewed]);
+    assert!(!store.remove_push("alice", "b").await.unwrap(), "bob's is not alice's to revoke");
+    assert!(store.remove_push("bob", "b").await.unwrap());
+    assert!(store.remove_push_endpoint("https://push.example/1").await.unwrap());
+    assert_eq!(store.push_subscriptions("alice").await.unwrap(), vec![]);
+}
