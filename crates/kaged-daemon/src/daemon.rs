@@ -66,6 +66,10 @@ pub(crate) struct Inner {
     /// The providers every filtered-network cage reaches through its gateway, keys included.
     pub(crate) providers: Arc<kaged_egress::Providers>,
     pub(crate) events: broadcast::Sender<DaemonEvent>,
+    /// Each watched agent run's state, by session id.
+    pub(crate) agents: Mutex<std::collections::HashMap<String, kaged_api::AgentState>>,
+    /// Web Push with the daemon's VAPID key.
+    pub(crate) pusher: kaged_push::Pusher,
     pub(crate) warnings: Vec<Warning>,
     /// Serialises setting up cages with removing finished cages' stand-ins.
     pub(crate) cage_setup: Mutex<()>,
@@ -134,6 +138,11 @@ impl Daemon {
         let admin_group = settings.admin_group.as_ref().map(|g| g.value.clone());
         let host = HostFacts::capture(&layout, &settings, sandbox.cgroups.clone());
         let providers = Arc::new(crate::host::egress_providers(&local, &host)?);
+        let pusher = kaged_push::Pusher::new(
+            kaged_push::Vapid::load_or_create(&layout.state_dir.join("vapid.key"))?,
+            settings.push_contact.value.clone(),
+            kaged_egress::tls_config(None)?,
+        );
         let daemon = Daemon {
             inner: Arc::new(Inner {
                 host,
@@ -156,6 +165,8 @@ impl Daemon {
                 projects: Projects::default(),
                 local,
                 events: broadcast::channel(EVENT_CAPACITY).0,
+                agents: Mutex::default(),
+                pusher,
                 cage_setup: Mutex::new(()),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),

@@ -123,6 +123,8 @@ pub enum StartError {
     Local(#[from] kaged_dsl::LocalConfigError),
     #[error(transparent)]
     Egress(#[from] kaged_egress::EgressError),
+    #[error(transparent)]
+    Push(#[from] kaged_push::PushError),
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,

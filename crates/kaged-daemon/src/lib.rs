@@ -7,6 +7,7 @@
 //! methods) → sessions and cages.
 
 mod access;
+mod agents;
 mod audit;
 mod backoff;
 mod daemon;
@@ -27,5 +28,5 @@ pub use daemon::{Daemon, local_user};
 pub use endpoint::Endpoint;
 pub use error::{OpError, OpResult, StartError};
 pub use host::HostFacts;
-pub use ops::{Attached, LaunchAttempt, SeqInput, Terminal, TranscriptSlice, paths};
+pub use ops::{AgentRun, Attached, LaunchAttempt, SeqInput, Terminal, TranscriptSlice, paths};
 pub use projects::LoadedProject;

@@ -98,6 +98,7 @@ impl Owners {
                 self.allows(who, &session.actor, &session.id, Need::See)
             }
             DaemonEvent::SessionAttached { session_id, .. }
+            | DaemonEvent::AgentState { session_id, .. }
             | DaemonEvent::Egress {
                 connection: EgressConnection { session_id, .. },
             } => owner_of(session_id)

@@ -5,9 +5,12 @@
 mod audit;
 mod auth;
 mod projects;
+mod push;
 mod sessions;
 mod status;
 
 pub use auth::LaunchAttempt;
+pub use push::AgentRun;
+pub(crate) use sessions::agent_name;
 pub use sessions::{Attached, SeqInput, Terminal, TranscriptSlice};
 pub use status::paths;

@@ -195,6 +195,11 @@ impl Daemon {
     ) {
         let daemon = self.clone();
         self.inner.tasks.spawn(async move {
+            let agent = agent_name(&session.info());
+            let last_line = match &agent {
+                Some(agent) => daemon.follow_agent(&session, agent).await,
+                None => String::new(),
+            };
             let ended = session.wait().await;
             // The gateway lives in this daemon: it ends with the cage, or with a graceful
             // stop that leaves the session to its holder.
@@ -209,7 +214,7 @@ impl Daemon {
             if let Some(cgroup) = cgroup {
                 remove_cgroup(cgroup, &ended.id).await;
             }
-            daemon.on_exit(ended).await;
+            daemon.on_exit(ended, &last_line).await;
         });
     }
 
@@ -376,7 +381,11 @@ impl Daemon {
     }
 
     fn info(&self, s: &Session) -> SessionInfo {
-        self.inner.owners.with_shares(s.info())
+        let info = self.inner.owners.with_shares(s.info());
+        SessionInfo {
+            agent: self.agent_state_of(&info),
+            ..info
+        }
     }
 
     fn visible(&self, who: &Identity, sessions: Vec<SessionInfo>) -> SessionList {
@@ -385,7 +394,13 @@ impl Daemon {
             sessions: sessions
                 .into_iter()
                 .filter(|s| owners.allows(who, &s.actor, &s.id, Need::See))
-                .map(|s| owners.with_shares(s))
+                .map(|s| {
+                    let s = owners.with_shares(s);
+                    SessionInfo {
+                        agent: self.agent_state_of(&s),
+                        ..s
+                    }
+                })
                 .collect(),
         }
     }
@@ -499,7 +514,19 @@ impl Daemon {
 
     /// A session ended (on its own, by an operator, its walltime or shutdown): audited first,
     /// then announced, so whoever sees the event and reads the audit log finds the row.
-    async fn on_exit(&self, info: SessionInfo) {
+    async fn on_exit(&self, mut info: SessionInfo, last_line: &str) {
+        let agent = agent_name(&info);
+        if let Some(agent) = &agent {
+            let run = crate::agents::Run {
+                session_id: &info.id,
+                project_id: &info.project_id,
+                actor: &info.actor,
+                agent,
+            };
+            let state = crate::agents::final_state(&info, last_line);
+            self.set_agent_state(&run, state).await;
+        }
+        info.agent = self.agent_state_of(&info);
         let data = json!({"exit_code": info.exit_code, "signal": info.signal,
                           "end_reason": info.end_reason, "bytes_total": info.bytes_total,
                           "transcript_complete": info.transcript_complete});
@@ -508,7 +535,6 @@ impl Daemon {
                 .project(&info.project_id)
                 .session(&info.id)
         };
-        let agent = agent_name(&info);
         let audit = &self.inner.audit;
         audit
             .record(row(EventType::SessionExited, data.clone()))
@@ -798,7 +824,7 @@ async fn remove_cgroup(cgroup: kaged_sandbox::CageCgroup, session: &str) {
     }
 }
 
-fn agent_name(info: &SessionInfo) -> Option<String> {
+pub(crate) fn agent_name(info: &SessionInfo) -> Option<String> {
     match info.origin.kind {
         SessionKind::Agent => info.origin.name.clone(),
         SessionKind::Shell | SessionKind::Command | SessionKind::Task => None,

@@ -1,0 +1,254 @@
+//! Agent runs' state, the same for every CLI: a watcher follows each declared agent's output
+//! as a viewer of its ring (so it never slows the session), reads terminal notifications and
+//! idleness from it, and turns them into `agent.state` rows, events and, when the operator is
+//! wanted, Web Push messages. Structured hooks from the agent adapters will feed the same
+//! [`Daemon::set_agent_state`] later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kaged_api::{
+    AgentSignal, AgentState, AgentStatus, DaemonEvent, EndReason, PushMessage, SessionInfo,
+    SessionState,
+};
+use kaged_push::{Delivered, Target};
+use kaged_session::{Session, SignalScanner, ViewerEvent};
+use kaged_store::{AuditEvent, EventType};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::Daemon;
+
+/// Who a state change is about.
+pub(crate) struct Run<'a> {
+    pub(crate) session_id: &'a str,
+    pub(crate) project_id: &'a str,
+    pub(crate) actor: &'a str,
+    pub(crate) agent: &'a str,
+}
+
+impl Daemon {
+    /// Follows an agent's output until it ends (or the daemon lets go of it), setting its
+    /// state as it goes. Returns the last line of text it wrote, for the final state.
+    pub(crate) async fn follow_agent(&self, session: &Arc<Session>, agent: &str) -> String {
+        let run = Run {
+            session_id: session.id(),
+            project_id: session.project_id(),
+            actor: session.actor(),
+            agent,
+        };
+        let idle = self.inner.settings.sessions.agent_idle.value;
+        self.set_agent_state(&run, AgentState::new(AgentStatus::Starting, AgentSignal::Start, None))
+            .await;
+        let mut viewer = session.attach(None);
+        let mut scanner = SignalScanner::new();
+        let mut status = AgentStatus::Starting;
+        // When a working agent that stays quiet counts as waiting.
+        let mut quiet_at: Option<Instant> = None;
+        let done = session.wait();
+        tokio::pin!(done);
+        let mut ended = false;
+        loop {
+            let far = Instant::now() + Duration::from_secs(86_400);
+            tokio::select! {
+                biased;
+                event = viewer.next() => match event {
+                    Some(ViewerEvent::Data { bytes, .. }) => {
+                        let scan = scanner.scan(&bytes);
+                        for (signal, text) in scan.signals {
+                            let reason = text.unwrap_or_else(|| scanner.last_line());
+                            status = AgentStatus::Waiting;
+                            let state = AgentState::new(status, signal, Some(&reason));
+                            self.set_agent_state(&run, state).await;
+                        }
+                        if scan.text_after && status != AgentStatus::Working {
+                            status = AgentStatus::Working;
+                            let state = AgentState::new(status, AgentSignal::Output, None);
+                            self.set_agent_state(&run, state).await;
+                        }
+                        quiet_at = (status == AgentStatus::Working).then(|| Instant::now() + idle);
+                    }
+                    Some(ViewerEvent::Exit { .. }) | None => break,
+                    Some(_) => {}
+                },
+                () = tokio::time::sleep_until(quiet_at.unwrap_or(far)), if quiet_at.is_some() => {
+                    quiet_at = None;
+                    status = AgentStatus::Waiting;
+                    let state = AgentState::new(status, AgentSignal::Idle, Some(&scanner.last_line()));
+                    self.set_agent_state(&run, state).await;
+                }
+                // Ended: read what is left up to the exit, unless the daemon let go of it.
+                _ = &mut done, if !ended => {
+                    if session.is_detached() {
+                        break;
+                    }
+                    ended = true;
+                }
+            }
+        }
+        scanner.last_line()
+    }
+
+    /// Records a new state: kept for `GET`, audited, announced, and pushed to the owner's
+    /// devices when it newly needs them. The same state twice is recorded once.
+    pub(crate) async fn set_agent_state(&self, run: &Run<'_>, state: AgentState) {
+        let previous = {
+            let mut states = self
+                .inner
+                .agents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let previous = states.insert(run.session_id.to_owned(), state.clone());
+            if let Some(p) = &previous
+                && p.status == state.status
+                && p.reason == state.reason
+            {
+                return;
+            }
+            previous
+        };
+        let data = json!({"agent": run.agent, "status": state.status, "reason": state.reason,
+                          "signal": state.signal, "exit_code": state.exit_code});
+        self.inner
+            .audit
+            .record(
+                AuditEvent::new(EventType::AgentState, Some(run.actor), data)
+                    .project(run.project_id)
+                    .session(run.session_id),
+            )
+            .await;
+        self.publish(DaemonEvent::AgentState {
+            session_id: run.session_id.to_owned(),
+            project_id: run.project_id.to_owned(),
+            agent: run.agent.to_owned(),
+            state: state.clone(),
+        });
+        let newly = previous.is_none_or(|p| p.status != state.status);
+        if newly && state.status.needs_operator() {
+            let message = push_message(run, &state);
+            let (daemon, actor) = (self.clone(), run.actor.to_owned());
+            let (project, session) = (run.project_id.to_owned(), run.session_id.to_owned());
+            self.inner.tasks.spawn(async move {
+                daemon.push_to(&actor, &project, &session, &message).await;
+            });
+        }
+    }
+
+    /// The agent state of a session, for `GET`: what the watcher saw, or for an agent session
+    /// that ended before this daemon watched it, the end as its record tells.
+    pub(crate) fn agent_state_of(&self, info: &SessionInfo) -> Option<AgentState> {
+        crate::ops::agent_name(info)?;
+        let seen = self
+            .inner
+            .agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&info.id)
+            .cloned();
+        seen.or_else(|| (info.state == SessionState::Exited).then(|| final_state(info, "")))
+    }
+
+    /// Sends `message` to every device of `user`, auditing each outcome; a subscription the
+    /// push service says is gone is forgotten.
+    async fn push_to(&self, user: &str, project: &str, session: &str, message: &PushMessage) {
+        let i = &self.inner;
+        let subs = match i.store.push_subscriptions(user).await {
+            Ok(subs) => subs,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the push subscriptions");
+                return;
+            }
+        };
+        let Ok(payload) = serde_json::to_vec(message) else {
+            return;
+        };
+        for sub in subs {
+            let to = Target {
+                endpoint: &sub.endpoint,
+                p256dh: &sub.p256dh,
+                auth: &sub.auth,
+            };
+            let service = kaged_push::check_endpoint(&sub.endpoint).unwrap_or_default();
+            let (kind, data) = match i.pusher.send(to, &payload).await {
+                Ok(Delivered::Accepted(status)) => (
+                    EventType::PushSent,
+                    json!({"subscription": sub.id, "service": service, "status": status,
+                           "agent_status": message.status}),
+                ),
+                Ok(Delivered::Gone(status)) => {
+                    if let Err(e) = i.store.remove_push_endpoint(&sub.endpoint).await {
+                        tracing::warn!(error = %e, "cannot forget a gone push subscription");
+                    }
+                    (
+                        EventType::PushRevoked,
+                        json!({"subscription": sub.id, "service": service, "status": status,
+                               "by": "push service"}),
+                    )
+                }
+                Err(e) => (
+                    EventType::PushFailed,
+                    json!({"subscription": sub.id, "service": service, "error": e.to_string()}),
+                ),
+            };
+            i.audit
+                .record(
+                    AuditEvent::new(kind, Some(user), data)
+                        .project(project)
+                        .session(session),
+                )
+                .await;
+        }
+    }
+}
+
+/// How an ended agent run stands: `done` after a clean exit, `error` otherwise.
+pub(crate) fn final_state(info: &SessionInfo, last_line: &str) -> AgentState {
+    let clean = info.exit_code == Some(0)
+        && matches!(info.end_reason, None | Some(EndReason::ProcessExited));
+    let why = match (info.exit_code, info.signal, info.end_reason) {
+        (_, _, Some(EndReason::Walltime)) => "its walltime ran out".to_owned(),
+        (_, _, Some(EndReason::Terminated)) => "an operator ended it".to_owned(),
+        (_, _, Some(EndReason::Shutdown)) => "the daemon shut down".to_owned(),
+        (_, _, Some(EndReason::DaemonRestart | EndReason::HolderLost)) => {
+            "it ended while no daemon watched; its exit status is unknown".to_owned()
+        }
+        (Some(code), _, _) => format!("exited with status {code}"),
+        (None, Some(sig), _) => format!("killed by signal {sig}"),
+        (None, None, _) => "ended".to_owned(),
+    };
+    let reason = if last_line.is_empty() {
+        why
+    } else {
+        format!("{why}: {last_line}")
+    };
+    let (status, signal) = if clean {
+        (AgentStatus::Done, AgentSignal::Exit)
+    } else {
+        (AgentStatus::Error, AgentSignal::Exit)
+    };
+    let mut state = AgentState::new(status, signal, Some(&reason));
+    state.exit_code = info.exit_code;
+    if let Some(ended) = info.ended_at {
+        state.since = ended;
+    }
+    state
+}
+
+/// A notification's text: the project, the agent and its state, and the short reason. No
+/// secret and nothing of the command line.
+fn push_message(run: &Run<'_>, state: &AgentState) -> PushMessage {
+    let verb = match state.status {
+        AgentStatus::Waiting => "is waiting for you",
+        AgentStatus::Done => "is done",
+        AgentStatus::Error => "failed",
+        AgentStatus::Starting => "is starting",
+        AgentStatus::Working => "is working",
+    };
+    PushMessage {
+        title: format!("{}: {} {verb}", run.project_id, run.agent),
+        body: state.reason.clone().unwrap_or_default(),
+        url: format!("/#/sessions/{}", run.session_id),
+        session_id: run.session_id.to_owned(),
+        status: state.status,
+    }
+}
