@@ -33,7 +33,11 @@ config_file: string | null, bind: Sourced<string>, auth_mode: Sourced<AuthMode>,
 /**
  * Operators in this group see and steer every session.
  */
-admin_group: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, server: ServerLimitsReport, log_level: Sourced<string>, };
+admin_group: Sourced<string> | null, insecure_bind: Sourced<boolean>, launch_token_ttl_secs: Sourced<number>, sandbox_enabled: Sourced<boolean>, storage_url: Sourced<string>, sessions: SessionLimitsReport, server: ServerLimitsReport, log_level: Sourced<string>, 
+/**
+ * `push.contact`: the VAPID subject push services see.
+ */
+push_contact: Sourced<string>, };
 
 export type SessionLimitsReport = { max_per_project: Sourced<number>, max_per_operator: Sourced<number>, scrollback_bytes: Sourced<number>, 
 /**
@@ -43,7 +47,11 @@ limits: Sourced<LimitEnforcement> | null,
 /**
  * `sessions.on_stop`: whether a graceful stop leaves sessions running for the next daemon.
  */
-on_stop: Sourced<SessionsOnStop>, };
+on_stop: Sourced<SessionsOnStop>, 
+/**
+ * `sessions.agent_idle_ms`: quiet this long after output, an agent is waiting.
+ */
+agent_idle_ms: Sourced<number>, };
 
 /**
  * How the listener treats slow and numerous clients (`server.*`).

@@ -198,9 +198,14 @@ fn decorate(http: &Http, mut res: Response) -> Response {
     res
 }
 
-/// The static UI the browser loads before it has read its page key from storage.
+/// The static UI the browser loads before it has read its page key from storage, and what
+/// the browser itself fetches for it (the service worker, the manifest), which carries no
+/// header the page could add.
 fn ui_shell(spec: &crate::RouteSpec) -> bool {
-    matches!(spec.path, "/" | "/assets/{*path}")
+    matches!(
+        spec.path,
+        "/" | "/assets/{*path}" | "/sw.js" | "/manifest.webmanifest"
+    )
 }
 
 /// Why a request does not name one host unambiguously.

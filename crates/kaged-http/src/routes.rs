@@ -175,6 +175,24 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             get(web::asset),
         ),
         (
+            row(
+                Method::GET,
+                "/sw.js",
+                "The web UI's service worker: shows push notifications, opens the session on a tap",
+                Answer::Page,
+            ),
+            get(web::service_worker),
+        ),
+        (
+            row(
+                Method::GET,
+                "/manifest.webmanifest",
+                "The web app manifest, so the UI installs as an app (push on iOS needs it)",
+                Answer::Page,
+            ),
+            get(web::manifest),
+        ),
+        (
             read::<Status>(
                 "/api/v1/status",
                 "Mode and why, where the data lives, settings",
@@ -320,6 +338,36 @@ fn table() -> Vec<(RouteSpec, Handler)> {
                 "Shares a session with another operator, or takes the share back",
             ),
             post(sessions::share),
+        ),
+        (
+            socket::<DaemonEvent>(
+                "/api/v1/sessions/{id}/agent",
+                "An agent run's stream: its state now, then state changes until run.ended",
+            ),
+            get(agent::agent),
+        ),
+        (
+            read::<PushInfo>(
+                "/api/v1/push",
+                "The VAPID public key to subscribe with, and the caller's push subscriptions",
+            ),
+            get(push::info),
+        ),
+        (
+            write::<PushSubscribe, PushSubscriptionView>(
+                Method::POST,
+                "/api/v1/push/subscriptions",
+                "Stores this browser's push subscription for the caller",
+            ),
+            post(push::subscribe),
+        ),
+        (
+            act::<PushRevoked>(
+                Method::DELETE,
+                "/api/v1/push/subscriptions/{id}",
+                "Revokes one of the caller's push subscriptions",
+            ),
+            delete(push::revoke),
         ),
         (
             socket::<ServerControl>(

@@ -1,6 +1,7 @@
 //! One file per resource, pueue-style: finding the code for a route is a directory listing.
 //! Each handler extracts, calls one daemon method and returns its typed answer.
 
+pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -9,6 +10,7 @@ pub(crate) mod me;
 pub(crate) mod openapi;
 pub(crate) mod projects;
 pub(crate) mod pty;
+pub(crate) mod push;
 pub(crate) mod sessions;
 pub(crate) mod status;
 pub(crate) mod web;

@@ -41,6 +41,7 @@ fn serve(path: &str, cache: &'static str) -> Response {
         Some("png") => "image/png",
         Some("woff2") => "font/woff2",
         Some("json") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
         _ => "application/octet-stream",
     };
     let mut res = file.contents().into_response();
@@ -71,4 +72,14 @@ pub(crate) async fn asset(Path(path): Path<String>) -> Response {
         &format!("assets/{path}"),
         "private, max-age=31536000, immutable",
     )
+}
+
+/// At the root, so its scope is the whole UI. Revalidated on every load, so a new UI's worker
+/// takes over at once.
+pub(crate) async fn service_worker() -> Response {
+    serve("sw.js", "no-cache")
+}
+
+pub(crate) async fn manifest() -> Response {
+    serve("manifest.webmanifest", "no-cache")
 }
