@@ -38,8 +38,11 @@ impl Daemon {
             agent,
         };
         let idle = self.inner.settings.sessions.agent_idle.value;
-        self.set_agent_state(&run, AgentState::new(AgentStatus::Starting, AgentSignal::Start, None))
-            .await;
+        self.set_agent_state(
+            &run,
+            AgentState::new(AgentStatus::Starting, AgentSignal::Start, None),
+        )
+        .await;
         let mut viewer = session.attach(None);
         let mut scanner = SignalScanner::new();
         let mut status = AgentStatus::Starting;
@@ -93,11 +96,7 @@ impl Daemon {
     /// devices when it newly needs them. The same state twice is recorded once.
     pub(crate) async fn set_agent_state(&self, run: &Run<'_>, state: AgentState) {
         let previous = {
-            let mut states = self
-                .inner
-                .agents
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut states = self.inner.agents.lock().unwrap_or_else(|p| p.into_inner());
             let previous = states.insert(run.session_id.to_owned(), state.clone());
             if let Some(p) = &previous
                 && p.status == state.status

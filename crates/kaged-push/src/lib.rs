@@ -115,11 +115,7 @@ impl Vapid {
             }
             Err(e) => return Err(io("open")(e)),
         };
-        let public = B64.encode(
-            key.public_key()
-                .public_key()
-                .to_bytes_uncompressed(),
-        );
+        let public = B64.encode(key.public_key().public_key().to_bytes_uncompressed());
         Ok(Vapid { key, public })
     }
 
@@ -304,7 +300,8 @@ impl Pusher {
             service: service.clone(),
             why,
         };
-        let request = http::Request::post(url.as_str())
+        // Origin-form (`/path?query`), as a server expects from a client that is no proxy.
+        let request = http::Request::post(&url[url::Position::BeforePath..])
             .header(http::header::HOST, host_header(&url))
             .header("ttl", TTL.as_secs())
             .header("urgency", "high")

@@ -36,7 +36,10 @@ fn the_key_is_made_once_kept_private_and_read_back() {
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = Vapid::load_or_create(&path).unwrap_err().to_string();
-    assert!(err.contains("mode 644") && err.contains("vapid.key"), "{err}");
+    assert!(
+        err.contains("mode 644") && err.contains("vapid.key"),
+        "{err}"
+    );
 
     let link = dir.path().join("link.key");
     std::os::unix::fs::symlink(&path, &link).unwrap();
@@ -86,6 +89,7 @@ async fn fake_service(
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        assert!(head.starts_with("POST /push/abc HTTP/1.1\r\n"), "{head}");
         let headers: HashMap<String, String> = head
             .lines()
             .skip(1)

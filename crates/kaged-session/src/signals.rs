@@ -273,7 +273,10 @@ mod tests {
 
     #[test]
     fn the_last_line_skips_escapes_and_blank_lines() {
-        let (_, s) = scan_all(&[b"first\r\n\x1b[32mDo you want to proceed?\x1b[0m\r\n", b"\r\n  \r\n"]);
+        let (_, s) = scan_all(&[
+            b"first\r\n\x1b[32mDo you want to proceed?\x1b[0m\r\n",
+            b"\r\n  \r\n",
+        ]);
         assert_eq!(s.last_line(), "Do you want to proceed?");
         let (_, s) = scan_all(&[b"done\r\n> typing"]);
         assert_eq!(s.last_line(), "> typing");

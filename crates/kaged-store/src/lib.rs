@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 
-pub use push::PushRow;
 pub use audit::{AuditEvent, AuditScope, AuditWriter, DEFAULT_PAGE, EventType};
 use kaged_api::{AuditParams, AuditRow, Timestamp};
+pub use push::PushRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

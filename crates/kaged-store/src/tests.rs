@@ -136,8 +136,14 @@ async fn push_subscriptions_belong_to_their_operator_and_an_endpoint_is_stored_o
         label: Some("phone".into()),
         created_at: kaged_api::Timestamp::now(),
     };
-    store.upsert_push(row("a", "alice", "https://push.example/1", "x")).await.unwrap();
-    store.upsert_push(row("b", "bob", "https://push.example/2", "y")).await.unwrap();
+    store
+        .upsert_push(row("a", "alice", "https://push.example/1", "x"))
+        .await
+        .unwrap();
+    store
+        .upsert_push(row("b", "bob", "https://push.example/2", "y"))
+        .await
+        .unwrap();
     // The same endpoint again: renewed keys replace the row, which keeps its id.
     let renewed = store
         .upsert_push(row("c", "alice", "https://push.example/1", "z"))
@@ -146,8 +152,16 @@ async fn push_subscriptions_belong_to_their_operator_and_an_endpoint_is_stored_o
     assert_eq!((renewed.id.as_str(), renewed.auth.as_str()), ("a", "z"));
     let alice = store.push_subscriptions("alice").await.unwrap();
     assert_eq!(alice, vec![renewed]);
-    assert!(!store.remove_push("alice", "b").await.unwrap(), "bob's is not alice's to revoke");
+    assert!(
+        !store.remove_push("alice", "b").await.unwrap(),
+        "bob's is not alice's to revoke"
+    );
     assert!(store.remove_push("bob", "b").await.unwrap());
-    assert!(store.remove_push_endpoint("https://push.example/1").await.unwrap());
+    assert!(
+        store
+            .remove_push_endpoint("https://push.example/1")
+            .await
+            .unwrap()
+    );
     assert_eq!(store.push_subscriptions("alice").await.unwrap(), vec![]);
 }

@@ -2,8 +2,8 @@
 //! agent run's own event stream, for the agent-output WebSocket.
 
 use kaged_api::{
-    AgentStatus, DaemonEvent, Identity, PushInfo, PushRevoked, PushSubscribe,
-    PushSubscriptionView, Timestamp,
+    AgentStatus, DaemonEvent, Identity, PushInfo, PushRevoked, PushSubscribe, PushSubscriptionView,
+    Timestamp,
 };
 use kaged_store::{AuditEvent, EventType, PushRow};
 use serde_json::json;
@@ -70,11 +70,14 @@ impl Daemon {
         who: &Identity,
         req: PushSubscribe,
     ) -> OpResult<PushSubscriptionView> {
-        let service =
-            kaged_push::check_endpoint(&req.endpoint).map_err(|e| OpError::Invalid(e.to_string()))?;
+        let service = kaged_push::check_endpoint(&req.endpoint)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
         kaged_push::check_keys(&req.keys.p256dh, &req.keys.auth)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
-        let label = req.label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+        let label = req
+            .label
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty());
         if let Some(l) = &label
             && (l.chars().count() > LABEL_MAX || l.chars().any(char::is_control))
         {
@@ -101,7 +104,11 @@ impl Daemon {
         let data = json!({"subscription": stored.id, "service": service, "label": stored.label});
         self.inner
             .audit
-            .record(AuditEvent::new(EventType::PushSubscribed, Some(&who.user_id), data))
+            .record(AuditEvent::new(
+                EventType::PushSubscribed,
+                Some(&who.user_id),
+                data,
+            ))
             .await;
         Ok(view(&stored))
     }
@@ -120,7 +127,11 @@ impl Daemon {
         let data = json!({"subscription": id, "by": "operator"});
         self.inner
             .audit
-            .record(AuditEvent::new(EventType::PushRevoked, Some(&who.user_id), data))
+            .record(AuditEvent::new(
+                EventType::PushRevoked,
+                Some(&who.user_id),
+                data,
+            ))
             .await;
         Ok(PushRevoked { id: id.to_owned() })
     }

@@ -38,7 +38,10 @@ pub(crate) async fn agent(
         .on_upgrade(move |socket| stream(socket, run))
 }
 
-async fn send(tx: &mut futures_util::stream::SplitSink<WebSocket, Message>, event: &DaemonEvent) -> bool {
+async fn send(
+    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    event: &DaemonEvent,
+) -> bool {
     match serde_json::to_string(event) {
         Ok(text) => tx.send(Message::Text(text.into())).await.is_ok(),
         Err(_) => true,

@@ -1,3 +1,4 @@
+mod agent_state;
 mod auth;
 mod browser_session;
 mod cli;

@@ -64,6 +64,7 @@ fn event_type(e: &DaemonEvent) -> &'static str {
         DaemonEvent::SessionAttached { .. } => "session.attached",
         DaemonEvent::RunStarted { .. } => "run.started",
         DaemonEvent::RunEnded { .. } => "run.ended",
+        DaemonEvent::AgentState { .. } => "agent.state",
         DaemonEvent::Egress { .. } => "egress",
         DaemonEvent::Gap { .. } => "gap",
         DaemonEvent::Pong => "pong",
