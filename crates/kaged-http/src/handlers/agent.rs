@@ -24,13 +24,14 @@ pub(crate) async fn agent(
     Path(id): Path<String>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let ws = match upgrade(ws) {
-        Ok(ws) => ws,
-        Err(e) => return e.into_response(),
-    };
+    // Who may see the run is answered before anything about the upgrade itself.
     let run = match http.daemon.agent_run(&auth.identity, &id) {
         Ok(run) => run,
         Err(e) => return ApiError::from(e).into_response(),
+    };
+    let ws = match upgrade(ws) {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
     };
     // Clients only send pings; see pty.rs for why the buffer is small.
     ws.max_message_size(64 << 10)

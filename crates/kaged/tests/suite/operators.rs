@@ -128,6 +128,8 @@ fn classify(method: &str, path: &str) -> Expect {
             _,
             "/"
             | "/assets/{*path}"
+            | "/sw.js"
+            | "/manifest.webmanifest"
             | "/launch"
             | "/api/v1/healthz"
             | "/api/v1/readyz"
@@ -143,6 +145,10 @@ fn classify(method: &str, path: &str) -> Expect {
             | "/api/v1/projects/{id}",
         ) => Expect::Unrelated,
         ("POST", "/api/v1/projects/{id}/sessions") => Expect::Unrelated,
+        // Each operator's own devices; `push_subscriptions_are_each_operators_own` checks them.
+        (_, "/api/v1/push" | "/api/v1/push/subscriptions" | "/api/v1/push/subscriptions/{id}") => {
+            Expect::Unrelated
+        }
         (m, p) => panic!(
             "{m} {p} is not classified: decide what another operator may see through it and add it here"
         ),
@@ -397,4 +403,35 @@ fn in_system_mode_only_admins_run_anything_uncaged() {
     );
     let r = carol.call(&d, "POST", "/api/v1/projects/loose/sessions", agent);
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn push_subscriptions_are_each_operators_own() {
+    let d = sidecar(false);
+    let alice = Op::new(&d, "alice@example.com", "dev");
+    let bob = Op::new(&d, "bob@example.com", "ops");
+    // A P-256 point (the generator) and 16 bytes: keys the daemon accepts.
+    let body = serde_json::json!({
+        "endpoint": "https://push.example/alice-phone",
+        "keys": {
+            "p256dh": "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU",
+            "auth": "AAAAAAAAAAAAAAAAAAAAAA"
+        }
+    })
+    .to_string();
+    let r = alice.call(&d, "POST", "/api/v1/push/subscriptions", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    // Not even an admin sees or revokes another operator's devices.
+    let listed = bob.call(&d, "GET", "/api/v1/push", None);
+    assert_eq!(listed.json()["subscriptions"], serde_json::json!([]));
+    let r = bob.call(
+        &d,
+        "DELETE",
+        &format!("/api/v1/push/subscriptions/{id}"),
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let mine = alice.call(&d, "GET", "/api/v1/push", None);
+    assert_eq!(mine.json()["subscriptions"][0]["id"], id.as_str());
 }
