@@ -33,8 +33,9 @@ const headers = {
 
 export default defineConfig({
   base: '/',
-  // Nothing from public/ (no favicon request to a path the daemon does not serve).
-  publicDir: false,
+  // public/ holds only what the daemon serves by name: the service worker and manifest at the
+  // root, and the app icons under assets/.
+  publicDir: 'public',
   build: {
     outDir: 'dist',
     assetsDir: 'assets',

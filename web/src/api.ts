@@ -10,6 +10,10 @@ import type {
   LoadProject,
   Me,
   ProjectList,
+  PushInfo,
+  PushRevoked,
+  PushSubscribe,
+  PushSubscriptionView,
   ProjectView,
   SessionInfo,
   SessionList,
@@ -21,6 +25,8 @@ import type {
 import { Store } from './store';
 
 export type {
+  AgentState,
+  AgentStatus,
   AgentView,
   AuditPage,
   AuditParams,
@@ -32,6 +38,8 @@ export type {
   Me,
   Paths,
   ProjectView,
+  PushInfo,
+  PushSubscriptionView,
   ServerControl,
   SessionInfo,
   SignalName,
@@ -153,6 +161,9 @@ export class Api {
   session = (id: string) => this.request<SessionInfo>('GET', `/api/v1/sessions/${enc(id)}`);
   signal = (id: string, body: SignalRequest) => this.request<SessionInfo>('POST', `/api/v1/sessions/${enc(id)}/signal`, body);
   endSession = (id: string) => this.request<SessionInfo>('DELETE', `/api/v1/sessions/${enc(id)}`);
+  pushInfo = () => this.request<PushInfo>('GET', '/api/v1/push');
+  subscribePush = (body: PushSubscribe) => this.request<PushSubscriptionView>('POST', '/api/v1/push/subscriptions', body);
+  revokePush = (id: string) => this.request<PushRevoked>('DELETE', `/api/v1/push/subscriptions/${enc(id)}`);
 
   audit(params: AuditParams): Promise<AuditPage> {
     const q = new URLSearchParams();

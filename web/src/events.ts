@@ -22,6 +22,8 @@ export function touches(ev: Heard, scope: Scope): boolean {
     case 'egress':
       // A connection changes no session snapshot; the session page keeps its own log.
       return false;
+    case 'agent.state':
+      return 'projectId' in scope ? ev.project_id === scope.projectId : ev.session_id === scope.sessionId;
     case 'session.attached':
       // No session state changes, but a project's list refetches for fresh byte counts.
       return 'projectId' in scope && ev.project_id === scope.projectId;
@@ -86,6 +88,7 @@ const EVENT_TYPES: Record<DaemonEvent['type'], true> = {
   'session.attached': true,
   'run.started': true,
   'run.ended': true,
+  'agent.state': true,
   egress: true,
   gap: true,
   pong: true,

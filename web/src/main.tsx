@@ -16,6 +16,7 @@ import { ProjectPage } from './pages/project';
 import { SessionPage } from './pages/session';
 import { StatusPage } from './pages/status';
 import { AuditPage } from './pages/audit';
+import { DevicePage } from './pages/device';
 
 /** localStorage key holding the local date (YYYY-MM-DD) the insecure-mode splash was acknowledged. */
 export const INSECURE_ACK_KEY = 'kaged.insecureAck';
@@ -152,6 +153,8 @@ function Screen() {
       return <StatusPage />;
     case 'audit':
       return <AuditPage query={route.query} />;
+    case 'device':
+      return <DevicePage />;
     default:
       return (
         <section class="page">
@@ -181,6 +184,7 @@ function Nav({ me }: { me: Me | null }) {
         {link('projects', '#/', 'Projects')}
         {link('status', '#/status', 'Status')}
         {link('audit', '#/audit', 'Audit')}
+        {link('device', '#/device', 'Device')}
       </nav>
       {me && (
         <span class="who" title={`${me.identity.email ?? ''} · auth mode ${me.identity.mode}`}>
@@ -247,3 +251,14 @@ function Root() {
 
 const root = document.getElementById('app');
 if (root) render(<Root />, root);
+
+// The service worker shows push notifications and opens the session a tap names. It lives at
+// the root, so its scope is the whole UI. Without it (no secure context) the UI works as before.
+if ('serviceWorker' in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('service worker not registered:', e));
+  // A tap on a notification while this tab is open: go to the page it names.
+  navigator.serviceWorker.addEventListener('message', (e) => {
+    const url = (e.data as { type?: string; url?: string } | null)?.url;
+    if ((e.data as { type?: string } | null)?.type === 'kaged.open' && url?.startsWith('/#/')) location.hash = url.slice(1);
+  });
+}

@@ -25,6 +25,19 @@ export function StateBadge({ s }: { s: Pick<SessionInfo, 'state' | 'exit_code' |
   return <span class={`badge state-${s.state}${bad ? ' bad' : ''}`}>{label}</span>;
 }
 
+/** Where an agent run stands, with its reason as the tooltip. */
+export function AgentBadge({ s }: { s: Pick<SessionInfo, 'agent'> }) {
+  const a = s.agent;
+  if (!a) return null;
+  const label = a.status === 'waiting' ? 'waiting for you' : a.status;
+  return (
+    <span class={`badge agent agent-${a.status}`} title={a.reason ?? ''} data-agent-status={a.status}>
+      {label}
+      {a.reason && a.status === 'waiting' ? `: ${a.reason}` : ''}
+    </span>
+  );
+}
+
 export function Time({ ts }: { ts: string | null | undefined }) {
   if (!ts) return <span class="muted">—</span>;
   const d = new Date(ts);

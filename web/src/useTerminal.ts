@@ -7,6 +7,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import type { RefObject } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { useApi } from './context';
+import type { KeyTarget } from './keybar';
 import { type ConnState, type Pending, PtyClient, type PtySink } from './pty';
 
 const THEME = {
@@ -49,6 +50,17 @@ export interface TerminalView {
   send(data: string): void;
   focus(): void;
   retryNow(): void;
+  /** What the phone key bar drives; the same object for the terminal's whole life. */
+  keys: KeyTarget;
+}
+
+/** Lines of history the Copy view offers besides the screen. */
+const COPY_HISTORY = 200;
+
+/** Keystrokes pass the key bar's filter (sticky modifiers); a paste never does. */
+interface InputPath {
+  filter: ((data: string) => string) | null;
+  pasting: boolean;
 }
 
 function openTerminal(el: HTMLElement): { term: Terminal; fit: FitAddon } {
@@ -119,8 +131,8 @@ function usePending(conn: ConnState) {
   return { shown, setPending };
 }
 
-function wireInput(term: Terminal, pty: PtyClient) {
-  term.onData((d) => pty.input(d));
+function wireInput(term: Terminal, pty: PtyClient, path: InputPath) {
+  term.onData((d) => pty.input(path.filter && !path.pasting ? path.filter(d) : d));
   term.onBinary((d) => pty.input(Uint8Array.from(d, (ch) => ch.charCodeAt(0) & 0xff)));
 }
 
@@ -166,6 +178,39 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
   // The latest callbacks, so new closures on each render do not restart the terminal.
   const opts = useRef(options);
   opts.current = options;
+  const path = useRef<InputPath>({ filter: null, pasting: false });
+  const keys = useRef<KeyTarget>({
+    send: (data) => {
+      parts.current?.pty.input(data);
+      parts.current?.term.focus();
+    },
+    paste: (text) => {
+      const term = parts.current?.term;
+      if (!term) return;
+      // xterm wraps the text in ESC [200~ … ESC [201~ when the app enabled mode 2004.
+      path.current.pasting = true;
+      try {
+        term.paste(text);
+      } finally {
+        path.current.pasting = false;
+      }
+      term.focus();
+    },
+    setInputFilter: (f) => {
+      path.current.filter = f;
+    },
+    text: () => {
+      const term = parts.current?.term;
+      if (!term) return '';
+      if (term.hasSelection()) return term.getSelection();
+      const buf = term.buffer.active;
+      const lines: string[] = [];
+      for (let y = Math.max(0, buf.length - term.rows - COPY_HISTORY); y < buf.length; y++) {
+        lines.push(buf.getLine(y)?.translateToString(true) ?? '');
+      }
+      return lines.join('\n').replace(/\s+$/, '');
+    },
+  });
 
   useEffect(() => {
     const el = host.current;
@@ -181,7 +226,7 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
       setRefused,
     });
     const pty = new PtyClient(api.ptyUrl(sessionId), sink);
-    wireInput(term, pty);
+    wireInput(term, pty, path.current);
     // Fitted before the socket opens, so the first hello carries the real size.
     const unfollow = followSize(el, term, fit, pty);
     pty.start();
@@ -223,5 +268,6 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
     },
     focus: () => parts.current?.term.focus(),
     retryNow: () => parts.current?.pty.retryNow(),
+    keys: keys.current,
   };
 }

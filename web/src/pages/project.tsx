@@ -6,7 +6,7 @@ import { ApiError, type AgentView, type ProjectView, type SessionInfo, type Star
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import { navigate } from '../router';
-import { ErrorBox, LimitsBadge, Page, StateBadge, Time, UncagedBadge, argvText, bytes, sessionCommand, sessionKind } from '../ui';
+import { AgentBadge, ErrorBox, LimitsBadge, Page, StateBadge, Time, UncagedBadge, argvText, bytes, sessionCommand, sessionKind } from '../ui';
 
 /** A first guess at the terminal size so the process starts close to what the screen shows. */
 function guessSize() {
@@ -27,7 +27,7 @@ export function SessionList({ sessions }: { sessions: SessionInfo[] }) {
             </code>
           </a>
           <div class="meta">
-            <StateBadge s={s} />
+            <StateBadge s={s} /> <AgentBadge s={s} />
             {sessionKind(s) && <span class="badge">{sessionKind(s)}</span>}
             <UncagedBadge s={s} />
             <LimitsBadge s={s} />

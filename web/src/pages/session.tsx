@@ -7,20 +7,9 @@ import { ApiError, type EgressConnection, type SessionInfo, type SignalName, enc
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import type { ConnState, Pending } from '../pty';
-import { ErrorBox, LimitsBadge, NetworkBadge, StateBadge, UncagedBadge, argvText, bytes, sessionCommand } from '../ui';
+import { AgentBadge, ErrorBox, LimitsBadge, NetworkBadge, StateBadge, UncagedBadge, argvText, bytes, sessionCommand } from '../ui';
+import { KeyBar } from '../keybar';
 import { type Undelivered, useTerminal } from '../useTerminal';
-
-/** Keys a phone keyboard lacks. */
-const KEYS: [string, string][] = [
-  ['Esc', '\x1b'],
-  ['Tab', '\t'],
-  ['Ctrl-C', '\x03'],
-  ['Ctrl-D', '\x04'],
-  ['↑', '\x1b[A'],
-  ['↓', '\x1b[B'],
-  ['←', '\x1b[D'],
-  ['→', '\x1b[C'],
-];
 
 const SIGNALS: SignalName[] = ['INT', 'TERM', 'HUP', 'KILL'];
 
@@ -81,6 +70,7 @@ function SessionTitle({ id, session }: { id: string; session: SessionInfo | null
         {session ? sessionCommand(session) : id}
       </code>
       {session && <StateBadge s={session} />}
+      {session && <AgentBadge s={session} />}
       {session && <UncagedBadge s={session} />}
       {session && <LimitsBadge s={session} />}
       {session && <NetworkBadge s={session} />}
@@ -168,19 +158,6 @@ function SessionActions(props: { disabled: boolean; onSignal: (s: SignalName) =>
   );
 }
 
-function KeyBar({ send }: { send: (data: string) => void }) {
-  return (
-    <div class="keybar" role="toolbar" aria-label="Extra keys">
-      {KEYS.map(([label, seq]) => (
-        // preventDefault on mousedown keeps the focus (and a phone's keyboard) in the terminal.
-        <button key={label} class="btn small" tabIndex={-1} onMouseDown={(e) => e.preventDefault()} onClick={() => send(seq)}>
-          {label}
-        </button>
-      ))}
-    </div>
-  );
-}
-
 /** The live egress log of a filtered-network cage: what its gateway allowed and refused, from
  * the audit log at first and then as each connection is reported. */
 function EgressLog({ id }: { id: string }) {
@@ -256,7 +233,7 @@ export function SessionPage({ id }: { id: string }) {
       <ErrorBox error={error} />
       <InputNotes pending={term.pending} undelivered={term.undelivered} refused={term.refused} />
       <div class="term-host" ref={term.host} />
-      <KeyBar send={term.send} />
+      <KeyBar target={term.keys} />
       {session?.origin.cage.state === 'caged' && typeof session.origin.cage.summary.network === 'object' && <EgressLog id={id} />}
     </section>
   );
