@@ -38,16 +38,20 @@ impl Daemon {
             agent,
         };
         let idle = self.inner.settings.sessions.agent_idle.value;
-        self.set_agent_state(
-            &run,
-            AgentState::new(AgentStatus::Starting, AgentSignal::Start, None),
-        )
-        .await;
-        let mut viewer = session.attach(None);
+        // A run adopted after a restart is followed from now on: its old output would replay
+        // old notifications (and push them again).
+        let (mut status, from, reason) = if session.is_adopted() {
+            let why = "adopted after a daemon restart";
+            (AgentStatus::Working, Some(u64::MAX), Some(why))
+        } else {
+            (AgentStatus::Starting, None, None)
+        };
+        self.set_agent_state(&run, AgentState::new(status, AgentSignal::Start, reason))
+            .await;
+        let mut viewer = session.attach(from);
         let mut scanner = SignalScanner::new();
-        let mut status = AgentStatus::Starting;
         // When a working agent that stays quiet counts as waiting.
-        let mut quiet_at: Option<Instant> = None;
+        let mut quiet_at = (status == AgentStatus::Working).then(|| Instant::now() + idle);
         let done = session.wait();
         tokio::pin!(done);
         let mut ended = false;

@@ -601,3 +601,64 @@ fn the_shipped_units_let_kaged_decide_what_a_stop_does_to_sessions() {
         );
     }
 }
+
+#[test]
+fn an_adopted_agent_run_is_followed_from_where_it_is_without_replaying_old_notifications() {
+    let mut d = daemon()
+        .env("KAGED_SESSIONS_ON_STOP", "keep")
+        .config("[sessions]\nagent_idle_ms = 500\n", 0o600)
+        .start();
+    let s = d.login();
+    let proj = project_dir(
+        "version: 1\nproject: demo\nprimary:\n  command: [sh, -c, \"printf 'Allow? \\\\a'; sleep 8; printf 'after\\\\n'; sleep 60\"]\n",
+    );
+    load(&d, &s, proj.path());
+    let run = start(&d, &s, json!({"agent": "primary"}));
+    let _reap = Reap(vec![run.id.clone()]);
+    let state = |d: &TestDaemon, s: &Session| {
+        info(d, s, &run.id)
+            .agent
+            .unwrap_or_else(|| panic!("no agent state"))
+    };
+    eventually(Duration::from_secs(10), || match state(&d, &s) {
+        a if a.status == kaged_api::AgentStatus::Waiting => Ok(a),
+        a => Err(format!("not waiting yet: {a:?}")),
+    });
+    d = d.restart();
+    let s = d.login();
+    // Followed from where it is: the bell before the restart is not rung again; new output
+    // is, and quiet after it is a wait with that output as the reason.
+    let waiting = eventually(Duration::from_secs(20), || match state(&d, &s) {
+        a if a.reason.as_deref() == Some("after") => Ok(a),
+        a => Err(format!("not past `after` yet: {a:?}")),
+    });
+    assert_eq!(
+        (waiting.status, waiting.signal),
+        (
+            kaged_api::AgentStatus::Waiting,
+            kaged_api::AgentSignal::Idle
+        )
+    );
+    let rows: kaged_api::AuditPage = d
+        .get_as(
+            &s,
+            &format!(
+                "/api/v1/audit?session_id={}&type=agent.state&limit=100",
+                run.id
+            ),
+        )
+        .json_as();
+    let bells = rows
+        .events
+        .iter()
+        .filter(|e| e.data["signal"] == "bell")
+        .count();
+    assert_eq!(bells, 1, "{:?}", rows.events);
+    assert!(
+        rows.events
+            .iter()
+            .any(|e| e.data["reason"] == "adopted after a daemon restart"),
+        "{:?}",
+        rows.events
+    );
+}
