@@ -106,13 +106,20 @@ pub fn summarise(text: &str) -> Option<String> {
 
 /// The keys of a browser's push subscription (RFC 8291), base64url as `PushSubscription.toJSON()`
 /// gives them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(deny_unknown_fields)]
 pub struct PushKeys {
     /// The browser's P-256 public key (65 bytes, uncompressed).
     pub p256dh: String,
     /// The 16-byte authentication secret.
     pub auth: String,
+}
+
+/// Never shows the keys: with the endpoint they let anyone push to the browser.
+impl std::fmt::Debug for PushKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushKeys([redacted])")
+    }
 }
 
 /// `POST /api/v1/push/subscriptions`: a browser's `PushSubscription.toJSON()`, plus a label.

@@ -19,6 +19,9 @@ use tokio::time::Instant;
 
 use crate::Daemon;
 
+/// The least time between two pushes about one run going quiet.
+const IDLE_PUSH_EVERY: Duration = Duration::from_secs(60);
+
 /// Who a state change is about.
 pub(crate) struct Run<'a> {
     pub(crate) session_id: &'a str,
@@ -127,13 +130,35 @@ impl Daemon {
             state: state.clone(),
         });
         let newly = previous.is_none_or(|p| p.status != state.status);
-        if newly && state.status.needs_operator() {
+        if newly && state.status.needs_operator() && !self.idle_push_too_soon(run, &state) {
             let message = push_message(run, &state);
             let (daemon, actor) = (self.clone(), run.actor.to_owned());
             let (project, session) = (run.project_id.to_owned(), run.session_id.to_owned());
             self.inner.tasks.spawn(async move {
                 daemon.push_to(&actor, &project, &session, &message).await;
             });
+        }
+    }
+
+    /// A run that keeps going quiet and busy again (progress every few seconds) is pushed
+    /// about its idleness at most once per [`IDLE_PUSH_EVERY`]; a bell, a notification and
+    /// the end always go out.
+    fn idle_push_too_soon(&self, run: &Run<'_>, state: &AgentState) -> bool {
+        if state.signal != AgentSignal::Idle {
+            return false;
+        }
+        let mut last = self
+            .inner
+            .idle_pushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match last.get(run.session_id) {
+            Some(at) if now.duration_since(*at) < IDLE_PUSH_EVERY => true,
+            _ => {
+                last.insert(run.session_id.to_owned(), now);
+                false
+            }
         }
     }
 

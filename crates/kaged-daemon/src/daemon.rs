@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<DaemonEvent>,
     /// Each watched agent run's state, by session id.
     pub(crate) agents: Mutex<std::collections::HashMap<String, kaged_api::AgentState>>,
+    /// When each run was last pushed about going quiet (see `agents.rs`).
+    pub(crate) idle_pushed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Web Push with the daemon's VAPID key.
     pub(crate) pusher: kaged_push::Pusher,
     pub(crate) warnings: Vec<Warning>,
@@ -166,6 +168,7 @@ impl Daemon {
                 local,
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 agents: Mutex::default(),
+                idle_pushed: Mutex::default(),
                 pusher,
                 cage_setup: Mutex::new(()),
                 tasks: TaskTracker::new(),
