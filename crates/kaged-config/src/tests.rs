@@ -376,3 +376,36 @@ fn server_limits_out_of_range_are_named() {
         assert!(err.contains(key), "{err}");
     }
 }
+
+#[test]
+fn agent_idleness_and_the_push_contact_have_defaults_come_from_the_file_and_are_checked() {
+    let f = fixture("user");
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(
+        s.sessions.agent_idle,
+        Sourced::new(Duration::from_secs(5), Source::Default)
+    );
+    assert_eq!(
+        s.push_contact,
+        Sourced::new("mailto:kaged@localhost".to_owned(), Source::Default)
+    );
+    write(
+        &f.layout.config_file,
+        "[sessions]\nagent_idle_ms = 1500\n[push]\ncontact = \"https://ops.example.com/kaged\"\n",
+        0o644,
+    );
+    let s = Settings::resolve(&f.layout, &Env::default(), &Flags::default()).unwrap();
+    assert_eq!(s.sessions.agent_idle.value, Duration::from_millis(1500));
+    assert_eq!(s.push_contact.value, "https://ops.example.com/kaged");
+    assert_eq!(s.report().sessions.agent_idle_ms.value, 1500);
+    for (text, key) in [
+        ("[sessions]\nagent_idle_ms = 10\n", "sessions.agent_idle_ms"),
+        ("[push]\ncontact = \"ops@example.com\"\n", "push.contact"),
+    ] {
+        write(&f.layout.config_file, text, 0o644);
+        let err = Settings::resolve(&f.layout, &Env::default(), &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}
