@@ -135,6 +135,23 @@ function useAboveKeyboard() {
   }, []);
 }
 
+/** The screen as plain text: the phone's own long-press selection and copy menu work here. */
+function CopyView({ text, onClose }: { text: string; onClose: () => void }) {
+  return (
+    <div class="copy-view" id="copy-view">
+      <pre tabIndex={0}>{text}</pre>
+      <div class="copy-actions">
+        <button class="btn small" onClick={() => void navigator.clipboard.writeText(text).then(onClose, () => {})}>
+          Copy all
+        </button>
+        <button class="btn small" onClick={onClose}>
+          Close
+        </button>
+      </div>
+    </div>
+  );
+}
+
 export function KeyBar({ target }: { target: KeyTarget }) {
   const [keys] = useState(loadKeys);
   const [ctrl, setCtrl] = useState<Sticky>('off');
@@ -188,19 +205,7 @@ export function KeyBar({ target }: { target: KeyTarget }) {
 
   return (
     <div class="keybar-wrap">
-      {copyText !== null && (
-        <div class="copy-view" id="copy-view">
-          <pre tabIndex={0}>{copyText}</pre>
-          <div class="copy-actions">
-            <button class="btn small" onClick={() => void navigator.clipboard.writeText(copyText).then(() => setCopyText(null), () => {})}>
-              Copy all
-            </button>
-            <button class="btn small" onClick={() => setCopyText(null)}>
-              Close
-            </button>
-          </div>
-        </div>
-      )}
+      {copyText !== null && <CopyView text={copyText} onClose={() => setCopyText(null)} />}
       {note && (
         <div class="error" role="alert">
           {note}
