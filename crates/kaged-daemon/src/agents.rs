@@ -22,6 +22,14 @@ use crate::Daemon;
 /// The least time between two pushes about one run going quiet.
 const IDLE_PUSH_EVERY: Duration = Duration::from_secs(60);
 
+/// A push waiting to be sent.
+pub(crate) struct Outgoing {
+    user: String,
+    project: String,
+    session: String,
+    message: PushMessage,
+}
+
 /// Who a state change is about.
 pub(crate) struct Run<'a> {
     pub(crate) session_id: &'a str,
@@ -131,12 +139,15 @@ impl Daemon {
         });
         let newly = previous.is_none_or(|p| p.status != state.status);
         if newly && state.status.needs_operator() && !self.idle_push_too_soon(run, &state) {
-            let message = push_message(run, &state);
-            let (daemon, actor) = (self.clone(), run.actor.to_owned());
-            let (project, session) = (run.project_id.to_owned(), run.session_id.to_owned());
-            self.inner.tasks.spawn(async move {
-                daemon.push_to(&actor, &project, &session, &message).await;
-            });
+            let out = Outgoing {
+                user: run.actor.to_owned(),
+                project: run.project_id.to_owned(),
+                session: run.session_id.to_owned(),
+                message: push_message(run, &state),
+            };
+            if self.inner.push_queue.send(out).is_err() {
+                tracing::debug!("the daemon is stopping; push not sent");
+            }
         }
     }
 
@@ -176,9 +187,15 @@ impl Daemon {
         seen.or_else(|| (info.state == SessionState::Exited).then(|| final_state(info, "")))
     }
 
-    /// Sends `message` to every device of `user`, auditing each outcome; a subscription the
+    /// Sends a push to every device of its user, auditing each outcome; a subscription the
     /// push service says is gone is forgotten.
-    async fn push_to(&self, user: &str, project: &str, session: &str, message: &PushMessage) {
+    pub(crate) async fn push_to(&self, out: &Outgoing) {
+        let Outgoing {
+            user,
+            project,
+            session,
+            message,
+        } = out;
         let i = &self.inner;
         let subs = match i.store.push_subscriptions(user).await {
             Ok(subs) => subs,

@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) idle_pushed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Web Push with the daemon's VAPID key.
     pub(crate) pusher: kaged_push::Pusher,
+    /// Pushes to send, in the order the states changed (see `agents.rs`).
+    pub(crate) push_queue: tokio::sync::mpsc::UnboundedSender<crate::agents::Outgoing>,
     pub(crate) warnings: Vec<Warning>,
     /// Serialises setting up cages with removing finished cages' stand-ins.
     pub(crate) cage_setup: Mutex<()>,
@@ -145,6 +147,7 @@ impl Daemon {
             settings.push_contact.value.clone(),
             kaged_egress::tls_config(None)?,
         );
+        let (push_queue, pushes) = tokio::sync::mpsc::unbounded_channel();
         let daemon = Daemon {
             inner: Arc::new(Inner {
                 host,
@@ -169,6 +172,7 @@ impl Daemon {
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 agents: Mutex::default(),
                 idle_pushed: Mutex::default(),
+                push_queue,
                 pusher,
                 cage_setup: Mutex::new(()),
                 tasks: TaskTracker::new(),
@@ -183,6 +187,7 @@ impl Daemon {
         daemon.audit_start(insecure_bind).await;
         daemon.recover_sessions().await;
         daemon.spawn_read_audit();
+        daemon.spawn_pusher(pushes);
         Ok(daemon)
     }
 
@@ -366,6 +371,27 @@ impl Daemon {
                 ))
                 .await;
         }
+    }
+
+    /// Sends queued pushes one at a time, in order, until shutdown: a device shows the newest
+    /// state of a run last, whatever each push service's latency.
+    fn spawn_pusher(
+        &self,
+        mut pushes: tokio::sync::mpsc::UnboundedReceiver<crate::agents::Outgoing>,
+    ) {
+        let daemon = self.clone();
+        let stop = self.inner.stop.clone();
+        self.inner.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    next = pushes.recv() => match next {
+                        Some(out) => daemon.push_to(&out).await,
+                        None => return,
+                    },
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
 
     /// Writes the counted authenticated reads once a second, until shutdown.
