@@ -167,7 +167,8 @@ describe('phone', () => {
     await page.getByRole('heading', { name: 'Projects' }).waitFor();
     const dir = daemon.project(
       'phone',
-      'version: 1\nproject: phone\nprimary:\n  command: [sh, -c, "printf \'thinking\\\\n\'; sleep 0.5; printf \'Allow it? \\\\a\'; sleep 60"]\n',
+      'version: 1\nproject: phone\nprimary:\n  command: [sh, -c, "printf \'thinking\\\\n\'; sleep 0.5; printf \'Allow it? \\\\a\'; sleep 60"]\n' +
+        '  agents:\n    quick:\n      command: [sh, -c, "echo finished"]\n',
     );
     const r = await apiCall(page, 'POST', '/api/v1/projects', { path: dir });
     assert.equal(r.status, 200, JSON.stringify(r.json));
@@ -312,5 +313,17 @@ describe('phone', () => {
       { title: 'phone: primary is waiting for you', body: 'Allow it?', url: `/#/sessions/${run.json.id}`, tag: `kaged-session-${run.json.id}` },
     ]);
     service.close();
+  });
+
+  it('the projects page lists every agent run, the one waiting for the operator first', async () => {
+    // A second run that has already ended, so there is something to sort behind the wait.
+    const done = await apiCall(page, 'POST', '/api/v1/projects/phone/sessions', { agent: 'primary.quick' });
+    assert.equal(done.status, 200, JSON.stringify(done.json));
+    await page.goto(`${daemon.url}/#/`);
+    await page.locator('#agent-runs li[data-status="done"]').waitFor({ timeout: 15_000 });
+    const rows = await page.locator('#agent-runs li').evaluateAll((ls) => ls.map((l) => l.dataset.status));
+    assert.deepEqual(rows, ['waiting', 'done']);
+    assert.match(await page.locator('#agent-runs li').first().innerText(), /primary[\s\S]*waiting for you: Allow it\?/);
+    await shoot(page, 'agents-overview');
   });
 });

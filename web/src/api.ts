@@ -159,6 +159,7 @@ export class Api {
   startSession = (projectId: string, body: StartSession) =>
     this.request<SessionInfo>('POST', `/api/v1/projects/${enc(projectId)}/sessions`, body);
   session = (id: string) => this.request<SessionInfo>('GET', `/api/v1/sessions/${enc(id)}`);
+  allSessions = () => this.request<SessionList>('GET', '/api/v1/sessions');
   signal = (id: string, body: SignalRequest) => this.request<SessionInfo>('POST', `/api/v1/sessions/${enc(id)}/signal`, body);
   endSession = (id: string) => this.request<SessionInfo>('DELETE', `/api/v1/sessions/${enc(id)}`);
   pushInfo = () => this.request<PushInfo>('GET', '/api/v1/push');

@@ -2,10 +2,56 @@
 // `dsl_invalid` with positioned diagnostics, rendered one per line like `kaged dsl validate`.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, type Diagnostic, type ProjectView, diagnosticsOf, enc } from '../api';
-import { useApi } from '../context';
+import { type AgentStatus, ApiError, type Diagnostic, type ProjectView, type SessionInfo, diagnosticsOf, enc } from '../api';
+import { useApi, useEvents } from '../context';
 import { navigate } from '../router';
-import { ErrorBox, Page } from '../ui';
+import { AgentBadge, ErrorBox, Page, Time } from '../ui';
+
+/** Who needs the operator first: waiting, then failed, then the rest. */
+const RANK: Record<AgentStatus, number> = { waiting: 0, error: 1, working: 2, starting: 3, done: 4 };
+/** Ended runs stay on the overview this long. */
+const ENDED_SHOWN_MS = 24 * 3600 * 1000;
+
+/** Every agent run on one screen, those waiting for the operator first. */
+function Agents() {
+  const api = useApi();
+  const events = useEvents();
+  const [runs, setRuns] = useState<SessionInfo[]>([]);
+  useEffect(() => {
+    const load = () =>
+      api.allSessions().then(
+        (r) => {
+          const now = Date.now();
+          const shown = r.sessions.filter(
+            (s) => s.agent && (s.state !== 'exited' || now - new Date(s.agent.since).getTime() < ENDED_SHOWN_MS),
+          );
+          shown.sort((a, b) => RANK[a.agent!.status] - RANK[b.agent!.status] || b.agent!.since.localeCompare(a.agent!.since));
+          setRuns(shown);
+        },
+        () => {},
+      );
+    load();
+    return events.subscribe((ev) => {
+      if (ev.type === 'agent.state' || ev.type === 'run.started' || ev.type === 'run.ended' || ev.type === 'events.connected') load();
+    });
+  }, [api, events]);
+  if (!runs.length) return null;
+  return (
+    <section aria-labelledby="agents-h" class="agents-overview">
+      <h2 id="agents-h">Agents</h2>
+      <ul class="agent-runs" id="agent-runs">
+        {runs.map((s) => (
+          <li key={s.id} data-status={s.agent!.status}>
+            <a href={`#/sessions/${enc(s.id)}`}>
+              <strong>{s.origin.name ?? 'agent'}</strong> <span class="muted">in {s.project_id}</span>
+            </a>{' '}
+            <AgentBadge s={s} /> <Time ts={s.agent!.since} />
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
 
 export function Diagnostics({ list }: { list: Diagnostic[] }) {
   return (
@@ -93,6 +139,7 @@ export function ProjectsPage() {
   }, []);
   return (
     <Page title="Projects">
+      <Agents />
       <ErrorBox error={error} title="Could not list projects" />
       {projects && projects.length === 0 && <p class="muted">No projects yet. Load one by its path below.</p>}
       {projects && projects.length > 0 && (
