@@ -49,7 +49,7 @@ pub(crate) fn build_tree(wt: &Git, admin_dir: &Path) -> Result<String> {
     // its stat cache; a worktree without one starts from HEAD.
     let git = wt.exact().with_index(&index);
     match std::fs::copy(admin_dir.join("index"), &index) {
-        Ok(_) => {}
+        Ok(_) => distrust_stat_cache(&index)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             git.run(&["read-tree", "HEAD"])?;
         }
@@ -63,6 +63,24 @@ pub(crate) fn build_tree(wt: &Git, admin_dir: &Path) -> Result<String> {
     }
     git.run(&["add", "--all", "--", ":/"])?;
     git.text(&["write-tree"])
+}
+
+/// A copied index is newer than any file, so git's racy-entry check would trust stat data it
+/// should not: an edit that keeps the size within the second of the last index write would be
+/// missed. Dating the copy to 1970 (1 s, as 0 disables the check) makes git compare the
+/// contents of every entry instead.
+fn distrust_stat_cache(index: &Path) -> Result<()> {
+    let io = |source| Error::Io {
+        action: "cannot re-date the temporary index",
+        path: index.to_owned(),
+        source,
+    };
+    let file = std::fs::File::options()
+        .write(true)
+        .open(index)
+        .map_err(io)?;
+    file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1))
+        .map_err(io)
 }
 
 /// Nested repositories show up as an untracked directory; `git add` would record only a
