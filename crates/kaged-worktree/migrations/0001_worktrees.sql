@@ -6,6 +6,7 @@ CREATE TABLE worktrees (
     repo         TEXT NOT NULL,
     path         TEXT NOT NULL,
     admin_dir    TEXT NOT NULL,
+    common_dir   TEXT NOT NULL,
     branch       TEXT NOT NULL,
     base         TEXT NOT NULL,
     base_oid     TEXT NOT NULL,

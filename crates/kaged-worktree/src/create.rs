@@ -1,5 +1,6 @@
 //! Creating a worktree on a fresh branch, and restoring a snapshot into one.
 
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,37 @@ pub fn branch_name(template: &str, agent: &str, n: u64) -> String {
     template
         .replace("{agent}", agent)
         .replace("{n}", &n.to_string())
+}
+
+impl Worktrees {
+    /// The first expansion of `template` for `agent`, with `n` counting from 1, that names no
+    /// branch in `repo` and no branch of a recorded worktree (a deleted branch's number is not
+    /// reused while its record stays).
+    pub fn next_branch(&self, repo: &Path, template: &str, agent: &str) -> Result<(u64, String)> {
+        let repo = Repo::open(repo)?;
+        let out = repo
+            .git
+            .run(&["for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads"])?;
+        let mut taken: HashSet<String> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        taken.extend(self.records()?.into_iter().map(|r| r.branch));
+        let mut n = 1;
+        loop {
+            let name = branch_name(template, agent, n);
+            if !taken.contains(&name) {
+                return Ok((n, name));
+            }
+            if !template.contains("{n}") {
+                return Err(Error::BranchExists {
+                    repo: repo.top,
+                    branch: name,
+                });
+            }
+            n += 1;
+        }
+    }
 }
 
 /// What a create (or restore) will do, journaled before the branch exists.
@@ -201,7 +233,10 @@ impl Worktrees {
         journal::advance(&self.db, id, "worktree_added", &journaled)?;
 
         // Read once, right after git wrote it and before any cage could touch the `.git` file.
-        let admin_dir = line_path(&Git::at(&plan.path).run(&["rev-parse", "--absolute-git-dir"])?);
+        let fresh = Git::at(&plan.path);
+        let admin_dir = line_path(&fresh.run(&["rev-parse", "--absolute-git-dir"])?);
+        let common_dir =
+            line_path(&fresh.run(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?);
         if let Some(snap) = &plan.restore {
             self.step(Step::RestoreContent, Phase::Before)?;
             crate::snapshot::check_out_content(&Git::worktree(&plan.path, &admin_dir), snap)?;
@@ -215,6 +250,7 @@ impl Worktrees {
             repo: plan.repo.clone(),
             path: plan.path.clone(),
             admin_dir,
+            common_dir,
             branch: plan.branch.clone(),
             base: plan.base.clone(),
             base_oid: plan.base_oid.clone(),

@@ -19,6 +19,19 @@ use crate::error::{Error, Result};
 pub(crate) const MIN_VERSION: (u32, u32) = (2, 38);
 const MIN_VERSION_TEXT: &str = "2.38";
 
+/// On every invocation: no hook and no fsmonitor runs, so nothing planted in a repository
+/// executes outside its cage; no background gc or maintenance holds locks while kaged works.
+const SAFE: &[&str] = &[
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+];
+
 /// Settings that make a snapshot or restore byte- and mode-exact whatever the repo's config says.
 const EXACT: &[&str] = &[
     "core.fileMode=true",
@@ -95,12 +108,7 @@ impl Git {
             .stdin(Stdio::null())
             .arg("-C")
             .arg(&self.dir)
-            .args([
-                "-c",
-                "core.hooksPath=/dev/null",
-                "-c",
-                "core.fsmonitor=false",
-            ]);
+            .args(SAFE);
         if self.exact {
             for kv in EXACT {
                 cmd.args(["-c", kv]);

@@ -55,6 +55,8 @@ pub struct Record {
     pub path: PathBuf,
     /// The gitdir the worktree's `.git` file points to (`<repo>/.git/worktrees/<name>`).
     pub admin_dir: PathBuf,
+    /// The repository's shared gitdir (`<repo>/.git`): objects, refs, config, hooks.
+    pub common_dir: PathBuf,
     pub branch: String,
     pub base: String,
     /// `base` when the worktree was created.
@@ -72,30 +74,43 @@ impl Record {
     pub(crate) fn git(&self) -> crate::git::Git {
         crate::git::Git::worktree(&self.path, &self.admin_dir)
     }
+
+    /// What a cage that gets this worktree read-write must still see read-only: the shared
+    /// config and hooks, the worktree's own config, and its `.git` file. Paths that do not
+    /// exist yet (`config.worktree`) must be bound so they cannot be created either.
+    pub fn read_only_paths(&self) -> Vec<PathBuf> {
+        vec![
+            self.common_dir.join("config"),
+            self.common_dir.join("hooks"),
+            self.admin_dir.join("config.worktree"),
+            self.path.join(".git"),
+        ]
+    }
 }
 
-const RECORD_COLUMNS: &str = "run, repo, path, admin_dir, branch, base, base_oid, state, snapshot, snapshot_oid, created_at, ended_at, removed_at";
+const RECORD_COLUMNS: &str = "run, repo, path, admin_dir, common_dir, branch, base, base_oid, state, snapshot, snapshot_oid, created_at, ended_at, removed_at";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<Record> {
-    let state: String = r.get(7)?;
+    let state: String = r.get(8)?;
     Ok(Record {
         run: r.get(0)?,
         repo: PathBuf::from(r.get::<_, String>(1)?),
         path: PathBuf::from(r.get::<_, String>(2)?),
         admin_dir: PathBuf::from(r.get::<_, String>(3)?),
-        branch: r.get(4)?,
-        base: r.get(5)?,
-        base_oid: r.get(6)?,
+        common_dir: PathBuf::from(r.get::<_, String>(4)?),
+        branch: r.get(5)?,
+        base: r.get(6)?,
+        base_oid: r.get(7)?,
         state: if state == "active" {
             State::Active
         } else {
             State::Removed
         },
-        snapshot: r.get(8)?,
-        snapshot_oid: r.get(9)?,
-        created_at: r.get(10)?,
-        ended_at: r.get(11)?,
-        removed_at: r.get(12)?,
+        snapshot: r.get(9)?,
+        snapshot_oid: r.get(10)?,
+        created_at: r.get(11)?,
+        ended_at: r.get(12)?,
+        removed_at: r.get(13)?,
     })
 }
 
@@ -114,13 +129,14 @@ pub(crate) fn all(conn: &Connection) -> Result<Vec<Record>> {
 pub(crate) fn insert(conn: &Connection, r: &Record) -> Result<()> {
     conn.execute(
         &format!(
-            "INSERT INTO worktrees ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            "INSERT INTO worktrees ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
         ),
         params![
             r.run,
             text(&r.repo)?,
             text(&r.path)?,
             text(&r.admin_dir)?,
+            text(&r.common_dir)?,
             r.branch,
             r.base,
             r.base_oid,

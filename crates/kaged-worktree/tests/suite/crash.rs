@@ -2,11 +2,16 @@
 //! daemon would: each worktree is registered and intact, or gone with its snapshot recorded.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use kaged_worktree::{Error, MergeMode, Phase, RestoreRequest, State, Step};
+use kaged_worktree::{
+    CreateRequest, Error, MergeMode, Phase, Recovered, RestoreRequest, State, Step, Worktrees,
+};
 use pretty_assertions::assert_eq;
+use rusqlite::Connection;
 
 use super::fixture::{Fixture, Node, assert_recovered, git, tree_state, write};
 
@@ -210,4 +215,105 @@ fn a_crash_at_any_step_of_a_fast_forward_merge_leaves_base_old_or_new() {
 #[test]
 fn a_crash_at_any_step_of_a_merge_commit_leaves_base_old_or_new() {
     merge_crash(true);
+}
+
+const KILL9_ENV: &str = "KAGED_WORKTREE_KILL9";
+const AT_STEP: &str = "kaged-worktree: stopped at the step";
+
+/// The child half of the kill -9 tests: runs an operation that announces the step and then
+/// waits to be killed. It does nothing unless a parent test started it.
+#[test]
+#[ignore = "run by the kill -9 tests in a child process"]
+fn kill9_child() {
+    let Ok(spec) = std::env::var(KILL9_ENV) else {
+        return;
+    };
+    let [op, point, repo, dir, db]: [&str; 5] =
+        spec.split('\t').collect::<Vec<_>>().try_into().unwrap();
+    let point = point.to_owned();
+    let mut wt = Worktrees::open(Connection::open(db).unwrap()).unwrap();
+    wt.set_failpoint(Some(Box::new(move |s, p| {
+        if format!("{s:?}/{p:?}") == point {
+            println!("{AT_STEP}");
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        }
+        false
+    })));
+    match op {
+        "create" => drop(wt.create(&CreateRequest {
+            run: "r1".to_owned(),
+            repo: repo.into(),
+            base: Some("main".to_owned()),
+            branch: "kaged/agent/r1".to_owned(),
+            dir: dir.into(),
+        })),
+        "remove" => drop(wt.remove("r1")),
+        "merge" => drop(wt.merge("r1", MergeMode::Auto)),
+        other => panic!("unknown op {other}"),
+    }
+    panic!("{op} finished without reaching its step");
+}
+
+/// Runs `op` in a child process, SIGKILLs it at `point`, then recovers as the next daemon.
+fn kill9_at(fx: &mut Fixture, op: &str, point: Point) -> Vec<kaged_worktree::Recovery> {
+    let spec = [
+        op.to_owned(),
+        format!("{:?}/{:?}", point.0, point.1),
+        fx.repo.display().to_string(),
+        fx.dir.display().to_string(),
+        fx.db.display().to_string(),
+    ]
+    .join("\t");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "suite::crash::kill9_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(KILL9_ENV, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let reached = stdout.lines().any(|l| l.unwrap().contains(AT_STEP));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(reached, "{op} never reached {point:?}");
+    fx.restart();
+    let report = fx.wt.recover().unwrap();
+    assert_recovered(&report);
+    fx.assert_consistent();
+    report
+}
+
+#[test]
+fn kill_9_in_the_middle_of_create_remove_and_merge_then_recover() {
+    let mut fx = Fixture::new();
+    let report = kill9_at(&mut fx, "create", (Step::AddWorktree, Phase::After));
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].outcome, Recovered::RolledBack);
+    assert_eq!(fx.wt.record("r1").unwrap(), None);
+    assert_eq!(fx.branches(), vec!["refs/heads/main"]);
+
+    let (expected, _) = dirty_state();
+    dirty_everything(&fx);
+    let report = kill9_at(&mut fx, "remove", (Step::CleanWorktree, Phase::After));
+    assert_eq!(report[0].outcome, Recovered::Finished);
+    assert_eq!(fx.wt.record("r1").unwrap().unwrap().state, State::Removed);
+    let restored = fx.wt.restore(&restore_req("r1", "r2", &fx)).unwrap();
+    assert_eq!(tree_state(&restored.path), expected);
+
+    let mut fx2 = Fixture::new();
+    let rec = fx2.create("r1");
+    write(&rec.path.join("agent.txt"), b"agent\n");
+    git(&rec.path, &["add", "agent.txt"]);
+    git(&rec.path, &["commit", "-qm", "agent"]);
+    let tip = fx2.rev("kaged/agent/r1");
+    let report = kill9_at(&mut fx2, "merge", (Step::UpdateBase, Phase::After));
+    assert_eq!(report[0].outcome, Recovered::Finished);
+    assert_eq!(fx2.rev("main"), tip);
+    assert_eq!(git(&fx2.repo, &["status", "--porcelain"]), "");
 }

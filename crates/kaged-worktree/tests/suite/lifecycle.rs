@@ -343,3 +343,89 @@ fn a_nested_repository_is_refused_before_anything_is_removed() {
     assert_eq!(fx.wt.snapshots(&fx.repo).unwrap(), vec![]);
     fx.assert_consistent();
 }
+
+#[test]
+fn a_same_size_edit_right_after_an_index_write_is_in_the_snapshot() {
+    let fx = Fixture::new();
+    for i in 0..2 {
+        let run = format!("r{i}");
+        let rec = fx.create(&run);
+        // Same size as the committed "one\ntwo\nthree\n", within the second git wrote the
+        // index; the snapshot comes a second later, when a copied index would look newer.
+        write(&rec.path.join("a.txt"), b"one\nTWO\nthree\n");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let snap = fx.wt.snapshot(&run).unwrap();
+        assert_eq!(
+            git(&fx.repo, &["show", &format!("{}:a.txt", snap.oid)]),
+            "one\nTWO\nthree\n"
+        );
+    }
+}
+
+#[test]
+fn a_worktree_whose_directory_vanished_is_forgotten_by_git_and_recorded_removed() {
+    let fx = Fixture::new();
+    let rec = fx.create("r1");
+    std::fs::remove_dir_all(&rec.path).unwrap();
+    let removal = fx.wt.remove("r1").unwrap();
+    assert_eq!(removal.snapshot, None);
+    assert_eq!(fx.git_worktrees(), vec![fx.repo.clone()]);
+    assert_eq!(fx.wt.record("r1").unwrap().unwrap().state, State::Removed);
+    fx.assert_consistent();
+}
+
+#[test]
+fn next_branch_skips_numbers_taken_by_branches_or_records() {
+    let fx = Fixture::new();
+    git(&fx.repo, &["branch", "kaged/claude/1"]);
+    let (n, name) = fx
+        .wt
+        .next_branch(&fx.repo, "kaged/{agent}/{n}", "claude")
+        .unwrap();
+    assert_eq!((n, name.as_str()), (2, "kaged/claude/2"));
+    let mut req = fx.request("r1");
+    req.branch = name;
+    fx.wt.create(&req).unwrap();
+    fx.wt.remove("r1").unwrap();
+    fx.wt.delete_branch("r1").unwrap();
+    let (n, _) = fx
+        .wt
+        .next_branch(&fx.repo, "kaged/{agent}/{n}", "claude")
+        .unwrap();
+    assert_eq!(
+        n, 3,
+        "a deleted branch's number stays taken while its record does"
+    );
+    let err = fx.wt.next_branch(&fx.repo, "kaged/fixed", "claude");
+    assert!(err.is_ok());
+    git(&fx.repo, &["branch", "kaged/fixed"]);
+    let err = fx
+        .wt
+        .next_branch(&fx.repo, "kaged/fixed", "claude")
+        .unwrap_err();
+    assert!(matches!(err, Error::BranchExists { .. }), "{err}");
+}
+
+#[test]
+fn a_record_names_the_paths_a_cage_must_keep_read_only() {
+    let fx = Fixture::new();
+    let rec = fx.create("r1");
+    let common = fx.repo.join(".git");
+    assert_eq!(rec.common_dir, common);
+    assert_eq!(rec.admin_dir, common.join("worktrees/r1"));
+    assert_eq!(
+        rec.read_only_paths(),
+        vec![
+            common.join("config"),
+            common.join("hooks"),
+            common.join("worktrees/r1/config.worktree"),
+            rec.path.join(".git"),
+        ]
+    );
+}
+
+#[test]
+fn the_hosts_git_is_new_enough() {
+    let version = kaged_worktree::check_version().unwrap();
+    assert!(version.starts_with("2."), "{version}");
+}
