@@ -74,6 +74,14 @@ impl Git {
         }
     }
 
+    /// git on a worktree's gitdir alone, for when its directory is gone.
+    pub(crate) fn gitdir(repo: &Path, admin_dir: &Path) -> Git {
+        Git {
+            git_dir: Some(admin_dir.to_owned()),
+            ..Git::at(repo)
+        }
+    }
+
     /// The same git with a private index file, for building trees without touching the real one.
     pub(crate) fn with_index(&self, index: &Path) -> Git {
         Git {

@@ -105,7 +105,8 @@ impl Worktrees {
     pub fn would_lose(&self, run: &str) -> Result<Loss> {
         let rec = self.active(run)?;
         check_gitfile(&rec)?;
-        loss(&rec, &Status::read(&rec.git())?)
+        let wt = rec.git();
+        loss(&wt, &rec.base, &Status::read(&wt)?)
     }
 
     /// Worktrees of `repo` that git knows and kaged has no live record of. They are reported,
@@ -125,10 +126,10 @@ impl Worktrees {
     }
 }
 
-pub(crate) fn loss(rec: &Record, status: &Status) -> Result<Loss> {
-    let wt = rec.git();
+/// `wt` is git for the worktree, or for its gitdir alone when the directory is gone.
+pub(crate) fn loss(wt: &Git, base: &str, status: &Status) -> Result<Loss> {
     let mut rev_list = vec!["rev-list".to_owned(), "HEAD".to_owned(), "--not".to_owned()];
-    let base = format!("refs/heads/{}", rec.base);
+    let base = format!("refs/heads/{base}");
     if wt.resolve(&base)?.is_some() {
         rev_list.push(base);
     }

@@ -55,20 +55,7 @@ impl Worktrees {
     /// branch is kept.
     pub fn remove(&self, run: &str) -> Result<Removal> {
         let rec = self.active(run)?;
-        let (plan, loss) = if rec.path.symlink_metadata().is_ok() {
-            plan_removal(&rec)?
-        } else {
-            // The directory is already gone: nothing on disk to lose, git only forgets it.
-            let plan = RemovePlan {
-                run: rec.run.clone(),
-                repo: rec.repo.clone(),
-                path: rec.path.clone(),
-                admin_dir: rec.admin_dir.clone(),
-                snapshot: None,
-                dirty: false,
-            };
-            (plan, Loss::default())
-        };
+        let (plan, loss) = plan_removal(&rec)?;
         let id = journal::begin(&self.db, run, &Plan::Remove(plan.clone()), crate::now())?;
         match self.remove_steps(id, &plan) {
             Ok(()) => {}
@@ -117,7 +104,10 @@ impl Worktrees {
             }
         }
         self.step(Step::RemoveWorktree, Phase::Before)?;
-        git_remove(&repo, plan)?;
+        // Someone may have pruned it already; then only the record is left to update.
+        if still_listed(&repo, &plan.path)? {
+            git_remove(&repo, plan)?;
+        }
         self.step(Step::RemoveWorktree, Phase::After)?;
         journal::advance(&self.db, id, "removed", &journaled)?;
         self.step(Step::RecordRemoval, Phase::Before)?;
@@ -203,26 +193,37 @@ impl Worktrees {
 }
 
 fn plan_removal(rec: &Record) -> Result<(RemovePlan, Loss)> {
-    check_gitfile(rec)?;
-    let wt = rec.git();
-    let status = Status::read(&wt)?;
-    let loss = loss(rec, &status)?;
-    let mut plan = RemovePlan {
-        run: rec.run.clone(),
-        repo: rec.repo.clone(),
-        path: rec.path.clone(),
-        admin_dir: rec.admin_dir.clone(),
-        snapshot: None,
-        dirty: !loss.changed.is_empty() || !loss.untracked.is_empty(),
+    let repo = Git::at(&rec.repo);
+    let present = rec.path.symlink_metadata().is_ok();
+    if !present && !still_listed(&repo, &rec.path)? {
+        // Directory and gitdir both gone (pruned by hand): nothing is left to lose or remove.
+        return Ok((plan_without_snapshot(rec, false), Loss::default()));
+    }
+    // A vanished directory has no files to lose, but a detached HEAD's commits live only in
+    // the worktree's gitdir, which `git worktree remove` deletes; so its loss is still checked.
+    let (wt, status) = if present {
+        check_gitfile(rec)?;
+        let wt = rec.git();
+        let status = Status::read(&wt)?;
+        (wt, status)
+    } else {
+        (Git::gitdir(&rec.repo, &rec.admin_dir), Status::default())
     };
+    let loss = loss(&wt, &rec.base, &status)?;
+    let mut plan =
+        plan_without_snapshot(rec, !loss.changed.is_empty() || !loss.untracked.is_empty());
     if loss.is_empty() {
         return Ok((plan, loss));
     }
     refuse_nested(rec, &status)?;
     let reference = snapshot::snapshot_ref(&rec.run);
-    let previous = Git::at(&rec.repo).resolve(&reference)?;
+    let previous = repo.resolve(&reference)?;
     let head = wt.text(&["rev-parse", "HEAD"])?;
-    let tree = build_tree(&wt, &rec.admin_dir)?;
+    let tree = if plan.dirty {
+        build_tree(&wt, &rec.admin_dir)?
+    } else {
+        wt.text(&["rev-parse", "HEAD^{tree}"])?
+    };
     let mut parents = vec![head.as_str()];
     parents.extend(previous.as_deref());
     let oid = snapshot::commit(&wt, rec, &tree, &parents)?;
@@ -233,6 +234,17 @@ fn plan_removal(rec: &Record) -> Result<(RemovePlan, Loss)> {
         previous,
     });
     Ok((plan, loss))
+}
+
+fn plan_without_snapshot(rec: &Record, dirty: bool) -> RemovePlan {
+    RemovePlan {
+        run: rec.run.clone(),
+        repo: rec.repo.clone(),
+        path: rec.path.clone(),
+        admin_dir: rec.admin_dir.clone(),
+        snapshot: None,
+        dirty,
+    }
 }
 
 /// Clears exactly what the snapshot holds: tracked changes back to HEAD, untracked files

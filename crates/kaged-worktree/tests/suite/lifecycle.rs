@@ -429,3 +429,33 @@ fn the_hosts_git_is_new_enough() {
     let version = kaged_worktree::check_version().unwrap();
     assert!(version.starts_with("2."), "{version}");
 }
+
+#[test]
+fn a_vanished_worktree_with_commits_on_a_detached_head_is_snapshotted() {
+    let fx = Fixture::new();
+    let rec = fx.create("r1");
+    unpushed_commit(&rec.path);
+    git(&rec.path, &["switch", "-q", "--detach"]);
+    write(&rec.path.join("d.txt"), b"detached\n");
+    git(&rec.path, &["add", "d.txt"]);
+    git(&rec.path, &["commit", "-qm", "on a detached HEAD"]);
+    let head = git(&rec.path, &["rev-parse", "HEAD"]).trim().to_owned();
+    std::fs::remove_dir_all(&rec.path).unwrap();
+    let removal = fx.wt.remove("r1").unwrap();
+    assert_eq!(removal.loss.unpushed.len(), 2);
+    let snap = removal.snapshot.unwrap();
+    assert_eq!(fx.rev(&format!("{}^1", snap.oid)), head);
+    fx.assert_consistent();
+}
+
+#[test]
+fn a_worktree_pruned_by_hand_is_recorded_removed() {
+    let fx = Fixture::new();
+    let rec = fx.create("r1");
+    std::fs::remove_dir_all(&rec.path).unwrap();
+    git(&fx.repo, &["worktree", "prune"]);
+    let removal = fx.wt.remove("r1").unwrap();
+    assert_eq!(removal.snapshot, None);
+    assert_eq!(fx.wt.record("r1").unwrap().unwrap().state, State::Removed);
+    fx.assert_consistent();
+}
