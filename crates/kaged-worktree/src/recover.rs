@@ -148,12 +148,12 @@ impl Worktrees {
     }
 
     /// A merge landed if `base` points at the planned commit; otherwise it did not, and the
-    /// journal entry is simply dropped.
+    /// journal entry is dropped, unless a git killed mid-merge left the checkout locked.
     pub(crate) fn recover_merge(&self, id: i64, plan: &MergePlan) -> Result<Recovered> {
         let repo = Git::at(&plan.repo);
         let now = repo.resolve(&format!("refs/heads/{}", plan.base))?;
-        journal::finish(&self.db, id)?;
         if now.as_deref() == Some(plan.new.as_str()) {
+            journal::finish(&self.db, id)?;
             return Ok(Recovered::Finished);
         }
         let git_dir = crate::git::line_path(&repo.run(&[
@@ -168,6 +168,7 @@ impl Worktrees {
                 plan.base, plan.repo
             )));
         }
+        journal::finish(&self.db, id)?;
         Ok(Recovered::RolledBack)
     }
 }

@@ -203,6 +203,13 @@ fn plan_removal(rec: &Record) -> Result<(RemovePlan, Loss)> {
     // the worktree's gitdir, which `git worktree remove` deletes; so its loss is still checked.
     let (wt, status) = if present {
         check_gitfile(rec)?;
+        let lock = rec.admin_dir.join("index.lock");
+        if lock.symlink_metadata().is_ok() {
+            return Err(Error::Locked {
+                repo: rec.path.clone(),
+                lock,
+            });
+        }
         let wt = rec.git();
         let status = Status::read(&wt)?;
         (wt, status)

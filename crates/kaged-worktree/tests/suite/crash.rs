@@ -317,3 +317,74 @@ fn kill_9_in_the_middle_of_create_remove_and_merge_then_recover() {
     assert_eq!(fx2.rev("main"), tip);
     assert_eq!(git(&fx2.repo, &["status", "--porcelain"]), "");
 }
+
+#[test]
+fn a_create_that_fails_half_way_undoes_its_branch() {
+    let mut fx = Fixture::new();
+    // The worktree directory is a file, so creating the worktree fails after the branch exists.
+    write(&fx.dir, b"not a directory");
+    let err = fx.wt.create(&fx.request("r1")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_eq!(fx.branches(), vec!["refs/heads/main"]);
+    assert_eq!(fx.wt.record("r1").unwrap(), None);
+    fx.restart();
+    assert_eq!(fx.wt.recover().unwrap(), vec![]);
+}
+
+#[test]
+fn a_removal_git_refuses_puts_every_file_back() {
+    let fx = Fixture::new();
+    let (expected, _) = dirty_state();
+    dirty_everything(&fx);
+    let rec = fx.wt.record("r1").unwrap().unwrap();
+    // A locked worktree is one `git worktree remove` without --force refuses.
+    git(&fx.repo, &["worktree", "lock", rec.path.to_str().unwrap()]);
+    let err = fx.wt.remove("r1").unwrap_err();
+    assert!(
+        matches!(&err, Error::RemoveRefused { stderr, .. } if stderr.contains("locked")),
+        "{err}"
+    );
+    assert_eq!(tree_state(&rec.path), expected);
+    let after = fx.wt.record("r1").unwrap().unwrap();
+    assert_eq!(after.state, State::Active);
+    assert!(
+        after.snapshot.is_some(),
+        "the snapshot taken on the way is recorded"
+    );
+    fx.assert_consistent();
+}
+
+#[test]
+fn a_merge_cut_short_with_the_checkout_locked_waits_for_the_operator() {
+    let mut fx = Fixture::new();
+    let rec = fx.create("r1");
+    write(&rec.path.join("agent.txt"), b"agent\n");
+    git(&rec.path, &["add", "agent.txt"]);
+    git(&rec.path, &["commit", "-qm", "agent"]);
+    let old = fx.rev("main");
+    fx.wt.set_failpoint(Some(Box::new(|s, p| {
+        (s, p) == (Step::UpdateBase, Phase::Before)
+    })));
+    fx.wt.merge("r1", MergeMode::Auto).unwrap_err();
+    // As if git itself had been killed mid-merge.
+    let lock = fx.repo.join(".git/index.lock");
+    write(&lock, b"");
+    fx.restart();
+    for _ in 0..2 {
+        let report = fx.wt.recover().unwrap();
+        assert_eq!(report.len(), 1);
+        assert!(
+            matches!(&report[0].outcome, Recovered::NeedsOperator(m) if m.contains("index.lock")),
+            "{report:?}"
+        );
+    }
+    assert!(matches!(
+        fx.wt.merge("r1", MergeMode::Auto),
+        Err(Error::Busy { .. })
+    ));
+    std::fs::remove_file(&lock).unwrap();
+    let report = fx.wt.recover().unwrap();
+    assert_eq!(report[0].outcome, Recovered::RolledBack);
+    assert_eq!(fx.rev("main"), old);
+    fx.wt.merge("r1", MergeMode::Auto).unwrap();
+}

@@ -459,3 +459,21 @@ fn a_worktree_pruned_by_hand_is_recorded_removed() {
     assert_eq!(fx.wt.record("r1").unwrap().unwrap().state, State::Removed);
     fx.assert_consistent();
 }
+
+#[test]
+fn removal_waits_for_a_git_still_running_in_the_worktree() {
+    let fx = Fixture::new();
+    let rec = fx.create("r1");
+    untracked_files(&rec.path);
+    let lock = rec.admin_dir.join("index.lock");
+    write(&lock, b"");
+    let err = fx.wt.remove("r1").unwrap_err();
+    assert!(
+        matches!(&err, Error::Locked { lock: l, .. } if l == &lock),
+        "{err}"
+    );
+    assert!(rec.path.join("tools/gen.sh").exists());
+    assert_eq!(fx.wt.snapshots(&fx.repo).unwrap(), vec![]);
+    std::fs::remove_file(&lock).unwrap();
+    fx.wt.remove("r1").unwrap();
+}
