@@ -147,18 +147,14 @@ pub(crate) fn loss(wt: &Git, base: &str, status: &Status) -> Result<Loss> {
 pub(crate) fn check_gitfile(rec: &Record) -> Result<()> {
     let gitfile = rec.path.join(".git");
     let expected = format!("gitdir: {}", rec.admin_dir.display());
+    // Missing, replaced by a directory, or pointing elsewhere: all the same to kaged.
     match std::fs::read(&gitfile) {
         Ok(content) if content.strip_suffix(b"\n").unwrap_or(&content) == expected.as_bytes() => {
             Ok(())
         }
-        Ok(_) => Err(Error::Tampered {
+        Ok(_) | Err(_) => Err(Error::Tampered {
             path: rec.path.clone(),
             expected: rec.admin_dir.clone(),
-        }),
-        Err(source) => Err(Error::Io {
-            action: "cannot read the .git file of worktree",
-            path: rec.path.clone(),
-            source,
         }),
     }
 }

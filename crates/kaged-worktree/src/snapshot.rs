@@ -11,7 +11,7 @@ use crate::Worktrees;
 use crate::error::{Error, Result};
 use crate::git::Git;
 use crate::journal::{self, Record};
-use crate::status::{Entry, Status};
+use crate::status::Status;
 
 pub const SNAPSHOT_PREFIX: &str = "refs/kaged/snapshots/";
 
@@ -87,14 +87,9 @@ fn distrust_stat_cache(index: &Path) -> Result<()> {
 /// gitlink to them and their content would be lost with the worktree.
 pub(crate) fn refuse_nested(rec: &Record, status: &Status) -> Result<()> {
     let nested: Vec<_> = status
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Untracked { path } if path.as_os_str().as_encoded_bytes().ends_with(b"/") => {
-                Some(path.clone())
-            }
-            _ => None,
-        })
+        .untracked()
+        .filter(|path| path.as_os_str().as_encoded_bytes().ends_with(b"/"))
+        .cloned()
         .collect();
     if nested.is_empty() {
         return Ok(());

@@ -111,7 +111,10 @@ impl Status {
     pub fn untracked(&self) -> impl Iterator<Item = &PathBuf> {
         self.entries.iter().filter_map(|e| match e {
             Entry::Untracked { path } => Some(path),
-            _ => None,
+            Entry::Changed { .. }
+            | Entry::Renamed { .. }
+            | Entry::Unmerged { .. }
+            | Entry::Ignored { .. } => None,
         })
     }
 }

@@ -322,6 +322,10 @@ fn a_rewritten_git_file_stops_removal_and_keeps_the_worktree() {
     write(&rec.path.join(".git"), b"gitdir: /tmp/elsewhere\n");
     let err = fx.wt.remove("r1").unwrap_err();
     assert!(matches!(err, Error::Tampered { .. }), "{err}");
+    // A whole repository planted in its place (hooks and all) is refused the same way.
+    std::fs::remove_file(rec.path.join(".git")).unwrap();
+    git(&rec.path, &["init", "-q"]);
+    assert!(matches!(fx.wt.review("r1"), Err(Error::Tampered { .. })));
     assert!(rec.path.join("tools/gen.sh").exists());
     assert_eq!(fx.wt.record("r1").unwrap().unwrap().state, State::Active);
 }
