@@ -288,3 +288,39 @@ pub(crate) fn op_step(conn: &Connection, id: i64) -> Result<Option<String>> {
         })
         .optional()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+
+    #[test]
+    fn migrate_is_idempotent_and_leaves_the_stores_user_version_alone() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        migrate(&conn).unwrap();
+        migrate(&conn).unwrap();
+        let user_version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(user_version, 7);
+        assert_eq!(all(&conn).unwrap(), vec![]);
+        assert_eq!(pending(&conn).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        conn.execute("UPDATE worktree_schema SET version = 99", [])
+            .unwrap();
+        assert!(matches!(
+            migrate(&conn),
+            Err(Error::SchemaTooNew {
+                found: 99,
+                known: 1
+            })
+        ));
+    }
+}

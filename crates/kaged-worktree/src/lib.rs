@@ -7,7 +7,15 @@
 //! says, never from a guess. This crate never decides *when* to clean up or merge, nor what a
 //! cage may see; the daemon does, and calls in here.
 //!
-//! All calls block (they run git); call them from a blocking task.
+//! All calls block (they run git); call them from a blocking task. [`Worktrees`] is `Send` but
+//! not `Sync`: the daemon keeps one behind a mutex, which also serialises git operations on a
+//! repository.
+//!
+//! The daemon's side, in order: [`check_version`] and [`Worktrees::open`] then
+//! [`Worktrees::recover`] at start-up; [`Worktrees::next_branch`] and [`Worktrees::create`]
+//! before a run starts, granting the cage [`Record::path`] read-write and
+//! [`Record::read_only_paths`] read-only; [`Worktrees::mark_ended`] when it ends;
+//! [`Worktrees::sweep`] and [`Worktrees::prune_snapshots`] on a timer.
 
 mod create;
 mod error;
