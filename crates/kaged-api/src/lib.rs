@@ -19,6 +19,7 @@ pub mod session;
 pub mod settings;
 pub mod status;
 mod timestamp;
+pub mod worktree;
 
 pub use audit::{AuditPage, AuditParams, AuditRow};
 pub use cage::{
@@ -51,3 +52,9 @@ pub use status::{
     Revoked, SandboxStatus, SessionsSummary, SignedOut, Status, VersionInfo, Warning,
 };
 pub use timestamp::Timestamp;
+pub use worktree::{
+    BranchDeleted, MergeStrategy, MergeWorktree, RestoreWorktree, UnknownWorktree,
+    UnknownWorktreeList, Workspace, WorkspaceChoice, WorktreeCommit, WorktreeFile, WorktreeList,
+    WorktreeLoss, WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun,
+    WorktreeSnapshot, WorktreeState,
+};

@@ -9,6 +9,7 @@ use ts_rs::TS;
 
 use crate::cage::{CagePolicy, CageSummary};
 use crate::timestamp::Timestamp;
+use crate::worktree::WorkspaceChoice;
 
 /// Lifecycle of a session (design §6). Being attached is not a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
@@ -128,6 +129,9 @@ pub struct SessionOrigin {
     /// The command as declared or requested, before any cage wraps it.
     pub command: Vec<String>,
     pub cage: CageState,
+    /// The run whose git worktree the session works in, when not the project's checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
 }
 
 /// A snapshot of a session, as stored in `meta.json`, served by the API and sent in events.
@@ -217,6 +221,10 @@ pub struct StartSession {
     /// Extra environment variable names to allowlist into the cage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
+    /// Where to work, overriding what the agent or task declares: the project's checkout, a
+    /// fresh git worktree, or an earlier run's worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceChoice>,
 }
 
 /// The signals an operator may send, by name (`SIGINT` or `INT`).

@@ -259,6 +259,7 @@ pub fn compile(
             name: plan.name.clone(),
             command: plan.argv.clone(),
             cage,
+            worktree: None,
         },
     };
     Ok(Launch {
