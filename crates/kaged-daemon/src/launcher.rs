@@ -391,6 +391,7 @@ fn cage(
         pty: true,
         cwd: None,
         egress,
+        linked_git: project.linked_git.as_ref(),
     };
     kaged_sandbox::compile_on(&req, &facts.cage_host)
         .map_err(|e| invalid(format!("cannot build the cage: {e}")))
@@ -449,6 +450,7 @@ mod tests {
             project,
             loaded_at: Timestamp::now(),
             loaded_by: "alice".into(),
+            linked_git: None,
         }
     }
 

@@ -16,6 +16,9 @@ pub struct LoadedProject {
     pub project: Project,
     pub loaded_at: Timestamp,
     pub loaded_by: String,
+    /// Set only on the copy a worktree session runs in, whose `root` is the worktree: the git
+    /// dirs its cage needs besides it.
+    pub linked_git: Option<kaged_sandbox::LinkedGit>,
 }
 
 impl LoadedProject {
@@ -157,6 +160,7 @@ impl Projects {
             project,
             loaded_at: Timestamp::now(),
             loaded_by: actor.to_owned(),
+            linked_git: None,
         };
         store
             .upsert_project(ProjectRow {

@@ -41,6 +41,7 @@ use kaged_api::cage::{
 };
 
 use crate::cgroup::CageCgroup;
+use crate::linked_git::{LinkedBind, LinkedGit, linked_git_binds};
 use crate::host::{CgroupSupport, HostSystem, SystemMount};
 
 use kaged_api::project::PROJECT_DIR;
@@ -105,6 +106,8 @@ pub struct CageRequest<'a> {
     pub cwd: Option<&'a PortablePath>,
     /// Required for `network: {allow, deny}`; ignored otherwise.
     pub egress: Option<EgressPlumbing<'a>>,
+    /// When the project root is a linked git worktree: its git dirs, which lie outside it.
+    pub linked_git: Option<&'a LinkedGit>,
 }
 
 /// A ready-to-spawn cage. Keep it alive until the child is spawned: `keep_fds` are the grants
@@ -337,6 +340,10 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     };
     let scratch = scratch_home(policy, req.scratch_dir)?;
     let masked = masks_for_denied(req.deny, &host.masks, &grants, scratch.as_ref(), host)?;
+    let linked = match req.linked_git {
+        Some(git) => linked_git_binds(git, req.deny)?,
+        None => Vec::new(),
+    };
     let cwd = cage_cwd(req.cwd, &root, &grants)?;
 
     let mut args: Vec<OsString> = Vec::new();
@@ -425,6 +432,28 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
                 keep_fds.push(fd);
             }
             Protected::Missing { path, dir } => {
+                if dir {
+                    push(&[&"--tmpfs", &path, &"--remount-ro", &path]);
+                } else {
+                    push(&[&"--ro-bind", &"/dev/null", &path]);
+                }
+                mountpoints.push(path.clone());
+                protected_summary.push(path);
+            }
+        }
+    }
+    for bind in linked {
+        match bind {
+            LinkedBind::Ro { path, fd } => {
+                push(&[&"--ro-bind-fd", &fd.as_raw_fd().to_string(), &path]);
+                keep_fds.push(fd);
+                protected_summary.push(path);
+            }
+            LinkedBind::Rw { path, fd } => {
+                push(&[&"--bind-fd", &fd.as_raw_fd().to_string(), &path]);
+                keep_fds.push(fd);
+            }
+            LinkedBind::Missing { path, dir } => {
                 if dir {
                     push(&[&"--tmpfs", &path, &"--remount-ro", &path]);
                 } else {
@@ -778,7 +807,7 @@ fn project_relative(path: &PortablePath) -> Result<PathBuf, CageError> {
 }
 
 /// O_PATH open that fails on any symlink in `path`, so what is opened is what was checked.
-fn open_no_symlinks<Fd: AsFd>(
+pub(crate) fn open_no_symlinks<Fd: AsFd>(
     dir: Fd,
     path: &Path,
     extra: OFlag,

@@ -11,6 +11,7 @@
 mod cgroup;
 mod compile;
 mod host;
+mod linked_git;
 
 pub use cgroup::{CageCgroup, CgroupError};
 pub use compile::{
@@ -18,6 +19,7 @@ pub use compile::{
     EGRESS_GATEWAY_DIR, EGRESS_PORT, EGRESS_RELAY, EGRESS_RELAY_ARG, EGRESS_SOCKET,
     EGRESS_SOCKET_NAME, EgressPlumbing, compile, compile_on, remove_mountpoints,
 };
+pub use linked_git::LinkedGit;
 pub use host::{HostSystem, SelfTestError, SystemMount, inspect_cgroups, self_test, setup_cgroups};
 // The policy and summary types are wire types, defined once in `kaged-api`.
 pub use kaged_api::cage::{
