@@ -55,6 +55,6 @@ pub use timestamp::Timestamp;
 pub use worktree::{
     BranchDeleted, MergeStrategy, MergeWorktree, RestoreWorktree, UnknownWorktree,
     UnknownWorktreeList, Workspace, WorkspaceChoice, WorktreeCommit, WorktreeFile, WorktreeList,
-    WorktreeLoss, WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun,
-    WorktreeSnapshot, WorktreeState,
+    WorktreeLoss, WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun, WorktreeSnapshot,
+    WorktreeState,
 };

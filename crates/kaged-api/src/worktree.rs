@@ -8,9 +8,7 @@ use ts_rs::TS;
 
 /// Where a declared agent or task works: in the project's own checkout, or in a fresh git
 /// worktree on its own branch.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Workspace {
     #[default]

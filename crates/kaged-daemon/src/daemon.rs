@@ -63,6 +63,7 @@ pub(crate) struct Inner {
     pub(crate) projects: Projects,
     pub(crate) host: HostFacts,
     pub(crate) local: LocalConfig,
+    pub(crate) worktrees: crate::worktrees::WorktreeSupport,
     /// The providers every filtered-network cage reaches through its gateway, keys included.
     pub(crate) providers: Arc<kaged_egress::Providers>,
     pub(crate) events: broadcast::Sender<DaemonEvent>,
@@ -71,7 +72,7 @@ pub(crate) struct Inner {
     pub(crate) cage_setup: Mutex<()>,
     /// Session exit watchers and the read-audit ticker; shutdown waits for all of them.
     pub(crate) tasks: TaskTracker,
-    stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
     ready: AtomicBool,
     listener: Mutex<Option<std::net::TcpListener>>,
     runtime_files: Vec<PathBuf>,
@@ -134,6 +135,9 @@ impl Daemon {
         let admin_group = settings.admin_group.as_ref().map(|g| g.value.clone());
         let host = HostFacts::capture(&layout, &settings, sandbox.cgroups.clone());
         let providers = Arc::new(crate::host::egress_providers(&local, &host)?);
+        // Before serving: a crash mid-operation is settled from the journal first.
+        let (worktrees, recovered) =
+            crate::worktrees::WorktreeSupport::open(&db, &layout.state_dir, &local.worktrees);
         let daemon = Daemon {
             inner: Arc::new(Inner {
                 host,
@@ -155,6 +159,7 @@ impl Daemon {
                 sessions,
                 projects: Projects::default(),
                 local,
+                worktrees,
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 cage_setup: Mutex::new(()),
                 tasks: TaskTracker::new(),
@@ -167,8 +172,10 @@ impl Daemon {
         };
         daemon.load_registered_projects().await;
         daemon.audit_start(insecure_bind).await;
+        daemon.audit_recovery(recovered).await;
         daemon.recover_sessions().await;
         daemon.spawn_read_audit();
+        daemon.spawn_worktree_timer();
         Ok(daemon)
     }
 

@@ -20,6 +20,7 @@ mod ops;
 mod owners;
 mod projects;
 mod startup;
+mod worktrees;
 
 pub use access::Access;
 pub use audit::{Audit, Refusal};

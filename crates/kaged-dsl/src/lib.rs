@@ -31,8 +31,7 @@ use std::path::{Path, PathBuf};
 pub use diag::{Code, Diagnostic, Diagnostics};
 pub use local::{
     ApiKey, LocalConfig, LocalConfigError, LocalEgress, LocalWorktrees, Provider, ProviderAuth,
-    RegisteredProject,
-    UnknownAlias, UnknownAliases,
+    RegisteredProject, UnknownAlias, UnknownAliases,
 };
 // The file format's types are wire types: they live in `kaged-api`, once.
 pub use kaged_api::cage::{

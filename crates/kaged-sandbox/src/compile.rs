@@ -41,8 +41,8 @@ use kaged_api::cage::{
 };
 
 use crate::cgroup::CageCgroup;
-use crate::linked_git::{LinkedBind, LinkedGit, linked_git_binds};
 use crate::host::{CgroupSupport, HostSystem, SystemMount};
+use crate::linked_git::{LinkedBind, LinkedGit, linked_git_binds};
 
 use kaged_api::project::PROJECT_DIR;
 

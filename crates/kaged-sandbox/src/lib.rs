@@ -19,8 +19,8 @@ pub use compile::{
     EGRESS_GATEWAY_DIR, EGRESS_PORT, EGRESS_RELAY, EGRESS_RELAY_ARG, EGRESS_SOCKET,
     EGRESS_SOCKET_NAME, EgressPlumbing, compile, compile_on, remove_mountpoints,
 };
-pub use linked_git::LinkedGit;
 pub use host::{HostSystem, SelfTestError, SystemMount, inspect_cgroups, self_test, setup_cgroups};
+pub use linked_git::LinkedGit;
 // The policy and summary types are wire types, defined once in `kaged-api`.
 pub use kaged_api::cage::{
     Access, CagePolicy, CageSummary, CgroupLimits, FsGrant, GrantSummary, LimitEnforcement,

@@ -28,10 +28,19 @@ pub struct LinkedGit {
 
 /// One bind, in the order bwrap must apply it.
 pub(crate) enum LinkedBind {
-    Ro { path: PathBuf, fd: OwnedFd },
-    Rw { path: PathBuf, fd: OwnedFd },
+    Ro {
+        path: PathBuf,
+        fd: OwnedFd,
+    },
+    Rw {
+        path: PathBuf,
+        fd: OwnedFd,
+    },
     /// A missing read-only path under a writable part: an empty stand-in.
-    Missing { path: PathBuf, dir: bool },
+    Missing {
+        path: PathBuf,
+        dir: bool,
+    },
 }
 
 /// Opens everything `git` names, shared dir first, then writable parts, then read-only ones.

@@ -45,6 +45,15 @@ pub enum EventType {
     SessionEnded,
     RunStarted,
     RunEnded,
+    WorktreeCreated,
+    WorktreeRecovered,
+    WorktreeEnded,
+    WorktreeRemoved,
+    WorktreeRestored,
+    WorktreeMerged,
+    WorktreeBranchDeleted,
+    WorktreeSnapshotsPruned,
+    WorktreeRefused,
 }
 
 impl EventType {
@@ -81,6 +90,15 @@ impl EventType {
             EventType::SessionEnded => "session.ended",
             EventType::RunStarted => "run.started",
             EventType::RunEnded => "run.ended",
+            EventType::WorktreeCreated => "worktree.created",
+            EventType::WorktreeRecovered => "worktree.recovered",
+            EventType::WorktreeEnded => "worktree.ended",
+            EventType::WorktreeRemoved => "worktree.removed",
+            EventType::WorktreeRestored => "worktree.restored",
+            EventType::WorktreeMerged => "worktree.merged",
+            EventType::WorktreeBranchDeleted => "worktree.branch_deleted",
+            EventType::WorktreeSnapshotsPruned => "worktree.snapshots_pruned",
+            EventType::WorktreeRefused => "worktree.refused",
         }
     }
 }

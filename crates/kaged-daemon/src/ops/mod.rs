@@ -7,6 +7,7 @@ mod auth;
 mod projects;
 mod sessions;
 mod status;
+pub(crate) mod worktrees;
 
 pub use auth::LaunchAttempt;
 pub use sessions::{Attached, SeqInput, Terminal, TranscriptSlice};

@@ -117,22 +117,24 @@ impl Daemon {
             .projects
             .get(project_id)
             .ok_or_else(|| OpError::not_found("project", project_id))?;
+        let workspace = super::worktrees::workspace_plan(&project, &req)?;
         let plan = launcher::plan(&project, req, &i.host)?;
         if plan.cage.is_none() {
             self.may_run_uncaged(actor)?;
         }
-        // A filtered cage's gateway is named after the session, so that a daemon adopting the
-        // session after a restart finds its socket directory again.
+        // Named before the spawn: a filtered cage's gateway is named after the session, so that
+        // a daemon adopting the session after a restart finds its socket directory again, and
+        // a fresh worktree after its first run.
+        let id = kaged_session::new_session_id()?;
         let gateway = match plan.cage.as_ref().map(|c| &c.network) {
             Some(Network::Filtered(rules)) => {
-                let id = kaged_session::new_session_id()?;
                 let policy = self.egress_policy(&plan.cage_of, rules)?;
                 let gateway = self.egress_gateway(&id)?;
-                Some((id, gateway, policy))
+                Some((gateway, policy))
             }
             _ => None,
         };
-        let socket_dir = gateway.as_ref().map(|(id, _, _)| self.egress_dir(id));
+        let socket_dir = gateway.as_ref().map(|_| self.egress_dir(&id));
         // The providers' base URLs on the relay, and a dummy key that opens nothing.
         let egress_env = match &gateway {
             Some(_) => i
@@ -145,27 +147,36 @@ impl Daemon {
                 let _ = std::fs::remove_dir_all(dir);
             }
         };
-        // Held from compiling the cage until it runs, and while a finished cage's stand-ins
-        // are removed, so a removal never races a new cage of the same project.
-        let (session, mountpoints, cgroup) = {
-            let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
-            let mut launch = launcher::compile(
-                &plan,
-                &project,
-                &i.host,
-                &actor.user_id,
-                socket_dir.as_deref(),
-                &egress_env,
-            )
-            .inspect_err(|_| unbind())?;
-            launch.spec.id = gateway.as_ref().map(|(id, _, _)| id.clone());
-            // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
-            let session = i.sessions.spawn(launch.spec).inspect_err(|_| unbind())?;
-            (session, launch.mountpoints, launch.cgroup)
+        let place = match workspace {
+            Some(w) => Some(
+                self.enter_worktree(actor, &project, w, &id)
+                    .await
+                    .inspect_err(|_| unbind())?,
+            ),
+            None => None,
+        };
+        let spawned = self.spawn_in(
+            &plan,
+            place.as_ref(),
+            &project,
+            actor,
+            &id,
+            socket_dir.as_deref(),
+            &egress_env,
+        );
+        let (session, mountpoints, cgroup) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                unbind();
+                if let Some(p) = place.filter(|p| p.fresh) {
+                    self.abandon_worktree(actor, &project.id, &p.run).await;
+                }
+                return Err(e);
+            }
         };
         let info = session.info();
         let stop_gateway = CancellationToken::new();
-        if let Some((_, gateway, policy)) = gateway {
+        if let Some((gateway, policy)) = gateway {
             self.serve_egress(gateway, policy, &info, stop_gateway.clone());
         }
         self.audit_started(&info).await;
@@ -181,6 +192,55 @@ impl Daemon {
         }
         self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
         Ok(info)
+    }
+
+    /// Compiles the cage (in the worktree, when there is one) and spawns it. Held from
+    /// compiling the cage until it runs, and while a finished cage's stand-ins are removed,
+    /// so a removal never races a new cage of the same project.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_in(
+        &self,
+        plan: &launcher::Plan,
+        place: Option<&super::worktrees::Place>,
+        project: &crate::LoadedProject,
+        actor: &Identity,
+        id: &str,
+        socket_dir: Option<&std::path::Path>,
+        egress_env: &[(String, String)],
+    ) -> OpResult<(
+        Arc<Session>,
+        Vec<std::path::PathBuf>,
+        Option<kaged_sandbox::CageCgroup>,
+    )> {
+        let i = &self.inner;
+        let worktree_facts;
+        let (project, facts) = match place {
+            Some(p) => {
+                // The worktree may sit in the state dir, which is denied to every cage; the
+                // cage sees only the worktree itself there, never its siblings.
+                let mut facts = i.host.clone();
+                let root = std::fs::canonicalize(&p.project.root)
+                    .unwrap_or_else(|_| p.project.root.clone());
+                facts.deny.retain(|d| {
+                    let d = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+                    !root.starts_with(&d)
+                });
+                worktree_facts = facts;
+                (&p.project, &worktree_facts)
+            }
+            None => (project, &i.host),
+        };
+        let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut launch =
+            launcher::compile(plan, project, facts, &actor.user_id, socket_dir, egress_env)?;
+        launch.spec.id = Some(id.to_owned());
+        launch.spec.origin.worktree = place.map(|p| p.run.clone());
+        // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
+        let session = i.sessions.spawn(launch.spec)?;
+        if let (Some(p), Ok(hub)) = (place, self.worktree_hub()) {
+            hub.enter(&p.run, id);
+        }
+        Ok((session, launch.mountpoints, launch.cgroup))
     }
 
     /// Leaves a watcher that cleans up after the session's cage and records its end. A
@@ -209,6 +269,7 @@ impl Daemon {
             if let Some(cgroup) = cgroup {
                 remove_cgroup(cgroup, &ended.id).await;
             }
+            daemon.worktree_session_ended(&ended).await;
             daemon.on_exit(ended).await;
         });
     }
@@ -232,6 +293,9 @@ impl Daemon {
                         )
                         .await;
                     tracing::info!(session = %info.id, pid = ?info.pid, "adopted a running session from its holder");
+                    if let (Some(run), Ok(hub)) = (&info.origin.worktree, self.worktree_hub()) {
+                        hub.enter(run, &info.id);
+                    }
                     let Some(session) = i.sessions.get(&info.id) else {
                         continue;
                     };
@@ -264,6 +328,7 @@ impl Daemon {
                         )
                         .await;
                     tracing::warn!(session = %info.id, reason = ?info.end_reason, "a session ended while no daemon ran");
+                    self.worktree_session_ended(&info).await;
                     self.remove_egress_dir(&info.id);
                 }
             }

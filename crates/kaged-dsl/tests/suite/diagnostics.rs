@@ -121,6 +121,10 @@ fn worktree_keys_are_checked_where_they_are_written() {
     let task = &p.tasks["fix"];
     assert_eq!(
         (task.workspace, task.base.as_deref(), task.branch.as_deref()),
-        (kaged_dsl::Workspace::Worktree, Some("main"), Some("fix/{n}"))
+        (
+            kaged_dsl::Workspace::Worktree,
+            Some("main"),
+            Some("fix/{n}")
+        )
     );
 }
