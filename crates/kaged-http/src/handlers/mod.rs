@@ -12,6 +12,7 @@ pub(crate) mod pty;
 pub(crate) mod sessions;
 pub(crate) mod status;
 pub(crate) mod web;
+pub(crate) mod worktrees;
 
 use axum::http::Uri;
 
