@@ -284,6 +284,20 @@ impl Daemon {
         }
     }
 
+    /// The sessions still running in a run's worktree. One that just exited may still be
+    /// listed until its watcher has run, so the session manager has the last word.
+    pub(crate) fn live_sessions_in(&self, hub: &Hub, run: &str) -> Vec<String> {
+        hub.sessions_of(run)
+            .into_iter()
+            .filter(|id| {
+                self.inner
+                    .sessions
+                    .get(id)
+                    .is_some_and(|s| s.state() != kaged_api::SessionState::Exited)
+            })
+            .collect()
+    }
+
     pub(crate) async fn audit_worktree(
         &self,
         kind: EventType,
@@ -382,7 +396,7 @@ impl Daemon {
             let due = records.iter().filter(|r| {
                 r.state == State::Active
                     && r.ended_at.is_some_and(|t| t <= now - idle as i64)
-                    && hub.sessions_of(&r.run).is_empty()
+                    && self.live_sessions_in(&hub, &r.run).is_empty()
             });
             for rec in due {
                 // The same safe path as a cleanup through the API: snapshot first.

@@ -350,7 +350,7 @@ impl Daemon {
     /// session works in it.
     pub async fn remove_worktree(&self, who: &Identity, run: &str) -> OpResult<WorktreeRemoved> {
         let (hub, _, project) = self.run_of(run).await?;
-        let sessions = hub.sessions_of(run);
+        let sessions = self.live_sessions_in(&hub, run);
         let result = if sessions.is_empty() {
             let r = run.to_owned();
             hub.call(move |w| w.remove(&r)).await

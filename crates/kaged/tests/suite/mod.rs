@@ -16,3 +16,4 @@ mod projects;
 mod providers;
 mod sessions;
 mod slow;
+mod worktrees;
