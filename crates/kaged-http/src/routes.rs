@@ -277,7 +277,7 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         ),
         (
             read::<WorktreeReview>(
-                "/api/v1/worktrees/{run}",
+                "/api/v1/worktrees/{id}",
                 "A run's review: commits on its branch, diff against base, uncommitted changes",
             ),
             get(worktrees::review),
@@ -285,7 +285,7 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         (
             act::<WorktreeRemoved>(
                 Method::DELETE,
-                "/api/v1/worktrees/{run}",
+                "/api/v1/worktrees/{id}",
                 "Removes a run's worktree, first snapshotting whatever removing would lose",
             ),
             delete(worktrees::remove),
@@ -293,7 +293,7 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         (
             write::<RestoreWorktree, WorktreeRun>(
                 Method::POST,
-                "/api/v1/worktrees/{run}/restore",
+                "/api/v1/worktrees/{id}/restore",
                 "Restores a run's snapshot into a new run's worktree on a new branch",
             ),
             post(worktrees::restore),
@@ -301,7 +301,7 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         (
             write::<MergeWorktree, WorktreeMerged>(
                 Method::POST,
-                "/api/v1/worktrees/{run}/merge",
+                "/api/v1/worktrees/{id}/merge",
                 "Merges a run's branch into its base in the main checkout (409 when dirty there)",
             ),
             post(worktrees::merge),
@@ -309,7 +309,7 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         (
             act::<BranchDeleted>(
                 Method::DELETE,
-                "/api/v1/worktrees/{run}/branch",
+                "/api/v1/worktrees/{id}/branch",
                 "Deletes a removed run's branch, refused while it holds unkept work",
             ),
             delete(worktrees::delete_branch),

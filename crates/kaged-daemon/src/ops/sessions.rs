@@ -419,7 +419,7 @@ impl Daemon {
     }
 
     /// The session, if it exists and `who` may do `need` with it.
-    fn find(&self, who: &Identity, id: &str, need: Need) -> OpResult<Arc<Session>> {
+    pub(super) fn find(&self, who: &Identity, id: &str, need: Need) -> OpResult<Arc<Session>> {
         let s = self
             .inner
             .sessions

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::Daemon;
 use crate::error::{OpError, OpResult};
+use crate::owners::Need;
 use crate::projects::LoadedProject;
 use crate::worktrees::{Hub, linked_git, op_error, removal_json, snapshot_view};
 
@@ -142,6 +143,7 @@ impl Daemon {
                 (rec, true)
             }
             WorkspacePlan::Existing(run) => {
+                self.may_touch_run(who, &run, Need::Drive)?;
                 let rec = self.live_record(&hub, &run).await?;
                 if !project.root.starts_with(&rec.repo) {
                     return Err(OpError::Invalid(format!(
@@ -223,8 +225,24 @@ impl Daemon {
         result
     }
 
-    /// The run's record and the loaded project whose repository it is in.
-    async fn run_of(&self, run: &str) -> OpResult<(Arc<Hub>, Record, String)> {
+    /// A run belongs to whoever started the session that made its worktree (the run's id is
+    /// that session's); a restored run, which no session made, to every operator.
+    fn may_touch_run(&self, who: &Identity, run: &str, need: Need) -> OpResult<()> {
+        match self.find(who, run, need) {
+            Ok(_) | Err(OpError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The run's record and the loaded project whose repository it is in, once `who` may
+    /// do what `need` says with it.
+    async fn run_of(
+        &self,
+        who: &Identity,
+        run: &str,
+        need: Need,
+    ) -> OpResult<(Arc<Hub>, Record, String)> {
+        self.may_touch_run(who, run, need)?;
         let hub = self.worktree_hub()?;
         let r = run.to_owned();
         let rec = hub
@@ -248,7 +266,7 @@ impl Daemon {
     }
 
     /// Every run with a worktree in the project's repository, and its snapshots.
-    pub async fn worktrees(&self, project_id: &str) -> OpResult<WorktreeList> {
+    pub async fn worktrees(&self, who: &Identity, project_id: &str) -> OpResult<WorktreeList> {
         let project = self
             .inner
             .projects
@@ -268,7 +286,7 @@ impl Daemon {
         Ok(WorktreeList {
             runs: records
                 .iter()
-                .filter(|r| r.repo == repo)
+                .filter(|r| r.repo == repo && self.may_touch_run(who, &r.run, Need::See).is_ok())
                 .map(|r| hub.view(r, project_id))
                 .collect(),
             snapshots: snapshots.into_iter().map(snapshot_view).collect(),
@@ -304,8 +322,8 @@ impl Daemon {
         })
     }
 
-    pub async fn worktree_review(&self, run: &str) -> OpResult<WorktreeReview> {
-        let (hub, _, project) = self.run_of(run).await?;
+    pub async fn worktree_review(&self, who: &Identity, run: &str) -> OpResult<WorktreeReview> {
+        let (hub, _, project) = self.run_of(who, run, Need::See).await?;
         let r = run.to_owned();
         let review = hub.call(move |w| w.review(&r)).await?;
         Ok(WorktreeReview {
@@ -349,7 +367,7 @@ impl Daemon {
     /// Removes the worktree, snapshotting first whatever removing would lose. Refused while a
     /// session works in it.
     pub async fn remove_worktree(&self, who: &Identity, run: &str) -> OpResult<WorktreeRemoved> {
-        let (hub, _, project) = self.run_of(run).await?;
+        let (hub, _, project) = self.run_of(who, run, Need::Drive).await?;
         let sessions = self.live_sessions_in(&hub, run);
         let result = if sessions.is_empty() {
             let r = run.to_owned();
@@ -383,7 +401,7 @@ impl Daemon {
         run: &str,
         req: RestoreWorktree,
     ) -> OpResult<WorktreeRun> {
-        let (hub, rec, project) = self.run_of(run).await?;
+        let (hub, rec, project) = self.run_of(who, run, Need::Drive).await?;
         if let Some(why) = req.branch.as_deref().and_then(ref_name_problem) {
             return Err(OpError::Invalid(format!(
                 "branch {:?} is not a branch name git accepts: it {why}",
@@ -423,7 +441,7 @@ impl Daemon {
         run: &str,
         req: MergeWorktree,
     ) -> OpResult<WorktreeMerged> {
-        let (hub, _, project) = self.run_of(run).await?;
+        let (hub, _, project) = self.run_of(who, run, Need::Drive).await?;
         let mode = match req.mode {
             MergeStrategy::Auto => MergeMode::Auto,
             MergeStrategy::FastForward => MergeMode::FastForwardOnly,
@@ -453,7 +471,7 @@ impl Daemon {
         who: &Identity,
         run: &str,
     ) -> OpResult<BranchDeleted> {
-        let (hub, rec, project) = self.run_of(run).await?;
+        let (hub, rec, project) = self.run_of(who, run, Need::Drive).await?;
         let r = run.to_owned();
         let deleted = hub.call(move |w| w.delete_branch(&r)).await;
         self.audited(who, &project, "delete_branch", run, deleted, |()| {

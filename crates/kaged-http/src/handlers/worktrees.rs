@@ -19,9 +19,10 @@ type Body<T> = Result<Json<T>, JsonRejection>;
 
 pub(crate) async fn list(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorktreeList>> {
-    Ok(Json(http.daemon.worktrees(&id).await?))
+    Ok(Json(http.daemon.worktrees(&auth.identity, &id).await?))
 }
 
 pub(crate) async fn unknown(
@@ -33,9 +34,12 @@ pub(crate) async fn unknown(
 
 pub(crate) async fn review(
     State(http): State<Arc<Http>>,
+    Extension(auth): Extension<Authenticated>,
     Path(run): Path<String>,
 ) -> ApiResult<Json<WorktreeReview>> {
-    Ok(Json(http.daemon.worktree_review(&run).await?))
+    Ok(Json(
+        http.daemon.worktree_review(&auth.identity, &run).await?,
+    ))
 }
 
 pub(crate) async fn remove(

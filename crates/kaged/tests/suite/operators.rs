@@ -121,6 +121,8 @@ enum Expect {
 fn classify(method: &str, path: &str) -> Expect {
     match (method, path) {
         (_, p) if p.starts_with("/api/v1/sessions/{id}") => Expect::Forbidden,
+        // A run's id is the id of the session that made its worktree, whose owner it follows.
+        (_, p) if p.starts_with("/api/v1/worktrees/{id}") => Expect::Forbidden,
         ("GET", "/api/v1/sessions" | "/api/v1/projects/{id}/sessions") => Expect::Listed,
         ("GET", "/api/v1/audit") => Expect::Audit,
         ("GET", "/api/v1/events") => Expect::Events,
@@ -140,7 +142,9 @@ fn classify(method: &str, path: &str) -> Expect {
             | "/api/v1/auth/logout"
             | "/api/v1/auth/revoke"
             | "/api/v1/projects"
-            | "/api/v1/projects/{id}",
+            | "/api/v1/projects/{id}"
+            | "/api/v1/projects/{id}/worktrees"
+            | "/api/v1/projects/{id}/worktrees/unknown",
         ) => Expect::Unrelated,
         ("POST", "/api/v1/projects/{id}/sessions") => Expect::Unrelated,
         (m, p) => panic!(
@@ -157,6 +161,8 @@ fn valid_body(method: &str, path: &str) -> Option<&'static str> {
         ("POST", Some("resize")) => Some(r#"{"cols": 80, "rows": 24}"#),
         ("POST", Some("input")) => Some(r#"{"data": ""}"#),
         ("POST", Some("shares")) => Some(r#"{"user": "dave@example.com", "access": "read"}"#),
+        ("POST", Some("restore")) => Some("{}"),
+        ("POST", Some("merge")) => Some(r#"{"mode": "auto"}"#),
         (m, _) => panic!("{m} {path}: give this route a valid body here"),
     }
 }
