@@ -5,6 +5,7 @@
 import type {
   AuditPage,
   AuditParams,
+  BranchDeleted,
   ErrorCode,
   ErrorEnvelope,
   LoadProject,
@@ -16,7 +17,15 @@ import type {
   SignalRequest,
   StartSession,
   Status,
+  UnknownWorktreeList,
   Warning,
+  MergeWorktree,
+  RestoreWorktree,
+  WorktreeList,
+  WorktreeMerged,
+  WorktreeRemoved,
+  WorktreeReview,
+  WorktreeRun,
 } from './api.gen';
 import { Store } from './store';
 
@@ -37,7 +46,12 @@ export type {
   SignalName,
   StartSession,
   Status,
+  UnknownWorktree,
   Warning,
+  WorktreeList,
+  WorktreeReview,
+  WorktreeRun,
+  WorktreeSnapshot,
 } from './api.gen';
 
 /** Failures that never produced the daemon's error envelope. */
@@ -153,6 +167,15 @@ export class Api {
   session = (id: string) => this.request<SessionInfo>('GET', `/api/v1/sessions/${enc(id)}`);
   signal = (id: string, body: SignalRequest) => this.request<SessionInfo>('POST', `/api/v1/sessions/${enc(id)}/signal`, body);
   endSession = (id: string) => this.request<SessionInfo>('DELETE', `/api/v1/sessions/${enc(id)}`);
+  worktrees = (projectId: string) => this.request<WorktreeList>('GET', `/api/v1/projects/${enc(projectId)}/worktrees`);
+  unknownWorktrees = (projectId: string) =>
+    this.request<UnknownWorktreeList>('GET', `/api/v1/projects/${enc(projectId)}/worktrees/unknown`);
+  worktreeReview = (run: string) => this.request<WorktreeReview>('GET', `/api/v1/worktrees/${enc(run)}`);
+  removeWorktree = (run: string) => this.request<WorktreeRemoved>('DELETE', `/api/v1/worktrees/${enc(run)}`);
+  restoreWorktree = (run: string, body: RestoreWorktree) =>
+    this.request<WorktreeRun>('POST', `/api/v1/worktrees/${enc(run)}/restore`, body);
+  mergeWorktree = (run: string, body: MergeWorktree) => this.request<WorktreeMerged>('POST', `/api/v1/worktrees/${enc(run)}/merge`, body);
+  deleteWorktreeBranch = (run: string) => this.request<BranchDeleted>('DELETE', `/api/v1/worktrees/${enc(run)}/branch`);
 
   audit(params: AuditParams): Promise<AuditPage> {
     const q = new URLSearchParams();

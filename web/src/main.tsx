@@ -16,6 +16,7 @@ import { ProjectPage } from './pages/project';
 import { SessionPage } from './pages/session';
 import { StatusPage } from './pages/status';
 import { AuditPage } from './pages/audit';
+import { WorktreePage } from './pages/worktree';
 
 /** localStorage key holding the local date (YYYY-MM-DD) the insecure-mode splash was acknowledged. */
 export const INSECURE_ACK_KEY = 'kaged.insecureAck';
@@ -148,6 +149,8 @@ function Screen() {
       return id ? <ProjectPage key={id} id={id} /> : <ProjectsPage />;
     case 'sessions':
       return id ? <SessionPage key={id} id={id} /> : <ProjectsPage />;
+    case 'worktrees':
+      return id ? <WorktreePage key={id} run={id} projectId={route.query.get('project') ?? ''} /> : <ProjectsPage />;
     case 'status':
       return <StatusPage />;
     case 'audit':

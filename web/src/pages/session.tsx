@@ -84,6 +84,11 @@ function SessionTitle({ id, session }: { id: string; session: SessionInfo | null
       {session && <UncagedBadge s={session} />}
       {session && <LimitsBadge s={session} />}
       {session && <NetworkBadge s={session} />}
+      {session?.origin.worktree && (
+        <a class="badge" href={`#/worktrees/${enc(session.origin.worktree)}?project=${enc(session.project_id)}`}>
+          worktree: review
+        </a>
+      )}
     </>
   );
 }
