@@ -213,6 +213,31 @@ pub(crate) fn linked_git(rec: &Record) -> OpResult<LinkedGit> {
     })
 }
 
+/// The deny list for a cage rooted at `root`, a worktree that may sit in a denied directory
+/// (the state dir, by default): each denied ancestor of `root` is replaced by its entries off
+/// the way to `root`, level by level, so its siblings stay hidden wherever they would show.
+pub(crate) fn deny_around(deny: &[PathBuf], root: &Path) -> Vec<PathBuf> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let root = canonical(root);
+    let mut out = Vec::new();
+    for d in deny {
+        let mut dir = canonical(d);
+        let Ok(rest) = root.strip_prefix(&dir).map(Path::to_owned) else {
+            out.push(d.clone());
+            continue;
+        };
+        for step in rest.components() {
+            let next = dir.join(step);
+            let entries = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+            out.extend(entries.map(|e| e.path()).filter(|e| *e != next));
+            dir = next;
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The worktree library's refusals, with the error code of design §5 each deserves.
 pub(crate) fn op_error(e: WtError) -> OpError {
     let paths = |ps: &[PathBuf]| ps.iter().map(|p| p.display().to_string()).collect();
@@ -448,4 +473,31 @@ pub(crate) fn removal_json(r: &kaged_worktree::Removal, by: &str) -> serde_json:
         "unpushed": r.loss.unpushed,
         "snapshot": r.snapshot.as_ref().map(|s| json!({"reference": s.reference, "oid": s.oid})),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_denied_ancestor_of_the_worktree_is_replaced_by_its_other_entries() {
+        let state = tempfile::tempdir().unwrap();
+        let s = std::fs::canonicalize(state.path()).unwrap();
+        for dir in ["worktrees/run1", "worktrees/run2", "sessions"] {
+            std::fs::create_dir_all(s.join(dir)).unwrap();
+        }
+        std::fs::write(s.join("kaged.db"), "").unwrap();
+        let other = PathBuf::from("/run/user/1000/kaged");
+        let got = deny_around(&[s.clone(), other.clone()], &s.join("worktrees/run1"));
+        let mut want = vec![
+            s.join("kaged.db"),
+            s.join("sessions"),
+            s.join("worktrees/run2"),
+            other,
+        ];
+        want.sort();
+        assert_eq!(got, want);
+    }
 }

@@ -216,15 +216,8 @@ impl Daemon {
         let worktree_facts;
         let (project, facts) = match place {
             Some(p) => {
-                // The worktree may sit in the state dir, which is denied to every cage; the
-                // cage sees only the worktree itself there, never its siblings.
                 let mut facts = i.host.clone();
-                let root = std::fs::canonicalize(&p.project.root)
-                    .unwrap_or_else(|_| p.project.root.clone());
-                facts.deny.retain(|d| {
-                    let d = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
-                    !root.starts_with(&d)
-                });
+                facts.deny = crate::worktrees::deny_around(&facts.deny, &p.project.root);
                 worktree_facts = facts;
                 (&p.project, &worktree_facts)
             }
