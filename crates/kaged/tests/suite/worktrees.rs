@@ -519,3 +519,40 @@ fn load_as(d: &TestDaemon, s: &Session, root: &Path) {
     let r = d.post(s, "/api/v1/projects", &json!({"path": root}));
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn an_ended_runs_worktree_is_swept_after_its_idle_time_by_the_snapshot_first_path() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let repo = repo(&marker_dir.path().join("marker"));
+    let d = daemon()
+        .local_toml("[worktrees]\nsweep_idle = \"1s\"\n")
+        .start();
+    let s = d.login();
+    load(&d, &s, repo.path());
+    let info = start(&d, &s, json!({"agent": "primary.messy"}));
+    let run = info.origin.worktree.clone().unwrap();
+    assert_eq!(wait_exited(&d, &s, &info.id).exit_code, Some(0));
+    let swept = eventually(Duration::from_secs(20), || {
+        let list: WorktreeList = d.get_as(&s, "/api/v1/projects/wt/worktrees").json_as();
+        match list.runs.into_iter().find(|r| r.run == run) {
+            Some(r) if r.state == WorktreeState::Removed => Ok(r),
+            other => Err(format!("not swept yet: {other:?}")),
+        }
+    });
+    assert_eq!(
+        swept.snapshot,
+        Some(format!("refs/kaged/snapshots/{run}")),
+        "the sweep removed unsaved work without a snapshot"
+    );
+    let audit: kaged_api::AuditPage = d.get_as(&s, "/api/v1/audit?type=worktree.").json_as();
+    let mut rows: Vec<(String, Value)> =
+        audit.events.into_iter().map(|e| (e.kind, e.data)).collect();
+    rows.reverse();
+    let kinds: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec!["worktree.created", "worktree.ended", "worktree.removed"]
+    );
+    assert_eq!(rows[2].1["by"], json!("sweep"));
+    assert_eq!(rows[2].1["untracked"].as_array().map(Vec::len), Some(4));
+}
