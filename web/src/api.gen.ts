@@ -324,12 +324,20 @@ export type AgentView = {
 /**
  * Dotted name: `primary`, `primary.reviewer`.
  */
-name: string, command: Array<string>, model: string | null, caged: boolean, cage: Cage, };
+name: string, command: Array<string>, model: string | null, caged: boolean, cage: Cage, 
+/**
+ * Where a run works unless the start says otherwise.
+ */
+workspace: Workspace, };
 
 /**
  * A declared task, as something to start.
  */
-export type TaskView = { name: string, command: Array<string>, description: string | null, caged: boolean, cage: Cage, };
+export type TaskView = { name: string, command: Array<string>, description: string | null, caged: boolean, cage: Cage, 
+/**
+ * Where a run works unless the start says otherwise.
+ */
+workspace: Workspace, };
 
 /**
  * A loaded project: its file, what can be started from it, and its model aliases resolved

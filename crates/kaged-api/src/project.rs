@@ -179,6 +179,8 @@ pub struct AgentView {
     pub model: Option<String>,
     pub caged: bool,
     pub cage: Cage,
+    /// Where a run works unless the start says otherwise.
+    pub workspace: Workspace,
 }
 
 /// A declared task, as something to start.
@@ -189,6 +191,8 @@ pub struct TaskView {
     pub description: Option<String>,
     pub caged: bool,
     pub cage: Cage,
+    /// Where a run works unless the start says otherwise.
+    pub workspace: Workspace,
 }
 
 /// A loaded project: its file, what can be started from it, and its model aliases resolved

@@ -36,6 +36,7 @@ impl LoadedProject {
                 model: spec.model.clone(),
                 caged: !matches!(spec.cage, Cage::Disabled),
                 cage: spec.cage.clone(),
+                workspace: spec.workspace,
             })
             .collect();
         let tasks = self
@@ -48,6 +49,7 @@ impl LoadedProject {
                 description: t.description.clone(),
                 caged: !matches!(t.cage, Cage::Disabled),
                 cage: t.cage.clone(),
+                workspace: t.workspace,
             })
             .collect();
         ProjectView {

@@ -67,6 +67,7 @@ function StartButtons({ project, busy, start }: { project: ProjectView | null; b
       {project?.tasks.map((t) => (
         <button key={t.name} class="btn" disabled={busy} title={t.description ?? argvText(t.command)} onClick={() => start({ task: t.name })}>
           Task: {t.name}
+          {t.workspace === 'worktree' && <span class="badge">worktree</span>}
         </button>
       ))}
     </div>
@@ -83,6 +84,7 @@ function AgentButton({ a, busy, start }: { a: AgentView; busy: boolean; start: (
     >
       Agent: {a.name}
       {!a.caged && <span class="badge bad">uncaged</span>}
+      {a.workspace === 'worktree' && <span class="badge">worktree</span>}
     </button>
   );
 }
