@@ -59,6 +59,7 @@ fn spec(dir: &Path, argv: &[&str]) -> SpawnSpec {
             name: None,
             command: Vec::new(),
             cage: CageState::NoSandbox,
+            agent: None,
         },
     }
 }

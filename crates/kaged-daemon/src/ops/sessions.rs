@@ -121,7 +121,7 @@ impl Daemon {
             .projects
             .get(project_id)
             .ok_or_else(|| OpError::not_found("project", project_id))?;
-        let plan = launcher::plan(&project, req, &i.host)?;
+        let mut plan = launcher::plan(&project, req, &i.host)?;
         if plan.cage.is_none() {
             self.may_run_uncaged(actor)?;
         }
@@ -131,12 +131,14 @@ impl Daemon {
         };
         let socket = gateway.as_ref().map(|(g, _)| g.path().to_owned());
         // The providers' base URLs on the relay, and a dummy key that opens nothing.
+        let dummy = kaged_egress::dummy_key();
         let egress_env = match &gateway {
-            Some(_) => i
-                .providers
-                .cage_env(kaged_sandbox::EGRESS_PORT, &kaged_egress::dummy_key()),
+            Some(_) => i.providers.cage_env(kaged_sandbox::EGRESS_PORT, &dummy),
             None => Vec::new(),
         };
+        if let Some(spec) = &plan.agent {
+            plan.adapted = Some(self.adapt_agent(spec, &plan, &project, &dummy));
+        }
         let unbind = || {
             if let Some(s) = &socket {
                 let _ = std::fs::remove_file(s);
@@ -435,7 +437,7 @@ impl Daemon {
             .record(row(
                 EventType::SessionStarted,
                 json!({"argv": info.argv, "kind": origin.kind, "name": origin.name,
-                       "cage": cage}),
+                       "cage": cage, "agent": origin.agent}),
             ))
             .await;
         if let Some(agent) = agent_name(info) {
@@ -518,6 +520,42 @@ impl Daemon {
                 agent,
             });
         }
+    }
+
+    /// Runs the agent's adapter (see [`crate::adapters`]) over its declarations and this cage.
+    fn adapt_agent(
+        &self,
+        spec: &kaged_api::AgentSpec,
+        plan: &launcher::Plan,
+        project: &crate::LoadedProject,
+        dummy: &str,
+    ) -> crate::adapters::Adapted {
+        let i = &self.inner;
+        let prompt = spec
+            .system_prompt
+            .as_ref()
+            .map(|p| crate::adapters::read_prompt(&project.root, p));
+        let in_cage = match (&spec.system_prompt, &plan.cage) {
+            (Some(p), Some(cage)) if crate::adapters::visible_in_cage(cage, p) => {
+                Some(project.root.join(p.relative()).display().to_string())
+            }
+            // Uncaged, the CLI sees the host's filesystem.
+            (Some(p), None) => Some(project.root.join(p.relative()).display().to_string()),
+            _ => None,
+        };
+        let providers: Vec<String> = i.providers.routes.iter().map(|r| r.name.clone()).collect();
+        let input = crate::adapters::Input {
+            spec,
+            models: &i.local.models,
+            cage: plan.cage.as_ref(),
+            gateway_providers: &providers,
+            egress_port: kaged_sandbox::EGRESS_PORT,
+            dummy_key: dummy,
+            cage_home: kaged_sandbox::CAGE_HOME,
+            prompt: prompt.as_ref(),
+            prompt_in_cage: in_cage.as_deref(),
+        };
+        crate::adapters::adapt(&plan.argv, &input)
     }
 
     /// Binds the gateway socket of a filtered-network cage, with its rules parsed together
