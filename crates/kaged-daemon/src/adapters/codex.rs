@@ -88,6 +88,12 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
         true,
         "no feedback uploads",
     );
+    config(
+        "features.plugins",
+        "false".to_owned(),
+        true,
+        "no curated-plugin sync from github.com and chatgpt.com at start",
+    );
     if let Route::Gateway { dummy_key, .. } = &ctx.route {
         out.env(
             "OPENAI_API_KEY",

@@ -235,6 +235,8 @@ fn codex_is_configured_by_overrides_and_says_it_cannot_restrict_tools() {
             "analytics.enabled=false",
             "-c",
             "feedback.enabled=false",
+            "-c",
+            "features.plugins=false",
             "exec",
             "go",
         ])
@@ -275,6 +277,7 @@ fn codex_is_configured_by_overrides_and_says_it_cannot_restrict_tools() {
             ("-c check_for_update_on_startup", Some("false")),
             ("-c analytics.enabled", Some("false")),
             ("-c feedback.enabled", Some("false")),
+            ("-c features.plugins", Some("false")),
             ("OPENAI_API_KEY", None),
         ]
     );
