@@ -13,7 +13,8 @@ fn tools(tool: &str) -> Option<&'static [&'static str]> {
     Some(match tool {
         "shell" => &["Bash"],
         "read" => &["Read", "Glob", "Grep"],
-        "edit" => &["Edit"],
+        // Claude Code's Edit refuses a file its Read has not seen.
+        "edit" => &["Read", "Edit"],
         "write" => &["Write"],
         "web" => &["WebFetch", "WebSearch"],
         _ => return None,
@@ -38,7 +39,13 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
     let mut allowed: Vec<&str> = Vec::new();
     for tool in &ctx.input.spec.tools {
         match tools(tool) {
-            Some(names) => allowed.extend(names),
+            Some(names) => {
+                for name in names {
+                    if !allowed.contains(name) {
+                        allowed.push(name);
+                    }
+                }
+            }
             None if tool.starts_with("agent:") => out.refuse(
                 format!("tools: {tool}"),
                 "Claude Code's subagents run in its own process, inside this cage, not in the \
@@ -52,7 +59,6 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
         }
     }
     if !ctx.input.spec.tools.is_empty() {
-        allowed.dedup();
         let list = allowed.join(",");
         // `--tools` limits what exists; `--allowedTools` lets the declared ones run without
         // asking, which `-p` could not do at all.

@@ -16,7 +16,8 @@ fn tools(tool: &str) -> Option<&'static [&'static str]> {
     Some(match tool {
         "shell" => &["bash"],
         "read" => &["read", "grep", "glob", "list"],
-        "edit" => &["edit", "patch"],
+        // opencode's edit refuses a file its read has not seen.
+        "edit" => &["read", "edit", "patch"],
         "write" => &["write"],
         "web" => &["webfetch"],
         _ => return None,
@@ -116,7 +117,13 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
         let mut enabled: Vec<&str> = Vec::new();
         for tool in &ctx.input.spec.tools {
             match tools(tool) {
-                Some(names) => enabled.extend(names),
+                Some(names) => {
+                    for name in names {
+                        if !enabled.contains(name) {
+                            enabled.push(name);
+                        }
+                    }
+                }
                 None if tool.starts_with("agent:") => out.refuse(
                     format!("tools: {tool}"),
                     "opencode's subagents run in its own process, inside this cage, not in the \
@@ -136,11 +143,10 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
         let map: Map<String, Value> = all
             .map(|t| ((*t).to_owned(), json!(enabled.contains(t))))
             .collect();
-        let on: Vec<&str> = enabled.clone();
         config.insert("tools".into(), Value::Object(map));
         out.config(
             "tools",
-            Some(&on.join(",")),
+            Some(&enabled.join(",")),
             "tools: only the declared ones are on",
         );
     }

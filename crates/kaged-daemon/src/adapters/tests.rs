@@ -102,7 +102,7 @@ fn claude_gets_its_model_prompt_tools_provider_state_and_no_telemetry() {
         &["shell", "edit", "read", "agent:reviewer", "teleport"],
     )
     .run();
-    let tools = "Bash,Edit,Read,Glob,Grep";
+    let tools = "Bash,Read,Edit,Glob,Grep";
     assert_eq!(
         got.argv,
         strs(&[

@@ -9,6 +9,7 @@
 //! installs and names in `KAGED_TEST_AGENT_BIN`. Without it these tests say loudly that they
 //! skip, unless `CI=true`, where a missing CLI fails.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,7 +47,9 @@ fn agent_binary(cli: &str) -> Option<PathBuf> {
              tested; ./dev test installs it (tests/agents) and sets the variable"
         ),
         None => {
-            eprintln!(
+            // Straight to the terminal: libtest hides what a passing test prints.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n\n******** SKIPPED: the real `{cli}` CLI is not installed ********\n\
                  KAGED_TEST_AGENT_BIN is unset. `./dev test` installs the pinned CLIs from \
                  tests/agents into target/agents and sets it; to run this test by hand, run \
