@@ -42,6 +42,8 @@ pub struct Input<'a> {
     pub dummy_key: &'a str,
     /// `$HOME` inside the cage.
     pub cage_home: &'a str,
+    /// Where the CLI starts: the project root when a grant shows it, else the cage's home.
+    pub workdir: &'a str,
     /// The system prompt's text, or why it could not be read.
     pub prompt: Option<&'a Result<String, String>>,
     /// The prompt file's path as the cage sees it (project paths keep their host path), when a
@@ -78,6 +80,7 @@ pub fn adapt(argv: &[String], input: &Input<'_>) -> Adapted {
     let route = route(cli, input, target.as_ref(), &mut out);
     let ctx = Ctx {
         input,
+        declared: argv,
         model: target.as_ref().map(|t| t.model.as_str()),
         route,
         home: input.cage.map(|c| Home {
@@ -93,7 +96,7 @@ pub fn adapt(argv: &[String], input: &Input<'_>) -> Adapted {
     if let Some(Err(why)) = input.prompt {
         out.refuse(prompt_declaration(input), why.clone());
     }
-    let mut full = Vec::with_capacity(argv.len() + out.args.len());
+    let mut full = out.wrapper.take().unwrap_or_default();
     full.extend(argv.first().cloned());
     full.extend(out.args);
     full.extend(argv.iter().skip(1).cloned());
@@ -312,6 +315,8 @@ impl Home<'_> {
 /// What each CLI's `configure` reads.
 struct Ctx<'a> {
     input: &'a Input<'a>,
+    /// The command as declared.
+    declared: &'a [String],
     model: Option<&'a str>,
     route: Route,
     home: Option<Home<'a>>,
@@ -329,6 +334,8 @@ impl Ctx<'_> {
 /// What an adapter accumulates.
 #[derive(Debug, Default)]
 struct Out {
+    /// A program and arguments that run first and then exec the CLI (`sh -c '...; exec "$@"'`).
+    wrapper: Option<Vec<String>>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     settings: Vec<AdapterSetting>,

@@ -67,6 +67,7 @@ impl Case {
             egress_port: 3128,
             dummy_key: DUMMY,
             cage_home: "/home/cage",
+            workdir: "/srv/p",
             prompt: self.prompt.as_ref(),
             prompt_in_cage: in_cage,
         };
@@ -126,7 +127,8 @@ fn claude_gets_its_model_prompt_tools_provider_state_and_no_telemetry() {
                 "ANTHROPIC_BASE_URL".to_owned(),
                 "http://127.0.0.1:3128/p/anthropic".to_owned()
             ),
-            ("ANTHROPIC_API_KEY".to_owned(), DUMMY.to_owned()),
+            ("ANTHROPIC_AUTH_TOKEN".to_owned(), DUMMY.to_owned()),
+            ("ANTHROPIC_API_KEY".to_owned(), String::new()),
             (
                 "CLAUDE_CONFIG_DIR".to_owned(),
                 "/home/cage/.claude".to_owned()
@@ -136,6 +138,10 @@ fn claude_gets_its_model_prompt_tools_provider_state_and_no_telemetry() {
             ("DISABLE_ERROR_REPORTING".to_owned(), "1".to_owned()),
             (
                 "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_owned(),
+                "1".to_owned()
+            ),
+            (
+                "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL".to_owned(),
                 "1".to_owned()
             ),
         ]
@@ -179,7 +185,13 @@ fn claude_gets_its_model_prompt_tools_provider_state_and_no_telemetry() {
                     "http://127.0.0.1:3128/p/anthropic",
                     "provider anthropic through the cage's egress gateway"
                 ),
-                setting(SettingKind::Env, "ANTHROPIC_API_KEY", None, GATEWAY_KEY),
+                setting(SettingKind::Env, "ANTHROPIC_AUTH_TOKEN", None, GATEWAY_KEY),
+                env(
+                    "ANTHROPIC_API_KEY",
+                    "",
+                    "empty instead of the gateway's generic stand-in, which Claude Code would \
+                     ask the operator to approve"
+                ),
                 env("CLAUDE_CONFIG_DIR", "/home/cage/.claude", PERSISTENT),
                 env("DISABLE_AUTOUPDATER", "1", "no auto-updater"),
                 env("DISABLE_TELEMETRY", "1", "no telemetry"),
@@ -188,6 +200,12 @@ fn claude_gets_its_model_prompt_tools_provider_state_and_no_telemetry() {
                     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
                     "1",
                     "no release notes, surveys or other non-essential requests"
+                ),
+                env(
+                    "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL",
+                    "1",
+                    "no plugin-marketplace install from github.com and downloads.claude.ai at \
+                     start"
                 ),
             ],
             not_honoured: vec![
@@ -416,6 +434,10 @@ fn what_the_cage_or_local_toml_cannot_give_is_said_and_no_key_is_set() {
     let got = case.run();
     assert!(!got.env.iter().any(|(n, _)| n.starts_with("ANTHROPIC_")));
     assert_eq!(
+        got.argv[0], "/bin/sh",
+        "interactive: the first-run state is seeded"
+    );
+    assert_eq!(
         got.details.not_honoured,
         vec![NotHonoured {
             declaration: "cage.network: none".into(),
@@ -457,7 +479,8 @@ fn what_the_cage_or_local_toml_cannot_give_is_said_and_no_key_is_set() {
             "DISABLE_AUTOUPDATER",
             "DISABLE_TELEMETRY",
             "DISABLE_ERROR_REPORTING",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+            "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL",
         ]
     );
     assert_eq!(got.details.state, None);
@@ -496,4 +519,47 @@ fn a_prompt_is_read_beneath_the_project_only_and_without_symlinks() {
         missing.starts_with("cannot read project:/none.md ("),
         "{missing}"
     );
+}
+
+#[test]
+fn interactive_claude_starts_past_its_first_run_screens_and_keeps_existing_state() {
+    let got = Case::new(&["claude"], None, &[]).run();
+    let seed =
+        r#"{"hasCompletedOnboarding":true,"projects":{"/srv/p":{"hasTrustDialogAccepted":true}}}"#;
+    assert_eq!(&got.argv[3..5], &strs(&["kaged-claude-first-run", seed]));
+    assert_eq!(
+        &got.argv[5..],
+        &strs(&["claude", "--append-system-prompt", "Be brief."])
+    );
+    let names: Vec<&str> = got
+        .details
+        .settings
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"$CLAUDE_CONFIG_DIR/.claude.json projects./srv/p.hasTrustDialogAccepted"),
+        "{names:?}"
+    );
+    // The wrapper itself, run by a real shell: it writes the state once, then execs the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state/.claude");
+    let run = |program: &[&str]| {
+        let mut argv = got.argv[..5].to_vec();
+        argv.extend(program.iter().map(|s| (*s).to_owned()));
+        std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .env("CLAUDE_CONFIG_DIR", &config)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["echo", "ran"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    let file = config.join(".claude.json");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), seed);
+    std::fs::write(&file, "{\"mine\":1}").unwrap();
+    let out = run(&["true"]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"mine\":1}");
 }

@@ -132,12 +132,20 @@ impl Daemon {
         let socket = gateway.as_ref().map(|(g, _)| g.path().to_owned());
         // The providers' base URLs on the relay, and a dummy key that opens nothing.
         let dummy = kaged_egress::dummy_key();
-        let egress_env = match &gateway {
+        let mut egress_env = match &gateway {
             Some(_) => i.providers.cage_env(kaged_sandbox::EGRESS_PORT, &dummy),
             None => Vec::new(),
         };
         if let Some(spec) = &plan.agent {
-            plan.adapted = Some(self.adapt_agent(spec, &plan, &project, &dummy));
+            let adapted = self.adapt_agent(spec, &plan, &project, &dummy);
+            // The adapter's value wins over the gateway's generic one of the same name; either
+            // replaces whatever the policy allowlists, so no host value gets in this way.
+            for (name, value) in &adapted.env {
+                if let Some(generic) = egress_env.iter_mut().find(|(n, _)| n == name) {
+                    generic.1 = value.clone();
+                }
+            }
+            plan.adapted = Some(adapted);
         }
         let unbind = || {
             if let Some(s) = &socket {
@@ -543,6 +551,14 @@ impl Daemon {
             (Some(p), None) => Some(project.root.join(p.relative()).display().to_string()),
             _ => None,
         };
+        let root = project.root.display().to_string();
+        // The cage starts in the project root when a grant shows it, else in its home.
+        let workdir = match (&plan.cage, kaged_api::PortablePath::parse("project:/")) {
+            (Some(cage), Ok(top)) if !crate::adapters::visible_in_cage(cage, &top) => {
+                kaged_sandbox::CAGE_HOME.to_owned()
+            }
+            _ => root,
+        };
         let providers: Vec<String> = i.providers.routes.iter().map(|r| r.name.clone()).collect();
         let input = crate::adapters::Input {
             spec,
@@ -552,6 +568,7 @@ impl Daemon {
             egress_port: kaged_sandbox::EGRESS_PORT,
             dummy_key: dummy,
             cage_home: kaged_sandbox::CAGE_HOME,
+            workdir: &workdir,
             prompt: prompt.as_ref(),
             prompt_in_cage: in_cage.as_deref(),
         };

@@ -78,6 +78,38 @@ fn probe(project: &Path) -> String {
     )
 }
 
+/// Terminal output as words: a TUI moves the cursor between them instead of printing spaces.
+fn screen_text(raw: &str) -> String {
+    let mut out = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI (`ESC [ ... final`) and OSC (`ESC ] ... BEL`) sequences.
+            match chars.next() {
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() || c == '~' {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    for c in chars.by_ref() {
+                        if c == '\x07' {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 struct Run {
     d: TestDaemon,
     s: crate::fixture::Session,
@@ -87,8 +119,18 @@ struct Run {
     transcript: String,
 }
 
+/// How the test drives the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The task is in the command (`claude -p`, `codex exec`); the CLI ends by itself.
+    OneShot,
+    /// The CLI's own terminal UI: the test types the task on the PTY once the UI is up
+    /// (`ready` is in its output), waits for the script to finish, then ends the session.
+    Interactive { ready: &'static str },
+}
+
 /// Runs `command` as the project's primary agent, to its end.
-fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str) -> Run {
+fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str, mode: Mode) -> Run {
     let project = project_dir("version: 1\nproject: placeholder\n");
     let root = std::fs::canonicalize(project.path()).unwrap();
     // The CLI's binary in the project, where the cage can see it: a hard link, as the test
@@ -159,16 +201,55 @@ fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str) -> Run {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let id = r.json_as::<SessionInfo>().id;
+    let transcript_now = || {
+        d.get_as(&s, &format!("/api/v1/sessions/{id}/transcript"))
+            .body
+            .replace("\r\n", "\n")
+    };
+    if let Mode::Interactive { ready } = mode {
+        eventually(Duration::from_secs(120), || {
+            let t = transcript_now();
+            t.contains(ready)
+                .then_some(())
+                .ok_or_else(|| format!("the CLI's UI is not up:\n{t}"))
+        });
+        let input = |data: &str| {
+            let r = d.post(
+                &s,
+                &format!("/api/v1/sessions/{id}/input"),
+                &json!({ "data": data }),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+        };
+        input("Do the scripted task.");
+        std::thread::sleep(Duration::from_millis(500));
+        input("\r");
+        eventually(Duration::from_secs(120), || {
+            let seen = llm.seen();
+            seen.iter()
+                .any(|r| r.step == "finish")
+                .then_some(())
+                .ok_or_else(|| {
+                    format!("the script did not finish: {seen:#?}\n{}", transcript_now())
+                })
+        });
+        // The last turn's text reaches the screen a moment after the provider sent it.
+        eventually(Duration::from_secs(30), || {
+            let t = screen_text(&transcript_now());
+            t.contains("All done: the scripted task is finished.")
+                .then_some(())
+                .ok_or_else(|| format!("no final text on the terminal:\n{t}"))
+        });
+        let r = d.delete(&s, &format!("/api/v1/sessions/{id}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
     let info: SessionInfo = eventually(Duration::from_secs(240), || {
         let v: SessionInfo = d.get_as(&s, &format!("/api/v1/sessions/{id}")).json_as();
         (v.state == SessionState::Exited)
             .then_some(v.clone())
             .ok_or_else(|| format!("{v:?}"))
     });
-    let transcript = d
-        .get_as(&s, &format!("/api/v1/sessions/{id}/transcript"))
-        .body
-        .replace("\r\n", "\n");
+    let transcript = transcript_now();
     let _ = std::fs::remove_file(&ca_file);
     Run {
         d,
@@ -183,7 +264,7 @@ fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str) -> Run {
 /// What every CLI's run must show: the script played through the gateway with the real key,
 /// the edit landed, the disallowed host was denied and audited, and the key is nowhere it must
 /// not be.
-fn check_run(run: &Run, api: Api) {
+fn check_run(run: &Run, api: Api, mode: Mode) {
     let Run {
         d,
         s,
@@ -195,11 +276,13 @@ fn check_run(run: &Run, api: Api) {
     let root = std::fs::canonicalize(project.path()).unwrap();
     let id = &info.id;
     assert!(info.origin.cage.is_caged(), "{:?}", info.origin.cage);
-    assert_eq!(info.exit_code, Some(0), "the CLI failed:\n{transcript}");
-    assert!(
-        transcript.contains("All done: the scripted task is finished."),
-        "{transcript}"
-    );
+    if mode == Mode::OneShot {
+        assert_eq!(info.exit_code, Some(0), "the CLI failed:\n{transcript}");
+        assert!(
+            transcript.contains("All done: the scripted task is finished."),
+            "{transcript}"
+        );
+    }
     // The conversation reached the provider only through the gateway, always with the real
     // key, and played the whole script.
     let seen = llm.seen();
@@ -308,8 +391,9 @@ fn claude_code_runs_caged_reaches_its_provider_only_through_the_gateway_and_neve
         &bin,
         &["claude", "-p", "Do the scripted task."],
         "smart",
+        Mode::OneShot,
     );
-    check_run(&run, Api::Anthropic);
+    check_run(&run, Api::Anthropic, Mode::OneShot);
     // The adapter's record: what it set, by name, and what it could not honour.
     let agent = run.info.origin.agent.clone().expect("an adapter record");
     assert_eq!(
@@ -329,12 +413,14 @@ fn claude_code_runs_caged_reaches_its_provider_only_through_the_gateway_and_neve
             "--tools",
             "--allowedTools",
             "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_AUTH_TOKEN",
             "ANTHROPIC_API_KEY",
             "CLAUDE_CONFIG_DIR",
             "DISABLE_AUTOUPDATER",
             "DISABLE_TELEMETRY",
             "DISABLE_ERROR_REPORTING",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+            "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL",
         ]
     );
     assert_eq!(agent.not_honoured, vec![]);
@@ -365,8 +451,9 @@ fn codex_runs_caged_reaches_its_provider_only_through_the_gateway_and_never_hold
             "Do the scripted task.",
         ],
         "coder",
+        Mode::OneShot,
     );
-    check_run(&run, Api::OpenAi);
+    check_run(&run, Api::OpenAi, Mode::OneShot);
     let agent = run.info.origin.agent.clone().expect("an adapter record");
     assert_eq!(
         (agent.cli, agent.model.as_deref(), agent.provider.as_deref()),
@@ -387,4 +474,31 @@ fn codex_runs_caged_reaches_its_provider_only_through_the_gateway_and_never_hold
         .home()
         .join(".local/share/kaged/scratch/agents/.codex");
     assert!(scratch.is_dir(), "no Codex state in {}", scratch.display());
+}
+
+#[test]
+fn claude_code_works_interactively_on_the_pty_in_its_cage() {
+    let Some(bin) = agent_binary("claude") else {
+        return;
+    };
+    let mode = Mode::Interactive {
+        ready: "? for shortcuts",
+    };
+    let run = run_agent("claude", &bin, &["claude"], "smart", mode);
+    check_run(&run, Api::Anthropic, mode);
+    // It ran past its first-run screens and the folder-trust dialog with the state its
+    // adapter seeded in the cage, and asked nothing about the key.
+    let agent = run.info.origin.agent.clone().expect("an adapter record");
+    assert_eq!(agent.argv[0], "/bin/sh");
+    let transcript = screen_text(&run.transcript);
+    for screen in [
+        "trust this folder",
+        "Do you want to use this API key",
+        "Unable to connect",
+    ] {
+        assert!(
+            !transcript.contains(screen),
+            "{screen:?} was shown:\n{transcript}"
+        );
+    }
 }
