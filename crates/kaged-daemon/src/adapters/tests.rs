@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use std::path::Path;
+
 use kaged_api::{EgressRules, FsGrant};
 use pretty_assertions::assert_eq;
 
@@ -562,4 +564,70 @@ fn interactive_claude_starts_past_its_first_run_screens_and_keeps_existing_state
     let out = run(&["true"]);
     assert!(out.status.success());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"mine\":1}");
+}
+
+/// The shipped example, adapted as an operator with the README's local.toml would run it: each
+/// agent reaches Anthropic through the gateway, and the one declaration Claude Code cannot
+/// honour is said.
+#[test]
+fn the_shipped_agent_cli_example_adapts_with_only_its_delegation_unhonoured() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/projects/agent-cli");
+    let file = dir.join(".kaged/project.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let project = kaged_dsl::parse_project_str(&file, &text).unwrap();
+    let models = BTreeMap::from([
+        ("smart".to_owned(), "anthropic:claude-opus-9".to_owned()),
+        ("fast".to_owned(), "anthropic:claude-haiku-9".to_owned()),
+    ]);
+    let providers = ["anthropic".to_owned()];
+    let mut seen = Vec::new();
+    for (name, spec) in project.agents() {
+        let kaged_api::Cage::Policy(cage) = &spec.cage else {
+            panic!("{name} is uncaged");
+        };
+        let prompt = spec.system_prompt.as_ref().map(|p| read_prompt(&dir, p));
+        let input = Input {
+            spec,
+            models: &models,
+            cage: Some(cage),
+            gateway_providers: &providers,
+            egress_port: 3128,
+            dummy_key: DUMMY,
+            cage_home: "/home/cage",
+            workdir: "/srv/agent-cli",
+            prompt: prompt.as_ref(),
+            prompt_in_cage: None,
+        };
+        let got = adapt(&spec.command, &input);
+        assert!(
+            got.env.contains(&(
+                "ANTHROPIC_BASE_URL".into(),
+                "http://127.0.0.1:3128/p/anthropic".into()
+            )),
+            "{name}: {:?}",
+            got.env
+        );
+        let unhonoured: Vec<String> = got
+            .details
+            .not_honoured
+            .iter()
+            .map(|n| n.declaration.clone())
+            .collect();
+        seen.push((name, got.details.model.unwrap_or_default(), unhonoured));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "primary".to_owned(),
+                "claude-opus-9".to_owned(),
+                vec!["tools: agent:reviewer".to_owned()]
+            ),
+            (
+                "primary.reviewer".to_owned(),
+                "claude-haiku-9".to_owned(),
+                vec![]
+            ),
+        ]
+    );
 }
