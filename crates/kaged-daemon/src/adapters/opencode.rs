@@ -11,18 +11,23 @@ pub(super) fn state_dir(home: &str) -> String {
     format!("{home}/.local/share/opencode")
 }
 
-/// opencode's tools for each tool of the project file's vocabulary.
+/// opencode's tools for each tool of the project file's vocabulary. opencode gates `edit`,
+/// `write` and `patch` with one permission (the last of the three keys in its `tools` map
+/// decides for all), so `edit` and `write` each turn on all three; its edit also refuses a
+/// file its read has not seen.
 fn tools(tool: &str) -> Option<&'static [&'static str]> {
     Some(match tool {
         "shell" => &["bash"],
         "read" => &["read", "grep", "glob", "list"],
-        // opencode's edit refuses a file its read has not seen.
-        "edit" => &["read", "edit", "patch"],
-        "write" => &["write"],
+        "edit" | "write" => &["read", "edit", "write", "patch"],
         "web" => &["webfetch"],
         _ => return None,
     })
 }
+
+/// opencode's tools outside the project file's vocabulary, off whenever `tools` is declared:
+/// subagents (`task`), skills, and its to-do list.
+const UNDECLARABLE: [&str; 4] = ["task", "skill", "todowrite", "todoread"];
 
 pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
     let mut config = Map::new();
@@ -136,10 +141,27 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
                 ),
             }
         }
-        let all = ["shell", "read", "edit", "write", "web"]
+        let declared = &ctx.input.spec.tools;
+        let has = |t: &str| declared.iter().any(|d| d == t);
+        if has("edit") != has("write") {
+            let (asked, also) = if has("edit") {
+                ("edit", "write")
+            } else {
+                ("write", "edit")
+            };
+            out.refuse(
+                format!("tools: {asked} (without {also})"),
+                format!(
+                    "opencode allows editing and writing files only together, so `{also}` is \
+                     on too; the cage's fs grants bound what either can touch"
+                ),
+            );
+        }
+        let all = ["shell", "read", "edit", "web"]
             .into_iter()
             .filter_map(tools)
-            .flatten();
+            .flatten()
+            .chain(UNDECLARABLE.iter());
         let map: Map<String, Value> = all
             .map(|t| ((*t).to_owned(), json!(enabled.contains(t))))
             .collect();
@@ -147,7 +169,7 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
         out.config(
             "tools",
             Some(&enabled.join(",")),
-            "tools: only the declared ones are on",
+            "tools: only the declared ones are on (subagents, skills and the to-do list off)",
         );
     }
     let document = Value::Object(config).to_string();

@@ -338,7 +338,8 @@ fn opencode_gets_one_config_document_and_xdg_state_in_the_cage_home() {
             "model": "anthropic/claude-sonnet-9",
             "instructions": ["/srv/p/.kaged/prompts/primary.md"],
             "tools": {"bash": false, "read": true, "grep": true, "glob": true, "list": true,
-                      "edit": false, "patch": false, "write": false, "webfetch": false},
+                      "edit": false, "patch": false, "write": false, "webfetch": false,
+                      "task": false, "skill": false, "todowrite": false, "todoread": false},
         })
     );
     let names: Vec<&str> = got.env.iter().map(|(n, _)| n.as_str()).collect();
@@ -629,5 +630,33 @@ fn the_shipped_agent_cli_example_adapts_with_only_its_delegation_unhonoured() {
                 vec![]
             ),
         ]
+    );
+}
+
+#[test]
+fn opencode_edits_and_writes_together_and_says_so() {
+    let got = Case::new(&["opencode"], None, &["shell", "edit"]).run();
+    let config = got
+        .env
+        .iter()
+        .find(|(n, _)| n == "OPENCODE_CONFIG_CONTENT")
+        .map(|(_, v)| serde_json::from_str::<serde_json::Value>(v).unwrap())
+        .unwrap();
+    let on: Vec<&str> = config["tools"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.as_bool() == Some(true))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(on, vec!["bash", "edit", "patch", "read", "write"]);
+    assert_eq!(
+        got.details.not_honoured,
+        vec![NotHonoured {
+            declaration: "tools: edit (without write)".into(),
+            reason: "opencode allows editing and writing files only together, so `write` is on \
+                     too; the cage's fs grants bound what either can touch"
+                .into(),
+        }]
     );
 }
