@@ -422,7 +422,14 @@ pub fn read_prompt(root: &Path, path: &PortablePath) -> Result<String, String> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| fail(e.to_string()))?;
-    let fd = open(root_fd.as_fd(), Path::new(rel), OFlag::O_RDONLY).map_err(|e| {
+    // Non-blocking, so a FIFO in the prompt's place cannot hang the start; it is then refused
+    // as no regular file.
+    let fd = open(
+        root_fd.as_fd(),
+        Path::new(rel),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+    )
+    .map_err(|e| {
         fail(format!(
             "{e}; it must be a regular file inside the project, reached without symlinks"
         ))

@@ -517,6 +517,9 @@ fn a_prompt_is_read_beneath_the_project_only_and_without_symlinks() {
     assert!(link.contains("reached without symlinks"), "{link}");
     let big = read_prompt(root, &p("project:/big.md")).unwrap_err();
     assert!(big.contains("more than the 65536"), "{big}");
+    nix::unistd::mkfifo(&root.join("fifo.md"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo = read_prompt(root, &p("project:/fifo.md")).unwrap_err();
+    assert!(fifo.ends_with("not a regular file"), "{fifo}");
     let missing = read_prompt(root, &p("project:/none.md")).unwrap_err();
     assert!(
         missing.starts_with("cannot read project:/none.md ("),
