@@ -1,6 +1,9 @@
 //! opencode (`opencode`): one JSON configuration document in `OPENCODE_CONFIG_CONTENT`, which
 //! opencode merges over its config files, plus the variables that turn off what it would
 //! otherwise fetch at start (updates, the models.dev catalogue, plugins, language servers).
+//! opencode 1.18 still tries registry.npmjs.org once at start, whatever these say (a
+//! background install of `@opencode-ai/plugin` into its config directory); the gateway denies
+//! and audits it, and opencode runs on without it.
 
 use serde_json::{Map, Value, json};
 
