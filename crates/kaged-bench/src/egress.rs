@@ -140,7 +140,7 @@ pub fn round(
 ) -> Result<EgressSample> {
     let up = upstream(big)?;
     let dir = tempfile::tempdir().context("a directory for the gateway socket")?;
-    let socket = dir.path().join("gw.sock");
+    let socket = dir.path().join("gateway.sock");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -268,16 +268,20 @@ fn starts(
         "--ro-bind".into(),
         kaged.display().to_string(),
         "/run/kaged-egress/kaged".into(),
-        "--bind".into(),
-        socket.display().to_string(),
-        "/run/kaged-egress/gateway.sock".into(),
+        "--ro-bind".into(),
+        socket
+            .parent()
+            .context("the gateway socket has no directory")?
+            .display()
+            .to_string(),
+        "/run/kaged-egress/gateway".into(),
     ]);
     relay.extend(base[at..].iter().cloned());
     relay.extend([
         "/run/kaged-egress/kaged".into(),
         "__egress-relay".into(),
         "3128".into(),
-        "/run/kaged-egress/gateway.sock".into(),
+        "/run/kaged-egress/gateway/gateway.sock".into(),
         "--".into(),
         "true".into(),
     ]);

@@ -81,7 +81,7 @@ impl From<kaged_session::SessionError> for OpError {
             E::EmptyArgv | E::Spawn { .. } => OpError::Invalid(e.to_string()),
             E::NotRunning { .. } => OpError::Conflict(e.to_string()),
             E::ShuttingDown => OpError::Unavailable(e.to_string()),
-            E::Pty(_) | E::Io { .. } | E::Dir(_) | E::Control { .. } => {
+            E::Pty(_) | E::Io { .. } | E::Dir(_) | E::Control { .. } | E::BadId { .. } => {
                 OpError::internal("session operation failed", e)
             }
         }

@@ -28,8 +28,9 @@ pub struct HostFacts {
     pub deny: Vec<PathBuf>,
     /// Persistent cage scratch lives in `<scratch_root>/<project id>`.
     pub scratch_root: PathBuf,
-    /// Each filtered-network cage's gateway socket lives here (inside the runtime dir, which
-    /// no cage sees; the socket alone is bound into its cage).
+    /// Each filtered-network cage's gateway socket lives here, in a directory named for its
+    /// session (inside the runtime dir, which no cage sees; only that directory is bound into
+    /// its cage).
     pub egress_dir: PathBuf,
     /// kaged's own binary, bound into filtered-network cages as their relay, or why it cannot
     /// be (such cages are then refused with the reason).

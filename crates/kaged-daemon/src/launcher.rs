@@ -212,14 +212,14 @@ pub struct Launch {
 /// cgroup, when the policy needs them, are created here: the side effects, right before the
 /// spawn needs them. A cage whose limits this host cannot enforce is refused here unless
 /// best-effort is allowed ([`unenforced_limits`]).
-/// `egress_socket` is the gateway's socket for a `network: {allow, deny}` cage, and
+/// `egress_socket_dir` holds the gateway's socket for a `network: {allow, deny}` cage, and
 /// `egress_env` what kaged sets in it besides the proxy variables (provider URLs).
 pub fn compile(
     plan: &Plan,
     project: &LoadedProject,
     facts: &HostFacts,
     actor: &str,
-    egress_socket: Option<&Path>,
+    egress_socket_dir: Option<&Path>,
     egress_env: &[(String, String)],
 ) -> OpResult<Launch> {
     let mut mountpoints = Vec::new();
@@ -227,7 +227,7 @@ pub fn compile(
     let mut cgroup_procs = None;
     let (argv, env, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
-            let mut compiled = cage(plan, policy, project, facts, egress_socket, egress_env)?;
+            let mut compiled = cage(plan, policy, project, facts, egress_socket_dir, egress_env)?;
             let mut summary = compiled.summary;
             if let CgroupLimits::NotEnforced { reason } = &summary.cgroup_limits {
                 summary.cgroup_limits = unenforced_limits(plan, policy, reason, facts)?;
@@ -253,6 +253,7 @@ pub fn compile(
         }
     };
     let spec = SpawnSpec {
+        id: None,
         project_id: project.id.clone(),
         actor: actor.to_owned(),
         argv,
@@ -349,7 +350,7 @@ fn cage(
     policy: &CagePolicy,
     project: &LoadedProject,
     facts: &HostFacts,
-    egress_socket: Option<&Path>,
+    egress_socket_dir: Option<&Path>,
     egress_env: &[(String, String)],
 ) -> OpResult<kaged_sandbox::CompiledCage> {
     let mut policy = policy.clone();
@@ -381,9 +382,9 @@ fn cage(
         }
         State::Ephemeral => None,
     };
-    let egress = match (egress_socket, &facts.relay_exe) {
-        (Some(socket), Ok(relay)) => Some(kaged_sandbox::EgressPlumbing {
-            socket,
+    let egress = match (egress_socket_dir, &facts.relay_exe) {
+        (Some(socket_dir), Ok(relay)) => Some(kaged_sandbox::EgressPlumbing {
+            socket_dir,
             relay,
             env: egress_env,
         }),

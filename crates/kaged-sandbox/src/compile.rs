@@ -55,8 +55,14 @@ pub const CAGE_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/s
 /// Where a filtered-network cage finds its way out: the relay (kaged's own binary) and the
 /// gateway's socket are bound here, in a directory no host path shares.
 pub const EGRESS_DIR: &str = "/run/kaged-egress";
+/// The host directory holding the gateway's socket is bound read-only here. A directory, not
+/// the socket file: a daemon that adopts the cage after a restart binds a fresh socket in the
+/// same host directory, and the cage sees it (design §7).
+pub const EGRESS_GATEWAY_DIR: &str = "/run/kaged-egress/gateway";
+/// The gateway socket's file name, in the host directory and in [`EGRESS_GATEWAY_DIR`].
+pub const EGRESS_SOCKET_NAME: &str = "gateway.sock";
 /// The gateway's Unix socket inside the cage.
-pub const EGRESS_SOCKET: &str = "/run/kaged-egress/gateway.sock";
+pub const EGRESS_SOCKET: &str = "/run/kaged-egress/gateway/gateway.sock";
 /// kaged's binary inside the cage, run as the relay.
 pub const EGRESS_RELAY: &str = "/run/kaged-egress/kaged";
 /// The hidden argument that makes kaged's binary the in-cage relay:
@@ -66,11 +72,12 @@ pub const EGRESS_RELAY_ARG: &str = "__egress-relay";
 /// one fixed port serves them all.
 pub const EGRESS_PORT: u16 = 3128;
 
-/// The host side of a filtered-network cage: the gateway socket the daemon listens on for this
-/// cage, and kaged's own binary for the relay.
+/// The host side of a filtered-network cage: the directory of the gateway socket the daemon
+/// listens on for this cage, and kaged's own binary for the relay.
 #[derive(Debug, Clone, Copy)]
 pub struct EgressPlumbing<'a> {
-    pub socket: &'a Path,
+    /// Holds the socket, named [`EGRESS_SOCKET_NAME`].
+    pub socket_dir: &'a Path,
     pub relay: &'a Path,
     /// Set in the cage after the proxy variables, whatever the allowlist passed: provider
     /// base URLs on the relay and their dummy keys.
@@ -379,7 +386,8 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     push(&[&"--proc", &"/proc", &"--dev", &"/dev", &"--tmpfs", &"/tmp"]);
     if let Some(e) = egress {
         push(&[&"--ro-bind", &e.relay, &EGRESS_RELAY]);
-        push(&[&"--bind", &e.socket, &EGRESS_SOCKET]);
+        // Read-only: the cage can connect to the socket but not replace or remove it.
+        push(&[&"--ro-bind", &e.socket_dir, &EGRESS_GATEWAY_DIR]);
     }
     let mut keep_fds = Vec::new();
     match scratch {

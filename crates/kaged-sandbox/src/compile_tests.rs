@@ -283,7 +283,7 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
     });
     let err = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap_err();
     assert!(matches!(err, CageError::EgressRequired), "{err}");
-    let socket = fx.base.join("gw.sock");
+    let socket_dir = fx.base.join("gateway");
     let relay = PathBuf::from("/opt/kaged/bin/kaged");
     // The host's own proxy settings must not point around the gateway.
     let env_values = [("HTTPS_PROXY".to_owned(), "http://corp:8080".to_owned())];
@@ -291,7 +291,7 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
     let cage = compile_on(
         &CageRequest {
             egress: Some(EgressPlumbing {
-                socket: &socket,
+                socket_dir: &socket_dir,
                 relay: &relay,
                 env: &[("OPENAI_API_KEY".into(), "dummy".into())],
             }),
@@ -313,7 +313,11 @@ fn a_filtered_network_gets_loopback_the_relay_the_socket_and_the_proxy_variables
         "{text:?}"
     );
     assert!(
-        window(&["--bind", socket.to_str().unwrap(), EGRESS_SOCKET]),
+        window(&[
+            "--ro-bind",
+            socket_dir.to_str().unwrap(),
+            EGRESS_GATEWAY_DIR
+        ]),
         "{text:?}"
     );
     for name in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {

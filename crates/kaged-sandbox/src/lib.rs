@@ -15,8 +15,8 @@ mod host;
 pub use cgroup::{CageCgroup, CgroupError};
 pub use compile::{
     CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError, CageRequest, CompiledCage, EGRESS_DIR,
-    EGRESS_PORT, EGRESS_RELAY, EGRESS_RELAY_ARG, EGRESS_SOCKET, EgressPlumbing, compile,
-    compile_on, remove_mountpoints,
+    EGRESS_GATEWAY_DIR, EGRESS_PORT, EGRESS_RELAY, EGRESS_RELAY_ARG, EGRESS_SOCKET,
+    EGRESS_SOCKET_NAME, EgressPlumbing, compile, compile_on, remove_mountpoints,
 };
 pub use host::{HostSystem, SelfTestError, SystemMount, inspect_cgroups, self_test, setup_cgroups};
 // The policy and summary types are wire types, defined once in `kaged-api`.

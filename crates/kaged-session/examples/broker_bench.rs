@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
 
 fn spec(dir: &Path, argv: &[&str]) -> SpawnSpec {
     SpawnSpec {
+        id: None,
         project_id: "bench".into(),
         actor: "bench".into(),
         argv: argv.iter().map(OsString::from).collect(),

@@ -34,6 +34,7 @@ use std::time::Duration;
 pub use kaged_api::session::{EndReason, SessionInfo, SessionOrigin, SessionState};
 pub use manager::{Recovered, SessionManager};
 pub use nix::sys::signal::Signal;
+pub use persist::new_id as new_session_id;
 pub use screen::Snapshot;
 pub use session::{InputOutcome, Session, Viewer, ViewerEvent};
 
@@ -91,6 +92,9 @@ impl ManagerConfig {
 /// Everything needed to start one session. The argv is final: sandboxing already happened.
 #[derive(Debug)]
 pub struct SpawnSpec {
+    /// The id, when the caller names resources after it before the spawn (from
+    /// [`new_session_id`]); `None` picks a fresh one.
+    pub id: Option<String>,
     pub project_id: String,
     /// The operator's user id, for limits, metadata and events.
     pub actor: String,
@@ -144,6 +148,8 @@ pub enum SessionError {
     },
     #[error("the argv is empty; give at least the program to run")]
     EmptyArgv,
+    #[error("session id {id:?} is malformed or already in use; take one from new_session_id()")]
+    BadId { id: String },
     #[error("could not start `{program}` in {cwd}: {source}")]
     Spawn {
         program: String,

@@ -144,11 +144,15 @@ impl SessionManager {
                 max: cfg.max_per_operator,
             });
         }
-        let id = loop {
-            let id = persist::new_id()?;
-            if !sessions.contains_key(&id) {
-                break id;
-            }
+        let id = match spec.id.clone() {
+            Some(id) if persist::is_valid_id(&id) && !sessions.contains_key(&id) => id,
+            Some(id) => return Err(SessionError::BadId { id }),
+            None => loop {
+                let id = persist::new_id()?;
+                if !sessions.contains_key(&id) {
+                    break id;
+                }
+            },
         };
         let session = Session::start(
             NewSession {

@@ -13,7 +13,7 @@ pub(crate) const META: &str = "meta.json";
 pub(crate) const TRANSCRIPT: &str = "transcript";
 
 /// 128 random bits from the OS as lowercase hex: URL-safe and not guessable from other ids.
-pub(crate) fn new_id() -> Result<String, SessionError> {
+pub fn new_id() -> Result<String, SessionError> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|e| SessionError::Io {
         action: "reading random bytes for a session id from",

@@ -3,7 +3,6 @@
 //! [`Daemon::start_session`], the end by the watcher it leaves behind.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use kaged_api::{
     CageState, CgroupLimits, DaemonEvent, Identity, InputRequest, InputWritten, ResizeRequest,
@@ -22,9 +21,6 @@ use crate::Daemon;
 use crate::error::{OpError, OpResult};
 use crate::launcher;
 use crate::owners::Need;
-
-/// Numbers the gateway sockets in the runtime dir; a path is never reused while the daemon runs.
-static NEXT_GATEWAY: AtomicU64 = AtomicU64::new(0);
 
 /// Input sent through the API in one request; a terminal takes keystrokes, not files.
 const MAX_INPUT: usize = 64 * 1024;
@@ -125,11 +121,18 @@ impl Daemon {
         if plan.cage.is_none() {
             self.may_run_uncaged(actor)?;
         }
+        // A filtered cage's gateway is named after the session, so that a daemon adopting the
+        // session after a restart finds its socket directory again.
         let gateway = match plan.cage.as_ref().map(|c| &c.network) {
-            Some(Network::Filtered(rules)) => Some(self.egress_gateway(&plan.cage_of, rules)?),
+            Some(Network::Filtered(rules)) => {
+                let id = kaged_session::new_session_id()?;
+                let policy = self.egress_policy(&plan.cage_of, rules)?;
+                let gateway = self.egress_gateway(&id)?;
+                Some((id, gateway, policy))
+            }
             _ => None,
         };
-        let socket = gateway.as_ref().map(|(g, _)| g.path().to_owned());
+        let socket_dir = gateway.as_ref().map(|(id, _, _)| self.egress_dir(id));
         // The providers' base URLs on the relay, and a dummy key that opens nothing.
         let dummy = kaged_egress::dummy_key();
         let mut egress_env = match &gateway {
@@ -148,30 +151,31 @@ impl Daemon {
             plan.adapted = Some(adapted);
         }
         let unbind = || {
-            if let Some(s) = &socket {
-                let _ = std::fs::remove_file(s);
+            if let Some(dir) = &socket_dir {
+                let _ = std::fs::remove_dir_all(dir);
             }
         };
         // Held from compiling the cage until it runs, and while a finished cage's stand-ins
         // are removed, so a removal never races a new cage of the same project.
         let (session, mountpoints, cgroup) = {
             let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
-            let launch = launcher::compile(
+            let mut launch = launcher::compile(
                 &plan,
                 &project,
                 &i.host,
                 &actor.user_id,
-                socket.as_deref(),
+                socket_dir.as_deref(),
                 &egress_env,
             )
             .inspect_err(|_| unbind())?;
+            launch.spec.id = gateway.as_ref().map(|(id, _, _)| id.clone());
             // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
             let session = i.sessions.spawn(launch.spec).inspect_err(|_| unbind())?;
             (session, launch.mountpoints, launch.cgroup)
         };
         let info = session.info();
         let stop_gateway = CancellationToken::new();
-        if let Some((gateway, policy)) = gateway {
+        if let Some((_, gateway, policy)) = gateway {
             self.serve_egress(gateway, policy, &info, stop_gateway.clone());
         }
         self.audit_started(&info).await;
@@ -210,6 +214,7 @@ impl Daemon {
             if session.is_detached() {
                 return;
             }
+            daemon.remove_egress_dir(&ended.id);
             daemon.remove_stand_ins(&ended.project_id, &mountpoints);
             if let Some(cgroup) = cgroup {
                 remove_cgroup(cgroup, &ended.id).await;
@@ -250,7 +255,8 @@ impl Daemon {
                         },
                         _ => None,
                     };
-                    self.watch_exit(session, Vec::new(), cgroup, None);
+                    let stop_gateway = self.readopt_gateway(&info);
+                    self.watch_exit(session, Vec::new(), cgroup, stop_gateway);
                 }
                 Recovered::Ended {
                     info,
@@ -268,6 +274,7 @@ impl Daemon {
                         )
                         .await;
                     tracing::warn!(session = %info.id, reason = ?info.end_reason, "a session ended while no daemon ran");
+                    self.remove_egress_dir(&info.id);
                 }
             }
         }
@@ -575,23 +582,66 @@ impl Daemon {
         crate::adapters::adapt(&plan.argv, &input)
     }
 
-    /// Binds the gateway socket of a filtered-network cage, with its rules parsed together
-    /// with the operator's private exceptions.
-    fn egress_gateway(
-        &self,
-        cage_of: &str,
-        rules: &EgressRules,
-    ) -> OpResult<(Gateway, Arc<Policy>)> {
-        let i = &self.inner;
-        let policy = Policy::new(rules, &i.local.egress.allow_private)
+    /// A filtered-network cage's rules, parsed together with the operator's private exceptions.
+    fn egress_policy(&self, cage_of: &str, rules: &EgressRules) -> OpResult<Arc<Policy>> {
+        let policy = Policy::new(rules, &self.inner.local.egress.allow_private)
             .map_err(|e| OpError::Invalid(format!("the network policy of {cage_of}: {e}")))?;
-        kaged_deploy::ensure_private_dir(&i.host.egress_dir)
+        Ok(Arc::new(policy))
+    }
+
+    /// The host directory bound into session `id`'s cage, holding its gateway's socket.
+    fn egress_dir(&self, id: &str) -> std::path::PathBuf {
+        self.inner.host.egress_dir.join(id)
+    }
+
+    /// Binds the gateway socket of session `id`'s cage in its directory, replacing the stale
+    /// socket a daemon killed before it could clean up left there.
+    fn egress_gateway(&self, id: &str) -> OpResult<Gateway> {
+        let dir = self.egress_dir(id);
+        kaged_deploy::ensure_private_dir(&self.inner.host.egress_dir)
+            .and_then(|()| kaged_deploy::ensure_private_dir(&dir))
             .map_err(|e| OpError::internal("cannot create the egress socket directory", e))?;
-        let n = NEXT_GATEWAY.fetch_add(1, Ordering::Relaxed);
-        let path = i.host.egress_dir.join(format!("{n}.sock"));
-        let gateway = Gateway::bind(&path)
-            .map_err(|e| OpError::internal("cannot start the cage's egress gateway", e))?;
-        Ok((gateway, Arc::new(policy)))
+        Gateway::bind(&dir.join(kaged_sandbox::EGRESS_SOCKET_NAME))
+            .map_err(|e| OpError::internal("cannot start the cage's egress gateway", e))
+    }
+
+    fn remove_egress_dir(&self, id: &str) {
+        let dir = self.egress_dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot remove a cage's egress socket directory")
+            }
+        }
+    }
+
+    /// An adopted filtered-network cage gets its gateway back, with the policy it was started
+    /// with (kept in its record) and the operator's exceptions as they are now. Its relay
+    /// connects afresh for each connection, so it reaches the new socket at once. `None`
+    /// for any other cage, or when the gateway cannot be bound (said in the daemon's log; the
+    /// cage then reaches nothing, which fails closed).
+    fn readopt_gateway(&self, info: &SessionInfo) -> Option<CancellationToken> {
+        let CageState::Caged { summary } = &info.origin.cage else {
+            return None;
+        };
+        let Network::Filtered(rules) = &summary.network else {
+            return None;
+        };
+        let bound = self
+            .egress_policy(&format!("session {}", info.id), rules)
+            .and_then(|policy| Ok((self.egress_gateway(&info.id)?, policy)));
+        match bound {
+            Ok((gateway, policy)) => {
+                let stop = CancellationToken::new();
+                self.serve_egress(gateway, policy, info, stop.clone());
+                Some(stop)
+            }
+            Err(e) => {
+                tracing::error!(session = %info.id, error = %e, "an adopted cage gets no egress gateway; it reaches no host");
+                None
+            }
+        }
     }
 
     /// Serves a cage's gateway until `stop`, auditing and streaming every connection it

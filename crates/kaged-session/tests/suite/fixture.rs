@@ -66,6 +66,7 @@ pub fn spec_in(home: &Path, project: &str, actor: &str, argv: &[&str]) -> SpawnS
         ("PS1", "$ "),
     ];
     SpawnSpec {
+        id: None,
         project_id: project.to_owned(),
         actor: actor.to_owned(),
         argv: argv.iter().map(OsString::from).collect(),

@@ -360,6 +360,102 @@ async fn sessions_survive_kill_9_of_the_daemon() {
     sessions_survive(Stop::Kill9).await;
 }
 
+/// A filtered-network cage keeps its way out across `stop`: the adopting daemon binds a new
+/// gateway in the cage's socket directory and enforces and audits the same policy.
+async fn a_filtered_cage_keeps_its_gateway(stop: Stop) {
+    let (up, served) = crate::suite::egress::upstream("hello from upstream");
+    let mut d = daemon()
+        .env("KAGED_SESSIONS_ON_STOP", "keep")
+        .local_toml(&format!("[egress]\nallow_private = [\"127.0.0.1:{up}\"]\n"))
+        .start();
+    let s = d.login();
+    let proj = project_dir(PROJECT);
+    load(&d, &s, proj.path());
+    // One allowed and one refused request per line read, so each daemon is asked in turn.
+    let script = format!(
+        "while read tag; do \
+           echo got-$tag=$(curl -sS --noproxy '' -x \"$HTTP_PROXY\" http://127.0.0.1:{up}/$tag); \
+           echo refused-$tag=$(curl -s -o /dev/null -w '%{{http_code}}' --noproxy '' -x \"$HTTP_PROXY\" http://127.0.0.1:{port}/); \
+         done",
+        port = d.addr.port()
+    );
+    let cage = start(
+        &d,
+        &s,
+        json!({"argv": ["bash", "--norc", "--noprofile", "-c", script],
+               "cage": {"network": {"allow": [format!("127.0.0.1:{up}")]},
+                        "fs": [{"path": "project:/", "access": "ro"}]}}),
+    );
+    let _reap = Reap(vec![cage.id.clone()]);
+    let ask = |d: &TestDaemon, s: &Session, tag: &str| {
+        let r = d.post(
+            s,
+            &format!("/api/v1/sessions/{}/input", cage.id),
+            &json!({"data": format!("{tag}\n")}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let want = [
+            format!("got-{tag}=hello from upstream"),
+            format!("refused-{tag}=403"),
+        ];
+        eventually(Duration::from_secs(30), || {
+            let out = d
+                .get_as(s, &format!("/api/v1/sessions/{}/transcript", cage.id))
+                .body;
+            if want.iter().all(|w| out.contains(w.as_str())) {
+                Ok(())
+            } else {
+                Err(format!("{want:?} not in the cage's output:\n{out}"))
+            }
+        });
+    };
+    ask(&d, &s, "before");
+    match stop {
+        Stop::Restart | Stop::Upgrade => assert!(d.terminate().success(), "{}", d.stderr()),
+        Stop::Kill9 => d.kill9(),
+    }
+    let d = d.start_again(None);
+    let s = d.login();
+    assert!(info(&d, &s, &cage.id).adopted_at.is_some());
+    ask(&d, &s, "after");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The adopting daemon audits its connections too, after the adoption.
+    let rows = eventually(Duration::from_secs(10), || {
+        let all = audit_rows(&d, "session.adopted")
+            .into_iter()
+            .chain(audit_rows(&d, "egress.allowed"))
+            .chain(audit_rows(&d, "egress.denied"))
+            .filter(|(id, _)| id.as_deref() == Some(cage.id.as_str()))
+            .count();
+        if all == 5 {
+            Ok(all)
+        } else {
+            Err(format!("{all} rows, want adopted + 2 allowed + 2 denied"))
+        }
+    });
+    assert_eq!(rows, 5);
+    let socket_dir = d.runtime_dir().join("egress").join(&cage.id);
+    assert!(socket_dir.join("gateway.sock").exists(), "{socket_dir:?}");
+    let r = d.delete(&s, &format!("/api/v1/sessions/{}", cage.id));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_exited(&d, &s, &cage.id);
+    eventually(Duration::from_secs(10), || {
+        (!socket_dir.exists())
+            .then_some(())
+            .ok_or(format!("{socket_dir:?} outlived its session"))
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_cage_keeps_its_gateway_across_a_restart() {
+    a_filtered_cage_keeps_its_gateway(Stop::Restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_cage_keeps_its_gateway_across_kill_9() {
+    a_filtered_cage_keeps_its_gateway(Stop::Kill9).await;
+}
+
 #[test]
 fn a_holder_killed_while_no_daemon_runs_ends_its_session_with_a_reason() {
     let mut d = daemon().env("KAGED_SESSIONS_ON_STOP", "keep").start();

@@ -22,7 +22,9 @@ const PROJECT: &str = "version: 1\nproject: egress\n";
 
 /// A plain-HTTP upstream on the host's loopback answering every request with `body`, and
 /// the number of requests it served.
-fn upstream(body: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) fn upstream(
+    body: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
