@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, DESKTOP, launchBrowser, shoot } from './daemon.mjs';
 
@@ -458,6 +458,37 @@ describe('loopback mode', () => {
     await page.getByRole('heading', { name: /restored-1/ }).waitFor();
     await page.getByText('notes.txt').first().waitFor();
     await shoot(page, 'worktree-restored');
+  });
+
+  it("lists what an agent's adapter set and, opened, what its CLI cannot honour", async () => {
+    const dir = daemon.project(
+      'agent-ui',
+      'version: 1\nproject: agent-ui\nprimary:\n  model: smart\n  command: [tools/claude]\n  tools: [shell, "agent:helper"]\n  cage:\n    network: {allow: []}\n  agents:\n    helper:\n      command: [sh]\n',
+    );
+    // A stand-in for Claude Code: the adapter recognises the program by its name.
+    mkdirSync(join(dir, 'tools'));
+    writeFileSync(join(dir, 'tools', 'claude'), '#!/bin/sh\necho "stand-in claude $*"; sleep 60\n', { mode: 0o755 });
+    const id = await page.evaluate(async (path) => {
+      const key = localStorage.getItem('kaged-page-key');
+      const me = await (await fetch('/api/v1/me', { credentials: 'same-origin', headers: { 'X-Kaged-Page': key } })).json();
+      const headers = { 'Content-Type': 'application/json', 'X-Kaged-CSRF': me.csrf_token, 'X-Kaged-Page': key };
+      const p = await fetch('/api/v1/projects', { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify({ path }) });
+      if (!p.ok) throw new Error(`loading the project: ${await p.text()}`);
+      const r = await fetch('/api/v1/projects/agent-ui/sessions', { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify({ agent: 'primary' }) });
+      if (!r.ok) throw new Error(`starting the agent: ${await r.text()}`);
+      return (await r.json()).id;
+    }, dir);
+    await page.evaluate((id) => (location.hash = `#/sessions/${id}`), id);
+    const panel = page.locator('#agent-adapter');
+    await panel.waitFor();
+    assert.equal(await panel.getAttribute('open'), '', 'open by itself: something is not honoured');
+    const text = await panel.innerText();
+    assert.match(text, /Agent: claude/);
+    assert.match(text, /tools: agent:helper: Claude Code's subagents run in its own process/);
+    assert.match(text, /model: smart: local\.toml defines no alias `smart`/);
+    assert.match(text, /env DISABLE_TELEMETRY=1 — no telemetry/);
+    assert.match(text, /flag --tools=Bash — tools: only the declared ones exist/);
+    await shoot(page, 'agent-adapter');
   });
 
   it('asked no host but the daemon', () => {

@@ -403,6 +403,72 @@ export type SessionKind = "shell" | "command" | "agent" | "task";
 export type CageState = { "state": "caged", summary: CageSummary, } | { "state": "disabled_by_project" } | { "state": "no_sandbox" };
 
 /**
+ * An agent CLI kaged knows how to configure.
+ */
+export type AgentCli = "claude" | "codex" | "opencode";
+
+/**
+ * Where an adapter put a setting.
+ */
+export type SettingKind = "env" | "flag" | "config";
+
+/**
+ * One thing an adapter set. `value` is shown unless it is a stand-in key or a document the
+ * setting only carries (a prompt's text): secrets never get here, real or dummy.
+ */
+export type AdapterSetting = { kind: SettingKind, name: string, value: string | null, 
+/**
+ * Why: the declaration it carries, or what it turns off.
+ */
+purpose: string, };
+
+/**
+ * A declaration the agent's CLI does not get, and why.
+ */
+export type NotHonoured = { 
+/**
+ * The declaration, as the project file says it (`tools: agent:reviewer`).
+ */
+declaration: string, reason: string, };
+
+/**
+ * How a declared agent's `model`, `system_prompt`, `tools` and cage reached its CLI: what
+ * kaged set, and what the CLI cannot honour. Nothing a project declares is dropped without
+ * a line here.
+ */
+export type AgentAdapter = { 
+/**
+ * The CLI recognised from the command's program name; null for a CLI kaged has no
+ * adapter for, which runs as declared with only the proxy variables.
+ */
+cli: AgentCli | null, 
+/**
+ * The concrete model the alias resolved to through local.toml, without its provider.
+ */
+model: string | null, 
+/**
+ * The local.toml provider the CLI reaches through the cage's egress gateway.
+ */
+provider: string | null, 
+/**
+ * Where the CLI keeps its state inside the cage, and whether that outlives the session;
+ * null when uncaged (the CLI then uses the operator's own).
+ */
+state: string | null, 
+/**
+ * The command as it runs in the cage: the declared one with the adapter's arguments.
+ */
+argv: Array<string>, 
+/**
+ * Everything the adapter set, in order.
+ */
+settings: Array<AdapterSetting>, 
+/**
+ * Declarations the CLI (or this cage) cannot honour, each with the reason.
+ */
+not_honoured: Array<NotHonoured>, };
+
+/**
  * Where a session came from: what was asked for and the cage it got.
  */
 export type SessionOrigin = { kind: SessionKind, 
@@ -417,7 +483,12 @@ command: Array<string>, cage: CageState,
 /**
  * The run whose git worktree the session works in, when not the project's checkout.
  */
-worktree?: string | null, };
+worktree?: string | null, 
+/**
+ * For a declared agent: how its declarations reached its CLI. Absent for shells,
+ * commands, tasks, and sessions recorded before adapters existed.
+ */
+agent?: AgentAdapter | null, };
 
 /**
  * What a session's owner lets another operator do with it.

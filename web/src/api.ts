@@ -30,6 +30,7 @@ import type {
 import { Store } from './store';
 
 export type {
+  AgentAdapter,
   AgentView,
   AuditPage,
   AuditParams,

@@ -39,9 +39,10 @@ pub use project::{
 };
 pub use pty::{ClientControl, INPUT_SEQ_BYTES, ScreenSize, ServerControl, check_client_id};
 pub use session::{
-    CageState, EndReason, InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionKind,
-    SessionList, SessionOrigin, SessionState, SessionsOnStop, ShareAccess, ShareRequest,
-    SignalName, SignalRequest, StartSession, TranscriptParams,
+    AdapterSetting, AgentAdapter, AgentCli, CageState, EndReason, InputRequest, InputWritten,
+    NotHonoured, ResizeRequest, SessionInfo, SessionKind, SessionList, SessionOrigin, SessionState,
+    SessionsOnStop, SettingKind, ShareAccess, ShareRequest, SignalName, SignalRequest,
+    StartSession, TranscriptParams,
 };
 pub use settings::{
     AuthMode, Mode, ServerLimitsReport, SessionLimitsReport, SettingsReport, Source, Sourced,

@@ -453,7 +453,7 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
     if session_sections.iter().any(|s| want(*s)) {
         for round in 0..rounds {
             eprintln!("kaged-bench: round {} of {rounds}: raw PTY", round + 1);
-            raw_round(&mut r, round, &p, &want);
+            raw_round(&mut r, &rt, round, &p, &want);
             eprintln!("kaged-bench: round {} of {rounds}: kaged", round + 1);
             server_round(&mut r, &rt, round, &p, &want, || {
                 let (k, _) = Kaged::start(&KagedOpts {
@@ -684,7 +684,13 @@ fn add_throughput(
 /// limit), and the spread shows how steady the machine was.
 const RAW_TRIES: usize = 3;
 
-fn raw_round(r: &mut Results, round: usize, p: &Params, want: &dyn Fn(Section) -> bool) {
+fn raw_round(
+    r: &mut Results,
+    rt: &tokio::runtime::Runtime,
+    round: usize,
+    p: &Params,
+    want: &dyn Fn(Section) -> bool,
+) {
     if want(Section::Throughput) {
         let mut runs = Vec::new();
         for _ in 0..RAW_TRIES {
@@ -703,6 +709,24 @@ fn raw_round(r: &mut Results, round: usize, p: &Params, want: &dyn Fn(Section) -
                 "raw_spread_pct",
                 (best.mibs - worst.mibs) / best.mibs * 100.0,
             );
+        }
+        let res = metrics::relay_floor_throughput(p, &p.file);
+        if let Some(t) = record(r, round, "raw", "relay floor", res) {
+            r.add(round, "raw", "floor_mibs", t.mibs);
+            if let Some(cpu) = t.server_cpu {
+                r.add(
+                    round,
+                    "raw",
+                    "floor_cpu_ms_per_mib",
+                    cpu.as_secs_f64() * 1000.0 / p.file.mib(),
+                );
+            }
+        }
+    }
+    if want(Section::Fanout) {
+        let res = metrics::raw_fanout_floor(rt, p);
+        if let Some(mibs) = record(r, round, "raw", "fan-out floor", res) {
+            r.add(round, "raw", "fanout_floor_mibs", mibs);
         }
     }
     if want(Section::Echo) {

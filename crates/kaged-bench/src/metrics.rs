@@ -190,6 +190,81 @@ pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
     })
 }
 
+/// The floor under any web terminal that keeps a transcript: the raw PTY loop that also
+/// sends each read over loopback TCP (with `TCP_NODELAY`, as kaged does; a thread drains it as
+/// a viewer would) and appends it to a file in 256 KiB writes. Its reading thread's CPU is what
+/// such a server pays the kernel before doing anything of its own; on loopback the sender's
+/// thread also runs much of the receiver's TCP path.
+pub fn relay_floor_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
+    use std::io::{Read as _, Write as _};
+    let home = tempfile::tempdir().context("temp HOME for the relay floor's shell")?;
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("binding the relay floor's viewer")?;
+    let addr = listener.local_addr()?;
+    let viewer = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut conn, _) = listener.accept()?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        loop {
+            match conn.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    });
+    let mut sock = std::net::TcpStream::connect(addr).context("connecting to the viewer")?;
+    sock.set_nodelay(true)?;
+    let path = home.path().join("transcript");
+    let mut transcript =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut pending = Vec::with_capacity(256 << 10);
+    let mut pty = RawPty::spawn(SHELL, &shell_env(home.path()), &p.project_dir)?;
+    pty.first_byte(Duration::from_secs(10))?;
+    pty.drain(Duration::from_millis(200))?;
+    let mark = new_mark();
+    let cmd = stream_command(&file.shell_path(), &mark);
+    let mut sc = Scanner::new(&file.bytes, &mark);
+    let mut buf = vec![0u8; 128 << 10];
+    let cpu0 = thread_cpu();
+    let t0 = Instant::now();
+    pty.write_all(cmd.as_bytes())?;
+    loop {
+        let n = pty.read(&mut buf)?;
+        if n == 0 {
+            bail!("the relay floor's shell ended before the end marker");
+        }
+        sock.write_all(&buf[..n]).context("sending to the viewer")?;
+        pending.extend_from_slice(&buf[..n]);
+        if pending.len() >= 256 << 10 {
+            transcript
+                .write_all(&pending)
+                .context("appending the transcript")?;
+            pending.clear();
+        }
+        if sc.feed(&buf[..n]) {
+            break;
+        }
+    }
+    transcript
+        .write_all(&pending)
+        .context("appending the transcript")?;
+    let secs = t0.elapsed().as_secs_f64();
+    let reader_cpu = thread_cpu().saturating_sub(cpu0);
+    drop(sock);
+    let delivered = viewer
+        .join()
+        .map_err(|_| anyhow!("the relay floor's viewer panicked"))?
+        .context("the relay floor's viewer")?;
+    Ok(Throughput {
+        secs,
+        mibs: file.mib() / secs,
+        intact: sc.intact() && delivered >= file.bytes.len() as u64,
+        body_len: sc.body_len().unwrap_or(0),
+        server_cpu: Some(reader_cpu.saturating_sub(check_cpu(&file.bytes, &mark))),
+        reattach: Vec::new(),
+    })
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -559,6 +634,94 @@ pub async fn ws_fanout(srv: Server<'_>, p: &Params) -> Result<Fanout> {
         gapped: done.iter().filter(|d| d.2).count(),
         viewers: done.len(),
     })
+}
+
+/// The floor under fan-out: the raw PTY loop writing every read to `p.viewers` loopback TCP
+/// connections (no WebSocket framing, no ring, blocking writes), read by the same kind of
+/// client as kaged's viewers (one task each on the bench's one client thread, checking every
+/// byte). Returns the producer's rate as `ws_fanout` defines it: the file over the time until
+/// the first viewer has it all. On one machine the viewers' reads and the server's sends share
+/// the cores, so this is what the hardware allows any server here.
+pub fn raw_fanout_floor(rt: &tokio::runtime::Runtime, p: &Params) -> Result<f64> {
+    use std::io::Write as _;
+    use tokio::io::AsyncReadExt as _;
+    let file = p.fanout_file.clone();
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("binding the fan-out floor")?;
+    let addr = listener.local_addr()?;
+    let mark = new_mark();
+    let viewers = p.viewers;
+    let producer = {
+        let file = file.clone();
+        let mark = mark.clone();
+        let project = p.project_dir.clone();
+        std::thread::spawn(move || -> Result<Instant> {
+            let mut socks = Vec::with_capacity(viewers);
+            for _ in 0..viewers {
+                let (s, _) = listener.accept().context("accepting a viewer")?;
+                s.set_nodelay(true)?;
+                socks.push(s);
+            }
+            let home = tempfile::tempdir().context("temp HOME for the fan-out floor's shell")?;
+            let mut pty = RawPty::spawn(SHELL, &shell_env(home.path()), &project)?;
+            pty.first_byte(Duration::from_secs(10))?;
+            pty.drain(Duration::from_millis(200))?;
+            let mut sc = Scanner::new(&file.bytes, &mark);
+            let mut buf = vec![0u8; 128 << 10];
+            let t0 = Instant::now();
+            pty.write_all(stream_command(&file.shell_path(), &mark).as_bytes())?;
+            loop {
+                let n = pty.read(&mut buf)?;
+                if n == 0 {
+                    bail!("the fan-out floor's shell ended before the end marker");
+                }
+                for s in &mut socks {
+                    s.write_all(&buf[..n]).context("sending to a viewer")?;
+                }
+                if sc.feed(&buf[..n]) {
+                    return Ok(t0);
+                }
+            }
+        })
+    };
+    let done = rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..viewers {
+            let bytes = file.bytes.clone();
+            let mark = mark.clone();
+            let mut conn = tokio::net::TcpStream::connect(addr).await?;
+            tasks.spawn(async move {
+                let mut sc = Scanner::new(&bytes, &mark);
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = conn.read(&mut buf).await?;
+                    if n == 0 {
+                        bail!("the fan-out floor closed a viewer early");
+                    }
+                    if sc.feed(&buf[..n]) {
+                        return Ok::<_, anyhow::Error>((Instant::now(), sc.intact()));
+                    }
+                }
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            done.push(r.map_err(|e| anyhow!("a floor viewer failed: {e}"))??);
+        }
+        Ok::<_, anyhow::Error>(done)
+    })?;
+    let t0 = producer
+        .join()
+        .map_err(|_| anyhow!("the fan-out floor's producer panicked"))??;
+    if done.iter().any(|d| !d.1) {
+        bail!("a fan-out floor viewer did not get every byte");
+    }
+    let first = done
+        .iter()
+        .map(|d| d.0)
+        .min()
+        .ok_or_else(|| anyhow!("no viewers"))?;
+    Ok(file.mib() / first.duration_since(t0).as_secs_f64())
 }
 
 pub struct Slow {

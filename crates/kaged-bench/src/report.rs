@@ -339,12 +339,61 @@ fn render_session_path(o: &mut String, r: &Results) {
             )),
         },
         Row {
+            label: "relay floor: PTY → loopback TCP + transcript file, one thread (MiB/s)"
+                .to_owned(),
+            metric: "floor_mibs".into(),
+            ratio: Some((
+                r.ratios((KAGED, "throughput_mibs"), (RAW, "floor_mibs")),
+                "kaged ÷ floor",
+                Goal::Report,
+            )),
+        },
+        Row {
+            label: "relay floor: CPU per MiB of its one thread (ms)".to_owned(),
+            metric: "floor_cpu_ms_per_mib".into(),
+            ratio: Some((
+                r.ratios((KAGED, "cpu_ms_per_mib"), (RAW, "floor_cpu_ms_per_mib")),
+                "kaged ÷ floor: what kaged adds to what the kernel takes",
+                Goal::Report,
+            )),
+        },
+        Row {
+            label: "relay floor's CPU per MiB against the raw read loop's".to_owned(),
+            metric: "floor_cpu_ms_per_mib".into(),
+            ratio: Some((
+                r.ratios((RAW, "floor_cpu_ms_per_mib"), (RAW, "cpu_ms_per_mib")),
+                "floor ÷ raw: the part of a ≤ 2× budget the kernel alone takes",
+                Goal::Report,
+            )),
+        },
+        Row {
             label: format!("fan-out to {}: producer rate (MiB/s)", m.viewers),
             metric: "fanout_producer_mibs".into(),
             ratio: Some((
                 r.ratios((KAGED, "fanout_producer_mibs"), (KAGED, "throughput_mibs")),
                 "kaged fan-out ÷ kaged one viewer ≥ 0.5 (durable sessions)",
                 Goal::AtLeast(0.5),
+            )),
+        },
+        Row {
+            label: format!(
+                "fan-out floor: raw PTY to {} loopback TCP viewers, same client (MiB/s)",
+                m.viewers
+            ),
+            metric: "fanout_floor_mibs".into(),
+            ratio: Some((
+                r.ratios((KAGED, "fanout_producer_mibs"), (RAW, "fanout_floor_mibs")),
+                "kaged fan-out ÷ floor",
+                Goal::Report,
+            )),
+        },
+        Row {
+            label: "fan-out floor against one kaged viewer".to_owned(),
+            metric: "fanout_floor_mibs".into(),
+            ratio: Some((
+                r.ratios((RAW, "fanout_floor_mibs"), (KAGED, "throughput_mibs")),
+                "floor ÷ kaged one viewer: the most a ≥ 0.5 target can get here",
+                Goal::Report,
             )),
         },
         Row {

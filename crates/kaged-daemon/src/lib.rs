@@ -7,6 +7,7 @@
 //! methods) → sessions and cages.
 
 mod access;
+pub mod adapters;
 mod audit;
 mod backoff;
 mod daemon;

@@ -60,6 +60,7 @@ fn spec(dir: &Path, argv: &[&str]) -> SpawnSpec {
             name: None,
             command: Vec::new(),
             cage: CageState::NoSandbox,
+            agent: None,
             worktree: None,
         },
     }

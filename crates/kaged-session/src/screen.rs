@@ -307,6 +307,11 @@ pub(crate) struct Screen {
     fast_path: bool,
     /// Bytes the fast path did not need to draw.
     skipped: u64,
+    /// Plain text past a cut that the fast path has not drawn yet: the model owes CR LF and
+    /// then these bytes. Bulk output keeps piling up here (cut again as it grows) and is
+    /// drawn once, when anything reads the model or other output follows, instead of
+    /// drawing the last screens' worth of every batch.
+    deferred: Vec<u8>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -316,6 +321,7 @@ impl std::fmt::Debug for Screen {
             .field("size", &(self.cols, self.rows))
             .field("fed", &self.fed)
             .field("skipped", &self.skipped)
+            .field("deferred", &self.deferred.len())
             .finish_non_exhaustive()
     }
 }
@@ -338,6 +344,7 @@ impl Screen {
             last_used: Instant::now(),
             fast_path: true,
             skipped: 0,
+            deferred: Vec::new(),
         }
     }
 
@@ -361,6 +368,8 @@ impl Screen {
             if at > self.fed {
                 break;
             }
+            // The deferred text was written at the old size.
+            self.draw_deferred();
             self.resizes.pop_front();
             if (cols, rows) != (self.cols, self.rows) {
                 self.cols = cols;
@@ -418,10 +427,18 @@ impl Screen {
     /// screen and the whole scrollback out more than once leaves only its last lines visible.
     /// The text before the last point that still does so is replaced by one CR LF: the model
     /// ends in the same state (every earlier line is evicted either way; the pen and modes do
-    /// not change in plain text), without drawing what would scroll away. This keeps the
-    /// model's cost per byte far below the PTY's for bulk output such as `cat` of a big file.
+    /// not change in plain text), without drawing what would scroll away. What follows the
+    /// cut is kept in [`Screen::deferred`] and drawn only when needed, so bulk output such as
+    /// `cat` of a big file costs the model a scan, not a parse.
     fn feed_segment(&mut self, now: &[u8]) {
-        let plain_from = now.iter().rposition(|b| !is_plain(*b)).map_or(0, |i| i + 1);
+        let plain_from = last_non_plain(now).map_or(0, |i| i + 1);
+        if !self.deferred.is_empty() {
+            if plain_from == 0 {
+                self.defer(now);
+                return;
+            }
+            self.draw_deferred();
+        }
         if !self.fast_path || now.len() - plain_from < FAST_MIN {
             self.modes.scan(now);
             self.feed_text(now);
@@ -437,21 +454,53 @@ impl Screen {
             && self.utf8.is_empty()
             && self.modes.plain_text_is_simple();
         let col = self.live.as_ref().map(|t| t.cursor().col);
-        let need = 2 * usize::from(self.rows) + SCROLLBACK_LINES + 2;
         match col
             .filter(|_| at_rest)
-            .and_then(|c| plain_cut(rest, c, usize::from(self.cols), need))
+            .and_then(|c| plain_cut(rest, c, usize::from(self.cols), self.need()))
         {
             Some(cut) => {
                 self.skipped += cut as u64;
-                self.feed_text(b"\r\n");
-                self.feed_text(&rest[cut..]);
+                self.deferred.extend_from_slice(&rest[cut..]);
             }
             None => {
                 self.modes.scan(rest);
                 self.feed_text(rest);
             }
         }
+    }
+
+    /// Line advances that push every line now in the model out of its scrollback.
+    fn need(&self) -> usize {
+        2 * usize::from(self.rows) + SCROLLBACK_LINES + 2
+    }
+
+    /// More plain text after a cut: kept, and cut again once it has grown, so it stays a few
+    /// screens' worth plus one batch.
+    fn defer(&mut self, plain: &[u8]) {
+        self.deferred.extend_from_slice(plain);
+        if self.deferred.len() >= DEFER_CUT {
+            self.cut_deferred();
+        }
+    }
+
+    /// Drops the deferred text that would scroll away. It starts at column 0 of a fresh line
+    /// (see `feed_segment`).
+    fn cut_deferred(&mut self) {
+        if let Some(cut) = plain_cut(&self.deferred, 0, usize::from(self.cols), self.need()) {
+            self.skipped += cut as u64;
+            self.deferred.drain(..cut);
+        }
+    }
+
+    /// Draws what the fast path deferred: CR LF in place of what was cut, then the text.
+    fn draw_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        self.cut_deferred();
+        let text = std::mem::take(&mut self.deferred);
+        self.feed_text(b"\r\n");
+        self.feed_text(&text);
     }
 
     fn feed_text(&mut self, bytes: &[u8]) {
@@ -465,6 +514,7 @@ impl Screen {
     /// The screen as a viewer of the same size must see it, at [`Screen::fed`].
     pub(crate) fn snapshot(&mut self) -> Snapshot {
         self.apply_due_resizes();
+        self.draw_deferred();
         self.last_used = Instant::now();
         let mut bytes = String::from("\x1bc");
         self.modes.write(&mut bytes);
@@ -482,6 +532,7 @@ impl Screen {
 
     /// Drops the live grid, keeping the model as its own dump.
     pub(crate) fn compact(&mut self) {
+        self.draw_deferred();
         if let Some(term) = self.live.take() {
             self.compact = dump(&term);
         }
@@ -490,10 +541,27 @@ impl Screen {
 
 /// A plain run shorter than this is fed as it is.
 const FAST_MIN: usize = 64 << 10;
+/// Deferred text is cut again once it is this long.
+const DEFER_CUT: usize = 1 << 20;
 
 /// Bytes whose effect on the screen the fast path can follow: printable ASCII, CR and LF.
 fn is_plain(b: u8) -> bool {
     matches!(b, b'\r' | b'\n' | 0x20..=0x7e)
+}
+
+/// The position of the last byte that is not plain. Checks 64 bytes at a time without a
+/// branch per byte (the compiler vectorises the fold), since it sees every byte of bulk output.
+fn last_non_plain(bytes: &[u8]) -> Option<usize> {
+    let mut end = bytes.len();
+    while end > 0 {
+        let start = end.saturating_sub(64);
+        let block = &bytes[start..end];
+        if block.iter().fold(false, |any, &b| any | !is_plain(b)) {
+            return block.iter().rposition(|&b| !is_plain(b)).map(|i| start + i);
+        }
+        end = start;
+    }
+    None
 }
 
 /// In a plain run that starts at column `col` of a `cols`-wide screen: the last point after
@@ -501,55 +569,68 @@ fn is_plain(b: u8) -> bool {
 /// is at column 0 of a fresh line (after CR LF, or where the text wraps). `None` when the
 /// run never advances that much.
 fn plain_cut(run: &[u8], col: usize, cols: usize, need: usize) -> Option<usize> {
-    // Walks the run, calling `at` with the advances so far at each cut point. A line feed
-    // while a wrap is pending may or may not cancel it; until the next CR the column is then
-    // not known, so wraps are not counted (fewer advances: the safe side) and not cut at.
-    let walk = |at: &mut dyn FnMut(usize, usize) -> bool| -> usize {
-        let mut col = col.min(cols);
-        let mut known = true;
-        let mut advances = 0usize;
-        for (i, &b) in run.iter().enumerate() {
-            match b {
-                b'\r' => {
-                    col = 0;
-                    known = true;
+    let (total, _) = walk_plain(run, col, cols, usize::MAX);
+    let limit = total.checked_sub(need)?;
+    walk_plain(run, col, cols, limit).1
+}
+
+/// Walks a plain run a line at a time (`memchr` finds the CRs and LFs; a line's wraps are
+/// arithmetic): returns the line advances up to where it stopped, and the last cut point
+/// reached with at most `limit` advances before it. A line feed while a wrap is pending may
+/// or may not cancel it; until the next CR the column is then not known, so wraps are not
+/// counted (fewer advances: the safe side) and not cut at.
+fn walk_plain(run: &[u8], col: usize, cols: usize, limit: usize) -> (usize, Option<usize>) {
+    let cols = cols.max(1);
+    let mut col = col.min(cols);
+    let mut known = true;
+    let mut advances = 0usize;
+    let mut best = None;
+    let mut pos = 0;
+    while pos <= run.len() {
+        let end = memchr::memchr2(b'\r', b'\n', &run[pos..]).map_or(run.len(), |n| pos + n);
+        let len = end - pos;
+        if known {
+            // The first character that wraps, then one every `cols`; each wrap is a cut
+            // point before the character, with the advances so far.
+            let first = cols - col;
+            if len > first {
+                let wraps = (len - first - 1) / cols + 1;
+                if advances > limit {
+                    return (advances, best);
                 }
-                b'\n' => {
-                    if col >= cols {
-                        known = false;
-                    }
-                    advances += 1;
-                    if known && col == 0 && !at(i + 1, advances) {
-                        break;
-                    }
+                let last = (wraps - 1).min(limit - advances);
+                best = Some(pos + first + last * cols);
+                if last < wraps - 1 {
+                    return (advances + last, best);
                 }
-                _ => {
-                    if col >= cols {
-                        if known {
-                            if !at(i, advances) {
-                                break;
-                            }
-                            advances += 1;
-                        }
-                        col = 0;
+                advances += wraps;
+                col = len - first - (wraps - 1) * cols;
+            } else {
+                col += len;
+            }
+        }
+        match run.get(end) {
+            None => break,
+            Some(b'\r') => {
+                col = 0;
+                known = true;
+            }
+            Some(_) => {
+                if col >= cols {
+                    known = false;
+                }
+                advances += 1;
+                if known && col == 0 {
+                    if advances > limit {
+                        return (advances, best);
                     }
-                    col += 1;
+                    best = Some(end + 1);
                 }
             }
         }
-        advances
-    };
-    let total = walk(&mut |_, _| true);
-    let limit = total.checked_sub(need)?;
-    let mut best = None;
-    walk(&mut |i, advances| {
-        if advances > limit {
-            return false;
-        }
-        best = Some(i);
-        true
-    });
-    best
+        pos = end + 1;
+    }
+    (advances, best)
 }
 
 /// Feeds bytes as text: UTF-8 cut by a chunk boundary is carried over, invalid bytes become
@@ -845,9 +926,18 @@ mod tests {
             let mut fast = Screen::new(cols as u16, 11, 0);
             let mut slow = Screen::new(cols as u16, 11, 0);
             slow.fast_path = false;
-            for chunk in stream.chunks(150_000) {
+            for (i, chunk) in stream.chunks(150_000).enumerate() {
                 fast.feed(fast.fed(), chunk);
                 slow.feed(slow.fed(), chunk);
+                // Deferred text is drawn at the size it was written for, and whenever the
+                // model is read mid-stream.
+                if case % 4 == 3 && i == 1 {
+                    fast.resize_at(fast.fed(), cols as u16 + 13, 9);
+                    slow.resize_at(slow.fed(), cols as u16 + 13, 9);
+                }
+                if rand(3) == 0 {
+                    assert_eq!(fast.snapshot(), slow.snapshot(), "case {case} chunk {i}");
+                }
             }
             assert_eq!(fast.snapshot(), slow.snapshot(), "case {case}");
             skipped += fast.skipped;
@@ -856,6 +946,105 @@ mod tests {
             skipped > 1_000_000,
             "the fast path ran (skipped {skipped} bytes)"
         );
+    }
+
+    /// The walk as it was first written, a byte at a time: the reference for [`plain_cut`].
+    fn plain_cut_bytewise(run: &[u8], col: usize, cols: usize, need: usize) -> Option<usize> {
+        let walk = |at: &mut dyn FnMut(usize, usize) -> bool| -> usize {
+            let mut col = col.min(cols);
+            let mut known = true;
+            let mut advances = 0usize;
+            for (i, &b) in run.iter().enumerate() {
+                match b {
+                    b'\r' => {
+                        col = 0;
+                        known = true;
+                    }
+                    b'\n' => {
+                        if col >= cols {
+                            known = false;
+                        }
+                        advances += 1;
+                        if known && col == 0 && !at(i + 1, advances) {
+                            break;
+                        }
+                    }
+                    _ => {
+                        if col >= cols {
+                            if known {
+                                if !at(i, advances) {
+                                    break;
+                                }
+                                advances += 1;
+                            }
+                            col = 0;
+                        }
+                        col += 1;
+                    }
+                }
+            }
+            advances
+        };
+        let total = walk(&mut |_, _| true);
+        let limit = total.checked_sub(need)?;
+        let mut best = None;
+        walk(&mut |i, advances| {
+            if advances > limit {
+                return false;
+            }
+            best = Some(i);
+            true
+        });
+        best
+    }
+
+    #[test]
+    fn the_line_at_a_time_walk_cuts_where_the_byte_walk_does() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut cuts = 0;
+        for _ in 0..3000 {
+            let cols = 1 + rand(40) as usize;
+            let mut run = Vec::new();
+            let len = rand(600) as usize;
+            while run.len() < len {
+                match rand(7) {
+                    0 => run.extend(std::iter::repeat_n(b'w', cols).chain(*b"\n")),
+                    1 => run.extend_from_slice(b"\r\n"),
+                    2 => run.push(b'\n'),
+                    3 => run.push(b'\r'),
+                    _ => run.extend((0..rand(3 * cols as u64 + 2)).map(|i| b'a' + (i % 26) as u8)),
+                }
+            }
+            let col = rand(cols as u64 + 1) as usize;
+            let need = rand(60) as usize;
+            let want = plain_cut_bytewise(&run, col, cols, need);
+            assert_eq!(
+                plain_cut(&run, col, cols, need),
+                want,
+                "cols {cols} col {col} need {need} run {:?}",
+                String::from_utf8_lossy(&run)
+            );
+            cuts += usize::from(want.is_some());
+        }
+        assert!(cuts > 500, "only {cuts} runs had a cut");
+    }
+
+    #[test]
+    fn the_last_byte_that_is_not_plain_is_found_in_any_block() {
+        let mut bytes = vec![b'x'; 300];
+        assert_eq!(last_non_plain(&bytes), None);
+        for at in [0, 1, 63, 64, 65, 127, 200, 236, 299] {
+            bytes[at] = 0x1b;
+            assert_eq!(last_non_plain(&bytes), Some(at), "at {at}");
+        }
+        assert_eq!(last_non_plain(b"\r\n ~\x7f"), Some(4));
+        assert_eq!(last_non_plain(b""), None);
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Daemon {
             .get(project_id)
             .ok_or_else(|| OpError::not_found("project", project_id))?;
         let workspace = super::worktrees::workspace_plan(&project, &req)?;
-        let plan = launcher::plan(&project, req, &i.host)?;
+        let mut plan = launcher::plan(&project, req, &i.host)?;
         if plan.cage.is_none() {
             self.may_run_uncaged(actor)?;
         }
@@ -136,10 +136,9 @@ impl Daemon {
         };
         let socket_dir = gateway.as_ref().map(|_| self.egress_dir(&id));
         // The providers' base URLs on the relay, and a dummy key that opens nothing.
-        let egress_env = match &gateway {
-            Some(_) => i
-                .providers
-                .cage_env(kaged_sandbox::EGRESS_PORT, &kaged_egress::dummy_key()),
+        let dummy = kaged_egress::dummy_key();
+        let mut egress_env = match &gateway {
+            Some(_) => i.providers.cage_env(kaged_sandbox::EGRESS_PORT, &dummy),
             None => Vec::new(),
         };
         let unbind = || {
@@ -155,6 +154,19 @@ impl Daemon {
             ),
             None => None,
         };
+        if let Some(spec) = &plan.agent {
+            // In a worktree, the adapter reads the agent's files there, as its cage will.
+            let seen = place.as_ref().map_or(&project, |p| &p.project);
+            let adapted = self.adapt_agent(spec, &plan, seen, &dummy);
+            // The adapter's value wins over the gateway's generic one of the same name; either
+            // replaces whatever the policy allowlists, so no host value gets in this way.
+            for (name, value) in &adapted.env {
+                if let Some(generic) = egress_env.iter_mut().find(|(n, _)| n == name) {
+                    generic.1 = value.clone();
+                }
+            }
+            plan.adapted = Some(adapted);
+        }
         let spawned = self.spawn_in(
             &plan,
             place.as_ref(),
@@ -500,7 +512,7 @@ impl Daemon {
             .record(row(
                 EventType::SessionStarted,
                 json!({"argv": info.argv, "kind": origin.kind, "name": origin.name,
-                       "cage": cage}),
+                       "cage": cage, "agent": origin.agent}),
             ))
             .await;
         if let Some(agent) = agent_name(info) {
@@ -585,6 +597,51 @@ impl Daemon {
         }
     }
 
+    /// Runs the agent's adapter (see [`crate::adapters`]) over its declarations and this cage.
+    fn adapt_agent(
+        &self,
+        spec: &kaged_api::AgentSpec,
+        plan: &launcher::Plan,
+        project: &crate::LoadedProject,
+        dummy: &str,
+    ) -> crate::adapters::Adapted {
+        let i = &self.inner;
+        let prompt = spec
+            .system_prompt
+            .as_ref()
+            .map(|p| crate::adapters::read_prompt(&project.root, p));
+        let in_cage = match (&spec.system_prompt, &plan.cage) {
+            (Some(p), Some(cage)) if crate::adapters::visible_in_cage(cage, p) => {
+                Some(project.root.join(p.relative()).display().to_string())
+            }
+            // Uncaged, the CLI sees the host's filesystem.
+            (Some(p), None) => Some(project.root.join(p.relative()).display().to_string()),
+            _ => None,
+        };
+        let root = project.root.display().to_string();
+        // The cage starts in the project root when a grant shows it, else in its home.
+        let workdir = match (&plan.cage, kaged_api::PortablePath::parse("project:/")) {
+            (Some(cage), Ok(top)) if !crate::adapters::visible_in_cage(cage, &top) => {
+                kaged_sandbox::CAGE_HOME.to_owned()
+            }
+            _ => root,
+        };
+        let providers: Vec<String> = i.providers.routes.iter().map(|r| r.name.clone()).collect();
+        let input = crate::adapters::Input {
+            spec,
+            models: &i.local.models,
+            cage: plan.cage.as_ref(),
+            gateway_providers: &providers,
+            egress_port: kaged_sandbox::EGRESS_PORT,
+            dummy_key: dummy,
+            cage_home: kaged_sandbox::CAGE_HOME,
+            workdir: &workdir,
+            prompt: prompt.as_ref(),
+            prompt_in_cage: in_cage.as_deref(),
+        };
+        crate::adapters::adapt(&plan.argv, &input)
+    }
+
     /// A filtered-network cage's rules, parsed together with the operator's private exceptions.
     fn egress_policy(&self, cage_of: &str, rules: &EgressRules) -> OpResult<Arc<Policy>> {
         let policy = Policy::new(rules, &self.inner.local.egress.allow_private)
@@ -622,8 +679,8 @@ impl Daemon {
     /// An adopted filtered-network cage gets its gateway back, with the policy it was started
     /// with (kept in its record) and the operator's exceptions as they are now. Its relay
     /// connects afresh for each connection, so it reaches the new socket at once. `None`
-    /// for any other cage, or when the gateway cannot be bound (said in the log and the
-    /// audit: the cage then reaches nothing, which fails closed).
+    /// for any other cage, or when the gateway cannot be bound (said in the daemon's log; the
+    /// cage then reaches nothing, which fails closed).
     fn readopt_gateway(&self, info: &SessionInfo) -> Option<CancellationToken> {
         let CageState::Caged { summary } = &info.origin.cage else {
             return None;
