@@ -1216,7 +1216,7 @@ fn a_linked_worktrees_git_dirs_are_bound_as_named_and_a_planted_symlink_is_refus
     // A cage that once had the main checkout writable could have swapped `refs` for a
     // symlink; binding through it would expose whatever it names.
     std::fs::remove_dir_all(c("refs")).unwrap();
-    symlink(&fx.base.join("home"), c("refs")).unwrap();
+    symlink(fx.base.join("home"), c("refs")).unwrap();
     let err = compile_on(&req, &host()).unwrap_err();
     assert!(matches!(err, CageError::Protect { .. }), "{err}");
 }
