@@ -250,6 +250,33 @@ fn two_runs_at_once_each_commit_only_to_their_own_branch_and_merge_refuses_a_dir
     );
     assert_eq!(r.json()["error"]["details"]["paths"], json!(["note.txt"]));
     assert_eq!(git_in(root, &["status", "--porcelain"]), "");
+    // A worktree made by hand is reported, never adopted or removed.
+    let manual = marker_dir.path().join("by hand");
+    git_in(
+        root,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "by-hand",
+            manual.to_str().unwrap(),
+        ],
+    );
+    let unknown = d.get_as(&s, "/api/v1/projects/wt/worktrees/unknown");
+    assert_eq!(unknown.status, 200, "{}", unknown.body);
+    let unknown: kaged_api::UnknownWorktreeList = unknown.json_as();
+    let canonical = std::fs::canonicalize(&manual).unwrap();
+    assert_eq!(
+        unknown
+            .worktrees
+            .iter()
+            .map(|u| (u.path.as_str(), u.branch.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![(canonical.to_str().unwrap(), Some("refs/heads/by-hand"))]
+    );
+    let list: WorktreeList = d.get_as(&s, "/api/v1/projects/wt/worktrees").json_as();
+    assert_eq!(list.runs.len(), 2);
 }
 
 #[test]
