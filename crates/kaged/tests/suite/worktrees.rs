@@ -583,3 +583,55 @@ fn an_ended_runs_worktree_is_swept_after_its_idle_time_by_the_snapshot_first_pat
     assert_eq!(rows[2].1["by"], json!("sweep"));
     assert_eq!(rows[2].1["untracked"].as_array().map(Vec::len), Some(4));
 }
+
+#[test]
+fn after_kill_9_the_adopted_session_still_holds_its_worktree_and_its_end_starts_the_idle_time() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let repo = repo(&marker_dir.path().join("marker"));
+    let mut d = daemon().start();
+    let s = d.login();
+    load(&d, &s, repo.path());
+    let info = start(
+        &d,
+        &s,
+        json!({"argv": ["sh", "-c", "echo work > w.txt; sleep 300"],
+               "workspace": {"kind": "worktree", "branch": "long/{n}"}}),
+    );
+    let run = info.origin.worktree.clone().unwrap();
+    d.kill9();
+    let d = d.start_again(None);
+    let s = d.login();
+    let adopted: SessionInfo = d
+        .get_as(&s, &format!("/api/v1/sessions/{}", info.id))
+        .json_as();
+    assert!(adopted.adopted_at.is_some(), "{adopted:?}");
+    assert_eq!(adopted.origin.worktree.as_deref(), Some(run.as_str()));
+    // Still in use after the restart: cleanup waits for the session.
+    let r = d.delete(&s, &format!("/api/v1/worktrees/{run}"));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (409, ErrorCode::Conflict),
+        "{}",
+        r.body
+    );
+    let rv = review(&d, &s, &run);
+    assert_eq!(
+        (rv.run.sessions.clone(), rv.run.ended_at),
+        (vec![info.id.clone()], None)
+    );
+    assert_eq!(rv.untracked, vec!["w.txt"]);
+    d.delete(&s, &format!("/api/v1/sessions/{}", info.id));
+    wait_exited(&d, &s, &info.id);
+    let ended = eventually(Duration::from_secs(10), || {
+        let rv = review(&d, &s, &run);
+        rv.run
+            .ended_at
+            .ok_or_else(|| format!("not marked ended: {:?}", rv.run))
+    });
+    assert!(ended > 0);
+    let r = d.delete(&s, &format!("/api/v1/worktrees/{run}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let removed: WorktreeRemoved = r.json_as();
+    assert_eq!(removed.loss.untracked, vec!["w.txt"]);
+    assert!(removed.snapshot.is_some());
+}
