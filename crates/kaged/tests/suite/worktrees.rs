@@ -635,3 +635,64 @@ fn after_kill_9_the_adopted_session_still_holds_its_worktree_and_its_end_starts_
     assert_eq!(removed.loss.untracked, vec!["w.txt"]);
     assert!(removed.snapshot.is_some());
 }
+
+#[test]
+fn a_create_a_crash_stopped_half_way_is_rolled_back_before_serving_and_audited() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let repo = repo(&marker_dir.path().join("marker"));
+    let root = repo.path();
+    let mut d = daemon().start();
+    let s = d.login();
+    let status: kaged_api::Status = d.get_as(&s, "/api/v1/status").json_as();
+    assert!(d.terminate().success(), "{}", d.stderr());
+    // The daemon's own journal, stopped after the branch and the worktree exist but before
+    // the run is registered: what a kill -9 at that moment leaves.
+    let db = rusqlite::Connection::open(&status.paths.database).unwrap();
+    let mut wt = kaged_worktree::Worktrees::open(db).unwrap();
+    wt.set_failpoint(Some(Box::new(|step, phase| {
+        (step, phase)
+            == (
+                kaged_worktree::Step::Register,
+                kaged_worktree::Phase::Before,
+            )
+    })));
+    let dir = marker_dir.path().join("worktrees");
+    let err = wt
+        .create(&kaged_worktree::CreateRequest {
+            run: "crashed".into(),
+            repo: root.to_owned(),
+            base: None,
+            branch: "kaged/crashed/1".into(),
+            dir: dir.clone(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, kaged_worktree::Error::Failpoint { .. }),
+        "{err}"
+    );
+    drop(wt);
+    assert!(dir.join("crashed").exists());
+
+    let d = d.start_again(None);
+    let s = d.login();
+    let audit: kaged_api::AuditPage = d
+        .get_as(&s, "/api/v1/audit?type=worktree.recovered")
+        .json_as();
+    let rows: Vec<Value> = audit.events.into_iter().map(|e| e.data).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (&rows[0]["run"], &rows[0]["kind"], &rows[0]["outcome"]),
+        (&json!("crashed"), &json!("create"), &json!("rolled_back"))
+    );
+    assert!(!dir.join("crashed").exists());
+    assert_eq!(
+        git_in(root, &["branch", "--format=%(refname:short)"]),
+        "main\n"
+    );
+    assert_eq!(
+        git_in(root, &["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+}
