@@ -147,13 +147,11 @@ impl Daemon {
             }
         };
         let place = match workspace {
-            Some(w) => Some(
-                self.enter_worktree(actor, &project, w, &id)
-                    .await
-                    .inspect_err(|_| unbind())?,
-            ),
+            Some(w) => Some(self.enter_worktree(actor, &project, w, &id).await),
             None => None,
-        };
+        }
+        .transpose()
+        .inspect_err(|_| unbind())?;
         if let Some(spec) = &plan.agent {
             // In a worktree, the adapter reads the agent's files there, as its cage will.
             let seen = place.as_ref().map_or(&project, |p| &p.project);
@@ -191,6 +189,13 @@ impl Daemon {
         if let Some((gateway, policy)) = gateway {
             self.serve_egress(gateway, policy, &info, stop_gateway.clone());
         }
+        let info = self.announce_started(info).await;
+        self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
+        Ok(info)
+    }
+
+    /// The start's audit row and events.
+    async fn announce_started(&self, info: SessionInfo) -> SessionInfo {
         self.audit_started(&info).await;
         let info = self.inner.owners.with_shares(info);
         self.publish(DaemonEvent::SessionStarted {
@@ -202,8 +207,7 @@ impl Daemon {
                 agent,
             });
         }
-        self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
-        Ok(info)
+        info
     }
 
     /// Compiles the cage (in the worktree, when there is one) and spawns it. Held from
