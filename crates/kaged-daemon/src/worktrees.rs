@@ -278,10 +278,7 @@ pub(crate) fn op_error(e: WtError) -> OpError {
         | WtError::Changed { .. }
         | WtError::RemoveRefused { .. } => OpError::Conflict(e.to_string()),
         WtError::UnknownRun { run } => OpError::not_found("worktree run", &run),
-        WtError::SnapshotNotFound { .. } => OpError::NotFound {
-            what: "snapshot",
-            id: e.to_string(),
-        },
+        WtError::SnapshotNotFound { reference, .. } => OpError::not_found("snapshot", &reference),
         WtError::Git { .. }
         | WtError::Recovery { .. }
         | WtError::Io { .. }

@@ -159,16 +159,24 @@ impl Daemon {
             .root
             .strip_prefix(&rec.repo)
             .unwrap_or(Path::new(""));
-        let place = Place {
+        let git = match linked_git(&rec) {
+            Ok(git) => git,
+            Err(e) => {
+                if fresh {
+                    self.abandon_worktree(who, &project.id, &rec.run).await;
+                }
+                return Err(e);
+            }
+        };
+        Ok(Place {
             run: rec.run.clone(),
             fresh,
             project: LoadedProject {
                 root: rec.path.join(rel),
-                linked_git: Some(linked_git(&rec)?),
+                linked_git: Some(git),
                 ..project.clone()
             },
-        };
-        Ok(place)
+        })
     }
 
     /// Undoes a fresh worktree whose session never started: it holds nothing yet.
