@@ -234,10 +234,17 @@ impl Daemon {
     }
 
     /// A run belongs to whoever started the session that made its worktree (the run's id is
-    /// that session's); a restored run, which no session made, to every operator.
+    /// that session's). A restored run, which no session made, has no owner on record: with
+    /// several operators (sidecar mode) only an admin may touch it, which fails closed; with
+    /// one operator, that operator is the admin.
     fn may_touch_run(&self, who: &Identity, run: &str, need: Need) -> OpResult<()> {
         match self.find(who, run, need) {
-            Ok(_) | Err(OpError::NotFound { .. }) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(OpError::NotFound { .. }) if self.inner.owners.is_admin(who) => Ok(()),
+            Err(OpError::NotFound { .. }) => Err(OpError::Forbidden(format!(
+                "no session of run {run} records an owner (it was restored from a snapshot, or \
+                 there is no such run); only an admin may act on it. Ask an admin"
+            ))),
             Err(e) => Err(e),
         }
     }

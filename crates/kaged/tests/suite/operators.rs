@@ -12,14 +12,14 @@ use crate::fixture::{Response, SYSTEM_PORT, TestDaemon, daemon, eventually, proj
 const NONCE: &str = "operators-nonce-0123456789abcdef0123456789";
 
 /// One operator as the sidecar presents them.
-struct Op {
-    user: &'static str,
+pub(crate) struct Op {
+    pub(crate) user: &'static str,
     groups: &'static str,
     csrf: String,
 }
 
 impl Op {
-    fn new(d: &TestDaemon, user: &'static str, groups: &'static str) -> Op {
+    pub(crate) fn new(d: &TestDaemon, user: &'static str, groups: &'static str) -> Op {
         let mut op = Op {
             user,
             groups,
@@ -40,7 +40,13 @@ impl Op {
         ]
     }
 
-    fn call(&self, d: &TestDaemon, method: &str, path: &str, body: Option<&str>) -> Response {
+    pub(crate) fn call(
+        &self,
+        d: &TestDaemon,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Response {
         let h = self.headers(d);
         let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
         d.request(method, path, &h, body)
@@ -72,7 +78,7 @@ impl Op {
     }
 }
 
-fn sidecar(system: bool) -> TestDaemon {
+pub(crate) fn sidecar(system: bool) -> TestDaemon {
     let b = daemon()
         .arg("--auth-mode")
         .arg("sidecar")

@@ -696,3 +696,60 @@ fn a_create_a_crash_stopped_half_way_is_rolled_back_before_serving_and_audited()
         1
     );
 }
+
+/// With several operators (the auth sidecar), a run restored from a snapshot has no owning
+/// session: only an admin may act on it, and no other operator can reach its files.
+#[test]
+fn with_several_operators_a_restored_run_is_an_admins_to_touch() {
+    use crate::suite::operators::{Op, sidecar};
+    let marker_dir = tempfile::tempdir().unwrap();
+    let repo = repo(&marker_dir.path().join("marker"));
+    let d = sidecar(false);
+    let (alice, bob, admin) = (
+        Op::new(&d, "alice", "dev"),
+        Op::new(&d, "bob", "dev"),
+        Op::new(&d, "root", "ops"),
+    );
+    let load = json!({"path": repo.path()}).to_string();
+    let r = alice.call(&d, "POST", "/api/v1/projects", Some(&load));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let body = json!({"agent": "primary.messy"}).to_string();
+    let r = alice.call(&d, "POST", "/api/v1/projects/wt/sessions", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info: SessionInfo = r.json_as();
+    let run = info.origin.worktree.clone().unwrap();
+    eventually(Duration::from_secs(30), || {
+        let v: SessionInfo = alice
+            .call(&d, "GET", &format!("/api/v1/sessions/{}", info.id), None)
+            .json_as();
+        (v.state == SessionState::Exited)
+            .then_some(())
+            .ok_or(format!("{v:?}"))
+    });
+    // Alice's own run: hers to clean up and restore, not bob's.
+    let path = format!("/api/v1/worktrees/{run}");
+    assert_eq!(bob.call(&d, "GET", &path, None).status, 403);
+    let r = alice.call(&d, "DELETE", &path, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = alice.call(&d, "POST", &format!("{path}/restore"), Some("{}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let restored: WorktreeRun = r.json_as();
+    let restored_path = format!("/api/v1/worktrees/{}", restored.run);
+    for (who, want) in [(&bob, 403), (&alice, 403), (&admin, 200)] {
+        let r = who.call(&d, "GET", &restored_path, None);
+        assert_eq!(r.status, want, "{}: {}", who.user, r.body);
+    }
+    let r = bob.call(&d, "DELETE", &restored_path, None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("only an admin"), "{}", r.body);
+    let r = bob.call(
+        &d,
+        "POST",
+        "/api/v1/projects/wt/sessions",
+        Some(
+            &json!({"argv": ["true"], "workspace": {"kind": "existing", "run": restored.run}})
+                .to_string(),
+        ),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+}
