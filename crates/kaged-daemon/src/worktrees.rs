@@ -39,6 +39,9 @@ pub(crate) struct Hub {
     /// Run → the sessions working in its worktree now. A worktree in use is never swept or
     /// removed.
     in_use: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Run → owner, for runs no session made (restores); read on every access check, so kept
+    /// here as well as in the database.
+    owners: Mutex<HashMap<String, String>>,
 }
 
 impl WorktreeSupport {
@@ -61,9 +64,10 @@ impl WorktreeSupport {
             .and_then(|c| c.busy_timeout(DB_BUSY).map(|()| c))
             .map_err(WtError::from)
             .and_then(Worktrees::open)
-            .and_then(|w| w.recover().map(|r| (w, r)));
+            .and_then(|w| w.recover().map(|r| (w, r)))
+            .and_then(|(w, r)| w.owners().map(|o| (w, r, o)));
         match opened {
-            Ok((manager, recovered)) => {
+            Ok((manager, recovered, owners)) => {
                 let dir = local
                     .dir
                     .clone()
@@ -79,6 +83,7 @@ impl WorktreeSupport {
                     retention: local.snapshot_retention(),
                     idle: local.sweep_idle(),
                     in_use: Mutex::new(HashMap::new()),
+                    owners: Mutex::new(owners.into_iter().collect()),
                 };
                 (WorktreeSupport::Ready(Arc::new(hub)), recovered)
             }
@@ -132,6 +137,21 @@ impl Hub {
             in_use.remove(run);
         }
         last
+    }
+
+    /// The recorded owner of a run no session made.
+    pub(crate) fn owner_of(&self, run: &str) -> Option<String> {
+        let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.get(run).cloned()
+    }
+
+    /// Records `owner` as the owner of `run`, on disk and here.
+    pub(crate) async fn set_owner(&self, run: &str, owner: &str) -> OpResult<()> {
+        let (r, o) = (run.to_owned(), owner.to_owned());
+        self.call(move |w| w.set_owner(&r, &o)).await?;
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.insert(run.to_owned(), owner.to_owned());
+        Ok(())
     }
 
     fn lock_use(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<String>>> {

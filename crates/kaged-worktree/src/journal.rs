@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_worktrees.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_worktrees.sql"),
+    include_str!("../migrations/0002_owners.sql"),
+];
 
 /// Creates or upgrades this crate's tables on the caller's connection.
 pub fn migrate(conn: &Connection) -> Result<()> {
@@ -38,6 +41,23 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Records who owns `run` (replacing an earlier owner).
+pub(crate) fn set_owner(conn: &Connection, run: &str, owner: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO worktree_owners (run, owner) VALUES (?1, ?2)
+         ON CONFLICT(run) DO UPDATE SET owner = excluded.owner",
+        [run, owner],
+    )?;
+    Ok(())
+}
+
+/// Every recorded owner, as `(run, owner)`.
+pub(crate) fn owners(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT run, owner FROM worktree_owners ORDER BY run")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +330,22 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_is_recorded_and_replaced() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        set_owner(&conn, "r1", "alice").unwrap();
+        set_owner(&conn, "r2", "bob").unwrap();
+        set_owner(&conn, "r1", "carol").unwrap();
+        assert_eq!(
+            owners(&conn).unwrap(),
+            vec![
+                ("r1".to_owned(), "carol".to_owned()),
+                ("r2".to_owned(), "bob".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn).unwrap();
@@ -319,7 +355,7 @@ mod tests {
             migrate(&conn),
             Err(Error::SchemaTooNew {
                 found: 99,
-                known: 1
+                known: 2
             })
         ));
     }

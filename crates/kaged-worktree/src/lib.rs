@@ -114,6 +114,17 @@ impl Worktrees {
         journal::all(&self.db)
     }
 
+    /// Records who owns `run`, for a run no session of the caller's made (a restore). The
+    /// crate attaches no meaning to it; the caller's access rules do.
+    pub fn set_owner(&self, run: &str, owner: &str) -> Result<()> {
+        journal::set_owner(&self.db, run, owner)
+    }
+
+    /// Every owner recorded with [`Worktrees::set_owner`], as `(run, owner)`.
+    pub fn owners(&self) -> Result<Vec<(String, String)>> {
+        journal::owners(&self.db)
+    }
+
     /// Records that the run using this worktree ended, which starts its idle time for
     /// [`Worktrees::sweep`]. Returns `false` if it was already marked.
     pub fn mark_ended(&self, run: &str, at: i64) -> Result<bool> {

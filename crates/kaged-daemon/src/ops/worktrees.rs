@@ -234,17 +234,33 @@ impl Daemon {
     }
 
     /// A run belongs to whoever started the session that made its worktree (the run's id is
-    /// that session's). A restored run, which no session made, has no owner on record: with
-    /// several operators (sidecar mode) only an admin may touch it, which fails closed; with
-    /// one operator, that operator is the admin.
+    /// that session's); a restored run to whoever restored it. A run with neither on record
+    /// is only an admin's (with one operator, that operator is the admin): that fails closed.
     fn may_touch_run(&self, who: &Identity, run: &str, need: Need) -> OpResult<()> {
+        let owners = &self.inner.owners;
         match self.find(who, run, need) {
             Ok(_) => Ok(()),
-            Err(OpError::NotFound { .. }) if self.inner.owners.is_admin(who) => Ok(()),
-            Err(OpError::NotFound { .. }) => Err(OpError::Forbidden(format!(
-                "no session of run {run} records an owner (it was restored from a snapshot, or \
-                 there is no such run); only an admin may act on it. Ask an admin"
-            ))),
+            Err(OpError::NotFound { .. }) => {
+                let owner = self.worktree_hub().ok().and_then(|h| h.owner_of(run));
+                let allowed = match &owner {
+                    Some(owner) => owners.allows(who, owner, run, need),
+                    None => owners.is_admin(who),
+                };
+                if allowed {
+                    return Ok(());
+                }
+                Err(OpError::Forbidden(match owner {
+                    Some(owner) => format!(
+                        "run {run} was restored by {owner}; {} may not act on it. Ask {owner} \
+                         or an admin",
+                        who.user_id
+                    ),
+                    None => format!(
+                        "no session of run {run} records an owner (or there is no such run); \
+                         only an admin may act on it. Ask an admin"
+                    ),
+                }))
+            }
             Err(e) => Err(e),
         }
     }
@@ -447,6 +463,7 @@ impl Daemon {
                 (EventType::WorktreeRestored, data)
             })
             .await?;
+        hub.set_owner(&rec.run, &who.user_id).await?;
         Ok(hub.view(&rec, &project))
     }
 

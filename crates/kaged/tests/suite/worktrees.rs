@@ -697,14 +697,14 @@ fn a_create_a_crash_stopped_half_way_is_rolled_back_before_serving_and_audited()
     );
 }
 
-/// With several operators (the auth sidecar), a run restored from a snapshot has no owning
-/// session: only an admin may act on it, and no other operator can reach its files.
+/// With several operators (the auth sidecar), a run restored from a snapshot belongs to whoever
+/// restored it (and admins), as a run a session made belongs to that session's owner.
 #[test]
-fn with_several_operators_a_restored_run_is_an_admins_to_touch() {
+fn with_several_operators_a_restored_run_belongs_to_who_restored_it() {
     use crate::suite::operators::{Op, sidecar};
     let marker_dir = tempfile::tempdir().unwrap();
     let repo = repo(&marker_dir.path().join("marker"));
-    let d = sidecar(false);
+    let mut d = sidecar(false);
     let (alice, bob, admin) = (
         Op::new(&d, "alice", "dev"),
         Op::new(&d, "bob", "dev"),
@@ -735,13 +735,13 @@ fn with_several_operators_a_restored_run_is_an_admins_to_touch() {
     assert_eq!(r.status, 200, "{}", r.body);
     let restored: WorktreeRun = r.json_as();
     let restored_path = format!("/api/v1/worktrees/{}", restored.run);
-    for (who, want) in [(&bob, 403), (&alice, 403), (&admin, 200)] {
+    for (who, want) in [(&bob, 403), (&alice, 200), (&admin, 200)] {
         let r = who.call(&d, "GET", &restored_path, None);
         assert_eq!(r.status, want, "{}: {}", who.user, r.body);
     }
     let r = bob.call(&d, "DELETE", &restored_path, None);
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(r.body.contains("only an admin"), "{}", r.body);
+    assert!(r.body.contains("was restored by alice"), "{}", r.body);
     let r = bob.call(
         &d,
         "POST",
@@ -752,4 +752,17 @@ fn with_several_operators_a_restored_run_is_an_admins_to_touch() {
         ),
     );
     assert_eq!(r.status, 403, "{}", r.body);
+    // The owner is kept in the database: after a restart she still works in it, bob still not.
+    assert!(d.terminate().success(), "{}", d.stderr());
+    let d = d.start_again(None);
+    let (alice, bob) = (Op::new(&d, "alice", "dev"), Op::new(&d, "bob", "dev"));
+    assert_eq!(bob.call(&d, "GET", &restored_path, None).status, 403);
+    let body = json!({"argv": ["true"], "workspace": {"kind": "existing", "run": restored.run}});
+    let r = alice.call(
+        &d,
+        "POST",
+        "/api/v1/projects/wt/sessions",
+        Some(&body.to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
 }
