@@ -209,7 +209,15 @@ pub(crate) fn linked_git(rec: &Record) -> OpResult<LinkedGit> {
         .strip_prefix(&rec.common_dir)
         .map_err(|_| outside(&rec.admin_dir))?
         .to_owned();
-    for dir in ["logs", "refs/kaged"] {
+    // Refs are read-only but for the directory of the run's own branch: a commit replaces
+    // `refs/heads/<branch>` through a lock file beside it. The base branch, tags and other
+    // runs' branches elsewhere stay as they are (with the default `kaged/{agent}/{n}`, only
+    // this agent's runs share the directory).
+    let branch_dir = Path::new("refs/heads")
+        .join(&rec.branch)
+        .parent()
+        .map_or_else(|| PathBuf::from("refs/heads"), Path::to_owned);
+    for dir in [Path::new("logs"), Path::new("refs/kaged"), &branch_dir] {
         let path = rec.common_dir.join(dir);
         std::fs::create_dir_all(&path)
             .map_err(|e| OpError::internal("cannot prepare the git dir for a worktree cage", e))?;
@@ -228,7 +236,7 @@ pub(crate) fn linked_git(rec: &Record) -> OpResult<LinkedGit> {
     ]);
     Ok(LinkedGit {
         common_dir: rec.common_dir.clone(),
-        writable: vec!["objects".into(), "refs".into(), "logs".into(), admin],
+        writable: vec!["objects".into(), branch_dir, "logs".into(), admin],
         read_only,
     })
 }

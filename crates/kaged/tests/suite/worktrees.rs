@@ -65,6 +65,9 @@ fn escape_script(marker: &Path) -> String {
          if printf 'gitdir: /tmp/elsewhere\\n' > .git 2>/dev/null; then echo PLANTED gitfile; bad=1; fi\n\
          if printf '/tmp/elsewhere\\n' > \"$admin/commondir\" 2>/dev/null; then echo PLANTED commondir; bad=1; fi\n\
          if printf 'x' > \"$common/info/attributes\" 2>/dev/null; then echo PLANTED info; bad=1; fi\n\
+         if git update-ref refs/heads/main HEAD 2>/dev/null; then echo MOVED main; bad=1; fi\n\
+         if git tag planted 2>/dev/null; then echo PLANTED tag; bad=1; fi\n\
+         if git branch other 2>/dev/null; then echo PLANTED branch; bad=1; fi\n\
          printf 'edit\\n' > edit.txt && git add edit.txt && git -c user.name=agent -c user.email=agent@cage commit -q -m edit || bad=1\n\
          exit $bad\n"
     )
