@@ -420,7 +420,11 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     }
     let mut protected_summary = Vec::with_capacity(protected.len());
     let mut mountpoints = Vec::new();
-    for p in protected {
+    // A linked worktree's git dirs are bound the same way, after the project's own.
+    for p in protected
+        .into_iter()
+        .chain(linked.into_iter().map(Protected::from))
+    {
         match p {
             Protected::Existing { path, fd } => {
                 push(&[&"--ro-bind-fd", &fd.as_raw_fd().to_string(), &path]);
@@ -432,28 +436,6 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
                 keep_fds.push(fd);
             }
             Protected::Missing { path, dir } => {
-                if dir {
-                    push(&[&"--tmpfs", &path, &"--remount-ro", &path]);
-                } else {
-                    push(&[&"--ro-bind", &"/dev/null", &path]);
-                }
-                mountpoints.push(path.clone());
-                protected_summary.push(path);
-            }
-        }
-    }
-    for bind in linked {
-        match bind {
-            LinkedBind::Ro { path, fd } => {
-                push(&[&"--ro-bind-fd", &fd.as_raw_fd().to_string(), &path]);
-                keep_fds.push(fd);
-                protected_summary.push(path);
-            }
-            LinkedBind::Rw { path, fd } => {
-                push(&[&"--bind-fd", &fd.as_raw_fd().to_string(), &path]);
-                keep_fds.push(fd);
-            }
-            LinkedBind::Missing { path, dir } => {
                 if dir {
                     push(&[&"--tmpfs", &path, &"--remount-ro", &path]);
                 } else {
@@ -650,6 +632,16 @@ enum Protected {
     Pinned { path: PathBuf, fd: OwnedFd },
     /// An empty read-only stand-in, so the cage cannot create it.
     Missing { path: PathBuf, dir: bool },
+}
+
+impl From<LinkedBind> for Protected {
+    fn from(bind: LinkedBind) -> Protected {
+        match bind {
+            LinkedBind::Ro { path, fd } => Protected::Existing { path, fd },
+            LinkedBind::Rw { path, fd } => Protected::Pinned { path, fd },
+            LinkedBind::Missing { path, dir } => Protected::Missing { path, dir },
+        }
+    }
 }
 
 impl Protected {
