@@ -3,6 +3,9 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Daemon, DESKTOP, launchBrowser, shoot } from './daemon.mjs';
 
 const rows = (page) => page.$$eval('.term-host .xterm-rows > div', (rs) => rs.map((r) => (r.textContent ?? '').replace(/\u00a0/g, ' ').trimEnd()));
@@ -416,6 +419,76 @@ describe('loopback mode', () => {
     assert.match(text, /denied HTTP evil\.example\.com:80 — deny evil\.example\.com/);
     assert.match(text, /denied HTTP example\.org:80 — no allow entry matches/);
     await shoot(page, 'egress-log');
+  });
+
+  it("reviews a run's worktree, shows the paths a refused merge names, cleans up into a snapshot and restores it", async () => {
+    const dir = daemon.project(
+      'wt-ui',
+      'version: 1\nproject: wt-ui\nprimary:\n  command: [sh, -c, "exit 0"]\n  agents:\n    fixer:\n      command: [sh, fix.sh]\n      workspace: worktree\n',
+    );
+    writeFileSync(
+      join(dir, 'fix.sh'),
+      "set -e\nprintf 'fixed\\n' > fix.txt\ngit add fix.txt\ngit -c user.name=agent -c user.email=a@b commit -qm 'Fix the thing'\nprintf 'more\\n' >> README.md\nprintf 'scratch\\n' > notes.txt\n",
+    );
+    writeFileSync(join(dir, 'README.md'), 'hello\n');
+    const env = { ...daemon.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' };
+    for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-qm', 'init']]) execFileSync('git', ['-C', dir, ...args], { env });
+    await page.goto(`${daemon.url}/#/projects`);
+    await page.evaluate(async (path) => {
+      const key = localStorage.getItem('kaged-page-key');
+      const me = await (await fetch('/api/v1/me', { credentials: 'same-origin', headers: { 'X-Kaged-Page': key } })).json();
+      const headers = { 'Content-Type': 'application/json', 'X-Kaged-CSRF': me.csrf_token, 'X-Kaged-Page': key };
+      await fetch('/api/v1/projects', { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify({ path }) });
+    }, dir);
+    await page.evaluate(() => (location.hash = '#/projects/wt-ui'));
+    await page.getByRole('button', { name: 'Agent: primary.fixer' }).click();
+    await page.waitForURL(/#\/sessions\//);
+    await page.getByRole('link', { name: 'worktree: review' }).click();
+    await page.getByText('Fix the thing').waitFor();
+    const files = await page.locator('.files li').allInnerTexts();
+    assert.deepEqual(files.map((f) => f.replace(/\s+/g, ' ').trim()), ['modified README.md not committed', 'added fix.txt', 'added notes.txt untracked']);
+    await shoot(page, 'worktree-review');
+    // A dirty main checkout in a path the merge touches: refused, naming the path.
+    writeFileSync(join(dir, 'fix.txt'), 'mine\n');
+    await page.getByRole('button', { name: /Fast-forward/ }).click();
+    await page.getByRole('list', { name: 'Paths in the way' }).getByText('fix.txt').waitFor();
+    await page.getByRole('button', { name: 'Clean up' }).click();
+    assert.match(await page.getByRole('status').innerText(), /3 unsaved item\(s\) are in snapshot refs\/kaged\/snapshots\//);
+    await page.getByRole('button', { name: 'Restore' }).click();
+    await page.getByRole('heading', { name: /restored-1/ }).waitFor();
+    await page.getByText('notes.txt').first().waitFor();
+    await shoot(page, 'worktree-restored');
+  });
+
+  it("lists what an agent's adapter set and, opened, what its CLI cannot honour", async () => {
+    const dir = daemon.project(
+      'agent-ui',
+      'version: 1\nproject: agent-ui\nprimary:\n  model: smart\n  command: [tools/claude]\n  tools: [shell, "agent:helper"]\n  cage:\n    network: {allow: []}\n  agents:\n    helper:\n      command: [sh]\n',
+    );
+    // A stand-in for Claude Code: the adapter recognises the program by its name.
+    mkdirSync(join(dir, 'tools'));
+    writeFileSync(join(dir, 'tools', 'claude'), '#!/bin/sh\necho "stand-in claude $*"; sleep 60\n', { mode: 0o755 });
+    const id = await page.evaluate(async (path) => {
+      const key = localStorage.getItem('kaged-page-key');
+      const me = await (await fetch('/api/v1/me', { credentials: 'same-origin', headers: { 'X-Kaged-Page': key } })).json();
+      const headers = { 'Content-Type': 'application/json', 'X-Kaged-CSRF': me.csrf_token, 'X-Kaged-Page': key };
+      const p = await fetch('/api/v1/projects', { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify({ path }) });
+      if (!p.ok) throw new Error(`loading the project: ${await p.text()}`);
+      const r = await fetch('/api/v1/projects/agent-ui/sessions', { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify({ agent: 'primary' }) });
+      if (!r.ok) throw new Error(`starting the agent: ${await r.text()}`);
+      return (await r.json()).id;
+    }, dir);
+    await page.evaluate((id) => (location.hash = `#/sessions/${id}`), id);
+    const panel = page.locator('#agent-adapter');
+    await panel.waitFor();
+    assert.equal(await panel.getAttribute('open'), '', 'open by itself: something is not honoured');
+    const text = await panel.innerText();
+    assert.match(text, /Agent: claude/);
+    assert.match(text, /tools: agent:helper: Claude Code's subagents run in its own process/);
+    assert.match(text, /model: smart: local\.toml defines no alias `smart`/);
+    assert.match(text, /env DISABLE_TELEMETRY=1 — no telemetry/);
+    assert.match(text, /flag --tools=Bash — tools: only the declared ones exist/);
+    await shoot(page, 'agent-adapter');
   });
 
   it('asked no host but the daemon', () => {

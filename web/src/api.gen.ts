@@ -206,6 +206,12 @@ protection_lifted: boolean, cwd: string, pty: boolean,
 nested_userns_disabled: boolean, };
 
 /**
+ * Where a declared agent or task works: in the project's own checkout, or in a fresh git
+ * worktree on its own branch.
+ */
+export type Workspace = "project" | "worktree";
+
+/**
  * A plugin: a supervised subprocess speaking JSON-RPC over stdio.
  */
 export type Plugin = { name: string, command: Array<string>, };
@@ -222,7 +228,21 @@ command: Array<string>, description?: string | null, cage: Cage,
  * Extra environment for the task. Values are literal and portable; credentials never
  * belong here (allowlist the variable's name under `cage.env` instead).
  */
-env?: { [key in string]: string }, };
+env?: { [key in string]: string }, 
+/**
+ * `worktree`: each run gets its own git worktree on a new branch (default `project`:
+ * the project's own checkout).
+ */
+workspace?: Workspace, 
+/**
+ * The branch a worktree starts from; default: the branch checked out in the project.
+ */
+base?: string | null, 
+/**
+ * The worktree's branch, a template with `{agent}` and `{n}`; default
+ * `kaged/{agent}/{n}`.
+ */
+branch?: string | null, };
 
 /**
  * An agent: what to run, with which model alias and prompt, in which cage.
@@ -251,7 +271,21 @@ tools?: Array<string>,
 /**
  * Child agents by name.
  */
-agents?: { [key in string]: AgentSpec }, };
+agents?: { [key in string]: AgentSpec }, 
+/**
+ * `worktree`: each run gets its own git worktree on a new branch (default `project`:
+ * the project's own checkout).
+ */
+workspace?: Workspace, 
+/**
+ * The branch a worktree starts from; default: the branch checked out in the project.
+ */
+base?: string | null, 
+/**
+ * The worktree's branch, a template with `{agent}` and `{n}`; default
+ * `kaged/{agent}/{n}`.
+ */
+branch?: string | null, };
 
 /**
  * A whole project: `<root>/.kaged/project.yaml` with its overlay applied.
@@ -298,12 +332,20 @@ export type AgentView = {
 /**
  * Dotted name: `primary`, `primary.reviewer`.
  */
-name: string, command: Array<string>, model: string | null, caged: boolean, cage: Cage, };
+name: string, command: Array<string>, model: string | null, caged: boolean, cage: Cage, 
+/**
+ * Where a run works unless the start says otherwise.
+ */
+workspace: Workspace, };
 
 /**
  * A declared task, as something to start.
  */
-export type TaskView = { name: string, command: Array<string>, description: string | null, caged: boolean, cage: Cage, };
+export type TaskView = { name: string, command: Array<string>, description: string | null, caged: boolean, cage: Cage, 
+/**
+ * Where a run works unless the start says otherwise.
+ */
+workspace: Workspace, };
 
 /**
  * A loaded project: its file, what can be started from it, and its model aliases resolved
@@ -369,6 +411,72 @@ export type SessionKind = "shell" | "command" | "agent" | "task";
 export type CageState = { "state": "caged", summary: CageSummary, } | { "state": "disabled_by_project" } | { "state": "no_sandbox" };
 
 /**
+ * An agent CLI kaged knows how to configure.
+ */
+export type AgentCli = "claude" | "codex" | "opencode";
+
+/**
+ * Where an adapter put a setting.
+ */
+export type SettingKind = "env" | "flag" | "config";
+
+/**
+ * One thing an adapter set. `value` is shown unless it is a stand-in key or a document the
+ * setting only carries (a prompt's text): secrets never get here, real or dummy.
+ */
+export type AdapterSetting = { kind: SettingKind, name: string, value: string | null, 
+/**
+ * Why: the declaration it carries, or what it turns off.
+ */
+purpose: string, };
+
+/**
+ * A declaration the agent's CLI does not get, and why.
+ */
+export type NotHonoured = { 
+/**
+ * The declaration, as the project file says it (`tools: agent:reviewer`).
+ */
+declaration: string, reason: string, };
+
+/**
+ * How a declared agent's `model`, `system_prompt`, `tools` and cage reached its CLI: what
+ * kaged set, and what the CLI cannot honour. Nothing a project declares is dropped without
+ * a line here.
+ */
+export type AgentAdapter = { 
+/**
+ * The CLI recognised from the command's program name; null for a CLI kaged has no
+ * adapter for, which runs as declared with only the proxy variables.
+ */
+cli: AgentCli | null, 
+/**
+ * The concrete model the alias resolved to through local.toml, without its provider.
+ */
+model: string | null, 
+/**
+ * The local.toml provider the CLI reaches through the cage's egress gateway.
+ */
+provider: string | null, 
+/**
+ * Where the CLI keeps its state inside the cage, and whether that outlives the session;
+ * null when uncaged (the CLI then uses the operator's own).
+ */
+state: string | null, 
+/**
+ * The command as it runs in the cage: the declared one with the adapter's arguments.
+ */
+argv: Array<string>, 
+/**
+ * Everything the adapter set, in order.
+ */
+settings: Array<AdapterSetting>, 
+/**
+ * Declarations the CLI (or this cage) cannot honour, each with the reason.
+ */
+not_honoured: Array<NotHonoured>, };
+
+/**
  * Where a session came from: what was asked for and the cage it got.
  */
 export type SessionOrigin = { kind: SessionKind, 
@@ -379,7 +487,16 @@ name: string | null,
 /**
  * The command as declared or requested, before any cage wraps it.
  */
-command: Array<string>, cage: CageState, };
+command: Array<string>, cage: CageState, 
+/**
+ * The run whose git worktree the session works in, when not the project's checkout.
+ */
+worktree?: string | null, 
+/**
+ * For a declared agent: how its declarations reached its CLI. Absent for shells,
+ * commands, tasks, and sessions recorded before adapters existed.
+ */
+agent?: AgentAdapter | null, };
 
 /**
  * What a session's owner lets another operator do with it.
@@ -439,6 +556,12 @@ export type ShareRequest = {
 user: string, access: ShareAccess | null, };
 
 /**
+ * `workspace` of `POST /api/v1/projects/{id}/sessions`: overrides what the project file
+ * declares for this one start.
+ */
+export type WorkspaceChoice = { "kind": "project" } | { "kind": "worktree", base?: string | null, branch?: string | null, } | { "kind": "existing", run: string, };
+
+/**
  * `POST /api/v1/projects/{id}/sessions`: at most one of `argv`, `agent` and `task`; none
  * starts the operator's login shell.
  */
@@ -470,7 +593,12 @@ cage?: CagePolicy | null,
 /**
  * Extra environment variable names to allowlist into the cage.
  */
-env?: Array<string> | null, };
+env?: Array<string> | null, 
+/**
+ * Where to work, overriding what the agent or task declares: the project's checkout, a
+ * fresh git worktree, or an earlier run's worktree.
+ */
+workspace?: WorkspaceChoice | null, };
 
 /**
  * The signals an operator may send, by name (`SIGINT` or `INT`).
@@ -684,6 +812,142 @@ limit?: number | null,
  * An exact type (`session.started`) or a prefix ending in `.` (`session.`).
  */
 type?: string | null, actor?: string | null, project_id?: string | null, session_id?: string | null, };
+
+export type WorktreeState = "active" | "removed";
+
+/**
+ * A run's worktree as kaged recorded it.
+ */
+export type WorktreeRun = { run: string, project_id: string, 
+/**
+ * The main checkout.
+ */
+repo: string, path: string, branch: string, base: string, 
+/**
+ * `base` when the worktree was created.
+ */
+base_oid: string, state: WorktreeState, 
+/**
+ * `refs/kaged/snapshots/<run>`, once a snapshot was taken.
+ */
+snapshot: string | null, snapshot_oid: string | null, created_at: number, 
+/**
+ * When the last session in it ended; the sweep counts idle time from here.
+ */
+ended_at: number | null, removed_at: number | null, 
+/**
+ * Sessions running in it now.
+ */
+sessions: Array<string>, };
+
+/**
+ * A snapshot commit: everything a removed worktree held, committed or not.
+ */
+export type WorktreeSnapshot = { reference: string, run: string, oid: string, time: number, };
+
+/**
+ * `GET /api/v1/projects/{id}/worktrees`.
+ */
+export type WorktreeList = { 
+/**
+ * Every run kaged made a worktree for in this project's repository, oldest first.
+ */
+runs: Array<WorktreeRun>, 
+/**
+ * The snapshots in the repository, oldest first.
+ */
+snapshots: Array<WorktreeSnapshot>, };
+
+export type WorktreeCommit = { oid: string, author_name: string, author_email: string, time: number, summary: string, };
+
+/**
+ * A path that differs from where the branch left `base`, committed or not.
+ */
+export type WorktreeFile = { path: string, 
+/**
+ * `modified`, `added`, `deleted`, `renamed`, `copied`, `type_changed`, `unmerged`.
+ */
+change: string, };
+
+/**
+ * `GET /api/v1/worktrees/{run}`: what a run did, for review.
+ */
+export type WorktreeReview = { run: WorktreeRun, head: string, merge_base: string, 
+/**
+ * Commits on the branch that `base` lacks, newest first.
+ */
+commits: Array<WorktreeCommit>, 
+/**
+ * Patch from the merge base to the branch's head.
+ */
+diff: string, 
+/**
+ * Patch from the head to the working tree, untracked files included.
+ */
+uncommitted_diff: string, files: Array<WorktreeFile>, 
+/**
+ * Tracked paths changed but not committed.
+ */
+changed: Array<string>, untracked: Array<string>, };
+
+/**
+ * What a cleanup found that removing would have lost; all of it is in the snapshot.
+ */
+export type WorktreeLoss = { changed: Array<string>, untracked: Array<string>, 
+/**
+ * Commits in neither `base` nor any remote branch, newest first.
+ */
+unpushed: Array<string>, };
+
+/**
+ * `DELETE /api/v1/worktrees/{run}`.
+ */
+export type WorktreeRemoved = { run: string, loss: WorktreeLoss, 
+/**
+ * Taken first whenever `loss` is not empty.
+ */
+snapshot: WorktreeSnapshot | null, };
+
+/**
+ * `POST /api/v1/worktrees/{run}/restore`: the snapshot of `run` into a new run's worktree.
+ */
+export type RestoreWorktree = { 
+/**
+ * The new branch; default: `<the run's branch>-restored-<n>`.
+ */
+branch?: string | null, };
+
+export type MergeStrategy = "auto" | "fast_forward" | "merge_commit";
+
+/**
+ * `POST /api/v1/worktrees/{run}/merge`.
+ */
+export type MergeWorktree = { mode: MergeStrategy, };
+
+export type WorktreeMerged = { run: string, base: string, 
+/**
+ * `base` before and after.
+ */
+old: string, new: string, fast_forward: boolean, };
+
+/**
+ * `DELETE /api/v1/worktrees/{run}/branch`.
+ */
+export type BranchDeleted = { run: string, branch: string, };
+
+/**
+ * A worktree git knows about that kaged did not create; kaged never removes it.
+ */
+export type UnknownWorktree = { path: string, head: string | null, branch: string | null, locked: boolean, 
+/**
+ * git reports its directory gone.
+ */
+prunable: boolean, };
+
+/**
+ * `GET /api/v1/projects/{id}/worktrees/unknown`.
+ */
+export type UnknownWorktreeList = { worktrees: Array<UnknownWorktree>, };
 
 /**
  * The stable error codes, each with its HTTP status.

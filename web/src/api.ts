@@ -5,6 +5,7 @@
 import type {
   AuditPage,
   AuditParams,
+  BranchDeleted,
   ErrorCode,
   ErrorEnvelope,
   LoadProject,
@@ -20,13 +21,22 @@ import type {
   SignalRequest,
   StartSession,
   Status,
+  UnknownWorktreeList,
   Warning,
+  MergeWorktree,
+  RestoreWorktree,
+  WorktreeList,
+  WorktreeMerged,
+  WorktreeRemoved,
+  WorktreeReview,
+  WorktreeRun,
 } from './api.gen';
 import { Store } from './store';
 
 export type {
   AgentState,
   AgentStatus,
+  AgentAdapter,
   AgentView,
   AuditPage,
   AuditParams,
@@ -45,7 +55,12 @@ export type {
   SignalName,
   StartSession,
   Status,
+  UnknownWorktree,
   Warning,
+  WorktreeList,
+  WorktreeReview,
+  WorktreeRun,
+  WorktreeSnapshot,
 } from './api.gen';
 
 /** Failures that never produced the daemon's error envelope. */
@@ -165,6 +180,15 @@ export class Api {
   pushInfo = () => this.request<PushInfo>('GET', '/api/v1/push');
   subscribePush = (body: PushSubscribe) => this.request<PushSubscriptionView>('POST', '/api/v1/push/subscriptions', body);
   revokePush = (id: string) => this.request<PushRevoked>('DELETE', `/api/v1/push/subscriptions/${enc(id)}`);
+  worktrees = (projectId: string) => this.request<WorktreeList>('GET', `/api/v1/projects/${enc(projectId)}/worktrees`);
+  unknownWorktrees = (projectId: string) =>
+    this.request<UnknownWorktreeList>('GET', `/api/v1/projects/${enc(projectId)}/worktrees/unknown`);
+  worktreeReview = (run: string) => this.request<WorktreeReview>('GET', `/api/v1/worktrees/${enc(run)}`);
+  removeWorktree = (run: string) => this.request<WorktreeRemoved>('DELETE', `/api/v1/worktrees/${enc(run)}`);
+  restoreWorktree = (run: string, body: RestoreWorktree) =>
+    this.request<WorktreeRun>('POST', `/api/v1/worktrees/${enc(run)}/restore`, body);
+  mergeWorktree = (run: string, body: MergeWorktree) => this.request<WorktreeMerged>('POST', `/api/v1/worktrees/${enc(run)}/merge`, body);
+  deleteWorktreeBranch = (run: string) => this.request<BranchDeleted>('DELETE', `/api/v1/worktrees/${enc(run)}/branch`);
 
   audit(params: AuditParams): Promise<AuditPage> {
     const q = new URLSearchParams();

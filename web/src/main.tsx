@@ -17,6 +17,7 @@ import { SessionPage } from './pages/session';
 import { StatusPage } from './pages/status';
 import { AuditPage } from './pages/audit';
 import { DevicePage } from './pages/device';
+import { WorktreePage } from './pages/worktree';
 
 /** localStorage key holding the local date (YYYY-MM-DD) the insecure-mode splash was acknowledged. */
 export const INSECURE_ACK_KEY = 'kaged.insecureAck';
@@ -149,6 +150,8 @@ function Screen() {
       return id ? <ProjectPage key={id} id={id} /> : <ProjectsPage />;
     case 'sessions':
       return id ? <SessionPage key={id} id={id} /> : <ProjectsPage />;
+    case 'worktrees':
+      return id ? <WorktreePage key={id} run={id} projectId={route.query.get('project') ?? ''} /> : <ProjectsPage />;
     case 'status':
       return <StatusPage />;
     case 'audit':

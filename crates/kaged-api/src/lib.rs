@@ -20,6 +20,7 @@ pub mod session;
 pub mod settings;
 pub mod status;
 mod timestamp;
+pub mod worktree;
 
 pub use agent::{
     AgentSignal, AgentState, AgentStatus, PushInfo, PushKeys, PushMessage, PushRevoked,
@@ -43,9 +44,10 @@ pub use project::{
 };
 pub use pty::{ClientControl, INPUT_SEQ_BYTES, ScreenSize, ServerControl, check_client_id};
 pub use session::{
-    CageState, EndReason, InputRequest, InputWritten, ResizeRequest, SessionInfo, SessionKind,
-    SessionList, SessionOrigin, SessionState, SessionsOnStop, ShareAccess, ShareRequest,
-    SignalName, SignalRequest, StartSession, TranscriptParams,
+    AdapterSetting, AgentAdapter, AgentCli, CageState, EndReason, InputRequest, InputWritten,
+    NotHonoured, ResizeRequest, SessionInfo, SessionKind, SessionList, SessionOrigin, SessionState,
+    SessionsOnStop, SettingKind, ShareAccess, ShareRequest, SignalName, SignalRequest,
+    StartSession, TranscriptParams,
 };
 pub use settings::{
     AuthMode, Mode, ServerLimitsReport, SessionLimitsReport, SettingsReport, Source, Sourced,
@@ -56,3 +58,9 @@ pub use status::{
     Revoked, SandboxStatus, SessionsSummary, SignedOut, Status, VersionInfo, Warning,
 };
 pub use timestamp::Timestamp;
+pub use worktree::{
+    BranchDeleted, MergeStrategy, MergeWorktree, RestoreWorktree, UnknownWorktree,
+    UnknownWorktreeList, Workspace, WorkspaceChoice, WorktreeCommit, WorktreeFile, WorktreeList,
+    WorktreeLoss, WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun, WorktreeSnapshot,
+    WorktreeState,
+};

@@ -14,6 +14,7 @@ use ts_rs::TS;
 
 use crate::cage::{Cage, ENV_NAME_PATTERN, PortablePath};
 use crate::timestamp::Timestamp;
+use crate::worktree::Workspace;
 
 /// The directory inside a project root that holds the project files.
 pub const PROJECT_DIR: &str = ".kaged";
@@ -89,6 +90,17 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
     pub agents: BTreeMap<String, AgentSpec>,
+    /// `worktree`: each run gets its own git worktree on a new branch (default `project`:
+    /// the project's own checkout).
+    #[serde(default, skip_serializing_if = "Workspace::is_project")]
+    pub workspace: Workspace,
+    /// The branch a worktree starts from; default: the branch checked out in the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The worktree's branch, a template with `{agent}` and `{n}`; default
+    /// `kaged/{agent}/{n}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// A declared command, started as a session in its own cage.
@@ -108,6 +120,17 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = { "pattern": ENV_NAME_PATTERN }))]
     pub env: BTreeMap<String, String>,
+    /// `worktree`: each run gets its own git worktree on a new branch (default `project`:
+    /// the project's own checkout).
+    #[serde(default, skip_serializing_if = "Workspace::is_project")]
+    pub workspace: Workspace,
+    /// The branch a worktree starts from; default: the branch checked out in the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The worktree's branch, a template with `{agent}` and `{n}`; default
+    /// `kaged/{agent}/{n}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// A plugin: a supervised subprocess speaking JSON-RPC over stdio.
@@ -156,6 +179,8 @@ pub struct AgentView {
     pub model: Option<String>,
     pub caged: bool,
     pub cage: Cage,
+    /// Where a run works unless the start says otherwise.
+    pub workspace: Workspace,
 }
 
 /// A declared task, as something to start.
@@ -166,6 +191,8 @@ pub struct TaskView {
     pub description: Option<String>,
     pub caged: bool,
     pub cage: Cage,
+    /// Where a run works unless the start says otherwise.
+    pub workspace: Workspace,
 }
 
 /// A loaded project: its file, what can be started from it, and its model aliases resolved

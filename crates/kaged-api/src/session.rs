@@ -9,6 +9,7 @@ use ts_rs::TS;
 
 use crate::cage::{CagePolicy, CageSummary};
 use crate::timestamp::Timestamp;
+use crate::worktree::WorkspaceChoice;
 
 /// Lifecycle of a session (design §6). Being attached is not a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
@@ -128,6 +129,90 @@ pub struct SessionOrigin {
     /// The command as declared or requested, before any cage wraps it.
     pub command: Vec<String>,
     pub cage: CageState,
+    /// The run whose git worktree the session works in, when not the project's checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+    /// For a declared agent: how its declarations reached its CLI. Absent for shells,
+    /// commands, tasks, and sessions recorded before adapters existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentAdapter>,
+}
+
+/// An agent CLI kaged knows how to configure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentCli {
+    /// Anthropic's Claude Code (`claude`).
+    Claude,
+    /// OpenAI's Codex CLI (`codex`).
+    Codex,
+    /// opencode (`opencode`).
+    Opencode,
+}
+
+impl AgentCli {
+    /// The executable's name, which is how a declared command is recognised.
+    pub fn program(self) -> &'static str {
+        match self {
+            AgentCli::Claude => "claude",
+            AgentCli::Codex => "codex",
+            AgentCli::Opencode => "opencode",
+        }
+    }
+}
+
+/// How a declared agent's `model`, `system_prompt`, `tools` and cage reached its CLI: what
+/// kaged set, and what the CLI cannot honour. Nothing a project declares is dropped without
+/// a line here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct AgentAdapter {
+    /// The CLI recognised from the command's program name; null for a CLI kaged has no
+    /// adapter for, which runs as declared with only the proxy variables.
+    pub cli: Option<AgentCli>,
+    /// The concrete model the alias resolved to through local.toml, without its provider.
+    pub model: Option<String>,
+    /// The local.toml provider the CLI reaches through the cage's egress gateway.
+    pub provider: Option<String>,
+    /// Where the CLI keeps its state inside the cage, and whether that outlives the session;
+    /// null when uncaged (the CLI then uses the operator's own).
+    pub state: Option<String>,
+    /// The command as it runs in the cage: the declared one with the adapter's arguments.
+    pub argv: Vec<String>,
+    /// Everything the adapter set, in order.
+    pub settings: Vec<AdapterSetting>,
+    /// Declarations the CLI (or this cage) cannot honour, each with the reason.
+    pub not_honoured: Vec<NotHonoured>,
+}
+
+/// Where an adapter put a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingKind {
+    /// An environment variable of the CLI's process.
+    Env,
+    /// A command-line argument (or `-c key=value` override) added before the declared ones.
+    Flag,
+    /// A key of a configuration document handed to the CLI (in an argument or a variable).
+    Config,
+}
+
+/// One thing an adapter set. `value` is shown unless it is a stand-in key or a document the
+/// setting only carries (a prompt's text): secrets never get here, real or dummy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct AdapterSetting {
+    pub kind: SettingKind,
+    pub name: String,
+    pub value: Option<String>,
+    /// Why: the declaration it carries, or what it turns off.
+    pub purpose: String,
+}
+
+/// A declaration the agent's CLI does not get, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct NotHonoured {
+    /// The declaration, as the project file says it (`tools: agent:reviewer`).
+    pub declaration: String,
+    pub reason: String,
 }
 
 /// A snapshot of a session, as stored in `meta.json`, served by the API and sent in events.
@@ -221,6 +306,10 @@ pub struct StartSession {
     /// Extra environment variable names to allowlist into the cage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
+    /// Where to work, overriding what the agent or task declares: the project's checkout, a
+    /// fresh git worktree, or an earlier run's worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceChoice>,
 }
 
 /// The signals an operator may send, by name (`SIGINT` or `INT`).

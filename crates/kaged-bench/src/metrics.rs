@@ -158,6 +158,16 @@ fn shell_env(home: &Path) -> Vec<(String, String)> {
 // Raw PTY
 
 pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
+    raw_stream(p, file, |_| Ok(()))
+}
+
+/// Streams `file` through a raw PTY shell, handing every read to `relay` on the reading thread,
+/// and times it; the server CPU is that thread's, less what the checker alone costs.
+fn raw_stream(
+    p: &Params,
+    file: &DataFile,
+    mut relay: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<Throughput> {
     let home = tempfile::tempdir().context("temp HOME for the raw shell")?;
     let mut pty = RawPty::spawn(SHELL, &shell_env(home.path()), &p.project_dir)?;
     pty.first_byte(Duration::from_secs(10))?;
@@ -174,6 +184,7 @@ pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
         if n == 0 {
             bail!("the raw shell ended before the end marker");
         }
+        relay(&buf[..n])?;
         if sc.feed(&buf[..n]) {
             break;
         }
@@ -197,7 +208,7 @@ pub fn raw_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
 /// thread also runs much of the receiver's TCP path.
 pub fn relay_floor_throughput(p: &Params, file: &DataFile) -> Result<Throughput> {
     use std::io::{Read as _, Write as _};
-    let home = tempfile::tempdir().context("temp HOME for the relay floor's shell")?;
+    let dir = tempfile::tempdir().context("a directory for the relay floor's transcript")?;
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("binding the relay floor's viewer")?;
     let addr = listener.local_addr()?;
@@ -214,55 +225,31 @@ pub fn relay_floor_throughput(p: &Params, file: &DataFile) -> Result<Throughput>
     });
     let mut sock = std::net::TcpStream::connect(addr).context("connecting to the viewer")?;
     sock.set_nodelay(true)?;
-    let path = home.path().join("transcript");
+    let path = dir.path().join("transcript");
     let mut transcript =
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut pending = Vec::with_capacity(256 << 10);
-    let mut pty = RawPty::spawn(SHELL, &shell_env(home.path()), &p.project_dir)?;
-    pty.first_byte(Duration::from_secs(10))?;
-    pty.drain(Duration::from_millis(200))?;
-    let mark = new_mark();
-    let cmd = stream_command(&file.shell_path(), &mark);
-    let mut sc = Scanner::new(&file.bytes, &mark);
-    let mut buf = vec![0u8; 128 << 10];
-    let cpu0 = thread_cpu();
-    let t0 = Instant::now();
-    pty.write_all(cmd.as_bytes())?;
-    loop {
-        let n = pty.read(&mut buf)?;
-        if n == 0 {
-            bail!("the relay floor's shell ended before the end marker");
-        }
-        sock.write_all(&buf[..n]).context("sending to the viewer")?;
-        pending.extend_from_slice(&buf[..n]);
+    let mut t = raw_stream(p, file, |bytes| {
+        sock.write_all(bytes).context("sending to the viewer")?;
+        pending.extend_from_slice(bytes);
         if pending.len() >= 256 << 10 {
             transcript
                 .write_all(&pending)
                 .context("appending the transcript")?;
             pending.clear();
         }
-        if sc.feed(&buf[..n]) {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     transcript
         .write_all(&pending)
         .context("appending the transcript")?;
-    let secs = t0.elapsed().as_secs_f64();
-    let reader_cpu = thread_cpu().saturating_sub(cpu0);
     drop(sock);
     let delivered = viewer
         .join()
         .map_err(|_| anyhow!("the relay floor's viewer panicked"))?
         .context("the relay floor's viewer")?;
-    Ok(Throughput {
-        secs,
-        mibs: file.mib() / secs,
-        intact: sc.intact() && delivered >= file.bytes.len() as u64,
-        body_len: sc.body_len().unwrap_or(0),
-        server_cpu: Some(reader_cpu.saturating_sub(check_cpu(&file.bytes, &mark))),
-        reattach: Vec::new(),
-    })
+    t.intact &= delivered >= file.bytes.len() as u64;
+    Ok(t)
 }
 
 /// CPU time of the calling thread.

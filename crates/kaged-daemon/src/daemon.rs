@@ -63,6 +63,7 @@ pub(crate) struct Inner {
     pub(crate) projects: Projects,
     pub(crate) host: HostFacts,
     pub(crate) local: LocalConfig,
+    pub(crate) worktrees: crate::worktrees::WorktreeSupport,
     /// The providers every filtered-network cage reaches through its gateway, keys included.
     pub(crate) providers: Arc<kaged_egress::Providers>,
     pub(crate) events: broadcast::Sender<DaemonEvent>,
@@ -79,7 +80,7 @@ pub(crate) struct Inner {
     pub(crate) cage_setup: Mutex<()>,
     /// Session exit watchers and the read-audit ticker; shutdown waits for all of them.
     pub(crate) tasks: TaskTracker,
-    stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
     ready: AtomicBool,
     listener: Mutex<Option<std::net::TcpListener>>,
     runtime_files: Vec<PathBuf>,
@@ -148,6 +149,9 @@ impl Daemon {
             kaged_egress::tls_config(None)?,
         );
         let (push_queue, pushes) = tokio::sync::mpsc::unbounded_channel();
+        // Before serving: a crash mid-operation is settled from the journal first.
+        let (worktrees, recovered) =
+            crate::worktrees::WorktreeSupport::open(&db, &layout.state_dir, &local.worktrees);
         let daemon = Daemon {
             inner: Arc::new(Inner {
                 host,
@@ -169,6 +173,7 @@ impl Daemon {
                 sessions,
                 projects: Projects::default(),
                 local,
+                worktrees,
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 agents: Mutex::default(),
                 idle_pushed: Mutex::default(),
@@ -185,9 +190,11 @@ impl Daemon {
         };
         daemon.load_registered_projects().await;
         daemon.audit_start(insecure_bind).await;
+        daemon.audit_recovery(recovered).await;
         daemon.recover_sessions().await;
         daemon.spawn_read_audit();
         daemon.spawn_pusher(pushes);
+        daemon.spawn_worktree_timer();
         Ok(daemon)
     }
 

@@ -11,6 +11,10 @@ pub enum OpError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict about named paths (a dirty checkout, a merge conflict); they travel as
+    /// details.
+    #[error("{message}")]
+    ConflictPaths { message: String, paths: Vec<String> },
     /// Authenticated, but this operator may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -39,7 +43,7 @@ impl OpError {
         match self {
             OpError::NotFound { .. } => ErrorCode::NotFound,
             OpError::Invalid(_) => ErrorCode::ValidationFailed,
-            OpError::Conflict(_) => ErrorCode::Conflict,
+            OpError::Conflict(_) | OpError::ConflictPaths { .. } => ErrorCode::Conflict,
             OpError::Forbidden(_) => ErrorCode::Forbidden,
             OpError::DslInvalid { .. } => ErrorCode::DslInvalid,
             OpError::RateLimited(_) => ErrorCode::RateLimited,
@@ -55,6 +59,7 @@ impl OpError {
             OpError::DslInvalid { diagnostics, .. } => {
                 Some(serde_json::json!({"diagnostics": diagnostics.0}))
             }
+            OpError::ConflictPaths { paths, .. } => Some(serde_json::json!({"paths": paths})),
             _ => None,
         }
     }

@@ -11,12 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use kaged_api::{
-    Cage, CagePolicy, CageState, CgroupLimits, LimitEnforcement, Network, SessionKind,
+    AgentSpec, Cage, CagePolicy, CageState, CgroupLimits, LimitEnforcement, Network, SessionKind,
     SessionOrigin, StartSession, State, check_env_name,
 };
 use kaged_sandbox::CageCgroup;
 use kaged_session::SpawnSpec;
 
+use crate::adapters::Adapted;
 use crate::error::{OpError, OpResult};
 use crate::host::HostFacts;
 use crate::projects::LoadedProject;
@@ -42,6 +43,11 @@ pub struct Plan {
     pub task_env: BTreeMap<String, String>,
     pub cols: u16,
     pub rows: u16,
+    /// A declared agent's declarations, for its adapter.
+    pub agent: Option<AgentSpec>,
+    /// What the agent's adapter made of them ([`crate::adapters::adapt`]); the session runs
+    /// its argv and environment instead of the declared command alone.
+    pub adapted: Option<Adapted>,
 }
 
 fn invalid(msg: impl Into<String>) -> OpError {
@@ -66,6 +72,7 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
         return Err(invalid("give at most one of `argv`, `agent` and `task`"));
     }
     let overridden = req.cage.is_some();
+    let mut agent_spec = None;
     let (kind, name, argv, mut cage, task_env, cage_of) = if let Some(agent) = req.agent {
         let (_, spec) = project
             .project
@@ -75,6 +82,7 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
             .ok_or_else(|| OpError::not_found("agent", &agent))?;
         let cage = declared_cage("agent", &spec.cage, overridden)?;
         let argv = spec.command.clone();
+        agent_spec = Some(spec.clone());
         let of = format!("agent `{agent}`");
         (
             SessionKind::Agent,
@@ -135,6 +143,8 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
         task_env,
         cols,
         rows,
+        agent: agent_spec,
+        adapted: None,
     })
 }
 
@@ -238,7 +248,7 @@ pub fn compile(
             } else {
                 CageState::NoSandbox
             };
-            let argv = plan.argv.iter().map(OsString::from).collect();
+            let argv = run_argv(plan).iter().map(OsString::from).collect();
             (argv, uncaged_env(plan, facts), Vec::new(), cage)
         }
     };
@@ -259,6 +269,8 @@ pub fn compile(
             name: plan.name.clone(),
             command: plan.argv.clone(),
             cage,
+            agent: plan.adapted.as_ref().map(|a| a.details.clone()),
+            worktree: None,
         },
     };
     Ok(Launch {
@@ -343,7 +355,12 @@ fn cage(
     egress_env: &[(String, String)],
 ) -> OpResult<kaged_sandbox::CompiledCage> {
     let mut policy = policy.clone();
-    for name in plan.task_env.keys() {
+    let adapter_env = plan.adapted.iter().flat_map(|a| &a.env);
+    for name in plan
+        .task_env
+        .keys()
+        .chain(adapter_env.clone().map(|(k, _)| k))
+    {
         if !policy.env.contains(name) {
             policy.env.push(name.clone());
         }
@@ -356,6 +373,7 @@ fn cage(
         .collect();
     env_values.push(("TERM".to_owned(), "xterm-256color".to_owned()));
     env_values.extend(plan.task_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env_values.extend(adapter_env.cloned());
     let scratch = match policy.state {
         State::Persistent => {
             let dir = facts.scratch_root.join(&project.id);
@@ -383,13 +401,14 @@ fn cage(
     let req = kaged_sandbox::CageRequest {
         project_root: &project.root,
         policy: &policy,
-        argv: &plan.argv,
+        argv: run_argv(plan),
         env_values: &env_values,
         deny: &facts.deny,
         scratch_dir: scratch.as_deref(),
         pty: true,
         cwd: None,
         egress,
+        linked_git: project.linked_git.as_ref(),
     };
     kaged_sandbox::compile_on(&req, &facts.cage_host)
         .map_err(|e| invalid(format!("cannot build the cage: {e}")))
@@ -426,7 +445,16 @@ fn uncaged_env(plan: &Plan, facts: &HostFacts) -> Vec<(OsString, OsString)> {
         }
     }
     env.extend(plan.task_env.iter().map(|(k, v)| (k.into(), v.into())));
+    for (k, v) in plan.adapted.iter().flat_map(|a| &a.env) {
+        env.retain(|(name, _)| name != k.as_str());
+        env.push((k.into(), v.into()));
+    }
     env
+}
+
+/// What runs: the adapter's argv for a known agent CLI, else the plan's.
+fn run_argv(plan: &Plan) -> &[String] {
+    plan.adapted.as_ref().map_or(&plan.argv, |a| &a.argv)
 }
 
 #[cfg(test)]
@@ -448,6 +476,7 @@ mod tests {
             project,
             loaded_at: Timestamp::now(),
             loaded_by: "alice".into(),
+            linked_git: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! methods) → sessions and cages.
 
 mod access;
+pub mod adapters;
 mod agents;
 mod audit;
 mod backoff;
@@ -21,6 +22,7 @@ mod ops;
 mod owners;
 mod projects;
 mod startup;
+mod worktrees;
 
 pub use access::Access;
 pub use audit::{Audit, Refusal};

@@ -16,6 +16,9 @@ pub struct LoadedProject {
     pub project: Project,
     pub loaded_at: Timestamp,
     pub loaded_by: String,
+    /// Set only on the copy a worktree session runs in, whose `root` is the worktree: the git
+    /// dirs its cage needs besides it.
+    pub linked_git: Option<kaged_sandbox::LinkedGit>,
 }
 
 impl LoadedProject {
@@ -33,6 +36,7 @@ impl LoadedProject {
                 model: spec.model.clone(),
                 caged: !matches!(spec.cage, Cage::Disabled),
                 cage: spec.cage.clone(),
+                workspace: spec.workspace,
             })
             .collect();
         let tasks = self
@@ -45,6 +49,7 @@ impl LoadedProject {
                 description: t.description.clone(),
                 caged: !matches!(t.cage, Cage::Disabled),
                 cage: t.cage.clone(),
+                workspace: t.workspace,
             })
             .collect();
         ProjectView {
@@ -157,6 +162,7 @@ impl Projects {
             project,
             loaded_at: Timestamp::now(),
             loaded_by: actor.to_owned(),
+            linked_git: None,
         };
         store
             .upsert_project(ProjectRow {

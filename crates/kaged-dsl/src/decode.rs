@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use crate::diag::{Code, Sink, child_pointer};
+use kaged_api::worktree::{Workspace, branch_template_problem, ref_name_problem};
 use kaged_api::{EnvNameError, check_env_name};
 
 use crate::portability::{
@@ -35,8 +36,19 @@ const AGENT_KEYS: &[&str] = &[
     "cage",
     "tools",
     "agents",
+    "workspace",
+    "base",
+    "branch",
 ];
-const TASK_KEYS: &[&str] = &["command", "description", "cage", "env"];
+const TASK_KEYS: &[&str] = &[
+    "command",
+    "description",
+    "cage",
+    "env",
+    "workspace",
+    "base",
+    "branch",
+];
 const PLUGIN_KEYS: &[&str] = &["name", "command"];
 const POLICY_KEYS: &[&str] = &[
     "fs",
@@ -493,6 +505,9 @@ impl Decoder<'_, '_> {
             cage: Cage::default(),
             tools: Vec::new(),
             agents: BTreeMap::new(),
+            workspace: Workspace::Project,
+            base: None,
+            branch: None,
         };
         let what = format!("agent `{name}`");
         let Some(entries) = self.entries(node, ptr, &what, AGENT_KEYS) else {
@@ -559,6 +574,7 @@ impl Decoder<'_, '_> {
         if let Some(c) = field(entries, "cage") {
             spec.cage = self.cage(c, &child_pointer(ptr, "cage"));
         }
+        (spec.workspace, spec.base, spec.branch) = self.workspace(entries, ptr);
         let mut tool_nodes = Vec::new();
         if let Some(t) = field(entries, "tools") {
             let p = child_pointer(ptr, "tools");
@@ -600,6 +616,50 @@ impl Decoder<'_, '_> {
             }
         }
         spec
+    }
+
+    /// `workspace`, `base` and `branch` of an agent or a task. `base` and `branch` also count
+    /// without `workspace: worktree`: the operator may pick a worktree for one start.
+    fn workspace(
+        &mut self,
+        entries: &[Entry],
+        ptr: &str,
+    ) -> (Workspace, Option<String>, Option<String>) {
+        let workspace = match field(entries, "workspace") {
+            Some(w) => self.word(
+                w,
+                &child_pointer(ptr, "workspace"),
+                "workspace",
+                &[
+                    ("project", Workspace::Project),
+                    ("worktree", Workspace::Worktree),
+                ],
+                Workspace::Project,
+            ),
+            None => Workspace::Project,
+        };
+        let base = field(entries, "base").map(|b| {
+            let p = child_pointer(ptr, "base");
+            let base = self.string(b, &p, "base");
+            if let (Value::Str(_), Some(why)) = (&b.value, ref_name_problem(&base)) {
+                self.report(
+                    b,
+                    Code::BadValue,
+                    &p,
+                    format!("base {base:?} is not a branch name git accepts: it {why}"),
+                );
+            }
+            base
+        });
+        let branch = field(entries, "branch").map(|b| {
+            let p = child_pointer(ptr, "branch");
+            let template = self.string(b, &p, "branch");
+            if let (Value::Str(_), Some(why)) = (&b.value, branch_template_problem(&template)) {
+                self.report(b, Code::BadValue, &p, why);
+            }
+            template
+        });
+        (workspace, base, branch)
     }
 
     fn string_list(&mut self, node: &Node, ptr: &str, what: &str, item: &str) -> Vec<String> {
@@ -970,6 +1030,9 @@ impl Decoder<'_, '_> {
             description: None,
             cage: Cage::default(),
             env: BTreeMap::new(),
+            workspace: Workspace::Project,
+            base: None,
+            branch: None,
         };
         let what = format!("task `{name}`");
         let Some(entries) = self.entries(node, ptr, &what, TASK_KEYS) else {
@@ -991,6 +1054,7 @@ impl Decoder<'_, '_> {
         if let Some(c) = field(entries, "cage") {
             task.cage = self.cage(c, &child_pointer(ptr, "cage"));
         }
+        (task.workspace, task.base, task.branch) = self.workspace(entries, ptr);
         if let Some(env) = field(entries, "env") {
             let p = child_pointer(ptr, "env");
             let Value::Map(vars) = &env.value else {

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Code, Diagnostic, Diagnostics};
 pub use local::{
-    ApiKey, LocalConfig, LocalConfigError, LocalEgress, Provider, ProviderAuth, RegisteredProject,
-    UnknownAlias, UnknownAliases,
+    ApiKey, LocalConfig, LocalConfigError, LocalEgress, LocalWorktrees, Provider, ProviderAuth,
+    RegisteredProject, UnknownAlias, UnknownAliases,
 };
 // The file format's types are wire types: they live in `kaged-api`, once.
 pub use kaged_api::cage::{
@@ -59,6 +59,7 @@ pub const MAX_ALIAS_NODES: usize = 10_000;
 pub const MAX_DIAGNOSTICS: usize = 200;
 
 pub use kaged_api::project::{OVERLAY_FILE, PROJECT_DIR, PROJECT_FILE};
+pub use kaged_api::worktree::Workspace;
 
 /// Loads `<root>/.kaged/project.yaml` with its optional `project.local.yaml` overlay and
 /// checks it completely: schema, portability, and files it refers to (the system prompt

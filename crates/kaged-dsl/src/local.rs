@@ -34,6 +34,9 @@ pub struct LocalConfig {
     /// What the cages' egress gateways may do beyond a project's own rules.
     #[serde(default)]
     pub egress: LocalEgress,
+    /// Where runs' git worktrees live and how long their leftovers are kept.
+    #[serde(default)]
+    pub worktrees: LocalWorktrees,
     /// The file this was read from, for messages.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -76,6 +79,95 @@ pub struct LocalEgress {
     /// of the system's roots (a private CA, or a test's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_ca_file: Option<PathBuf>,
+}
+
+/// `[worktrees]`: operator-level, because where files go on this host and how long they are
+/// kept is no project's business.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalWorktrees {
+    /// An absolute directory for the worktrees, outside every repository. Default:
+    /// `worktrees/` in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How long a snapshot ref is kept (`90d`, `12h`, seconds, or `"forever"`). Default 30 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_retention: Option<String>,
+    /// How long a worktree whose sessions all ended stays before the sweep removes it, through
+    /// the same snapshot-first path as a manual cleanup (`"never"` keeps them). Default 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_idle: Option<String>,
+}
+
+pub const DEFAULT_SNAPSHOT_RETENTION: u64 = 30 * 86_400;
+pub const DEFAULT_SWEEP_IDLE: u64 = 7 * 86_400;
+
+impl LocalWorktrees {
+    /// Seconds a snapshot is kept; `None` keeps them forever.
+    pub fn snapshot_retention(&self) -> Option<u64> {
+        match &self.snapshot_retention {
+            None => Some(DEFAULT_SNAPSHOT_RETENTION),
+            Some(s) => parse_keep(s, "forever"),
+        }
+    }
+
+    /// Seconds an ended run's worktree stays; `None` never sweeps.
+    pub fn sweep_idle(&self) -> Option<u64> {
+        match &self.sweep_idle {
+            None => Some(DEFAULT_SWEEP_IDLE),
+            Some(s) => parse_keep(s, "never"),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(dir) = &self.dir
+            && !dir.is_absolute()
+        {
+            return Err(format!(
+                "[worktrees] dir {} is relative; give an absolute directory outside your \
+                 repositories",
+                dir.display()
+            ));
+        }
+        for (key, value, off) in [
+            ("snapshot_retention", &self.snapshot_retention, "forever"),
+            ("sweep_idle", &self.sweep_idle, "never"),
+        ] {
+            if let Some(v) = value
+                && v != off
+                && parse_duration(v).is_none()
+            {
+                return Err(format!(
+                    "[worktrees] {key} = {v:?} is not a duration; write e.g. \"30d\", \"12h\", \
+                     \"45m\" or seconds, or \"{off}\""
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_keep(s: &str, off: &str) -> Option<u64> {
+    if s == off { None } else { parse_duration(s) }
+}
+
+/// `90`, `90s`, `10m`, `2h` or `30d`; zero and overflow are refused.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let (digits, mult) = match s.char_indices().last()? {
+        (i, 's') => (&s[..i], 1),
+        (i, 'm') => (&s[..i], 60),
+        (i, 'h') => (&s[..i], 3600),
+        (i, 'd') => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|v| *v > 0)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +271,7 @@ impl LocalConfig {
                 Err(e) => return Err(invalid(format!("[egress] allow_private: {e}"))),
             }
         }
+        cfg.worktrees.check().map_err(invalid)?;
         for p in &cfg.projects {
             if !p.path.is_absolute() {
                 return Err(invalid(format!(

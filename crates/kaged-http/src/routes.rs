@@ -280,6 +280,59 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             post(sessions::create),
         ),
         (
+            read::<WorktreeList>(
+                "/api/v1/projects/{id}/worktrees",
+                "The runs with a worktree in a project's repository, and its snapshots",
+            ),
+            get(worktrees::list),
+        ),
+        (
+            read::<UnknownWorktreeList>(
+                "/api/v1/projects/{id}/worktrees/unknown",
+                "Worktrees git knows in the project's repository that kaged did not make",
+            ),
+            get(worktrees::unknown),
+        ),
+        (
+            read::<WorktreeReview>(
+                "/api/v1/worktrees/{id}",
+                "A run's review: commits on its branch, diff against base, uncommitted changes",
+            ),
+            get(worktrees::review),
+        ),
+        (
+            act::<WorktreeRemoved>(
+                Method::DELETE,
+                "/api/v1/worktrees/{id}",
+                "Removes a run's worktree, first snapshotting whatever removing would lose",
+            ),
+            delete(worktrees::remove),
+        ),
+        (
+            write::<RestoreWorktree, WorktreeRun>(
+                Method::POST,
+                "/api/v1/worktrees/{id}/restore",
+                "Restores a run's snapshot into a new run's worktree on a new branch",
+            ),
+            post(worktrees::restore),
+        ),
+        (
+            write::<MergeWorktree, WorktreeMerged>(
+                Method::POST,
+                "/api/v1/worktrees/{id}/merge",
+                "Merges a run's branch into its base in the main checkout (409 when dirty there)",
+            ),
+            post(worktrees::merge),
+        ),
+        (
+            act::<BranchDeleted>(
+                Method::DELETE,
+                "/api/v1/worktrees/{id}/branch",
+                "Deletes a removed run's branch, refused while it holds unkept work",
+            ),
+            delete(worktrees::delete_branch),
+        ),
+        (
             read::<SessionList>("/api/v1/sessions", "Every session of every project"),
             get(sessions::list_all),
         ),

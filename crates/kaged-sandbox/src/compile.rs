@@ -42,6 +42,7 @@ use kaged_api::cage::{
 
 use crate::cgroup::CageCgroup;
 use crate::host::{CgroupSupport, HostSystem, SystemMount};
+use crate::linked_git::{LinkedBind, LinkedGit, linked_git_binds};
 
 use kaged_api::project::PROJECT_DIR;
 
@@ -105,6 +106,8 @@ pub struct CageRequest<'a> {
     pub cwd: Option<&'a PortablePath>,
     /// Required for `network: {allow, deny}`; ignored otherwise.
     pub egress: Option<EgressPlumbing<'a>>,
+    /// When the project root is a linked git worktree: its git dirs, which lie outside it.
+    pub linked_git: Option<&'a LinkedGit>,
 }
 
 /// A ready-to-spawn cage. Keep it alive until the child is spawned: `keep_fds` are the grants
@@ -337,6 +340,10 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     };
     let scratch = scratch_home(policy, req.scratch_dir)?;
     let masked = masks_for_denied(req.deny, &host.masks, &grants, scratch.as_ref(), host)?;
+    let linked = match req.linked_git {
+        Some(git) => linked_git_binds(git, req.deny)?,
+        None => Vec::new(),
+    };
     let cwd = cage_cwd(req.cwd, &root, &grants)?;
 
     let mut args: Vec<OsString> = Vec::new();
@@ -413,7 +420,11 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
     }
     let mut protected_summary = Vec::with_capacity(protected.len());
     let mut mountpoints = Vec::new();
-    for p in protected {
+    // A linked worktree's git dirs are bound the same way, after the project's own.
+    for p in protected
+        .into_iter()
+        .chain(linked.into_iter().map(Protected::from))
+    {
         match p {
             Protected::Existing { path, fd } => {
                 push(&[&"--ro-bind-fd", &fd.as_raw_fd().to_string(), &path]);
@@ -623,6 +634,16 @@ enum Protected {
     Missing { path: PathBuf, dir: bool },
 }
 
+impl From<LinkedBind> for Protected {
+    fn from(bind: LinkedBind) -> Protected {
+        match bind {
+            LinkedBind::Ro { path, fd } => Protected::Existing { path, fd },
+            LinkedBind::Rw { path, fd } => Protected::Pinned { path, fd },
+            LinkedBind::Missing { path, dir } => Protected::Missing { path, dir },
+        }
+    }
+}
+
 impl Protected {
     fn path(&self) -> &Path {
         match self {
@@ -778,7 +799,7 @@ fn project_relative(path: &PortablePath) -> Result<PathBuf, CageError> {
 }
 
 /// O_PATH open that fails on any symlink in `path`, so what is opened is what was checked.
-fn open_no_symlinks<Fd: AsFd>(
+pub(crate) fn open_no_symlinks<Fd: AsFd>(
     dir: Fd,
     path: &Path,
     extra: OFlag,

@@ -72,6 +72,7 @@ fn request<'a>(root: &'a Path, policy: &'a CagePolicy, argv: &'a [String]) -> Ca
         pty: false,
         cwd: None,
         egress: None,
+        linked_git: None,
     }
 }
 
@@ -1119,6 +1120,105 @@ fn a_worktree_protects_its_pointer_file_and_the_git_dir_it_names() {
     symlink(main.join(".git"), fx.root.join(".git")).unwrap();
     let err = compile_on(&request(&fx.root, &CagePolicy::default(), &argv), &host()).unwrap_err();
     assert!(matches!(err, CageError::GitSymlink { .. }), "{err}");
+}
+
+/// A linked worktree outside its repository, as the daemon runs a worktree session: the cage
+/// is rooted in the worktree and gets the git dirs the daemon names.
+#[test]
+fn a_linked_worktrees_git_dirs_are_bound_as_named_and_a_planted_symlink_is_refused() {
+    let fx = fixture();
+    let repo = fx.base.join("repo");
+    repository(&repo);
+    let common = repo.join(".git");
+    for dir in [
+        "objects",
+        "refs/heads",
+        "refs/kaged",
+        "logs",
+        "worktrees/run1",
+    ] {
+        std::fs::create_dir_all(common.join(dir)).unwrap();
+    }
+    let wt = fx.base.join("wt/run1");
+    std::fs::create_dir_all(wt.join(".kaged")).unwrap();
+    std::fs::write(
+        wt.join(".git"),
+        format!("gitdir: {}\n", common.join("worktrees/run1").display()),
+    )
+    .unwrap();
+    let git = LinkedGit {
+        common_dir: common.clone(),
+        writable: vec![
+            "objects".into(),
+            "refs".into(),
+            "logs".into(),
+            "worktrees/run1".into(),
+        ],
+        read_only: vec![
+            ("config".into(), false),
+            ("hooks".into(), true),
+            ("refs/kaged".into(), true),
+            ("worktrees/run1/config.worktree".into(), false),
+            ("worktrees/run1/commondir".into(), false),
+        ],
+    };
+    let argv = sh();
+    let policy = CagePolicy::default();
+    let req = CageRequest {
+        linked_git: Some(&git),
+        ..request(&wt, &policy, &argv)
+    };
+    let cage = compile_on(&req, &host()).unwrap();
+    let args: Vec<String> = cage
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let flag_of = |p: &Path| {
+        let at = args.iter().position(|a| a == p.to_str().unwrap());
+        at.map(|i| args[i - 2].clone()).unwrap_or_default()
+    };
+    let c = |p: &str| common.join(p);
+    let binds: Vec<(PathBuf, String)> = [
+        common.clone(),
+        c("logs"),
+        c("objects"),
+        c("refs"),
+        c("worktrees/run1"),
+        c("config"),
+        c("hooks"),
+        c("refs/kaged"),
+    ]
+    .into_iter()
+    .map(|p| (p.clone(), flag_of(&p)))
+    .collect();
+    let want: Vec<(PathBuf, String)> = [
+        (common.clone(), "--ro-bind-fd"),
+        (c("logs"), "--bind-fd"),
+        (c("objects"), "--bind-fd"),
+        (c("refs"), "--bind-fd"),
+        (c("worktrees/run1"), "--bind-fd"),
+        (c("config"), "--ro-bind-fd"),
+        (c("hooks"), "--ro-bind-fd"),
+        (c("refs/kaged"), "--ro-bind-fd"),
+    ]
+    .into_iter()
+    .map(|(p, f)| (p, f.to_owned()))
+    .collect();
+    assert_eq!(binds, want);
+    // Missing under a writable part: an empty read-only stand-in the cage cannot replace.
+    let missing = c("worktrees/run1/config.worktree");
+    assert_eq!(
+        cage.mountpoints,
+        vec![c("worktrees/run1/commondir"), missing]
+    );
+    assert!(protected_of(&cage).contains(&wt.join(".git")));
+    // A cage that once had the main checkout writable could have swapped `refs` for a
+    // symlink; binding through it would expose whatever it names.
+    std::fs::remove_dir_all(c("refs")).unwrap();
+    symlink(fx.base.join("home"), c("refs")).unwrap();
+    let err = compile_on(&req, &host()).unwrap_err();
+    assert!(matches!(err, CageError::Protect { .. }), "{err}");
 }
 
 #[test]

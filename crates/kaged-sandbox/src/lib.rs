@@ -11,6 +11,7 @@
 mod cgroup;
 mod compile;
 mod host;
+mod linked_git;
 
 pub use cgroup::{CageCgroup, CgroupError};
 pub use compile::{
@@ -19,6 +20,7 @@ pub use compile::{
     EGRESS_SOCKET_NAME, EgressPlumbing, compile, compile_on, remove_mountpoints,
 };
 pub use host::{HostSystem, SelfTestError, SystemMount, inspect_cgroups, self_test, setup_cgroups};
+pub use linked_git::LinkedGit;
 // The policy and summary types are wire types, defined once in `kaged-api`.
 pub use kaged_api::cage::{
     Access, CagePolicy, CageSummary, CgroupLimits, FsGrant, GrantSummary, LimitEnforcement,

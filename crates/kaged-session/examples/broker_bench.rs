@@ -60,6 +60,8 @@ fn spec(dir: &Path, argv: &[&str]) -> SpawnSpec {
             name: None,
             command: Vec::new(),
             cage: CageState::NoSandbox,
+            agent: None,
+            worktree: None,
         },
     }
 }

@@ -50,6 +50,15 @@ pub enum EventType {
     PushRevoked,
     PushSent,
     PushFailed,
+    WorktreeCreated,
+    WorktreeRecovered,
+    WorktreeEnded,
+    WorktreeRemoved,
+    WorktreeRestored,
+    WorktreeMerged,
+    WorktreeBranchDeleted,
+    WorktreeSnapshotsPruned,
+    WorktreeRefused,
 }
 
 impl EventType {
@@ -91,6 +100,15 @@ impl EventType {
             EventType::PushRevoked => "push.revoked",
             EventType::PushSent => "push.sent",
             EventType::PushFailed => "push.failed",
+            EventType::WorktreeCreated => "worktree.created",
+            EventType::WorktreeRecovered => "worktree.recovered",
+            EventType::WorktreeEnded => "worktree.ended",
+            EventType::WorktreeRemoved => "worktree.removed",
+            EventType::WorktreeRestored => "worktree.restored",
+            EventType::WorktreeMerged => "worktree.merged",
+            EventType::WorktreeBranchDeleted => "worktree.branch_deleted",
+            EventType::WorktreeSnapshotsPruned => "worktree.snapshots_pruned",
+            EventType::WorktreeRefused => "worktree.refused",
         }
     }
 }

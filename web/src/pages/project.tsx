@@ -2,7 +2,16 @@
 // its sessions, kept live by the events socket.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, type AgentView, type ProjectView, type SessionInfo, type StartSession, enc } from '../api';
+import {
+  ApiError,
+  type AgentView,
+  type ProjectView,
+  type SessionInfo,
+  type StartSession,
+  type UnknownWorktree,
+  type WorktreeRun,
+  enc,
+} from '../api';
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import { navigate } from '../router';
@@ -58,6 +67,7 @@ function StartButtons({ project, busy, start }: { project: ProjectView | null; b
       {project?.tasks.map((t) => (
         <button key={t.name} class="btn" disabled={busy} title={t.description ?? argvText(t.command)} onClick={() => start({ task: t.name })}>
           Task: {t.name}
+          {t.workspace === 'worktree' && <span class="badge">worktree</span>}
         </button>
       ))}
     </div>
@@ -74,8 +84,69 @@ function AgentButton({ a, busy, start }: { a: AgentView; busy: boolean; start: (
     >
       Agent: {a.name}
       {!a.caged && <span class="badge bad">uncaged</span>}
+      {a.workspace === 'worktree' && <span class="badge">worktree</span>}
     </button>
   );
+}
+
+/** Runs with a worktree, each linking to its review page, and the worktrees kaged did not make. */
+function Worktrees({ id, runs, unknown }: { id: string; runs: WorktreeRun[]; unknown: UnknownWorktree[] }) {
+  return (
+    <>
+      {runs.length === 0 ? (
+        <p class="muted">No runs in a worktree yet.</p>
+      ) : (
+        <ul class="sessions" aria-label="Worktrees">
+          {runs.map((r) => (
+            <li key={r.run} class="card session" data-run={r.run} data-state={r.state}>
+              <a class="stretch" href={`#/worktrees/${enc(r.run)}?project=${enc(id)}`}>
+                <code class="argv">{r.branch}</code>
+              </a>
+              <div class="meta">
+                <span class={`badge${r.state === 'removed' ? ' bad' : ''}`}>{r.state}</span>
+                {r.snapshot && <span class="badge">snapshot</span>}
+                {r.sessions.length > 0 && <span class="badge">{r.sessions.length} running</span>}
+                <span class="muted">from {r.base}</span>
+              </div>
+            </li>
+          ))}
+        </ul>
+      )}
+      {unknown.length > 0 && (
+        <div class="card">
+          <p>Worktrees of this repository that kaged did not make (it never removes them):</p>
+          <ul class="files">
+            {unknown.map((u) => (
+              <li key={u.path}>
+                <code>{u.path}</code> <span class="muted">{u.branch ?? 'detached'}</span>
+                {u.prunable && <span class="badge bad">gone</span>}
+                {u.locked && <span class="badge">locked</span>}
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+    </>
+  );
+}
+
+/** The project's worktree runs; a project outside git simply has none. */
+function useWorktrees(id: string) {
+  const api = useApi();
+  const events = useEvents();
+  const [runs, setRuns] = useState<WorktreeRun[]>([]);
+  const [unknown, setUnknown] = useState<UnknownWorktree[]>([]);
+  useEffect(() => {
+    const refresh = () => {
+      api.worktrees(id).then((l) => setRuns(l.runs), () => setRuns([]));
+      api.unknownWorktrees(id).then((l) => setUnknown(l.worktrees), () => setUnknown([]));
+    };
+    refresh();
+    return events.subscribe((ev) => {
+      if (touches(ev, { projectId: id })) refresh();
+    });
+  }, [api, events, id]);
+  return { runs, unknown };
 }
 
 /** The project and its sessions, the list refetched whenever an event touches it. */
@@ -99,14 +170,18 @@ function useProject(id: string) {
 export function ProjectPage({ id }: { id: string }) {
   const api = useApi();
   const { project, sessions, error } = useProject(id);
+  const { runs, unknown } = useWorktrees(id);
   const [startError, setStartError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
+  const [inWorktree, setInWorktree] = useState(false);
 
   const start = async (body: StartSession) => {
     setBusy(true);
     setStartError(null);
     try {
-      const s = await api.startSession(id, { ...body, ...guessSize() });
+      // Unticked, each agent and task works where its declaration says.
+      const workspace = inWorktree ? { workspace: { kind: 'worktree' as const } } : {};
+      const s = await api.startSession(id, { ...body, ...workspace, ...guessSize() });
       navigate(`#/sessions/${enc(s.id)}`);
     } catch (e) {
       setStartError(e as ApiError);
@@ -131,6 +206,10 @@ export function ProjectPage({ id }: { id: string }) {
       <section class="card" aria-labelledby="start-title">
         <h2 id="start-title">Start a session</h2>
         <StartButtons project={project} busy={busy} start={start} />
+        <label class="check">
+          <input type="checkbox" checked={inWorktree} onChange={(e) => setInWorktree(e.currentTarget.checked)} /> in a new git worktree
+          on its own branch
+        </label>
         {startError?.code === 'rate_limited' ? (
           <ErrorBox error={startError} title="Session limit reached — end a running session first" />
         ) : (
@@ -144,6 +223,10 @@ export function ProjectPage({ id }: { id: string }) {
       <section aria-labelledby="done-title">
         <h2 id="done-title">Exited ({done.length})</h2>
         {sessions ? <SessionList sessions={done} /> : null}
+      </section>
+      <section aria-labelledby="worktrees-title">
+        <h2 id="worktrees-title">Worktrees ({runs.length})</h2>
+        <Worktrees id={id} runs={runs} unknown={unknown} />
       </section>
     </Page>
   );

@@ -3,7 +3,7 @@
 // byte offset this tab saw.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, type EgressConnection, type SessionInfo, type SignalName, enc } from '../api';
+import { type AgentAdapter, ApiError, type EgressConnection, type SessionInfo, type SignalName, enc } from '../api';
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import type { ConnState, Pending } from '../pty';
@@ -74,6 +74,11 @@ function SessionTitle({ id, session }: { id: string; session: SessionInfo | null
       {session && <UncagedBadge s={session} />}
       {session && <LimitsBadge s={session} />}
       {session && <NetworkBadge s={session} />}
+      {session?.origin.worktree && (
+        <a class="badge" href={`#/worktrees/${enc(session.origin.worktree)}?project=${enc(session.project_id)}`}>
+          worktree: review
+        </a>
+      )}
     </>
   );
 }
@@ -211,6 +216,51 @@ function EgressLog({ id }: { id: string }) {
   );
 }
 
+/** How kaged's adapter configured a declared agent's CLI: every variable and flag it set (names,
+ * and values that are no key or prompt text), and every declaration the CLI cannot honour. It
+ * opens by itself when something was not honoured, so that is never missed. */
+function AgentDetails({ agent }: { agent: AgentAdapter }) {
+  const cli = agent.cli ?? 'unknown CLI';
+  return (
+    <details class="agent-adapter" id="agent-adapter" open={agent.not_honoured.length > 0}>
+      <summary>
+        Agent: {cli}
+        {agent.model && <> · model <code>{agent.model}</code></>}
+        {agent.provider && <> via <code>{agent.provider}</code> (egress gateway)</>} · {agent.settings.length} set,{' '}
+        <span class={agent.not_honoured.length > 0 ? 'warn' : undefined}>{agent.not_honoured.length} not honoured</span>
+      </summary>
+      {agent.state && <p>State: {agent.state}</p>}
+      {agent.not_honoured.length > 0 && (
+        <>
+          <h4>Not honoured</h4>
+          <ul class="not-honoured">
+            {agent.not_honoured.map((n, i) => (
+              <li key={i}>
+                <code>{n.declaration}</code>: {n.reason}
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+      {agent.settings.length > 0 && (
+        <>
+          <h4>Set by the {cli} adapter</h4>
+          <ul>
+            {agent.settings.map((s, i) => (
+              <li key={i}>
+                <span class="muted">{s.kind}</span> <code>{s.value === null ? s.name : `${s.name}=${s.value}`}</code> — {s.purpose}
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+      <p class="muted">
+        Runs as <code>{argvText(agent.argv.map((a) => (a.length > 80 ? `${a.slice(0, 77)}...` : a)))}</code>
+      </p>
+    </details>
+  );
+}
+
 export function SessionPage({ id }: { id: string }) {
   const api = useApi();
   const { session, setSession, error, refresh, stillThere, act } = useSession(id);
@@ -234,6 +284,7 @@ export function SessionPage({ id }: { id: string }) {
       <InputNotes pending={term.pending} undelivered={term.undelivered} refused={term.refused} />
       <div class="term-host" ref={term.host} />
       <KeyBar target={term.keys} />
+      {session?.origin.agent && <AgentDetails agent={session.origin.agent} />}
       {session?.origin.cage.state === 'caged' && typeof session.origin.cage.summary.network === 'object' && <EgressLog id={id} />}
     </section>
   );

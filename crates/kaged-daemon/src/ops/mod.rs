@@ -8,6 +8,7 @@ mod projects;
 mod push;
 mod sessions;
 mod status;
+pub(crate) mod worktrees;
 
 pub use auth::LaunchAttempt;
 pub use push::AgentRun;

@@ -117,27 +117,28 @@ impl Daemon {
             .projects
             .get(project_id)
             .ok_or_else(|| OpError::not_found("project", project_id))?;
-        let plan = launcher::plan(&project, req, &i.host)?;
+        let workspace = super::worktrees::workspace_plan(&project, &req)?;
+        let mut plan = launcher::plan(&project, req, &i.host)?;
         if plan.cage.is_none() {
             self.may_run_uncaged(actor)?;
         }
-        // A filtered cage's gateway is named after the session, so that a daemon adopting the
-        // session after a restart finds its socket directory again.
+        // Named before the spawn: a filtered cage's gateway is named after the session, so that
+        // a daemon adopting the session after a restart finds its socket directory again, and
+        // a fresh worktree after its first run.
+        let id = kaged_session::new_session_id()?;
         let gateway = match plan.cage.as_ref().map(|c| &c.network) {
             Some(Network::Filtered(rules)) => {
-                let id = kaged_session::new_session_id()?;
                 let policy = self.egress_policy(&plan.cage_of, rules)?;
                 let gateway = self.egress_gateway(&id)?;
-                Some((id, gateway, policy))
+                Some((gateway, policy))
             }
             _ => None,
         };
-        let socket_dir = gateway.as_ref().map(|(id, _, _)| self.egress_dir(id));
+        let socket_dir = gateway.as_ref().map(|_| self.egress_dir(&id));
         // The providers' base URLs on the relay, and a dummy key that opens nothing.
-        let egress_env = match &gateway {
-            Some(_) => i
-                .providers
-                .cage_env(kaged_sandbox::EGRESS_PORT, &kaged_egress::dummy_key()),
+        let dummy = kaged_egress::dummy_key();
+        let mut egress_env = match &gateway {
+            Some(_) => i.providers.cage_env(kaged_sandbox::EGRESS_PORT, &dummy),
             None => Vec::new(),
         };
         let unbind = || {
@@ -145,29 +146,56 @@ impl Daemon {
                 let _ = std::fs::remove_dir_all(dir);
             }
         };
-        // Held from compiling the cage until it runs, and while a finished cage's stand-ins
-        // are removed, so a removal never races a new cage of the same project.
-        let (session, mountpoints, cgroup) = {
-            let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
-            let mut launch = launcher::compile(
-                &plan,
-                &project,
-                &i.host,
-                &actor.user_id,
-                socket_dir.as_deref(),
-                &egress_env,
-            )
-            .inspect_err(|_| unbind())?;
-            launch.spec.id = gateway.as_ref().map(|(id, _, _)| id.clone());
-            // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
-            let session = i.sessions.spawn(launch.spec).inspect_err(|_| unbind())?;
-            (session, launch.mountpoints, launch.cgroup)
+        let place = match workspace {
+            Some(w) => Some(self.enter_worktree(actor, &project, w, &id).await),
+            None => None,
+        }
+        .transpose()
+        .inspect_err(|_| unbind())?;
+        if let Some(spec) = &plan.agent {
+            // In a worktree, the adapter reads the agent's files there, as its cage will.
+            let seen = place.as_ref().map_or(&project, |p| &p.project);
+            let adapted = self.adapt_agent(spec, &plan, seen, &dummy);
+            // The adapter's value wins over the gateway's generic one of the same name; either
+            // replaces whatever the policy allowlists, so no host value gets in this way.
+            for (name, value) in &adapted.env {
+                if let Some(generic) = egress_env.iter_mut().find(|(n, _)| n == name) {
+                    generic.1 = value.clone();
+                }
+            }
+            plan.adapted = Some(adapted);
+        }
+        let spawned = self.spawn_in(
+            &plan,
+            place.as_ref(),
+            &project,
+            actor,
+            &id,
+            socket_dir.as_deref(),
+            &egress_env,
+        );
+        let (session, mountpoints, cgroup) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                unbind();
+                if let Some(p) = place.filter(|p| p.fresh) {
+                    self.abandon_worktree(actor, &project.id, &p.run).await;
+                }
+                return Err(e);
+            }
         };
         let info = session.info();
         let stop_gateway = CancellationToken::new();
-        if let Some((_, gateway, policy)) = gateway {
+        if let Some((gateway, policy)) = gateway {
             self.serve_egress(gateway, policy, &info, stop_gateway.clone());
         }
+        let info = self.announce_started(info).await;
+        self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
+        Ok(info)
+    }
+
+    /// The start's audit row and events.
+    async fn announce_started(&self, info: SessionInfo) -> SessionInfo {
         self.audit_started(&info).await;
         let info = self.inner.owners.with_shares(info);
         self.publish(DaemonEvent::SessionStarted {
@@ -179,8 +207,49 @@ impl Daemon {
                 agent,
             });
         }
-        self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
-        Ok(info)
+        info
+    }
+
+    /// Compiles the cage (in the worktree, when there is one) and spawns it. Held from
+    /// compiling the cage until it runs, and while a finished cage's stand-ins are removed,
+    /// so a removal never races a new cage of the same project.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_in(
+        &self,
+        plan: &launcher::Plan,
+        place: Option<&super::worktrees::Place>,
+        project: &crate::LoadedProject,
+        actor: &Identity,
+        id: &str,
+        socket_dir: Option<&std::path::Path>,
+        egress_env: &[(String, String)],
+    ) -> OpResult<(
+        Arc<Session>,
+        Vec<std::path::PathBuf>,
+        Option<kaged_sandbox::CageCgroup>,
+    )> {
+        let i = &self.inner;
+        let worktree_facts;
+        let (project, facts) = match place {
+            Some(p) => {
+                let mut facts = i.host.clone();
+                facts.deny = crate::worktrees::deny_around(&facts.deny, &p.project.root);
+                worktree_facts = facts;
+                (&p.project, &worktree_facts)
+            }
+            None => (project, &i.host),
+        };
+        let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut launch =
+            launcher::compile(plan, project, facts, &actor.user_id, socket_dir, egress_env)?;
+        launch.spec.id = Some(id.to_owned());
+        launch.spec.origin.worktree = place.map(|p| p.run.clone());
+        // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
+        let session = i.sessions.spawn(launch.spec)?;
+        if let (Some(p), Ok(hub)) = (place, self.worktree_hub()) {
+            hub.enter(&p.run, id);
+        }
+        Ok((session, launch.mountpoints, launch.cgroup))
     }
 
     /// Leaves a watcher that cleans up after the session's cage and records its end. A
@@ -214,6 +283,7 @@ impl Daemon {
             if let Some(cgroup) = cgroup {
                 remove_cgroup(cgroup, &ended.id).await;
             }
+            daemon.worktree_session_ended(&ended).await;
             daemon.on_exit(ended, &last_line).await;
         });
     }
@@ -237,6 +307,9 @@ impl Daemon {
                         )
                         .await;
                     tracing::info!(session = %info.id, pid = ?info.pid, "adopted a running session from its holder");
+                    if let (Some(run), Ok(hub)) = (&info.origin.worktree, self.worktree_hub()) {
+                        hub.enter(run, &info.id);
+                    }
                     let Some(session) = i.sessions.get(&info.id) else {
                         continue;
                     };
@@ -269,6 +342,7 @@ impl Daemon {
                         )
                         .await;
                     tracing::warn!(session = %info.id, reason = ?info.end_reason, "a session ended while no daemon ran");
+                    self.worktree_session_ended(&info).await;
                     self.remove_egress_dir(&info.id);
                 }
             }
@@ -359,7 +433,7 @@ impl Daemon {
     }
 
     /// The session, if it exists and `who` may do `need` with it.
-    fn find(&self, who: &Identity, id: &str, need: Need) -> OpResult<Arc<Session>> {
+    pub(super) fn find(&self, who: &Identity, id: &str, need: Need) -> OpResult<Arc<Session>> {
         let s = self
             .inner
             .sessions
@@ -457,7 +531,7 @@ impl Daemon {
             .record(row(
                 EventType::SessionStarted,
                 json!({"argv": info.argv, "kind": origin.kind, "name": origin.name,
-                       "cage": cage}),
+                       "cage": cage, "agent": origin.agent}),
             ))
             .await;
         if let Some(agent) = agent_name(info) {
@@ -551,6 +625,51 @@ impl Daemon {
                 agent,
             });
         }
+    }
+
+    /// Runs the agent's adapter (see [`crate::adapters`]) over its declarations and this cage.
+    fn adapt_agent(
+        &self,
+        spec: &kaged_api::AgentSpec,
+        plan: &launcher::Plan,
+        project: &crate::LoadedProject,
+        dummy: &str,
+    ) -> crate::adapters::Adapted {
+        let i = &self.inner;
+        let prompt = spec
+            .system_prompt
+            .as_ref()
+            .map(|p| crate::adapters::read_prompt(&project.root, p));
+        let in_cage = match (&spec.system_prompt, &plan.cage) {
+            (Some(p), Some(cage)) if crate::adapters::visible_in_cage(cage, p) => {
+                Some(project.root.join(p.relative()).display().to_string())
+            }
+            // Uncaged, the CLI sees the host's filesystem.
+            (Some(p), None) => Some(project.root.join(p.relative()).display().to_string()),
+            _ => None,
+        };
+        let root = project.root.display().to_string();
+        // The cage starts in the project root when a grant shows it, else in its home.
+        let workdir = match (&plan.cage, kaged_api::PortablePath::parse("project:/")) {
+            (Some(cage), Ok(top)) if !crate::adapters::visible_in_cage(cage, &top) => {
+                kaged_sandbox::CAGE_HOME.to_owned()
+            }
+            _ => root,
+        };
+        let providers: Vec<String> = i.providers.routes.iter().map(|r| r.name.clone()).collect();
+        let input = crate::adapters::Input {
+            spec,
+            models: &i.local.models,
+            cage: plan.cage.as_ref(),
+            gateway_providers: &providers,
+            egress_port: kaged_sandbox::EGRESS_PORT,
+            dummy_key: dummy,
+            cage_home: kaged_sandbox::CAGE_HOME,
+            workdir: &workdir,
+            prompt: prompt.as_ref(),
+            prompt_in_cage: in_cage.as_deref(),
+        };
+        crate::adapters::adapt(&plan.argv, &input)
     }
 
     /// A filtered-network cage's rules, parsed together with the operator's private exceptions.

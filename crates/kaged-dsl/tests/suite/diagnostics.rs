@@ -99,3 +99,32 @@ fn other_syntax_errors_keep_their_position_and_message() {
     assert_eq!((d.line, d.column), (4, 2));
     assert!(d.message.ends_with("; fix the YAML here"), "{}", d.message);
 }
+
+#[test]
+fn worktree_keys_are_checked_where_they_are_written() {
+    let yaml = "version: 1\nproject: ok\nprimary:\n  command: [bash]\n  workspace: tree\n  base: \"-main\"\n  branch: \"kaged/{agent}/{run}\"\n";
+    let err = parse_project_str(Path::new("p.yaml"), yaml).unwrap_err();
+    let lines: Vec<String> = err.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "p.yaml:5:14: bad_value: workspace must be one of project, worktree, not \"tree\" \
+             (at /primary/workspace)",
+            "p.yaml:6:9: bad_value: base \"-main\" is not a branch name git accepts: it starts \
+             with `-` (at /primary/base)",
+            "p.yaml:7:11: bad_value: unknown placeholder {run} in branch template \
+             \"kaged/{agent}/{run}\"; only {agent} and {n} exist (at /primary/branch)",
+        ]
+    );
+    let ok = "version: 1\nproject: ok\ntasks:\n  fix:\n    command: [make]\n    workspace: worktree\n    base: main\n    branch: \"fix/{n}\"\n";
+    let p = parse_project_str(Path::new("p.yaml"), ok).unwrap();
+    let task = &p.tasks["fix"];
+    assert_eq!(
+        (task.workspace, task.base.as_deref(), task.branch.as_deref()),
+        (
+            kaged_dsl::Workspace::Worktree,
+            Some("main"),
+            Some("fix/{n}")
+        )
+    );
+}

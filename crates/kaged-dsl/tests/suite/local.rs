@@ -121,3 +121,51 @@ fn project_aliases_resolve_or_are_all_reported() {
         vec![("smart".to_string(), "anthropic:claude-opus".to_string())]
     );
 }
+
+#[test]
+fn worktree_settings_default_and_refuse_what_they_cannot_use() {
+    let path = Path::new("/etc/kaged/local.toml");
+    let none = LocalConfig::from_toml_str("", path).unwrap();
+    assert_eq!(
+        (
+            none.worktrees.dir.clone(),
+            none.worktrees.snapshot_retention(),
+            none.worktrees.sweep_idle()
+        ),
+        (None, Some(30 * 86_400), Some(7 * 86_400))
+    );
+    let set = LocalConfig::from_toml_str(
+        "[worktrees]\ndir = \"/srv/wt\"\nsnapshot_retention = \"forever\"\nsweep_idle = \"12h\"\n",
+        path,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            set.worktrees.dir.as_deref(),
+            set.worktrees.snapshot_retention(),
+            set.worktrees.sweep_idle()
+        ),
+        (Some(Path::new("/srv/wt")), None, Some(12 * 3600))
+    );
+    let cases = [
+        (
+            "[worktrees]\ndir = \"wt\"\n",
+            "/etc/kaged/local.toml: [worktrees] dir wt is relative; give an absolute directory \
+             outside your repositories",
+        ),
+        (
+            "[worktrees]\nsweep_idle = \"0d\"\n",
+            "/etc/kaged/local.toml: [worktrees] sweep_idle = \"0d\" is not a duration; write \
+             e.g. \"30d\", \"12h\", \"45m\" or seconds, or \"never\"",
+        ),
+        (
+            "[worktrees]\nsnapshot_retention = \"never\"\n",
+            "/etc/kaged/local.toml: [worktrees] snapshot_retention = \"never\" is not a \
+             duration; write e.g. \"30d\", \"12h\", \"45m\" or seconds, or \"forever\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = LocalConfig::from_toml_str(text, path).unwrap_err();
+        assert_eq!(err.to_string(), want, "{text}");
+    }
+}

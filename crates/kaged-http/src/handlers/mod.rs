@@ -14,6 +14,7 @@ pub(crate) mod push;
 pub(crate) mod sessions;
 pub(crate) mod status;
 pub(crate) mod web;
+pub(crate) mod worktrees;
 
 use axum::http::Uri;
 

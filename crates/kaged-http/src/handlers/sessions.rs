@@ -60,7 +60,7 @@ pub(crate) async fn create(
 ) -> ApiResult<Json<SessionInfo>> {
     let req = body(
         req,
-        "{\"argv\"?, \"agent\"?, \"task\"?, \"cols\"?, \"rows\"?, \"cage\"?, \"env\"?}",
+        "{\"argv\"?, \"agent\"?, \"task\"?, \"cols\"?, \"rows\"?, \"cage\"?, \"env\"?, \"workspace\"?: {\"kind\": \"project\"|\"worktree\"|\"existing\", \"base\"?, \"branch\"?, \"run\"?}}",
     )?;
     let d = &http.daemon;
     Ok(Json(d.start_session(&auth.identity, &id, req).await?))

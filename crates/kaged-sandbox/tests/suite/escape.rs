@@ -80,6 +80,7 @@ cage_test! {
             pty: false,
             cwd: None,
             egress: None,
+            linked_git: None,
         })
         .unwrap();
         assert_eq!(cage.summary.masked, vec![m.state.clone()]);

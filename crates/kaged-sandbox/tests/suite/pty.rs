@@ -24,6 +24,7 @@ fn interactive_bash_on_a_pty(pty_cage: bool) -> String {
         pty: pty_cage,
         cwd: None,
         egress: None,
+        linked_git: None,
     })
     .unwrap();
     // The session broker's own PTY setup: setsid + TIOCSCTTY, only the grants cross exec.

@@ -85,6 +85,8 @@ pub fn spec_in(home: &Path, project: &str, actor: &str, argv: &[&str]) -> SpawnS
             name: None,
             command: argv.iter().map(|a| (*a).to_owned()).collect(),
             cage: CageState::NoSandbox,
+            agent: None,
+            worktree: None,
         },
     }
 }

@@ -1,4 +1,5 @@
 mod agent_state;
+mod agents;
 mod auth;
 mod browser_session;
 mod cli;
@@ -17,3 +18,4 @@ mod projects;
 mod providers;
 mod sessions;
 mod slow;
+mod worktrees;

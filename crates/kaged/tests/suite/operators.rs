@@ -12,14 +12,14 @@ use crate::fixture::{Response, SYSTEM_PORT, TestDaemon, daemon, eventually, proj
 const NONCE: &str = "operators-nonce-0123456789abcdef0123456789";
 
 /// One operator as the sidecar presents them.
-struct Op {
-    user: &'static str,
+pub(crate) struct Op {
+    pub(crate) user: &'static str,
     groups: &'static str,
     csrf: String,
 }
 
 impl Op {
-    fn new(d: &TestDaemon, user: &'static str, groups: &'static str) -> Op {
+    pub(crate) fn new(d: &TestDaemon, user: &'static str, groups: &'static str) -> Op {
         let mut op = Op {
             user,
             groups,
@@ -40,7 +40,13 @@ impl Op {
         ]
     }
 
-    fn call(&self, d: &TestDaemon, method: &str, path: &str, body: Option<&str>) -> Response {
+    pub(crate) fn call(
+        &self,
+        d: &TestDaemon,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Response {
         let h = self.headers(d);
         let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
         d.request(method, path, &h, body)
@@ -72,7 +78,7 @@ impl Op {
     }
 }
 
-fn sidecar(system: bool) -> TestDaemon {
+pub(crate) fn sidecar(system: bool) -> TestDaemon {
     let b = daemon()
         .arg("--auth-mode")
         .arg("sidecar")
@@ -121,6 +127,8 @@ enum Expect {
 fn classify(method: &str, path: &str) -> Expect {
     match (method, path) {
         (_, p) if p.starts_with("/api/v1/sessions/{id}") => Expect::Forbidden,
+        // A run's id is the id of the session that made its worktree, whose owner it follows.
+        (_, p) if p.starts_with("/api/v1/worktrees/{id}") => Expect::Forbidden,
         ("GET", "/api/v1/sessions" | "/api/v1/projects/{id}/sessions") => Expect::Listed,
         ("GET", "/api/v1/audit") => Expect::Audit,
         ("GET", "/api/v1/events") => Expect::Events,
@@ -142,7 +150,9 @@ fn classify(method: &str, path: &str) -> Expect {
             | "/api/v1/auth/logout"
             | "/api/v1/auth/revoke"
             | "/api/v1/projects"
-            | "/api/v1/projects/{id}",
+            | "/api/v1/projects/{id}"
+            | "/api/v1/projects/{id}/worktrees"
+            | "/api/v1/projects/{id}/worktrees/unknown",
         ) => Expect::Unrelated,
         ("POST", "/api/v1/projects/{id}/sessions") => Expect::Unrelated,
         // Each operator's own devices; `push_subscriptions_are_each_operators_own` checks them.
@@ -163,6 +173,8 @@ fn valid_body(method: &str, path: &str) -> Option<&'static str> {
         ("POST", Some("resize")) => Some(r#"{"cols": 80, "rows": 24}"#),
         ("POST", Some("input")) => Some(r#"{"data": ""}"#),
         ("POST", Some("shares")) => Some(r#"{"user": "dave@example.com", "access": "read"}"#),
+        ("POST", Some("restore")) => Some("{}"),
+        ("POST", Some("merge")) => Some(r#"{"mode": "auto"}"#),
         (m, _) => panic!("{m} {path}: give this route a valid body here"),
     }
 }
