@@ -107,18 +107,25 @@ impl SignalScanner {
         out
     }
 
-    /// The line being written if it has text, else the last one that had.
+    /// The line being written if it has text, else the last one that had. Box-drawing and
+    /// block characters (a TUI's frames) are not text.
     pub fn last_line(&self) -> String {
-        let line = if has_text(&self.current) {
-            &self.current
+        let current = visible_text(&self.current);
+        if current.is_empty() {
+            visible_text(&self.last)
         } else {
-            &self.last
-        };
-        String::from_utf8_lossy(line).trim().to_owned()
+            current
+        }
     }
 
     fn end_line(&mut self) {
-        if has_text(&self.current) {
+        // Bulk output is mostly ASCII: decide without decoding when it is.
+        let text = if self.current.is_ascii() {
+            self.current.iter().any(|b| !b.is_ascii_whitespace())
+        } else {
+            !visible_text(&self.current).is_empty()
+        };
+        if text {
             self.last = std::mem::take(&mut self.current);
         } else {
             self.current.clear();
@@ -155,8 +162,21 @@ fn escape_len(s: &[u8]) -> Seq {
     }
 }
 
-fn has_text(line: &[u8]) -> bool {
-    line.iter().any(|b| !b.is_ascii_whitespace())
+/// A line's text without a TUI's frames (box-drawing and block characters) or surrounding
+/// blanks.
+fn visible_text(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .chars()
+        .map(|c| {
+            if ('\u{2500}'..='\u{259f}').contains(&c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// The notification an OSC body (without `ESC ]` and terminator) carries, if any.
@@ -280,6 +300,8 @@ mod tests {
         assert_eq!(s.last_line(), "Do you want to proceed?");
         let (_, s) = scan_all(&[b"done\r\n> typing"]);
         assert_eq!(s.last_line(), "> typing");
+        let (_, s) = scan_all(&["│ Allow `ls`? │\r\n╰──────╯\r\n".as_bytes()]);
+        assert_eq!(s.last_line(), "Allow `ls`?");
     }
 
     #[test]
