@@ -55,6 +55,8 @@ pub enum AgentSignal {
     Idle,
     /// The process ended.
     Exit,
+    /// The CLI's own hook, through the cage's agent socket.
+    Hook,
 }
 
 /// An agent run's state with a short reason: the notification's text, or the last line

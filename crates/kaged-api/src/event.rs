@@ -6,6 +6,7 @@ use ts_rs::TS;
 
 use crate::agent::AgentState;
 use crate::egress::EgressConnection;
+use crate::hook::{Approval, ApprovalOutcome};
 use crate::session::SessionInfo;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
@@ -34,6 +35,12 @@ pub enum DaemonEvent {
         agent: String,
         state: AgentState,
     },
+    /// An agent's tool call is held for the operator's answer.
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested { approval: Approval },
+    /// A held tool call was answered, or its default applied.
+    #[serde(rename = "approval.answered")]
+    ApprovalAnswered { outcome: ApprovalOutcome },
     /// A cage's egress gateway allowed (when the connection ended) or refused a connection.
     #[serde(rename = "egress")]
     Egress { connection: EgressConnection },

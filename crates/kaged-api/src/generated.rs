@@ -42,6 +42,8 @@ pub fn typescript() -> String {
         ScreenSize, ClientControl, ServerControl, EgressDecision, EgressVia, EgressConnection,
         AgentStatus, AgentSignal, AgentState, PushKeys, PushSubscribe, PushSubscriptionView,
         PushInfo, PushRevoked, PushMessage,
+        HookDecision, ApprovalDefault, Approval, ApprovalList, ApprovalVerdict, ApprovalAnswer,
+        ApprovalOutcome,
         DaemonEvent,
         AuditRow, AuditPage, AuditParams,
         WorktreeState, WorktreeRun, WorktreeSnapshot, WorktreeList, WorktreeCommit, WorktreeFile,

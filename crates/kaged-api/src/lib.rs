@@ -14,6 +14,7 @@ pub mod egress;
 pub mod error;
 pub mod event;
 pub mod generated;
+pub mod hook;
 pub mod project;
 pub mod pty;
 pub mod session;
@@ -38,6 +39,10 @@ pub use egress::{
 };
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use event::DaemonEvent;
+pub use hook::{
+    APPROVAL_NOTE_MAX, Approval, ApprovalAnswer, ApprovalDefault, ApprovalList, ApprovalOutcome,
+    ApprovalVerdict, HookDecision,
+};
 pub use project::{
     AgentSpec, AgentView, LoadProject, Plugin, Project, ProjectList, ProjectView, TaskView,
     UnknownAlias, Unloaded,

@@ -186,6 +186,10 @@ pub struct SessionLimitsReport {
     pub on_stop: Sourced<crate::SessionsOnStop>,
     /// `sessions.agent_idle_ms`: quiet this long after output, an agent is waiting.
     pub agent_idle_ms: Sourced<u64>,
+    /// `sessions.approval_timeout_secs`: how long a held tool call waits for the operator.
+    pub approval_timeout_secs: Sourced<u64>,
+    /// `sessions.approval_default`: what applies when nobody answers in time.
+    pub approval_default: Sourced<crate::hook::ApprovalDefault>,
 }
 
 /// How the listener treats slow and numerous clients (`server.*`).

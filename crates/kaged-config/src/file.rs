@@ -68,6 +68,8 @@ pub struct SessionsTable {
     pub limits: Option<String>,
     pub on_stop: Option<String>,
     pub agent_idle_ms: Option<u64>,
+    pub approval_timeout_secs: Option<u64>,
+    pub approval_default: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -139,6 +139,11 @@ pub struct SessionLimits {
     /// `sessions.agent_idle_ms`: an agent that wrote output and then nothing for this long
     /// is waiting for the operator.
     pub agent_idle: Sourced<Duration>,
+    /// `sessions.approval_timeout_secs`: how long an agent's held tool call waits for the
+    /// operator before `approval_default` applies.
+    pub approval_timeout: Sourced<Duration>,
+    /// `sessions.approval_default`: `deny`, or `ask` (fall through to the CLI's own prompt).
+    pub approval_default: Sourced<kaged_api::ApprovalDefault>,
 }
 
 /// How the listener treats slow and numerous clients; the daemon's `server` module explains
@@ -205,6 +210,8 @@ impl Settings {
                 limits: self.sessions.limits.clone(),
                 on_stop: self.sessions.on_stop.clone(),
                 agent_idle_ms: self.sessions.agent_idle.map(|d| d.as_millis() as u64),
+                approval_timeout_secs: self.sessions.approval_timeout.map(Duration::as_secs),
+                approval_default: self.sessions.approval_default.clone(),
             },
             server: kaged_api::ServerLimitsReport {
                 header_read_timeout_secs: self.server.header_read_timeout.map(Duration::as_secs),
@@ -461,6 +468,29 @@ impl Settings {
                     });
                 }
                 None => Sourced::new(Duration::from_secs(5), Source::Default),
+            },
+            approval_timeout: match fc.sessions.approval_timeout_secs {
+                Some(secs @ 1..=86_400) => Sourced::new(Duration::from_secs(secs), fsrc()),
+                Some(secs) => {
+                    return Err(ConfigError::Invalid {
+                        origin: format!("{}: sessions.approval_timeout_secs", path.display()),
+                        value: secs.to_string(),
+                        expected: "seconds between 1 and 86400",
+                    });
+                }
+                None => Sourced::new(Duration::from_secs(600), Source::Default),
+            },
+            approval_default: match fc.sessions.approval_default.as_deref() {
+                None => Sourced::new(kaged_api::ApprovalDefault::Deny, Source::Default),
+                Some("deny") => Sourced::new(kaged_api::ApprovalDefault::Deny, fsrc()),
+                Some("ask") => Sourced::new(kaged_api::ApprovalDefault::Ask, fsrc()),
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        origin: format!("{}: sessions.approval_default", path.display()),
+                        value: other.to_owned(),
+                        expected: "`deny` or `ask`",
+                    });
+                }
             },
         };
 

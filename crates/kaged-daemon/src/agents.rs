@@ -1,8 +1,9 @@
 //! Agent runs' state, the same for every CLI: a watcher follows each declared agent's output
 //! as a viewer of its ring (so it never slows the session), reads terminal notifications and
 //! idleness from it, and turns them into `agent.state` rows, events and, when the operator is
-//! wanted, Web Push messages. Structured hooks from the agent adapters will feed the same
-//! [`Daemon::set_agent_state`] later.
+//! wanted, Web Push messages. Structured hooks from the agent adapters (`hooks.rs`) feed the
+//! same [`Daemon::set_agent_state`], and win: while a tool call is held for the operator,
+//! the terminal's quiet or output says nothing new.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +111,19 @@ impl Daemon {
     /// Records a new state: kept for `GET`, audited, announced, and pushed to the owner's
     /// devices when it newly needs them. The same state twice is recorded once.
     pub(crate) async fn set_agent_state(&self, run: &Run<'_>, state: AgentState) {
+        let from_terminal = match state.signal {
+            AgentSignal::Output
+            | AgentSignal::Bell
+            | AgentSignal::Osc9
+            | AgentSignal::Osc777
+            | AgentSignal::Osc99
+            | AgentSignal::Idle => true,
+            AgentSignal::Start | AgentSignal::Exit | AgentSignal::Hook => false,
+        };
+        let held = self.holds_approval(run.session_id);
+        if from_terminal && held {
+            return;
+        }
         let previous = {
             let mut states = self.inner.agents.lock().unwrap_or_else(|p| p.into_inner());
             let previous = states.insert(run.session_id.to_owned(), state.clone());
@@ -139,11 +153,16 @@ impl Daemon {
         });
         let newly = previous.is_none_or(|p| p.status != state.status);
         if newly && state.status.needs_operator() && !self.idle_push_too_soon(run, &state) {
+            let mut message = push_message(run, &state);
+            if held && state.signal == AgentSignal::Hook {
+                // The command stays on the signed-in approval card, never in a push.
+                message.body = "asks to run a tool call: open kaged to approve or deny".to_owned();
+            }
             let out = Outgoing {
                 user: run.actor.to_owned(),
                 project: run.project_id.to_owned(),
                 session: run.session_id.to_owned(),
-                message: push_message(run, &state),
+                message,
             };
             if self.inner.push_queue.send(out).is_err() {
                 tracing::debug!("the daemon is stopping; push not sent");

@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) agents: Mutex<std::collections::HashMap<String, kaged_api::AgentState>>,
     /// When each run was last pushed about going quiet (see `agents.rs`).
     pub(crate) idle_pushed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Agents' tool calls held for the operator, by approval id (see `hooks.rs`).
+    pub(crate) approvals: Mutex<std::collections::HashMap<String, crate::hooks::Pending>>,
     /// Web Push with the daemon's VAPID key.
     pub(crate) pusher: kaged_push::Pusher,
     /// Pushes to send, in the order the states changed (see `agents.rs`).
@@ -177,6 +179,7 @@ impl Daemon {
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 agents: Mutex::default(),
                 idle_pushed: Mutex::default(),
+                approvals: Mutex::default(),
                 push_queue,
                 pusher,
                 cage_setup: Mutex::new(()),

@@ -32,6 +32,8 @@ pub struct HostFacts {
     /// session (inside the runtime dir, which no cage sees; only that directory is bound into
     /// its cage).
     pub egress_dir: PathBuf,
+    /// One directory per agent session, holding its agent (hook) socket.
+    pub agent_dir: PathBuf,
     /// kaged's own binary, bound into filtered-network cages as their relay, or why it cannot
     /// be (such cages are then refused with the reason).
     pub relay_exe: Result<PathBuf, String>,
@@ -68,6 +70,7 @@ impl HostFacts {
             deny: denied_paths(layout, settings),
             scratch_root: layout.state_dir.join("scratch"),
             egress_dir: layout.runtime_dir.join("egress"),
+            agent_dir: layout.runtime_dir.join("agent"),
             relay_exe: std::env::current_exe()
                 .map_err(|e| e.to_string())
                 .and_then(|p| {

@@ -221,13 +221,22 @@ pub fn compile(
     actor: &str,
     egress_socket_dir: Option<&Path>,
     egress_env: &[(String, String)],
+    hook_dir: Option<&Path>,
 ) -> OpResult<Launch> {
     let mut mountpoints = Vec::new();
     let mut cgroup = None;
     let mut cgroup_procs = None;
     let (argv, env, keep_fds, cage) = match &plan.cage {
         Some(policy) => {
-            let mut compiled = cage(plan, policy, project, facts, egress_socket_dir, egress_env)?;
+            let mut compiled = cage(
+                plan,
+                policy,
+                project,
+                facts,
+                egress_socket_dir,
+                egress_env,
+                hook_dir,
+            )?;
             let mut summary = compiled.summary;
             if let CgroupLimits::NotEnforced { reason } = &summary.cgroup_limits {
                 summary.cgroup_limits = unenforced_limits(plan, policy, reason, facts)?;
@@ -353,6 +362,7 @@ fn cage(
     facts: &HostFacts,
     egress_socket_dir: Option<&Path>,
     egress_env: &[(String, String)],
+    hook_dir: Option<&Path>,
 ) -> OpResult<kaged_sandbox::CompiledCage> {
     let mut policy = policy.clone();
     let adapter_env = plan.adapted.iter().flat_map(|a| &a.env);
@@ -408,6 +418,14 @@ fn cage(
         pty: true,
         cwd: None,
         egress,
+        // Without kaged's binary there is no helper; the agent then runs without hooks, its
+        // state read from the terminal as before.
+        hook: match (hook_dir, &facts.relay_exe) {
+            (Some(socket_dir), Ok(helper)) => {
+                Some(kaged_sandbox::HookPlumbing { socket_dir, helper })
+            }
+            _ => None,
+        },
         linked_git: project.linked_git.as_ref(),
     };
     kaged_sandbox::compile_on(&req, &facts.cage_host)
@@ -501,6 +519,7 @@ mod tests {
             deny: vec![],
             scratch_root: "/var/lib/kaged/scratch".into(),
             egress_dir: "/run/user/1000/kaged/egress".into(),
+            agent_dir: "/run/user/1000/kaged/agent".into(),
             relay_exe: Ok("/usr/bin/kaged".into()),
         }
     }
@@ -595,7 +614,9 @@ mod tests {
         let f = facts(false);
         let plan = plan(&p, StartSession::default(), &f).unwrap();
         assert_eq!(plan.cage, None);
-        let spec = compile(&plan, &p, &f, "alice", None, &[]).unwrap().spec;
+        let spec = compile(&plan, &p, &f, "alice", None, &[], None)
+            .unwrap()
+            .spec;
         assert_eq!(spec.origin.cage, CageState::NoSandbox);
         assert_eq!(spec.argv, vec![OsString::from("/bin/bash")]);
         assert!(spec.env.contains(&("HOME".into(), "/home/alice".into())));
@@ -609,9 +630,17 @@ mod tests {
             task: Some("lint".into()),
             ..Default::default()
         };
-        let spec = compile(&plan(&p, req, &f).unwrap(), &p, &f, "alice", None, &[])
-            .unwrap()
-            .spec;
+        let spec = compile(
+            &plan(&p, req, &f).unwrap(),
+            &p,
+            &f,
+            "alice",
+            None,
+            &[],
+            None,
+        )
+        .unwrap()
+        .spec;
         assert_eq!(spec.origin.cage, CageState::DisabledByProject);
         assert_eq!(spec.origin.kind, SessionKind::Task);
         assert!(spec.env.contains(&("CI".into(), "1".into())));
@@ -628,7 +657,9 @@ mod tests {
             (plan.cage.as_ref(), plan.walltime),
             (None, Some(Duration::from_secs(1)))
         );
-        let spec = compile(&plan, &p, &f, "alice", None, &[]).unwrap().spec;
+        let spec = compile(&plan, &p, &f, "alice", None, &[], None)
+            .unwrap()
+            .spec;
         assert_eq!(spec.walltime, Some(Duration::from_secs(1)));
         assert_eq!(spec.origin.cage, CageState::NoSandbox);
         // `cage: disabled` has no policy, so no walltime either.

@@ -14,6 +14,7 @@ mod backoff;
 mod daemon;
 mod endpoint;
 mod error;
+mod hooks;
 mod host;
 pub mod launcher;
 mod listener;

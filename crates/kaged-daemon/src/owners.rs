@@ -99,6 +99,12 @@ impl Owners {
             }
             DaemonEvent::SessionAttached { session_id, .. }
             | DaemonEvent::AgentState { session_id, .. }
+            | DaemonEvent::ApprovalRequested {
+                approval: kaged_api::Approval { session_id, .. },
+            }
+            | DaemonEvent::ApprovalAnswered {
+                outcome: kaged_api::ApprovalOutcome { session_id, .. },
+            }
             | DaemonEvent::Egress {
                 connection: EgressConnection { session_id, .. },
             } => owner_of(session_id)

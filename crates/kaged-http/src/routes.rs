@@ -400,6 +400,22 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             get(agent::agent),
         ),
         (
+            read::<ApprovalList>(
+                "/api/v1/approvals",
+                "Agents' tool calls held for an answer, in the sessions the caller sees",
+            ),
+            get(approvals::list),
+        ),
+        (
+            write::<ApprovalAnswer, ApprovalOutcome>(
+                Method::POST,
+                "/api/v1/approvals/{id}",
+                "Approves or denies a held tool call, with an optional note to the agent; only \
+                 the session's owner or an admin",
+            ),
+            post(approvals::answer),
+        ),
+        (
             read::<PushInfo>(
                 "/api/v1/push",
                 "The VAPID public key to subscribe with, and the caller's push subscriptions",

@@ -73,6 +73,24 @@ pub const EGRESS_RELAY_ARG: &str = "__egress-relay";
 /// one fixed port serves them all.
 pub const EGRESS_PORT: u16 = 3128;
 
+/// Where an agent's cage reaches the daemon: kaged's binary as the hook helper, and the host
+/// directory of the session's agent socket, bound read-only like the gateway's so a daemon
+/// adopting the cage after a restart binds a fresh socket there and the cage sees it.
+pub const AGENT_DIR: &str = "/run/kaged-agent";
+/// The agent socket's directory inside the cage.
+pub const AGENT_SOCKET_DIR: &str = "/run/kaged-agent/hook";
+/// kaged's binary inside the cage, run as `kaged __hook <event>`.
+pub const AGENT_HOOK: &str = "/run/kaged-agent/kaged";
+
+/// The host side of an agent's hook channel.
+#[derive(Debug, Clone, Copy)]
+pub struct HookPlumbing<'a> {
+    /// Holds the socket, named `kaged_api::hook::HOOK_SOCKET_NAME`.
+    pub socket_dir: &'a Path,
+    /// kaged's own binary.
+    pub helper: &'a Path,
+}
+
 /// The host side of a filtered-network cage: the directory of the gateway socket the daemon
 /// listens on for this cage, and kaged's own binary for the relay.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +124,8 @@ pub struct CageRequest<'a> {
     pub cwd: Option<&'a PortablePath>,
     /// Required for `network: {allow, deny}`; ignored otherwise.
     pub egress: Option<EgressPlumbing<'a>>,
+    /// A declared agent's hook channel to the daemon.
+    pub hook: Option<HookPlumbing<'a>>,
     /// When the project root is a linked git worktree: its git dirs, which lie outside it.
     pub linked_git: Option<&'a LinkedGit>,
 }
@@ -395,6 +415,11 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
         push(&[&"--ro-bind", &e.relay, &EGRESS_RELAY]);
         // Read-only: the cage can connect to the socket but not replace or remove it.
         push(&[&"--ro-bind", &e.socket_dir, &EGRESS_GATEWAY_DIR]);
+    }
+    if let Some(h) = req.hook {
+        push(&[&"--ro-bind", &h.helper, &AGENT_HOOK]);
+        // Read-only, as the gateway's: connect, never replace.
+        push(&[&"--ro-bind", &h.socket_dir, &AGENT_SOCKET_DIR]);
     }
     let mut keep_fds = Vec::new();
     match scratch {

@@ -72,6 +72,7 @@ fn request<'a>(root: &'a Path, policy: &'a CagePolicy, argv: &'a [String]) -> Ca
         pty: false,
         cwd: None,
         egress: None,
+        hook: None,
         linked_git: None,
     }
 }

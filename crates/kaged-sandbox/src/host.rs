@@ -296,6 +296,7 @@ pub fn self_test() -> Result<BwrapInfo, SelfTestError> {
             pty: false,
             cwd: None,
             egress: None,
+            hook: None,
             linked_git: None,
         },
         host,

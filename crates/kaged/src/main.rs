@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod cmd;
+mod hook;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,11 @@ fn main() -> ExitCode {
     {
         eprintln!("{}", kaged_egress::relay::run(&args[2..]));
         return ExitCode::from(127);
+    }
+    // Run by an agent CLI's hooks inside its cage: pass the hook to the daemon, print the
+    // CLI's answer.
+    if args.get(1).is_some_and(|a| a == kaged_api::hook::HOOK_ARG) {
+        return hook::run(&args[2..]);
     }
     let cli = Cli::parse();
     if matches!(cli.command, Command::Holder { .. }) {

@@ -116,6 +116,9 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
             seed_first_run(ctx.input.workdir, out);
         }
     }
+    if let Some(wait) = ctx.input.hook_wait_secs {
+        wire_hooks(wait, out);
+    }
     for (name, purpose) in [
         ("DISABLE_AUTOUPDATER", "no auto-updater"),
         ("DISABLE_TELEMETRY", "no telemetry"),
@@ -131,6 +134,36 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
     ] {
         out.env(name, "1", true, purpose);
     }
+}
+
+/// The tools whose calls are held for the operator: those that run something or change files.
+pub(super) const HELD_TOOLS: &str = "Bash|Edit|MultiEdit|Write|NotebookEdit|WebFetch";
+
+/// Claude Code's hooks, through `--settings`, to kaged's helper and the agent socket:
+/// notifications and the end of a turn set the run's state, and a tool call that runs
+/// something or changes a file waits for the operator's answer. Claude Code kills a hook at its
+/// `timeout`, so the held one gets the approval's wait and a margin.
+fn wire_hooks(wait: u64, out: &mut Out) {
+    use kaged_api::hook::HookEvent;
+    let hook = |event: HookEvent, timeout: u64| {
+        serde_json::json!({"type": "command", "command": super::hook_command(event).join(" "),
+                           "timeout": timeout})
+    };
+    let settings = serde_json::json!({"hooks": {
+        "Notification": [{"hooks": [hook(HookEvent::Notification, 30)]}],
+        "Stop": [{"hooks": [hook(HookEvent::Stop, 30)]}],
+        "PreToolUse": [{"matcher": HELD_TOOLS,
+                        "hooks": [hook(HookEvent::PreToolUse, wait + 30)]}],
+    }})
+    .to_string();
+    out.flag(
+        &["--settings", &settings],
+        "--settings",
+        Some(&settings),
+        &format!(
+            "hooks: Notification and Stop set the run's state; PreToolUse holds {HELD_TOOLS}              for the operator's approval (up to {wait}s)"
+        ),
+    );
 }
 
 /// Interactive Claude Code starts with first-run screens whose connectivity check goes to

@@ -48,6 +48,20 @@ pub(super) fn configure(ctx: &Ctx<'_>, out: &mut Out) {
             "use that provider",
         );
     }
+    if ctx.input.hook_wait_secs.is_some() {
+        // Codex runs `notify` with its JSON as one more argument at the end of each turn.
+        let argv: Vec<String> = super::hook_command(kaged_api::hook::HookEvent::CodexNotify)
+            .iter()
+            .map(|a| toml_string(a))
+            .collect();
+        config(
+            "notify",
+            format!("[{}]", argv.join(",")),
+            true,
+            "hooks: the end of each turn sets the run's state (Codex has no permission hook \
+             kaged can hold)",
+        );
+    }
     if let Some((path, text)) = ctx.prompt() {
         config(
             "developer_instructions",

@@ -49,6 +49,9 @@ pub struct Input<'a> {
     /// The prompt file's path as the cage sees it (project paths keep their host path), when a
     /// grant makes it visible there.
     pub prompt_in_cage: Option<&'a str>,
+    /// The cage has kaged's hook helper and agent socket: the CLI's hooks are wired to it, and
+    /// a held tool call waits at most this many seconds for the operator.
+    pub hook_wait_secs: Option<u64>,
 }
 
 /// What an adapter made of a declared agent.
@@ -380,6 +383,15 @@ impl Out {
             reason,
         });
     }
+}
+
+/// The command a CLI's hook runs for `event`: kaged's binary in the cage as the helper.
+fn hook_command(event: kaged_api::hook::HookEvent) -> Vec<String> {
+    vec![
+        kaged_sandbox::AGENT_HOOK.to_owned(),
+        kaged_api::hook::HOOK_ARG.to_owned(),
+        event.name().to_owned(),
+    ]
 }
 
 /// The kaged tool vocabulary of the project file, as each adapter maps it.

@@ -45,6 +45,7 @@ struct Case {
     spec: AgentSpec,
     cage: Option<CagePolicy>,
     prompt: Option<Result<String, String>>,
+    hook_wait_secs: Option<u64>,
 }
 
 impl Case {
@@ -53,6 +54,7 @@ impl Case {
             spec: spec(command, model, tools),
             cage: Some(filtered(State::Persistent)),
             prompt: Some(Ok("Be brief.".to_owned())),
+            hook_wait_secs: None,
         }
     }
 
@@ -75,6 +77,7 @@ impl Case {
             workdir: "/srv/p",
             prompt: self.prompt.as_ref(),
             prompt_in_cage: in_cage,
+            hook_wait_secs: self.hook_wait_secs,
         };
         adapt(&self.spec.command, &input)
     }
@@ -604,6 +607,7 @@ fn the_shipped_agent_cli_example_adapts_with_only_its_delegation_unhonoured() {
             workdir: "/srv/agent-cli",
             prompt: prompt.as_ref(),
             prompt_in_cage: None,
+            hook_wait_secs: None,
         };
         let got = adapt(&spec.command, &input);
         assert!(
@@ -665,4 +669,60 @@ fn opencode_edits_and_writes_together_and_says_so() {
                 .into(),
         }]
     );
+}
+
+#[test]
+fn claude_codes_hooks_go_to_kaged_s_helper_and_hold_tool_calls_for_the_approval_s_wait() {
+    let mut case = Case::new(&["claude", "-p", "hi"], Some("smart"), &["shell"]);
+    case.hook_wait_secs = Some(600);
+    let got = case.run();
+    let at = got.argv.iter().position(|a| a == "--settings").unwrap();
+    let settings: serde_json::Value = serde_json::from_str(&got.argv[at + 1]).unwrap();
+    let hook = |cmd: &str, timeout: u64| {
+        serde_json::json!([{"hooks": [{"type": "command",
+            "command": format!("/run/kaged-agent/kaged __hook {cmd}"), "timeout": timeout}]}])
+    };
+    let mut held = hook("pre-tool-use", 630);
+    held[0]["matcher"] = "Bash|Edit|MultiEdit|Write|NotebookEdit|WebFetch".into();
+    assert_eq!(
+        settings,
+        serde_json::json!({"hooks": {
+            "Notification": hook("notification", 30),
+            "Stop": hook("stop", 30),
+            "PreToolUse": held,
+        }})
+    );
+    let recorded = got
+        .details
+        .settings
+        .iter()
+        .find(|s| s.name == "--settings")
+        .unwrap();
+    assert_eq!(recorded.value.as_deref(), Some(got.argv[at + 1].as_str()));
+    assert!(
+        recorded.purpose.contains("PreToolUse"),
+        "{}",
+        recorded.purpose
+    );
+    // Without the helper in the cage, nothing is wired.
+    case.hook_wait_secs = None;
+    assert!(!case.run().argv.iter().any(|a| a == "--settings"));
+}
+
+#[test]
+fn codex_notify_runs_kaged_s_helper() {
+    let mut case = Case::new(&["codex", "exec", "hi"], Some("coder"), &["shell"]);
+    case.hook_wait_secs = Some(600);
+    let got = case.run();
+    let at = got
+        .argv
+        .iter()
+        .position(|a| a.starts_with("notify="))
+        .unwrap();
+    assert_eq!(got.argv[at - 1], "-c");
+    assert_eq!(
+        got.argv[at],
+        r#"notify=["/run/kaged-agent/kaged","__hook","codex-notify"]"#
+    );
+    assert!(got.details.settings.iter().any(|s| s.name == "-c notify"));
 }

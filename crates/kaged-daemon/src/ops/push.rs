@@ -39,7 +39,13 @@ impl AgentRun {
             DaemonEvent::RunStarted { session, .. } | DaemonEvent::RunEnded { session, .. } => {
                 session.id == self.session_id
             }
-            DaemonEvent::AgentState { session_id, .. } => *session_id == self.session_id,
+            DaemonEvent::AgentState { session_id, .. }
+            | DaemonEvent::ApprovalRequested {
+                approval: kaged_api::Approval { session_id, .. },
+            }
+            | DaemonEvent::ApprovalAnswered {
+                outcome: kaged_api::ApprovalOutcome { session_id, .. },
+            } => *session_id == self.session_id,
             DaemonEvent::Gap { .. } | DaemonEvent::Pong => true,
             DaemonEvent::SessionStarted { .. }
             | DaemonEvent::SessionExited { .. }

@@ -135,6 +135,12 @@ impl Daemon {
             _ => None,
         };
         let socket_dir = gateway.as_ref().map(|_| self.egress_dir(&id));
+        // A caged declared agent gets its agent socket, when kaged's binary can be its helper.
+        let hooks = match (&plan.agent, &plan.cage, &i.host.relay_exe) {
+            (Some(_), Some(_), Ok(_)) => Some(self.bind_agent_socket(&id)?),
+            _ => None,
+        };
+        let hook_dir = hooks.as_ref().map(|_| self.agent_dir(&id));
         // The providers' base URLs on the relay, and a dummy key that opens nothing.
         let dummy = kaged_egress::dummy_key();
         let mut egress_env = match &gateway {
@@ -142,7 +148,7 @@ impl Daemon {
             None => Vec::new(),
         };
         let unbind = || {
-            if let Some(dir) = &socket_dir {
+            for dir in socket_dir.iter().chain(&hook_dir) {
                 let _ = std::fs::remove_dir_all(dir);
             }
         };
@@ -155,7 +161,7 @@ impl Daemon {
         if let Some(spec) = &plan.agent {
             // In a worktree, the adapter reads the agent's files there, as its cage will.
             let seen = place.as_ref().map_or(&project, |p| &p.project);
-            let adapted = self.adapt_agent(spec, &plan, seen, &dummy);
+            let adapted = self.adapt_agent(spec, &plan, seen, &dummy, hooks.is_some());
             // The adapter's value wins over the gateway's generic one of the same name; either
             // replaces whatever the policy allowlists, so no host value gets in this way.
             for (name, value) in &adapted.env {
@@ -173,6 +179,7 @@ impl Daemon {
             &id,
             socket_dir.as_deref(),
             &egress_env,
+            hook_dir.as_deref(),
         );
         let (session, mountpoints, cgroup) = match spawned {
             Ok(s) => s,
@@ -188,6 +195,9 @@ impl Daemon {
         let stop_gateway = CancellationToken::new();
         if let Some((gateway, policy)) = gateway {
             self.serve_egress(gateway, policy, &info, stop_gateway.clone());
+        }
+        if let (Some(listener), Some(agent)) = (hooks, agent_name(&info)) {
+            self.serve_hooks(listener, &info, agent, stop_gateway.clone());
         }
         let info = self.announce_started(info).await;
         self.watch_exit(session, mountpoints, cgroup, Some(stop_gateway));
@@ -223,6 +233,7 @@ impl Daemon {
         id: &str,
         socket_dir: Option<&std::path::Path>,
         egress_env: &[(String, String)],
+        hook_dir: Option<&std::path::Path>,
     ) -> OpResult<(
         Arc<Session>,
         Vec<std::path::PathBuf>,
@@ -240,8 +251,15 @@ impl Daemon {
             None => (project, &i.host),
         };
         let _cages = i.cage_setup.lock().unwrap_or_else(|p| p.into_inner());
-        let mut launch =
-            launcher::compile(plan, project, facts, &actor.user_id, socket_dir, egress_env)?;
+        let mut launch = launcher::compile(
+            plan,
+            project,
+            facts,
+            &actor.user_id,
+            socket_dir,
+            egress_env,
+            hook_dir,
+        )?;
         launch.spec.id = Some(id.to_owned());
         launch.spec.origin.worktree = place.map(|p| p.run.clone());
         // On a failed spawn `launch.cgroup` is dropped, which removes the empty cgroup.
@@ -279,6 +297,7 @@ impl Daemon {
                 return;
             }
             daemon.remove_egress_dir(&ended.id);
+            daemon.remove_agent_dir(&ended.id);
             daemon.remove_stand_ins(&ended.project_id, &mountpoints);
             if let Some(cgroup) = cgroup {
                 remove_cgroup(cgroup, &ended.id).await;
@@ -324,6 +343,7 @@ impl Daemon {
                         _ => None,
                     };
                     let stop_gateway = self.readopt_gateway(&info);
+                    let stop_gateway = self.readopt_hooks(&info, stop_gateway);
                     self.watch_exit(session, Vec::new(), cgroup, stop_gateway);
                 }
                 Recovered::Ended {
@@ -344,6 +364,7 @@ impl Daemon {
                     tracing::warn!(session = %info.id, reason = ?info.end_reason, "a session ended while no daemon ran");
                     self.worktree_session_ended(&info).await;
                     self.remove_egress_dir(&info.id);
+                    self.remove_agent_dir(&info.id);
                 }
             }
         }
@@ -634,6 +655,7 @@ impl Daemon {
         plan: &launcher::Plan,
         project: &crate::LoadedProject,
         dummy: &str,
+        hooked: bool,
     ) -> crate::adapters::Adapted {
         let i = &self.inner;
         let prompt = spec
@@ -668,6 +690,7 @@ impl Daemon {
             workdir: &workdir,
             prompt: prompt.as_ref(),
             prompt_in_cage: in_cage.as_deref(),
+            hook_wait_secs: hooked.then(|| i.settings.sessions.approval_timeout.value.as_secs()),
         };
         crate::adapters::adapt(&plan.argv, &input)
     }
@@ -732,6 +755,29 @@ impl Daemon {
                 None
             }
         }
+    }
+
+    /// An adopted agent whose cage has an agent socket directory (made when it started with
+    /// hooks) gets a fresh socket there, served until the same `stop` as its gateway.
+    fn readopt_hooks(
+        &self,
+        info: &SessionInfo,
+        stop: Option<CancellationToken>,
+    ) -> Option<CancellationToken> {
+        let Some(agent) = agent_name(info) else {
+            return stop;
+        };
+        if !self.agent_dir(&info.id).is_dir() {
+            return stop;
+        }
+        let stop = stop.unwrap_or_default();
+        match self.bind_agent_socket(&info.id) {
+            Ok(listener) => self.serve_hooks(listener, info, agent, stop.clone()),
+            Err(e) => {
+                tracing::error!(session = %info.id, error = %e, "an adopted agent gets no agent socket; its hooks fail and held tool calls are denied")
+            }
+        }
+        Some(stop)
     }
 
     /// Serves a cage's gateway until `stop`, auditing and streaming every connection it

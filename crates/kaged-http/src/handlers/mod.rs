@@ -2,6 +2,7 @@
 //! Each handler extracts, calls one daemon method and returns its typed answer.
 
 pub(crate) mod agent;
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod events;
 pub(crate) mod health;

@@ -80,6 +80,7 @@ cage_test! {
             pty: false,
             cwd: None,
             egress: None,
+            hook: None,
             linked_git: None,
         })
         .unwrap();

@@ -145,6 +145,7 @@ impl Machine {
             pty: false,
             cwd: None,
             egress: None,
+            hook: None,
             linked_git: None,
         })
         .expect("compile cage")

@@ -24,6 +24,7 @@ fn interactive_bash_on_a_pty(pty_cage: bool) -> String {
         pty: pty_cage,
         cwd: None,
         egress: None,
+        hook: None,
         linked_git: None,
     })
     .unwrap();

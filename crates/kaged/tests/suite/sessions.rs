@@ -66,6 +66,8 @@ fn event_type(e: &DaemonEvent) -> &'static str {
         DaemonEvent::RunEnded { .. } => "run.ended",
         DaemonEvent::AgentState { .. } => "agent.state",
         DaemonEvent::Egress { .. } => "egress",
+        DaemonEvent::ApprovalRequested { .. } => "approval.requested",
+        DaemonEvent::ApprovalAnswered { .. } => "approval.answered",
         DaemonEvent::Gap { .. } => "gap",
         DaemonEvent::Pong => "pong",
     }
