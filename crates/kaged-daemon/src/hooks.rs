@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use kaged_api::hook::{HOOK_MAX_BYTES, HOOK_SOCKET_NAME, HookEvent, HookReply, HookRequest};
@@ -183,8 +184,10 @@ impl Daemon {
         let daemon = self.clone();
         let info = info.clone();
         self.inner.tasks.spawn(async move {
-            let limit = Mutex::new(RateLimit::new(20, Duration::from_secs(1)));
+            let mut limit = RateLimit::new(20, Duration::from_secs(1));
             let open = Arc::new(Semaphore::new(MAX_OPEN));
+            // A flood is audited once when it starts, not once per request.
+            let mut flooding = false;
             loop {
                 let conn = tokio::select! {
                     () = stop.cancelled() => break,
@@ -197,21 +200,21 @@ impl Daemon {
                         }
                     },
                 };
-                let allowed = limit
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .allow(Instant::now());
+                let allowed = limit.allow(Instant::now());
                 let permit = open.clone().try_acquire_owned().ok();
+                let refused = match (allowed, permit.is_some()) {
+                    (false, _) => Some("too many hook requests; slow down".to_owned()),
+                    (true, false) => Some(format!("more than {MAX_OPEN} hooks open at once")),
+                    (true, true) => None,
+                };
+                let audit = refused.is_none() || !flooding;
+                flooding = refused.is_some();
                 let d = daemon.clone();
                 let (info, agent, stop) = (info.clone(), agent.clone(), stop.clone());
                 d.inner.tasks.clone().spawn(async move {
-                    let _permit = permit.as_ref();
-                    let refused = match (allowed, permit.is_some()) {
-                        (false, _) => Some("too many hook requests; slow down".to_owned()),
-                        (true, false) => Some(format!("more than {MAX_OPEN} hooks open at once")),
-                        (true, true) => None,
-                    };
-                    d.answer_connection(conn, &info, &agent, refused, stop).await;
+                    let _permit = permit;
+                    d.answer_connection(conn, &info, &agent, refused, audit, stop)
+                        .await;
                 });
             }
         });
@@ -223,6 +226,7 @@ impl Daemon {
         info: &SessionInfo,
         agent: &str,
         refused: Option<String>,
+        audit: bool,
         stop: CancellationToken,
     ) {
         let reply = match refused {
@@ -233,7 +237,7 @@ impl Daemon {
             },
         };
         let reply = reply.unwrap_or_else(|reason| HookReply::Refused { reason });
-        if let HookReply::Refused { reason } = &reply {
+        if let (HookReply::Refused { reason }, true) = (&reply, audit) {
             self.inner
                 .audit
                 .record(

@@ -28,7 +28,7 @@ const OPENAI_KEY: [&str; 2] = ["sk-proj-agentstest", "-REALKEY-9c2e51d87f3a"];
 
 /// The CLI's native binary, or `None` (with a loud message) when the test CLIs are not
 /// installed and this is not CI.
-fn agent_binary(cli: &str) -> Option<PathBuf> {
+pub(super) fn agent_binary(cli: &str) -> Option<PathBuf> {
     match std::env::var_os("KAGED_TEST_AGENT_BIN") {
         Some(dir) => {
             let path = Path::new(&dir).join(cli);
@@ -108,6 +108,20 @@ fn screen_text(raw: &str) -> String {
         }
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Approves every tool call held for the operator: these runs are about the cage, and the
+/// approvals have their own tests (`suite::hooks`).
+pub(super) fn approve_all(d: &TestDaemon, s: &crate::fixture::Session) {
+    let list: kaged_api::ApprovalList = d.get_as(s, "/api/v1/approvals").json_as();
+    for a in list.approvals {
+        let r = d.post(
+            s,
+            &format!("/api/v1/approvals/{}", a.id),
+            &json!({"verdict": "approve"}),
+        );
+        assert!(r.status == 200 || r.status == 404, "{}", r.body);
+    }
 }
 
 struct Run {
@@ -225,6 +239,7 @@ fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str, mode: Mode
         std::thread::sleep(Duration::from_millis(500));
         input("\r");
         eventually(Duration::from_secs(120), || {
+            approve_all(&d, &s);
             let seen = llm.seen();
             seen.iter()
                 .any(|r| r.step == "finish")
@@ -244,6 +259,7 @@ fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str, mode: Mode
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let info: SessionInfo = eventually(Duration::from_secs(240), || {
+        approve_all(&d, &s);
         let v: SessionInfo = d.get_as(&s, &format!("/api/v1/sessions/{id}")).json_as();
         (v.state == SessionState::Exited)
             .then_some(v.clone())
@@ -416,6 +432,7 @@ fn claude_code_runs_caged_reaches_its_provider_only_through_the_gateway_and_neve
             "ANTHROPIC_AUTH_TOKEN",
             "ANTHROPIC_API_KEY",
             "CLAUDE_CONFIG_DIR",
+            "--settings",
             "DISABLE_AUTOUPDATER",
             "DISABLE_TELEMETRY",
             "DISABLE_ERROR_REPORTING",

@@ -9,6 +9,7 @@ mod durable;
 mod egress;
 mod first_run;
 pub(crate) mod hardening;
+mod hooks;
 mod input;
 mod launch;
 mod limits;
