@@ -3,6 +3,9 @@
 // The wire types are generated from the daemon's Rust types (./api.gen).
 
 import type {
+  ApprovalAnswer,
+  ApprovalList,
+  ApprovalOutcome,
   AuditPage,
   AuditParams,
   BranchDeleted,
@@ -34,6 +37,8 @@ import type {
 import { Store } from './store';
 
 export type {
+  Approval,
+  ApprovalVerdict,
   AgentState,
   AgentStatus,
   AgentAdapter,
@@ -177,6 +182,9 @@ export class Api {
   allSessions = () => this.request<SessionList>('GET', '/api/v1/sessions');
   signal = (id: string, body: SignalRequest) => this.request<SessionInfo>('POST', `/api/v1/sessions/${enc(id)}/signal`, body);
   endSession = (id: string) => this.request<SessionInfo>('DELETE', `/api/v1/sessions/${enc(id)}`);
+  approvals = () => this.request<ApprovalList>('GET', '/api/v1/approvals');
+  answerApproval = (id: string, body: ApprovalAnswer) =>
+    this.request<ApprovalOutcome>('POST', `/api/v1/approvals/${enc(id)}`, body);
   pushInfo = () => this.request<PushInfo>('GET', '/api/v1/push');
   subscribePush = (body: PushSubscribe) => this.request<PushSubscriptionView>('POST', '/api/v1/push/subscriptions', body);
   revokePush = (id: string) => this.request<PushRevoked>('DELETE', `/api/v1/push/subscriptions/${enc(id)}`);

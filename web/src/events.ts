@@ -22,6 +22,10 @@ export function touches(ev: Heard, scope: Scope): boolean {
     case 'egress':
       // A connection changes no session snapshot; the session page keeps its own log.
       return false;
+    case 'approval.requested':
+      return 'projectId' in scope ? ev.approval.project_id === scope.projectId : ev.approval.session_id === scope.sessionId;
+    case 'approval.answered':
+      return 'projectId' in scope ? ev.outcome.project_id === scope.projectId : ev.outcome.session_id === scope.sessionId;
     case 'agent.state':
       return 'projectId' in scope ? ev.project_id === scope.projectId : ev.session_id === scope.sessionId;
     case 'session.attached':
@@ -89,6 +93,8 @@ const EVENT_TYPES: Record<DaemonEvent['type'], true> = {
   'run.started': true,
   'run.ended': true,
   'agent.state': true,
+  'approval.requested': true,
+  'approval.answered': true,
   egress: true,
   gap: true,
   pong: true,

@@ -1238,3 +1238,49 @@ fn stand_ins_are_removed_only_while_still_empty() {
     assert!(!empty_dir.exists() && !empty_file.exists());
     assert!(full_dir.join("x").exists());
 }
+
+#[test]
+fn an_agent_s_cage_gets_the_hook_helper_and_its_socket_directory_read_only() {
+    let fx = fixture();
+    let argv = sh();
+    let policy = policy(&[("project:/", Access::Rw)]);
+    let socket_dir = fx.base.join("agent");
+    let helper = PathBuf::from("/opt/kaged/bin/kaged");
+    let cage = compile_on(
+        &CageRequest {
+            hook: Some(HookPlumbing {
+                socket_dir: &socket_dir,
+                helper: &helper,
+            }),
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    let text: Vec<String> = cage
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let window = |needle: &[&str]| text.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        window(&["--ro-bind", "/opt/kaged/bin/kaged", AGENT_HOOK]),
+        "{text:?}"
+    );
+    assert!(
+        window(&["--ro-bind", socket_dir.to_str().unwrap(), AGENT_SOCKET_DIR]),
+        "{text:?}"
+    );
+    // The command runs as declared: the helper is run by the CLI's hooks, not around it.
+    assert_eq!(&text[text.len() - 3..], ["--", "bash", "--norc"]);
+    // Without it, nothing of it is in the cage.
+    let plain = compile_on(&request(&fx.root, &policy, &argv), &host()).unwrap();
+    assert!(
+        !plain
+            .args
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with(AGENT_DIR)),
+        "{:?}",
+        plain.args
+    );
+}

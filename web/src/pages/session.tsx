@@ -3,7 +3,7 @@
 // byte offset this tab saw.
 
 import { useEffect, useState } from 'preact/hooks';
-import { type AgentAdapter, ApiError, type EgressConnection, type SessionInfo, type SignalName, enc } from '../api';
+import { type AgentAdapter, ApiError, type Approval, type ApprovalVerdict, type EgressConnection, type SessionInfo, type SignalName, enc } from '../api';
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import type { ConnState, Pending } from '../pty';
@@ -261,11 +261,89 @@ function AgentDetails({ agent }: { agent: AgentAdapter }) {
   );
 }
 
+/** The session's tool calls held for the operator, refetched whenever one is asked or answered. */
+function useApprovals(id: string) {
+  const api = useApi();
+  const events = useEvents();
+  const [held, setHeld] = useState<Approval[]>([]);
+  useEffect(() => {
+    const refresh = () => api.approvals().then((l) => setHeld(l.approvals.filter((a) => a.session_id === id)), () => {});
+    refresh();
+    return events.subscribe((ev) => {
+      if (ev.type === 'approval.requested' || ev.type === 'approval.answered' || ev.type === 'events.connected') refresh();
+    });
+  }, [api, events, id]);
+  return held;
+}
+
+/** What a careful person needs to decide: the exact command or change, where, and under which cage. */
+function ApprovalCard({ approval, onAnswer }: { approval: Approval; onAnswer: (v: ApprovalVerdict, note: string) => void }) {
+  const [note, setNote] = useState('');
+  const cage = approval.cage.state === 'caged' ? approval.cage.summary : null;
+  const network = cage === null ? 'no cage' : typeof cage.network === 'object' ? `allow ${cage.network.allow.join(', ') || 'only its model provider'}` : cage.network;
+  return (
+    <div class="approval-card" role="alertdialog" aria-label={`${approval.agent} asks to use ${approval.tool}`}>
+      <h3>
+        {approval.agent} in {approval.project_id} asks to use <code>{approval.tool}</code>
+      </h3>
+      {approval.command !== null && <pre class="approval-command">{approval.command}</pre>}
+      {approval.path !== null && (
+        <p>
+          File <code>{approval.path}</code>
+        </p>
+      )}
+      {approval.diff !== null && <pre class="approval-diff">{approval.diff}</pre>}
+      {approval.description !== null && <p>{approval.description}</p>}
+      <dl class="approval-policy">
+        {approval.cwd !== null && (
+          <>
+            <dt>Working directory</dt>
+            <dd>
+              <code>{approval.cwd}</code>
+            </dd>
+          </>
+        )}
+        <dt>Files</dt>
+        <dd>{cage === null ? 'the host, uncaged' : cage.grants.map((g) => `${g.host_path} (${g.access})`).join(', ') || 'none'}</dd>
+        <dt>Network</dt>
+        <dd>{network}</dd>
+        {cage !== null && (
+          <>
+            <dt>Limits</dt>
+            <dd>
+              <code>{JSON.stringify(cage.limits)}</code>
+            </dd>
+          </>
+        )}
+        <dt>If nobody answers</dt>
+        <dd>
+          {approval.on_timeout === 'deny' ? 'denied' : "the CLI's own prompt"} after {approval.timeout_secs}s
+        </dd>
+      </dl>
+      <label>
+        Note to the agent (optional){' '}
+        <input type="text" value={note} maxLength={2000} onInput={(e) => setNote((e.target as HTMLInputElement).value)} />
+      </label>
+      <div class="approval-actions">
+        <button type="button" onClick={() => onAnswer('approve', note)}>
+          Approve
+        </button>
+        <button type="button" class="danger" onClick={() => onAnswer('deny', note)}>
+          Deny
+        </button>
+      </div>
+    </div>
+  );
+}
+
 export function SessionPage({ id }: { id: string }) {
   const api = useApi();
   const { session, setSession, error, refresh, stillThere, act } = useSession(id);
   const term = useTerminal(id, { onEnded: refresh, shouldRetry: stillThere });
   const exited = term.conn.kind === 'exited' || session?.state === 'exited';
+  const held = useApprovals(id);
+  const answer = (a: Approval, verdict: ApprovalVerdict, note: string) =>
+    act(() => api.answerApproval(a.id, { verdict, note: note.trim() === '' ? null : note.trim() }));
 
   const signal = (signal: SignalName) => act(() => api.signal(id, { signal })).then(term.focus);
   const end = () => {
@@ -281,6 +359,9 @@ export function SessionPage({ id }: { id: string }) {
         <SessionActions disabled={exited} onSignal={signal} onEnd={end} />
       </div>
       <ErrorBox error={error} />
+      {held.map((a) => (
+        <ApprovalCard key={a.id} approval={a} onAnswer={(v, note) => answer(a, v, note)} />
+      ))}
       <InputNotes pending={term.pending} undelivered={term.undelivered} refused={term.refused} />
       <div class="term-host" ref={term.host} />
       <KeyBar target={term.keys} />

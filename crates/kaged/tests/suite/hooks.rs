@@ -179,11 +179,15 @@ fn claude_code_runs_a_command_only_once_approved_and_a_denial_s_note_reaches_the
         summary.network
     );
     assert_eq!(held.cwd.as_deref(), Some(run.root.to_str().unwrap()));
-    let state = info.agent.clone().expect("an agent state");
-    assert_eq!(
-        (state.status, state.signal, state.reason.as_deref()),
-        (AgentStatus::Waiting, AgentSignal::Hook, Some(command))
-    );
+    // The run waits for the operator, with the command as its reason.
+    eventually(Duration::from_secs(10), || {
+        let state = run.session(&id).agent.ok_or("no agent state")?;
+        (state.status == AgentStatus::Waiting
+            && state.signal == AgentSignal::Hook
+            && state.reason.as_deref() == Some(command))
+        .then_some(())
+        .ok_or_else(|| format!("{state:?}"))
+    });
     assert!(!marker.exists(), "the command ran before it was approved");
     run.answer(&held, json!({"verdict": "approve"}));
     let ended = run.wait_end(&id, true);
