@@ -230,7 +230,15 @@ impl Daemon {
         stop: CancellationToken,
     ) {
         let reply = match refused {
-            Some(reason) => Err(reason),
+            Some(reason) => {
+                // Read what was sent, briefly and capped, so that the reply is not lost to a
+                // reset for unread data.
+                let mut sink = Vec::new();
+                let mut limited = (&mut conn).take(HOOK_MAX_BYTES as u64 + 1);
+                let drain = limited.read_to_end(&mut sink);
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                Err(reason)
+            }
             None => match read_request(&mut conn).await {
                 Ok(req) => Ok(self.on_hook(info, agent, req, stop).await),
                 Err(reason) => Err(reason),
