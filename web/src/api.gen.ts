@@ -51,7 +51,15 @@ on_stop: Sourced<SessionsOnStop>,
 /**
  * `sessions.agent_idle_ms`: quiet this long after output, an agent is waiting.
  */
-agent_idle_ms: Sourced<number>, };
+agent_idle_ms: Sourced<number>, 
+/**
+ * `sessions.approval_timeout_secs`: how long a held tool call waits for the operator.
+ */
+approval_timeout_secs: Sourced<number>, 
+/**
+ * `sessions.approval_default`: what applies when nobody answers in time.
+ */
+approval_default: Sourced<ApprovalDefault>, };
 
 /**
  * How the listener treats slow and numerous clients (`server.*`).
@@ -702,7 +710,7 @@ export type AgentStatus = "starting" | "working" | "waiting" | "done" | "error";
 /**
  * What told kaged the state changed.
  */
-export type AgentSignal = "start" | "output" | "bell" | "osc9" | "osc777" | "osc99" | "idle" | "exit";
+export type AgentSignal = "start" | "output" | "bell" | "osc9" | "osc777" | "osc99" | "idle" | "exit" | "hook";
 
 /**
  * An agent run's state with a short reason: the notification's text, or the last line
@@ -775,7 +783,90 @@ export type PushMessage = { title: string, body: string,
  */
 url: string, session_id: string, status: AgentStatus, };
 
-export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "agent.state", session_id: string, project_id: string, agent: string, state: AgentState, } | { "type": "egress", connection: EgressConnection, } | { "type": "gap", missed: number, } | { "type": "pong" };
+/**
+ * A held tool call's outcome, as the CLI's hook answers it.
+ */
+export type HookDecision = "allow" | "deny" | "ask";
+
+/**
+ * What applies when the operator does not answer in time (`sessions.approval_default`).
+ */
+export type ApprovalDefault = "deny" | "ask";
+
+/**
+ * A tool call held for the operator, with what a careful person needs to decide.
+ */
+export type Approval = { id: string, session_id: string, project_id: string, agent: string, 
+/**
+ * The operator whose session it is.
+ */
+owner: string, 
+/**
+ * The CLI's tool name (`Bash`, `Edit`, `Write`, ...).
+ */
+tool: string, 
+/**
+ * The exact shell command, for a shell tool.
+ */
+command: string | null, 
+/**
+ * The file, for an edit or a write.
+ */
+path: string | null, 
+/**
+ * The change for an edit (`- old` / `+ new` lines) or the content for a write.
+ */
+diff: string | null, 
+/**
+ * The CLI's own description of the call, when it gave one.
+ */
+description: string | null, 
+/**
+ * The working directory the CLI reported.
+ */
+cwd: string | null, 
+/**
+ * The tool call's whole input as the CLI sent it (JSON text).
+ */
+input: string, 
+/**
+ * The cage it runs in: grants, network allowlist, limits.
+ */
+cage: CageState, requested: Timestamp, 
+/**
+ * Seconds until `on_timeout` applies.
+ */
+timeout_secs: number, on_timeout: ApprovalDefault, };
+
+/**
+ * The approvals waiting for an answer that the caller may answer or see.
+ */
+export type ApprovalList = { approvals: Array<Approval>, };
+
+/**
+ * The operator's answer.
+ */
+export type ApprovalVerdict = "approve" | "deny";
+
+/**
+ * `POST /api/v1/approvals/{id}`.
+ */
+export type ApprovalAnswer = { verdict: ApprovalVerdict, 
+/**
+ * Goes back to the agent with the answer (at most 2000 characters).
+ */
+note: string | null, };
+
+/**
+ * How an approval ended.
+ */
+export type ApprovalOutcome = { approval_id: string, session_id: string, project_id: string, decision: HookDecision, 
+/**
+ * Who answered; `None` when the timeout default applied or the run went away.
+ */
+by: string | null, note: string | null, };
+
+export type DaemonEvent = { "type": "session.started", session: SessionInfo, } | { "type": "session.exited", session: SessionInfo, } | { "type": "session.attached", session_id: string, project_id: string, actor: string, } | { "type": "run.started", session: SessionInfo, agent: string, } | { "type": "run.ended", session: SessionInfo, agent: string, } | { "type": "agent.state", session_id: string, project_id: string, agent: string, state: AgentState, } | { "type": "approval.requested", approval: Approval, } | { "type": "approval.answered", outcome: ApprovalOutcome, } | { "type": "egress", connection: EgressConnection, } | { "type": "gap", missed: number, } | { "type": "pong" };
 
 /**
  * One audit row. `data` differs per event type and never holds a secret.
