@@ -662,3 +662,31 @@ fn an_adopted_agent_run_is_followed_from_where_it_is_without_replaying_old_notif
         rows.events
     );
 }
+
+#[test]
+fn an_adopted_agent_s_cage_reaches_the_new_daemon_through_its_agent_socket() {
+    let mut d = daemon().env("KAGED_SESSIONS_ON_STOP", "keep").start();
+    let s = d.login();
+    // The agent's own hook helper, run inside its cage once the daemon has been replaced.
+    let proj = project_dir(
+        "version: 1\nproject: demo\nprimary:\n  command: [sh, -c, \"sleep 6; echo '{\\\"message\\\":\\\"asked after the restart\\\"}' | /run/kaged-agent/kaged __hook notification; sleep 60\"]\n",
+    );
+    load(&d, &s, proj.path());
+    let run = start(&d, &s, json!({"agent": "primary"}));
+    let _reap = Reap(vec![run.id.clone()]);
+    d = d.restart();
+    let s = d.login();
+    let state = eventually(Duration::from_secs(30), || {
+        let a = info(&d, &s, &run.id).agent.ok_or("no agent state")?;
+        (a.reason.as_deref() == Some("asked after the restart"))
+            .then_some(a.clone())
+            .ok_or_else(|| format!("no notification yet: {a:?}"))
+    });
+    assert_eq!(
+        (state.status, state.signal),
+        (
+            kaged_api::AgentStatus::Waiting,
+            kaged_api::AgentSignal::Hook
+        )
+    );
+}

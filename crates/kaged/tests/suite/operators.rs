@@ -155,6 +155,9 @@ fn classify(method: &str, path: &str) -> Expect {
             | "/api/v1/projects/{id}/worktrees/unknown",
         ) => Expect::Unrelated,
         ("POST", "/api/v1/projects/{id}/sessions") => Expect::Unrelated,
+        // Held tool calls follow their session's owner;
+        // `only_the_owner_or_an_admin_sees_and_answers_an_approval` checks them.
+        (_, "/api/v1/approvals" | "/api/v1/approvals/{id}") => Expect::Unrelated,
         // Each operator's own devices; `push_subscriptions_are_each_operators_own` checks them.
         (_, "/api/v1/push" | "/api/v1/push/subscriptions" | "/api/v1/push/subscriptions/{id}") => {
             Expect::Unrelated
@@ -446,4 +449,95 @@ fn push_subscriptions_are_each_operators_own() {
     assert_eq!(r.status, 404, "{}", r.body);
     let mine = alice.call(&d, "GET", "/api/v1/push", None);
     assert_eq!(mine.json()["subscriptions"][0]["id"], id.as_str());
+}
+
+#[test]
+fn only_the_owner_or_an_admin_sees_and_answers_an_approval() {
+    let d = sidecar(false);
+    let alice = Op::new(&d, "alice@example.com", "dev");
+    let bob = Op::new(&d, "bob@example.com", "dev");
+    let carol = Op::new(&d, "carol@example.com", "ops");
+    let proj = project_dir("version: 1\nproject: shared\nprimary:\n  command: [sleep, \"300\"]\n");
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    let r = alice.call(&d, "POST", "/api/v1/projects", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = alice.call(
+        &d,
+        "POST",
+        "/api/v1/projects/shared/sessions",
+        Some(r#"{"agent": "primary"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let run: SessionInfo = r.json_as();
+    // The cage's helper asks, as Claude Code's PreToolUse hook would; it waits for the answer.
+    let socket = d
+        .runtime_dir()
+        .join("agent")
+        .join(&run.id)
+        .join("hook.sock");
+    let asked = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        let req = serde_json::json!({"event": "pre-tool-use", "payload": {
+            "tool_name": "Bash", "tool_input": {"command": "make deploy"}, "cwd": "/srv"}});
+        conn.write_all(req.to_string().as_bytes()).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        reply
+    });
+    let listed = |op: &Op| -> Vec<kaged_api::Approval> {
+        let l: kaged_api::ApprovalList = op.call(&d, "GET", "/api/v1/approvals", None).json_as();
+        l.approvals
+    };
+    let held = eventually(Duration::from_secs(10), || {
+        listed(&alice)
+            .into_iter()
+            .next()
+            .ok_or_else(|| "nothing held yet".to_owned())
+    });
+    assert_eq!(
+        (held.command.as_deref(), held.owner.as_str()),
+        (Some("make deploy"), "alice@example.com")
+    );
+    assert_eq!(listed(&bob), vec![]);
+    assert_eq!(listed(&carol), vec![held.clone()]);
+    let path = format!("/api/v1/approvals/{}", held.id);
+    let approve = Some(r#"{"verdict": "approve", "note": "go ahead"}"#);
+    let r = bob.call(&d, "POST", &path, approve);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, ErrorCode::Forbidden),
+        "{}",
+        r.body
+    );
+    // Shared for writing, bob may type into the session, but still not answer for alice.
+    let share = r#"{"user": "bob@example.com", "access": "write"}"#;
+    let r = alice.call(
+        &d,
+        "POST",
+        &format!("/api/v1/sessions/{}/shares", run.id),
+        Some(share),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(listed(&bob), vec![held.clone()]);
+    let r = bob.call(&d, "POST", &path, approve);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, ErrorCode::Forbidden),
+        "{}",
+        r.body
+    );
+    let r = carol.call(&d, "POST", &path, approve);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply: serde_json::Value = serde_json::from_str(&asked.join().unwrap()).unwrap();
+    assert_eq!(
+        reply,
+        serde_json::json!({"reply": "decision", "decision": "allow", "note": "go ahead"})
+    );
+    // Answered once: a second answer finds nothing.
+    let r = alice.call(&d, "POST", &path, approve);
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = alice.call(&d, "DELETE", &format!("/api/v1/sessions/{}", run.id), None);
+    assert_eq!(r.status, 200, "{}", r.body);
 }
