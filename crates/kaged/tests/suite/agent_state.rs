@@ -424,3 +424,69 @@ async fn a_shell_session_has_no_agent_stream_and_bad_subscriptions_are_refused()
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("p256dh"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_tool_call_pushes_a_short_summary_never_the_command() {
+    let d = daemon()
+        .config("[push]\ncontact = \"mailto:ops@example.com\"\n", 0o600)
+        .start();
+    let s = d.login();
+    let proj = project_dir("version: 1\nproject: agents\nprimary:\n  command: [sleep, \"60\"]\n");
+    let r = d.post(&s, "/api/v1/projects", &json!({"path": proj.path()}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (service, mut pushes) = push_service().await;
+    let browser = Browser::new();
+    let sub = json!({"endpoint": format!("{service}/push/phone-1"), "keys": browser.keys(),
+                     "label": "phone", "expirationTime": null});
+    let r = d.post(&s, "/api/v1/push/subscriptions", &sub);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info: PushInfo = d.get_as(&s, "/api/v1/push").json_as();
+    let run = start(&d, &s, "primary");
+    let id = run.id.clone();
+    // What the cage's hook helper sends for Claude Code's PreToolUse; it waits for the answer.
+    let command = "curl -H 'Authorization: Bearer sk-live-secret' https://example.com/deploy";
+    let socket = d.runtime_dir().join("agent").join(&id).join("hook.sock");
+    let req = json!({"event": "pre-tool-use", "payload": {"tool_name": "Bash",
+                     "tool_input": {"command": command}, "cwd": "/srv"}});
+    let asked = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        conn.write_all(req.to_string().as_bytes()).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        reply
+    });
+    let got = tokio::time::timeout(Duration::from_secs(10), pushes.recv())
+        .await
+        .expect("a push within 10 s")
+        .unwrap();
+    let message = browser.open(&got, &info.vapid_public_key, &service);
+    assert_eq!(
+        message,
+        PushMessage {
+            title: "agents: primary is waiting for you".into(),
+            body: "asks to run a tool call: open kaged to approve or deny".into(),
+            url: format!("/#/sessions/{id}"),
+            session_id: id.clone(),
+            status: AgentStatus::Waiting,
+        }
+    );
+    // The signed-in API has the command; the state's reason too.
+    let held: kaged_api::ApprovalList = d.get_as(&s, "/api/v1/approvals").json_as();
+    assert_eq!(held.approvals.len(), 1, "{held:?}");
+    assert_eq!(held.approvals[0].command.as_deref(), Some(command));
+    let r = d.post(
+        &s,
+        &format!("/api/v1/approvals/{}", held.approvals[0].id),
+        &json!({"verdict": "deny"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply: serde_json::Value = serde_json::from_str(&asked.await.unwrap()).unwrap();
+    assert_eq!(
+        reply,
+        json!({"reply": "decision", "decision": "deny", "note": null})
+    );
+    let r = d.delete(&s, &format!("/api/v1/sessions/{id}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
