@@ -304,56 +304,33 @@ impl Daemon {
         p: &Value,
         stop: CancellationToken,
     ) -> HookReply {
-        let settings = &self.inner.settings.sessions;
-        let wait = settings.approval_timeout.value;
-        let on_timeout = settings.approval_default.value;
-        let tool = text(p, "tool_name").unwrap_or("an unnamed tool").to_owned();
-        let input = p.get("tool_input").cloned().unwrap_or(Value::Null);
-        let (command, path, diff) = describe_call(&tool, &input);
-        let Ok(id) = kaged_session::new_session_id() else {
+        let Some(approval) = self.approval_for(run, info, p) else {
             return HookReply::Refused {
                 reason: "the daemon cannot name an approval".to_owned(),
             };
         };
-        let approval = Approval {
-            id,
-            session_id: info.id.clone(),
-            project_id: info.project_id.clone(),
-            agent: run.agent.to_owned(),
-            owner: info.actor.clone(),
-            tool: tool.clone(),
-            command: command.clone(),
-            path: path.clone(),
-            diff,
-            description: text(&input, "description").map(str::to_owned),
-            cwd: text(p, "cwd").map(str::to_owned),
-            input: input.to_string(),
-            cage: info.origin.cage.clone(),
-            requested: Timestamp::now(),
-            timeout_secs: wait.as_secs(),
-            on_timeout,
-        };
         let (tx, rx) = oneshot::channel();
-        self.pending().insert(
-            approval.id.clone(),
-            Pending {
-                approval: approval.clone(),
-                answer: tx,
-            },
-        );
+        let pending = Pending {
+            approval: approval.clone(),
+            answer: tx,
+        };
+        self.pending().insert(approval.id.clone(), pending);
+        let data = json!(approval);
         self.audit_approval(
             EventType::ApprovalRequested,
             Some(run.actor),
             &approval,
-            json!(approval),
+            data,
         )
         .await;
         self.publish(DaemonEvent::ApprovalRequested {
             approval: approval.clone(),
         });
-        let what = command.or(path).unwrap_or_else(|| tool.clone());
-        let state = AgentState::new(AgentStatus::Waiting, AgentSignal::Hook, Some(&what));
+        let what = approval.command.as_ref().or(approval.path.as_ref());
+        let what = what.unwrap_or(&approval.tool);
+        let state = AgentState::new(AgentStatus::Waiting, AgentSignal::Hook, Some(what));
         self.set_agent_state(run, state).await;
+        let wait = Duration::from_secs(approval.timeout_secs);
         // `None`: the run ended (or the daemon let go of it) before anyone answered.
         let answered = tokio::select! {
             a = tokio::time::timeout(wait, rx) => a.map(Result::ok),
@@ -368,7 +345,7 @@ impl Daemon {
                 None,
                 None,
             ),
-            Err(_) => match on_timeout {
+            Err(_) => match approval.on_timeout {
                 ApprovalDefault::Deny => (
                     HookDecision::Deny,
                     Some(format!(
@@ -389,7 +366,7 @@ impl Daemon {
             by: by.clone(),
             note: note.clone(),
         };
-        let data = json!({"outcome": outcome, "from": from, "tool": tool});
+        let data = json!({"outcome": outcome, "from": from, "tool": approval.tool});
         self.audit_approval(EventType::ApprovalAnswered, by.as_deref(), &approval, data)
             .await;
         self.publish(DaemonEvent::ApprovalAnswered { outcome });
@@ -398,6 +375,32 @@ impl Daemon {
             self.set_agent_state(run, state).await;
         }
         HookReply::Decision { decision, note }
+    }
+
+    /// The approval card for a Claude Code `PreToolUse` payload; `None` when no id can be made.
+    fn approval_for(&self, run: &Run<'_>, info: &SessionInfo, p: &Value) -> Option<Approval> {
+        let settings = &self.inner.settings.sessions;
+        let tool = text(p, "tool_name").unwrap_or("an unnamed tool").to_owned();
+        let input = p.get("tool_input").cloned().unwrap_or(Value::Null);
+        let (command, path, diff) = describe_call(&tool, &input);
+        Some(Approval {
+            id: kaged_session::new_session_id().ok()?,
+            session_id: info.id.clone(),
+            project_id: info.project_id.clone(),
+            agent: run.agent.to_owned(),
+            owner: info.actor.clone(),
+            tool,
+            command,
+            path,
+            diff,
+            description: text(&input, "description").map(str::to_owned),
+            cwd: text(p, "cwd").map(str::to_owned),
+            input: input.to_string(),
+            cage: info.origin.cage.clone(),
+            requested: Timestamp::now(),
+            timeout_secs: settings.approval_timeout.value.as_secs(),
+            on_timeout: settings.approval_default.value,
+        })
     }
 
     async fn audit_approval(
