@@ -49,7 +49,7 @@ pub(crate) const EXIT_FILE: &str = "exit.json";
 const MAX_MESSAGE: usize = 4096;
 
 /// How long a daemon waits for a holder's hello before giving up on it.
-const HELLO_PATIENCE: Duration = Duration::from_secs(5);
+const HELLO_PATIENCE: Duration = Duration::from_secs(15);
 
 /// How long a holder whose process already ended waits for the daemon that started it to take
 /// the master; after that it keeps the output in the transcript itself.

@@ -35,7 +35,7 @@ fn load(d: &TestDaemon, s: &Session, root: &Path) {
 
 fn start(d: &TestDaemon, s: &Session, body: Value) -> SessionInfo {
     let r = d.post(s, "/api/v1/projects/demo/sessions", &body);
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}\ndaemon log:\n{}", r.body, d.stderr());
     r.json_as()
 }
 
