@@ -97,29 +97,11 @@ impl Modes {
     fn scan(&mut self, bytes: &[u8]) {
         let mut rest = bytes;
         if !self.partial.is_empty() {
-            // Finish the sequence cut at the last boundary, byte by byte.
-            let mut i = 0;
-            while i < rest.len() {
-                self.partial.push(rest[i]);
-                i += 1;
-                match sequence_len(&self.partial) {
-                    Seq::Complete(_) => {
-                        let seq = std::mem::take(&mut self.partial);
-                        self.dispatch(&seq);
-                        break;
-                    }
-                    Seq::Invalid => {
-                        self.partial.clear();
-                        break;
-                    }
-                    Seq::Incomplete if self.partial.len() > SEQ_MAX => {
-                        self.partial.clear();
-                        break;
-                    }
-                    Seq::Incomplete => {}
-                }
+            let (used, seq) = finish_cut_sequence(&mut self.partial, rest, SEQ_MAX, sequence_len);
+            if let Some(seq) = seq {
+                self.dispatch(&seq);
             }
-            rest = &rest[i..];
+            rest = &rest[used..];
             if !self.partial.is_empty() {
                 return;
             }
@@ -236,6 +218,33 @@ pub(crate) enum Seq {
     Complete(usize),
     Incomplete,
     Invalid,
+}
+
+/// Continues an escape sequence cut by the last chunk boundary, a byte at a time, as `len`
+/// reads sequences: returns how many bytes of `bytes` it took, and the sequence once whole. One
+/// that turns out invalid or longer than `max` is dropped.
+pub(crate) fn finish_cut_sequence(
+    partial: &mut Vec<u8>,
+    bytes: &[u8],
+    max: usize,
+    len: fn(&[u8]) -> Seq,
+) -> (usize, Option<Vec<u8>>) {
+    for (i, &b) in bytes.iter().enumerate() {
+        partial.push(b);
+        match len(partial) {
+            Seq::Complete(_) => return (i + 1, Some(std::mem::take(partial))),
+            Seq::Invalid => {
+                partial.clear();
+                return (i + 1, None);
+            }
+            Seq::Incomplete if partial.len() > max => {
+                partial.clear();
+                return (i + 1, None);
+            }
+            Seq::Incomplete => {}
+        }
+    }
+    (bytes.len(), None)
 }
 
 /// The length of the escape sequence at the start of `s` (which starts with ESC).

@@ -7,7 +7,7 @@
 
 use kaged_api::AgentSignal;
 
-use crate::screen::{Seq, sequence_len};
+use crate::screen::{Seq, finish_cut_sequence, sequence_len};
 
 /// An escape sequence longer than this carries no notification worth reading.
 const SEQ_MAX: usize = 4096;
@@ -44,26 +44,11 @@ impl SignalScanner {
         let mut out = Scan::default();
         let mut i = 0;
         if !self.partial.is_empty() {
-            while i < bytes.len() {
-                self.partial.push(bytes[i]);
-                i += 1;
-                match escape_len(&self.partial) {
-                    Seq::Complete(_) => {
-                        let seq = std::mem::take(&mut self.partial);
-                        self.sequence(&seq, &mut out);
-                        break;
-                    }
-                    Seq::Invalid => {
-                        self.partial.clear();
-                        break;
-                    }
-                    Seq::Incomplete if self.partial.len() > SEQ_MAX => {
-                        self.partial.clear();
-                        break;
-                    }
-                    Seq::Incomplete => {}
-                }
+            let (used, seq) = finish_cut_sequence(&mut self.partial, bytes, SEQ_MAX, escape_len);
+            if let Some(seq) = seq {
+                self.sequence(&seq, &mut out);
             }
+            i = used;
             if !self.partial.is_empty() {
                 return out;
             }
