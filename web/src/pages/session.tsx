@@ -180,10 +180,19 @@ function EgressLog({ id }: { id: string }) {
     api.audit({ type: 'egress.', session_id: id, limit: 200 }).then(
       (page) => {
         const past = page.events.map((r) => r.data as EgressConnection).reverse();
-        // What arrived live while the page loaded is not in the page yet, or is: keep one.
-        const key = (c: EgressConnection) => JSON.stringify(c);
-        const seen = new Set(past.map(key));
-        setLog([...past, ...live.filter((c) => !seen.has(key(c)))]);
+        // What arrived live while the page loaded may be in the page too: each live record
+        // cancels one equal record of the page. Fields are compared one by one, since the
+        // audit row and the event list them in different orders.
+        const key = (c: EgressConnection) =>
+          [c.via, c.host, c.port, c.address ?? '', c.decision, c.rule, c.bytes_up, c.bytes_down, c.duration_ms].join('\u0000');
+        const inPage = new Map<string, number>();
+        for (const c of past) inPage.set(key(c), (inPage.get(key(c)) ?? 0) + 1);
+        const newer = live.filter((c) => {
+          const n = inPage.get(key(c)) ?? 0;
+          if (n > 0) inPage.set(key(c), n - 1);
+          return n === 0;
+        });
+        setLog([...past, ...newer]);
       },
       () => {},
     );
