@@ -194,6 +194,9 @@ pub enum SettingKind {
     Flag,
     /// A key of a configuration document handed to the CLI (in an argument or a variable).
     Config,
+    /// A host file bound read-only into the cage (the CLI itself, when it is installed where
+    /// the cage cannot see it).
+    Mount,
 }
 
 /// One thing an adapter set. `value` is shown unless it is a stand-in key or a document the

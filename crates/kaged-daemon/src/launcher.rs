@@ -48,6 +48,9 @@ pub struct Plan {
     /// What the agent's adapter made of them ([`crate::adapters::adapt`]); the session runs
     /// its argv and environment instead of the declared command alone.
     pub adapted: Option<Adapted>,
+    /// The agent's CLI, when it is installed where its cage cannot see it
+    /// ([`crate::program::locate`]); `argv[0]` then names it in the cage.
+    pub program: Option<crate::program::Located>,
 }
 
 fn invalid(msg: impl Into<String>) -> OpError {
@@ -145,6 +148,7 @@ pub fn plan(project: &LoadedProject, req: StartSession, facts: &HostFacts) -> Op
         rows,
         agent: agent_spec,
         adapted: None,
+        program: None,
     })
 }
 
@@ -427,6 +431,7 @@ fn cage(
             _ => None,
         },
         linked_git: project.linked_git.as_ref(),
+        program: plan.program.as_ref().map(crate::program::Located::bind),
     };
     kaged_sandbox::compile_on(&req, &facts.cage_host)
         .map_err(|e| invalid(format!("cannot build the cage: {e}")))
@@ -476,7 +481,7 @@ fn run_argv(plan: &Plan) -> &[String] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::path::PathBuf;
@@ -498,7 +503,7 @@ mod tests {
         }
     }
 
-    fn facts(sandbox: bool) -> HostFacts {
+    pub(crate) fn facts(sandbox: bool) -> HostFacts {
         HostFacts {
             sandbox_enabled: sandbox,
             insecure_auth: false,

@@ -21,6 +21,7 @@ mod listener;
 mod lock;
 mod ops;
 mod owners;
+mod program;
 mod projects;
 mod startup;
 mod worktrees;

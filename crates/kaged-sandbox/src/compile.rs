@@ -82,6 +82,28 @@ pub const AGENT_SOCKET_DIR: &str = "/run/kaged-agent/hook";
 /// kaged's binary inside the cage, run as `kaged __hook <event>`.
 pub const AGENT_HOOK: &str = "/run/kaged-agent/kaged";
 
+/// Where an agent CLI installed outside the cage's view (`~/.local/bin/claude`, the native
+/// installers' default) is bound read-only, one file per program, so that a declared
+/// `command: [claude]` runs the operator's own CLI without granting their home.
+pub const AGENT_BIN_DIR: &str = "/run/kaged-agent/bin";
+
+/// An agent CLI's executable on the host, bound read-only at [`AGENT_BIN_DIR`]`/<name>`; the
+/// cage's argv names it there ([`ProgramBind::in_cage`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramBind<'a> {
+    /// The executable itself, symlinks resolved.
+    pub host: &'a Path,
+    /// The program's name as declared (`claude`): the file name inside the cage.
+    pub name: &'a str,
+}
+
+impl ProgramBind<'_> {
+    /// The program's path inside the cage.
+    pub fn in_cage(&self) -> String {
+        format!("{AGENT_BIN_DIR}/{}", self.name)
+    }
+}
+
 /// The host side of an agent's hook channel.
 #[derive(Debug, Clone, Copy)]
 pub struct HookPlumbing<'a> {
@@ -128,6 +150,8 @@ pub struct CageRequest<'a> {
     pub hook: Option<HookPlumbing<'a>>,
     /// When the project root is a linked git worktree: its git dirs, which lie outside it.
     pub linked_git: Option<&'a LinkedGit>,
+    /// An agent CLI that lives where the cage cannot see it.
+    pub program: Option<ProgramBind<'a>>,
 }
 
 /// A ready-to-spawn cage. Keep it alive until the child is spawned: `keep_fds` are the grants
@@ -267,6 +291,10 @@ pub enum CageError {
     InvalidEnvName { name: String },
     #[error("the value of environment variable {name:?} contains a NUL byte")]
     NulInEnvValue { name: String },
+    #[error(
+        "agent program {path}: {reason}; install the CLI under /usr or /opt, or declare its full path"
+    )]
+    BadProgram { path: PathBuf, reason: String },
     #[error("the cage command is empty; give at least a program name")]
     EmptyArgv,
     #[error("cage command argument {index} ({arg:?}) contains a NUL byte")]
@@ -420,6 +448,10 @@ pub fn compile_on(req: &CageRequest<'_>, host: &HostSystem) -> Result<CompiledCa
         push(&[&"--ro-bind", &h.helper, &AGENT_HOOK]);
         // Read-only, as the gateway's: connect, never replace.
         push(&[&"--ro-bind", &h.socket_dir, &AGENT_SOCKET_DIR]);
+    }
+    if let Some(p) = req.program {
+        check_program(&p)?;
+        push(&[&"--ro-bind", &p.host, &p.in_cage()]);
     }
     let mut keep_fds = Vec::new();
     match scratch {
@@ -925,6 +957,27 @@ fn cage_cwd(
         });
     }
     Ok(real)
+}
+
+/// A bound program is one plain executable file, named by a plain file name: nothing that
+/// could put it elsewhere in the cage, or bind a directory of the operator's.
+fn check_program(p: &ProgramBind<'_>) -> Result<(), CageError> {
+    let bad = |reason: &str| CageError::BadProgram {
+        path: p.host.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if p.name.is_empty() || p.name.contains('/') || p.name.contains('\0') || p.name.starts_with('.')
+    {
+        return Err(bad("its name must be a plain file name"));
+    }
+    if !p.host.is_absolute() {
+        return Err(bad("the path must be absolute"));
+    }
+    match std::fs::metadata(p.host) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(bad("it is not a regular file")),
+        Err(e) => Err(bad(&e.to_string())),
+    }
 }
 
 fn check_argv(argv: &[String]) -> Result<(), CageError> {

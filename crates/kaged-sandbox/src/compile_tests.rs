@@ -74,6 +74,7 @@ fn request<'a>(root: &'a Path, policy: &'a CagePolicy, argv: &'a [String]) -> Ca
         egress: None,
         hook: None,
         linked_git: None,
+        program: None,
     }
 }
 
@@ -1167,6 +1168,7 @@ fn a_linked_worktrees_git_dirs_are_bound_as_named_and_a_planted_symlink_is_refus
     let policy = CagePolicy::default();
     let req = CageRequest {
         linked_git: Some(&git),
+        program: None,
         ..request(&wt, &policy, &argv)
     };
     let cage = compile_on(&req, &host()).unwrap();
@@ -1283,4 +1285,67 @@ fn an_agent_s_cage_gets_the_hook_helper_and_its_socket_directory_read_only() {
         "{:?}",
         plain.args
     );
+}
+
+#[test]
+fn an_agent_program_outside_the_cage_is_bound_alone_and_read_only_under_its_name() {
+    let fx = fixture();
+    let argv = vec![format!("{AGENT_BIN_DIR}/claude")];
+    let policy = policy(&[("project:/", Access::Rw)]);
+    let exe = fx.base.join("versions").join("2.0.14");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::write(&exe, b"\x7fELF").unwrap();
+    let bind = ProgramBind {
+        host: &exe,
+        name: "claude",
+    };
+    let cage = compile_on(
+        &CageRequest {
+            program: Some(bind),
+            ..request(&fx.root, &policy, &argv)
+        },
+        &host(),
+    )
+    .unwrap();
+    let text: Vec<String> = cage
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let want = [
+        "--ro-bind",
+        exe.to_str().unwrap(),
+        "/run/kaged-agent/bin/claude",
+    ];
+    assert!(text.windows(3).any(|w| w == want), "{text:?}");
+    // Neither its directory nor anything else of the host's comes with it.
+    let dir = exe.parent().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(text.iter().filter(|a| **a == dir).count(), 0, "{text:?}");
+
+    // A directory, a name that could land elsewhere, a relative path: refused, naming it.
+    let dir_path = exe.parent().unwrap().to_owned();
+    let relative = PathBuf::from("versions/2.0.14");
+    for (host_path, name, says) in [
+        (&dir_path, "claude", "not a regular file"),
+        (&exe, "../claude", "plain file name"),
+        (&exe, ".hidden", "plain file name"),
+        (&relative, "claude", "absolute"),
+    ] {
+        let err = compile_on(
+            &CageRequest {
+                program: Some(ProgramBind {
+                    host: host_path,
+                    name,
+                }),
+                ..request(&fx.root, &policy, &argv)
+            },
+            &host(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(says) && err.contains(&host_path.display().to_string()),
+            "{err}"
+        );
+    }
 }

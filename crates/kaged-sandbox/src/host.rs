@@ -55,6 +55,14 @@ pub struct HostSystem {
 }
 
 impl HostSystem {
+    /// Whether `path` (symlinks resolved) is in the cage's read-only view of the system.
+    pub fn shows(&self, path: &Path) -> bool {
+        self.system.iter().any(|m| match m {
+            SystemMount::RoBind(dir) => path.starts_with(dir),
+            SystemMount::Symlink { .. } => false,
+        })
+    }
+
     /// Probes the host once per process.
     pub fn detect() -> &'static HostSystem {
         static HOST: OnceLock<HostSystem> = OnceLock::new();
@@ -298,6 +306,7 @@ pub fn self_test() -> Result<BwrapInfo, SelfTestError> {
             egress: None,
             hook: None,
             linked_git: None,
+            program: None,
         },
         host,
     )?;

@@ -15,10 +15,10 @@ mod linked_git;
 
 pub use cgroup::{CageCgroup, CgroupError};
 pub use compile::{
-    AGENT_DIR, AGENT_HOOK, AGENT_SOCKET_DIR, CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH, CageError,
-    CageRequest, CompiledCage, EGRESS_DIR, EGRESS_GATEWAY_DIR, EGRESS_PORT, EGRESS_RELAY,
-    EGRESS_RELAY_ARG, EGRESS_SOCKET, EGRESS_SOCKET_NAME, EgressPlumbing, HookPlumbing, compile,
-    compile_on, remove_mountpoints,
+    AGENT_BIN_DIR, AGENT_DIR, AGENT_HOOK, AGENT_SOCKET_DIR, CAGE_HOME, CAGE_HOSTNAME, CAGE_PATH,
+    CageError, CageRequest, CompiledCage, EGRESS_DIR, EGRESS_GATEWAY_DIR, EGRESS_PORT,
+    EGRESS_RELAY, EGRESS_RELAY_ARG, EGRESS_SOCKET, EGRESS_SOCKET_NAME, EgressPlumbing,
+    HookPlumbing, ProgramBind, compile, compile_on, remove_mountpoints,
 };
 pub use host::{HostSystem, SelfTestError, SystemMount, inspect_cgroups, self_test, setup_cgroups};
 pub use linked_git::LinkedGit;

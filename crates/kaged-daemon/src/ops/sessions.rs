@@ -158,10 +158,18 @@ impl Daemon {
         }
         .transpose()
         .inspect_err(|_| unbind())?;
-        if let Some(spec) = &plan.agent {
+        if let Some(spec) = plan.agent.clone() {
             // In a worktree, the adapter reads the agent's files there, as its cage will.
             let seen = place.as_ref().map_or(&project, |p| &p.project);
-            let adapted = self.adapt_agent(spec, &plan, seen, &dummy, hooks.is_some());
+            let located = self.locate_program(&plan, seen).inspect_err(|_| unbind())?;
+            if let (Some(l), Some(program)) = (&located, plan.argv.first_mut()) {
+                *program = l.bind().in_cage();
+            }
+            let mut adapted = self.adapt_agent(&spec, &plan, seen, &dummy, hooks.is_some());
+            if let Some(l) = &located {
+                adapted.details.settings.insert(0, program_setting(l));
+            }
+            plan.program = located;
             // The adapter's value wins over the gateway's generic one of the same name; either
             // replaces whatever the policy allowlists, so no host value gets in this way.
             for (name, value) in &adapted.env {
@@ -648,6 +656,21 @@ impl Daemon {
         }
     }
 
+    /// A recognised agent CLI installed where its cage cannot see it, to bind into the cage.
+    fn locate_program(
+        &self,
+        plan: &launcher::Plan,
+        project: &crate::LoadedProject,
+    ) -> OpResult<Option<crate::program::Located>> {
+        let (Some(cage), Some(program)) = (&plan.cage, plan.argv.first()) else {
+            return Ok(None);
+        };
+        if crate::adapters::recognise(&plan.argv).is_none() {
+            return Ok(None);
+        }
+        crate::program::locate(program, cage, &project.root, &self.inner.host)
+    }
+
     /// Runs the agent's adapter (see [`crate::adapters`]) over its declarations and this cage.
     fn adapt_agent(
         &self,
@@ -1008,5 +1031,17 @@ fn signal(name: SignalName) -> Signal {
         SignalName::Stop => Signal::SIGSTOP,
         SignalName::Cont => Signal::SIGCONT,
         SignalName::Winch => Signal::SIGWINCH,
+    }
+}
+
+/// The session record's line for a CLI bound into its cage: what was bound, and from where.
+fn program_setting(l: &crate::program::Located) -> kaged_api::AdapterSetting {
+    kaged_api::AdapterSetting {
+        kind: kaged_api::SettingKind::Mount,
+        name: l.bind().in_cage(),
+        value: Some(format!("{} ({})", l.found.display(), l.host.display())),
+        purpose: "the CLI is installed where the cage cannot see it; only this file is bound, \
+                  read-only"
+            .to_owned(),
     }
 }

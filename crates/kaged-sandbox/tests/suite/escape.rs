@@ -82,6 +82,7 @@ cage_test! {
             egress: None,
             hook: None,
             linked_git: None,
+            program: None,
         })
         .unwrap();
         assert_eq!(cage.summary.masked, vec![m.state.clone()]);

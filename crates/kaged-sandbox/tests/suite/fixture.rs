@@ -147,6 +147,7 @@ impl Machine {
             egress: None,
             hook: None,
             linked_git: None,
+            program: None,
         })
         .expect("compile cage")
     }

@@ -26,6 +26,7 @@ fn interactive_bash_on_a_pty(pty_cage: bool) -> String {
         egress: None,
         hook: None,
         linked_git: None,
+        program: None,
     })
     .unwrap();
     // The session broker's own PTY setup: setsid + TIOCSCTTY, only the grants cross exec.

@@ -23,8 +23,8 @@ use crate::fixture::llm::{Api, FakeLlm, Script};
 use crate::fixture::{TestDaemon, daemon, eventually, project_dir};
 
 /// Never written contiguously into anything the cage runs: the probe rebuilds them from halves.
-const ANTHROPIC_KEY: [&str; 2] = ["sk-ant-api03-agentstest", "-REALKEY-51d87f3a9c2e"];
-const OPENAI_KEY: [&str; 2] = ["sk-proj-agentstest", "-REALKEY-9c2e51d87f3a"];
+pub(super) const ANTHROPIC_KEY: [&str; 2] = ["sk-ant-api03-agentstest", "-REALKEY-51d87f3a9c2e"];
+pub(super) const OPENAI_KEY: [&str; 2] = ["sk-proj-agentstest", "-REALKEY-9c2e51d87f3a"];
 
 /// The CLI's native binary, or `None` (with a loud message) when the test CLIs are not
 /// installed and this is not CI.
@@ -63,7 +63,7 @@ pub(super) fn agent_binary(cli: &str) -> Option<PathBuf> {
 
 /// The probe the scripted model asks the CLI to run in its cage: a proof it ran, where each
 /// real key is seen (nowhere, it must be), and a request to a host the policy does not allow.
-fn probe(project: &Path) -> String {
+pub(super) fn probe(project: &Path) -> String {
     let [a1, a2] = ANTHROPIC_KEY;
     let [o1, o2] = OPENAI_KEY;
     let p = project.display();
@@ -178,7 +178,7 @@ fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str, mode: Mode
         &ANTHROPIC_KEY.concat(),
         &OPENAI_KEY.concat(),
         Script {
-            workdir: root.clone(),
+            workdir: Some(root.clone()),
             shell: probe(&root),
             file: "edited-by-agent.txt".into(),
             content: "written by the caged agent\n".into(),

@@ -50,7 +50,7 @@ fn setup(binary: &Path, command: &str, config: &str) -> Setup {
         ANTHROPIC_KEY,
         "sk-proj-unused",
         Script {
-            workdir: root.clone(),
+            workdir: Some(root.clone()),
             shell: command.to_owned(),
             file: "written.txt".into(),
             content: "written by the agent\n".into(),

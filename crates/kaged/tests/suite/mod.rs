@@ -1,4 +1,5 @@
 mod agent_state;
+mod agent_worktrees;
 mod agents;
 mod auth;
 mod browser_session;

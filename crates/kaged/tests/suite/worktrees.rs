@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::fixture::{Session, TestDaemon, daemon, eventually, project_dir};
 
 /// A commit needs an identity, and the operator's own git config must not leak in.
-fn git_in(dir: &Path, args: &[&str]) -> String {
+pub(super) fn git_in(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args([
             "-c",
