@@ -13,6 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { createDecipheriv, createECDH, createHmac, createPublicKey, randomBytes, verify } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Daemon, PHONE, launchBrowser, shoot } from './daemon.mjs';
 
 const b64url = (b) => Buffer.from(b).toString('base64url');
@@ -155,7 +157,7 @@ function checkVapid(header, vapidPublic, origin) {
 }
 
 describe('phone', () => {
-  let daemon, browser, context, page;
+  let daemon, browser, context, page, projectDir;
 
   before(async () => {
     daemon = await Daemon.start();
@@ -168,8 +170,17 @@ describe('phone', () => {
     const dir = daemon.project(
       'phone',
       'version: 1\nproject: phone\nprimary:\n  command: [sh, -c, "printf \'thinking\\\\n\'; sleep 0.5; printf \'Allow it? \\\\a\'; sleep 60"]\n' +
-        '  agents:\n    quick:\n      command: [sh, -c, "echo finished"]\n',
+        '  agents:\n    quick:\n      command: [sh, -c, "echo finished"]\n' +
+        '    careful:\n      command: [sh, ask.sh]\n      cage:\n        network: {allow: [api.example.com]}\n        limits: {walltime: 10m}\n',
     );
+    // What Claude Code's PreToolUse hook does: hand the call to kaged's helper in the cage and
+    // print the decision it gets back.
+    writeFileSync(
+      join(dir, 'ask.sh'),
+      'printf \'{"tool_name":"Bash","tool_input":{"command":"rm -rf build && make release","description":"Rebuild the release"},"cwd":"%s"}\' "$PWD" |\n' +
+        '  /run/kaged-agent/kaged __hook pre-tool-use\necho "hook-exit=$?"\nsleep 60\n',
+    );
+    projectDir = dir;
     const r = await apiCall(page, 'POST', '/api/v1/projects', { path: dir });
     assert.equal(r.status, 200, JSON.stringify(r.json));
   });
@@ -325,5 +336,49 @@ describe('phone', () => {
     assert.deepEqual(rows, ['waiting', 'done']);
     assert.match(await page.locator('#agent-runs li').first().innerText(), /primary[\s\S]*waiting for you: Allow it\?/);
     await shoot(page, 'agents-overview');
+  });
+  it('the approval card shows what will run and where, fits the phone, and a denial with a note reaches the agent', async () => {
+    const run = await openSession(page, daemon, 'phone', { agent: 'primary.careful', cols: 60, rows: 20 });
+    const card = page.getByRole('alertdialog', { name: 'primary.careful asks to use Bash' });
+    await card.waitFor({ timeout: 15_000 });
+    const text = await card.innerText();
+    for (const want of [
+      'rm -rf build && make release',
+      'Rebuild the release',
+      `Working directory\n${projectDir}`,
+      `${projectDir} (rw)`,
+      'allow api.example.com',
+      'walltime 10m',
+      'denied after',
+    ]) {
+      assert.ok(text.includes(want), `the card shows ${JSON.stringify(want)}:\n${text}`);
+    }
+    // On the phone: within the screen's width, both answers in reach without zooming.
+    const box = await card.boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= PHONE.width, `the card fits: ${JSON.stringify(box)}`);
+    for (const name of ['Approve', 'Deny']) {
+      const b = await card.getByRole('button', { name }).boundingBox();
+      assert.ok(b && b.x + b.width <= PHONE.width && b.height >= 32, `${name} is tappable: ${JSON.stringify(b)}`);
+    }
+    await shoot(page, 'phone-approval');
+
+    await card.getByRole('textbox').fill('use make -j2 instead');
+    await card.getByRole('button', { name: 'Deny' }).tap();
+    await card.waitFor({ state: 'detached', timeout: 15_000 });
+    // The hook printed Claude Code's answer: denied, with the operator's note as the reason.
+    const shown = await waitForText(page, 'hook-exit=0');
+    const reply = JSON.parse(shown.slice(shown.indexOf('{"hookSpecificOutput"'), shown.indexOf('hook-exit=0')).replace(/\n/g, ''));
+    assert.deepEqual(reply, {
+      hookSpecificOutput: { hookEventName: 'PreToolUse', permissionDecision: 'deny', permissionDecisionReason: 'use make -j2 instead' },
+    });
+    // Both the request and the answer are audited, the answer with who gave it and from where.
+    const audit = (await apiCall(page, 'GET', `/api/v1/audit?type=approval.&session_id=${run.id}`)).json.events;
+    const kinds = audit.map((e) => e.type).sort();
+    assert.deepEqual(kinds, ['approval.answered', 'approval.requested']);
+    const answered = audit.find((e) => e.type === 'approval.answered');
+    assert.equal(answered.data.outcome.decision, 'deny');
+    assert.equal(answered.data.outcome.note, 'use make -j2 instead');
+    assert.ok(answered.actor && answered.data.from, JSON.stringify(answered));
+    await apiCall(page, 'DELETE', `/api/v1/sessions/${run.id}`);
   });
 });

@@ -426,7 +426,7 @@ export type AgentCli = "claude" | "codex" | "opencode";
 /**
  * Where an adapter put a setting.
  */
-export type SettingKind = "env" | "flag" | "config";
+export type SettingKind = "env" | "flag" | "config" | "mount";
 
 /**
  * One thing an adapter set. `value` is shown unless it is a stand-in key or a document the

@@ -69,7 +69,8 @@ export function duration(secs: number): string {
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
 }
 
 export function Page({ title, children, actions }: { title: ComponentChildren; children: ComponentChildren; actions?: ComponentChildren }) {
@@ -123,6 +124,22 @@ function unenforcedLimits(cage: CageState): string | null {
     case 'not_enforced':
       return limits.reason;
   }
+}
+
+/** A cage's limits in words ("walltime 1h · memory 2G · 256 pids"), and whether they hold
+ * here; "none" when it sets none. */
+export function limitsText(cage: CageState): string {
+  if (cage.state !== 'caged') return 'none (uncaged)';
+  const l = cage.summary.limits;
+  const parts = [
+    l.walltime != null && `walltime ${typeof l.walltime === 'number' ? duration(l.walltime) : l.walltime}`,
+    l.memory != null && `memory ${typeof l.memory === 'number' ? bytes(l.memory) : l.memory}`,
+    l.pids != null && `${l.pids} pids`,
+    l.cpu != null && `${l.cpu} CPU`,
+  ].filter(Boolean);
+  if (!parts.length) return 'none';
+  const unenforced = unenforcedLimits(cage);
+  return parts.join(' · ') + (unenforced ? ` (not enforced here: ${unenforced})` : '');
 }
 
 /** The "limits not enforced" badge, for a cage that runs best-effort. */

@@ -7,7 +7,7 @@ import { type AgentAdapter, ApiError, type Approval, type ApprovalVerdict, type 
 import { useApi, useEvents } from '../context';
 import { touches } from '../events';
 import type { ConnState, Pending } from '../pty';
-import { AgentBadge, ErrorBox, LimitsBadge, NetworkBadge, StateBadge, UncagedBadge, argvText, bytes, sessionCommand } from '../ui';
+import { AgentBadge, ErrorBox, LimitsBadge, NetworkBadge, StateBadge, UncagedBadge, argvText, bytes, limitsText, sessionCommand } from '../ui';
 import { KeyBar } from '../keybar';
 import { type Undelivered, useTerminal } from '../useTerminal';
 
@@ -257,7 +257,7 @@ function AgentDetails({ agent }: { agent: AgentAdapter }) {
           <ul>
             {agent.settings.map((s, i) => (
               <li key={i}>
-                <span class="muted">{s.kind}</span> <code>{s.value === null ? s.name : `${s.name}=${s.value}`}</code> — {s.purpose}
+                <span class="muted">{s.kind}</span> <code>{s.value === null ? s.name : s.kind === 'mount' ? `${s.name} ← ${s.value}` : `${s.name}=${s.value}`}</code> — {s.purpose}
               </li>
             ))}
           </ul>
@@ -316,14 +316,8 @@ function ApprovalCard({ approval, onAnswer }: { approval: Approval; onAnswer: (v
         <dd>{cage === null ? 'the host, uncaged' : cage.grants.map((g) => `${g.host_path} (${g.access})`).join(', ') || 'none'}</dd>
         <dt>Network</dt>
         <dd>{network}</dd>
-        {cage !== null && (
-          <>
-            <dt>Limits</dt>
-            <dd>
-              <code>{JSON.stringify(cage.limits)}</code>
-            </dd>
-          </>
-        )}
+        <dt>Limits</dt>
+        <dd>{limitsText(approval.cage)}</dd>
         <dt>If nobody answers</dt>
         <dd>
           {approval.on_timeout === 'deny' ? 'denied' : "the CLI's own prompt"} after {approval.timeout_secs}s
@@ -334,10 +328,10 @@ function ApprovalCard({ approval, onAnswer }: { approval: Approval; onAnswer: (v
         <input type="text" value={note} maxLength={2000} onInput={(e) => setNote((e.target as HTMLInputElement).value)} />
       </label>
       <div class="approval-actions">
-        <button type="button" onClick={() => onAnswer('approve', note)}>
+        <button type="button" class="btn" onClick={() => onAnswer('approve', note)}>
           Approve
         </button>
-        <button type="button" class="danger" onClick={() => onAnswer('deny', note)}>
+        <button type="button" class="btn danger" onClick={() => onAnswer('deny', note)}>
           Deny
         </button>
       </div>
