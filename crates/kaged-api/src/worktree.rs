@@ -28,7 +28,8 @@ pub const DEFAULT_BRANCH_TEMPLATE: &str = "kaged/{agent}/{n}";
 pub const BRANCH_PLACEHOLDERS: [&str; 2] = ["{agent}", "{n}"];
 
 /// Why a branch template is unusable, or `None`: placeholders other than `{agent}` and `{n}`,
-/// unbalanced braces, or characters git refuses in a branch name whatever is substituted.
+/// unbalanced braces, characters git refuses in a branch name whatever is substituted, or no
+/// directory of its own (no `/`).
 pub fn branch_template_problem(template: &str) -> Option<String> {
     if template.is_empty() {
         return Some("the branch template is empty; use e.g. \"kaged/{agent}/{n}\"".into());
@@ -61,7 +62,19 @@ pub fn branch_template_problem(template: &str) -> Option<String> {
         rest = &rest[open + close + 1..];
     }
     literal.push_str(rest);
-    ref_name_problem(&literal).map(|why| format!("branch template {template:?} {why}"))
+    if let Some(why) = ref_name_problem(&literal) {
+        return Some(format!("branch template {template:?} {why}"));
+    }
+    // A run's cage may write the directory its branch lives in (a commit renames a lock file
+    // there); beside `main` in refs/heads, that would let it move `main`.
+    if !literal.contains('/') {
+        return Some(format!(
+            "branch template {template:?} has no `/`: a run's branch must live in a directory \
+             of its own under refs/heads, never beside `main`, because the run's cage may \
+             write that directory; use e.g. \"kaged/{{agent}}/{{n}}\" or \"fix/{{n}}\""
+        ));
+    }
+    None
 }
 
 /// `git check-ref-format`'s rules for a branch name, checked without running git.
@@ -285,8 +298,9 @@ mod tests {
     #[test]
     fn branch_templates_name_their_problem() {
         assert_eq!(branch_template_problem("kaged/{agent}/{n}"), None);
-        assert_eq!(branch_template_problem("fix-{n}"), None);
+        assert_eq!(branch_template_problem("fix/{agent}-{n}"), None);
         let cases = [
+            ("fix-{n}", "has no `/`"),
             ("", "is empty"),
             ("kaged/{user}/{n}", "unknown placeholder {user}"),
             ("kaged/{agent", "an unclosed `{`"),

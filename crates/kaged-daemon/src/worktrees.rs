@@ -211,8 +211,9 @@ pub(crate) fn linked_git(rec: &Record) -> OpResult<LinkedGit> {
         .to_owned();
     // Refs are read-only but for the directory of the run's own branch: a commit replaces
     // `refs/heads/<branch>` through a lock file beside it. The base branch, tags and other
-    // runs' branches elsewhere stay as they are (with the default `kaged/{agent}/{n}`, only
-    // this agent's runs share the directory).
+    // runs' branches elsewhere stay as they are; branch templates always have a `/`, so that
+    // directory is never refs/heads itself. What else is in it (earlier runs of the same
+    // agent, with the default `kaged/{agent}/{n}`) is bound read-only over itself below.
     let branch_dir = Path::new("refs/heads")
         .join(&rec.branch)
         .parent()
@@ -228,6 +229,16 @@ pub(crate) fn linked_git(rec: &Record) -> OpResult<LinkedGit> {
         .filter_map(|p| p.strip_prefix(&rec.common_dir).ok())
         .map(|p| (p.to_owned(), p == Path::new("hooks")))
         .collect();
+    let own = Path::new("refs/heads").join(&rec.branch);
+    let siblings = std::fs::read_dir(rec.common_dir.join(&branch_dir))
+        .map_err(|e| OpError::internal("cannot list the run's branch directory", e))?;
+    for entry in siblings.flatten() {
+        let rel = branch_dir.join(entry.file_name());
+        if rel != own && !entry.file_name().to_string_lossy().ends_with(".lock") {
+            let dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            read_only.push((rel, dir));
+        }
+    }
     read_only.extend([
         (PathBuf::from("info"), true),
         (PathBuf::from("refs/kaged"), true),

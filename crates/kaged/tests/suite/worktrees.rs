@@ -65,9 +65,12 @@ fn escape_script(marker: &Path) -> String {
          if printf 'gitdir: /tmp/elsewhere\\n' > .git 2>/dev/null; then echo PLANTED gitfile; bad=1; fi\n\
          if printf '/tmp/elsewhere\\n' > \"$admin/commondir\" 2>/dev/null; then echo PLANTED commondir; bad=1; fi\n\
          if printf 'x' > \"$common/info/attributes\" 2>/dev/null; then echo PLANTED info; bad=1; fi\n\
-         if git update-ref refs/heads/main HEAD 2>/dev/null; then echo MOVED main; bad=1; fi\n\
+         c=$(git -c user.name=agent -c user.email=agent@cage commit-tree -m planted 'HEAD^{{tree}}') || bad=1\n\
+         if git update-ref refs/heads/main \"$c\" 2>/dev/null; then echo MOVED main; bad=1; fi\n\
          if git tag planted 2>/dev/null; then echo PLANTED tag; bad=1; fi\n\
          if git branch other 2>/dev/null; then echo PLANTED branch; bad=1; fi\n\
+         if git update-ref refs/heads/escape/earlier \"$c\" 2>/dev/null; then echo MOVED earlier; bad=1; fi\n\
+         if git update-ref -d refs/heads/escape/earlier 2>/dev/null; then echo DELETED earlier; bad=1; fi\n\
          printf 'edit\\n' > edit.txt && git add edit.txt && git -c user.name=agent -c user.email=agent@cage commit -q -m edit || bad=1\n\
          exit $bad\n"
     )
@@ -317,6 +320,9 @@ fn a_cage_cannot_plant_hooks_or_an_fsmonitor_and_kaged_runs_none_of_its_own_git(
             &format!("touch {}", marker.display()),
         ],
     );
+    // An earlier run's branch beside this run's: the cage may commit on its own branch only.
+    git_in(root, &["branch", "escape/earlier"]);
+    let earlier = git_in(root, &["rev-parse", "escape/earlier"]);
     let d = daemon().start();
     let s = d.login();
     load(&d, &s, root);
@@ -327,6 +333,7 @@ fn a_cage_cannot_plant_hooks_or_an_fsmonitor_and_kaged_runs_none_of_its_own_git(
     let rv = review(&d, &s, &run);
     assert_eq!(rv.run.branch, "escape/primary.escape-1");
     assert_eq!(rv.commits.len(), 1);
+    assert_eq!(git_in(root, &["rev-parse", "escape/earlier"]), earlier);
     assert_eq!(
         std::fs::read_to_string(root.join(".git/config"))
             .unwrap()
@@ -438,7 +445,7 @@ fn bad_input_gets_a_precise_error_and_leaves_nothing_behind() {
     let marker_dir = tempfile::tempdir().unwrap();
     let repo = repo(&marker_dir.path().join("marker"));
     let root = repo.path();
-    git_in(root, &["branch", "taken"]);
+    git_in(root, &["branch", "wip/taken"]);
     let d = daemon().local_toml(&local).start();
     let s = d.login();
     load(&d, &s, root);
@@ -450,10 +457,16 @@ fn bad_input_gets_a_precise_error_and_leaves_nothing_behind() {
             "base branch \"nope\" does not exist",
         ),
         (
-            json!({"agent": "primary.writer", "workspace": {"kind": "worktree", "branch": "taken"}}),
+            json!({"agent": "primary.writer", "workspace": {"kind": "worktree", "branch": "wip/taken"}}),
             409,
             ErrorCode::Conflict,
-            "branch \"taken\" already exists",
+            "branch \"wip/taken\" already exists",
+        ),
+        (
+            json!({"agent": "primary.writer", "workspace": {"kind": "worktree", "branch": "next-{n}"}}),
+            400,
+            ErrorCode::ValidationFailed,
+            "has no `/`",
         ),
         (
             json!({"agent": "primary.writer", "workspace": {"kind": "worktree", "branch": "x/{who}"}}),
@@ -509,7 +522,7 @@ fn bad_input_gets_a_precise_error_and_leaves_nothing_behind() {
     // Nothing was left: no branch, no worktree, no session, no directory.
     assert_eq!(
         git_in(root, &["branch", "--format=%(refname:short)"]),
-        "main\ntaken\n"
+        "main\nwip/taken\n"
     );
     assert_eq!(
         git_in(root, &["worktree", "list", "--porcelain"])
