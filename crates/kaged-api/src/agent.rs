@@ -51,7 +51,8 @@ pub enum AgentSignal {
     Osc777,
     /// `OSC 99 ; metadata ; payload` (kitty's desktop notifications).
     Osc99,
-    /// Output, then nothing for `sessions.agent_idle_ms`.
+    /// The screen unchanged for `sessions.agent_idle_ms`: no output, or output that redrew
+    /// the same screen.
     Idle,
     /// The process ended.
     Exit,

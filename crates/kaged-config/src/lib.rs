@@ -136,8 +136,8 @@ pub struct SessionLimits {
     /// `sessions.on_stop`: `auto` (keep sessions unless systemd stops the unit for good),
     /// `keep` or `end`.
     pub on_stop: Sourced<SessionsOnStop>,
-    /// `sessions.agent_idle_ms`: an agent that wrote output and then nothing for this long
-    /// is waiting for the operator.
+    /// `sessions.agent_idle_ms`: an agent whose screen has not changed for this long is
+    /// waiting for the operator.
     pub agent_idle: Sourced<Duration>,
     /// `sessions.approval_timeout_secs`: how long an agent's held tool call waits for the
     /// operator before `approval_default` applies.

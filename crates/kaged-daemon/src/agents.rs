@@ -62,13 +62,11 @@ impl Daemon {
             .await;
         let mut viewer = session.attach(from);
         let mut scanner = SignalScanner::new();
-        // When a working agent that stays quiet counts as waiting.
-        let mut quiet_at = (status == AgentStatus::Working).then(|| Instant::now() + idle);
+        let mut idle = Idleness::new(idle, status == AgentStatus::Working);
         let done = session.wait();
         tokio::pin!(done);
         let mut ended = false;
         loop {
-            let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
                 event = viewer.next() => match event {
@@ -77,24 +75,44 @@ impl Daemon {
                         for (signal, text) in scan.signals {
                             let reason = text.unwrap_or_else(|| scanner.last_line());
                             status = AgentStatus::Waiting;
+                            idle.waiting();
                             let state = AgentState::new(status, signal, Some(&reason));
                             self.set_agent_state(&run, state).await;
                         }
                         if scan.text_after && status != AgentStatus::Working {
-                            status = AgentStatus::Working;
-                            let state = AgentState::new(status, AgentSignal::Output, None);
-                            self.set_agent_state(&run, state).await;
+                            if idle.is_idle() {
+                                // Quiet by the screen: only a changed screen ends it.
+                                idle.recheck_soon();
+                            } else {
+                                status = AgentStatus::Working;
+                                idle.working();
+                                let state = AgentState::new(status, AgentSignal::Output, None);
+                                self.set_agent_state(&run, state).await;
+                            }
                         }
-                        quiet_at = (status == AgentStatus::Working).then(|| Instant::now() + idle);
+                        if status == AgentStatus::Working {
+                            idle.output();
+                        }
                     }
                     Some(ViewerEvent::Exit { .. }) | None => break,
                     Some(_) => {}
                 },
-                () = tokio::time::sleep_until(quiet_at.unwrap_or(far)), if quiet_at.is_some() => {
-                    quiet_at = None;
-                    status = AgentStatus::Waiting;
-                    let state = AgentState::new(status, AgentSignal::Idle, Some(&scanner.last_line()));
-                    self.set_agent_state(&run, state).await;
+                () = idle.next_check() => {
+                    let digest = session.screen_digest();
+                    match idle.check(digest) {
+                        Check::Idle => {
+                            status = AgentStatus::Waiting;
+                            let state = AgentState::new(status, AgentSignal::Idle, Some(&scanner.last_line()));
+                            self.set_agent_state(&run, state).await;
+                        }
+                        Check::Changed => {
+                            status = AgentStatus::Working;
+                            idle.working();
+                            let state = AgentState::new(status, AgentSignal::Output, None);
+                            self.set_agent_state(&run, state).await;
+                        }
+                        Check::Same => {}
+                    }
                 }
                 // Ended: read what is left up to the exit, unless the daemon let go of it.
                 _ = &mut done, if !ended => {
@@ -314,5 +332,123 @@ fn push_message(run: &Run<'_>, state: &AgentState) -> PushMessage {
         url: format!("/#/sessions/{}", run.session_id),
         session_id: run.session_id.to_owned(),
         status: state.status,
+    }
+}
+
+/// How long a run idle by its screen waits for more output before looking again: a redraw
+/// comes in several writes, and the first one alone may show a half-drawn screen.
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// When a working agent counts as waiting: no output at all for `after`, or output that
+/// leaves the screen as it was for `after` (a TUI redrawing the same prompt, a blinking
+/// cursor), as coder/agentapi judges it. The screen comes from the session's terminal model.
+struct Idleness {
+    after: Duration,
+    /// No output since: the raw stream's quiet.
+    quiet_at: Option<Instant>,
+    /// The next look at the screen while output goes on, and what it showed last time.
+    look_at: Option<Instant>,
+    last_seen: Option<u64>,
+    /// Waiting because of idleness: the screen then. Output that does not change it keeps
+    /// the run waiting.
+    idle_screen: Option<u64>,
+    recheck_at: Option<Instant>,
+}
+
+/// What a look at the screen found.
+enum Check {
+    /// Unchanged for the whole period, or quiet: the run waits.
+    Idle,
+    /// Changed since the run went idle: it works again.
+    Changed,
+    /// Nothing to report.
+    Same,
+}
+
+impl Idleness {
+    fn new(after: Duration, working: bool) -> Self {
+        let mut i = Idleness {
+            after,
+            quiet_at: None,
+            look_at: None,
+            last_seen: None,
+            idle_screen: None,
+            recheck_at: None,
+        };
+        if working {
+            i.working();
+        }
+        i
+    }
+
+    fn is_idle(&self) -> bool {
+        self.idle_screen.is_some()
+    }
+
+    /// The run works (again): both clocks start.
+    fn working(&mut self) {
+        let at = Instant::now() + self.after;
+        (self.quiet_at, self.look_at, self.last_seen) = (Some(at), Some(at), None);
+        (self.idle_screen, self.recheck_at) = (None, None);
+    }
+
+    /// The run waits for a reason of its own (a bell, a notification): no clocks.
+    fn waiting(&mut self) {
+        (
+            self.quiet_at,
+            self.look_at,
+            self.idle_screen,
+            self.recheck_at,
+        ) = (None, None, None, None);
+    }
+
+    /// A working run wrote something: the quiet clock starts over; the screen clock runs on.
+    fn output(&mut self) {
+        self.quiet_at = Some(Instant::now() + self.after);
+    }
+
+    fn recheck_soon(&mut self) {
+        if self.recheck_at.is_none() {
+            self.recheck_at = Some(Instant::now() + RECHECK);
+        }
+    }
+
+    /// Sleeps until the earliest clock; forever when none runs.
+    async fn next_check(&self) {
+        match [self.quiet_at, self.look_at, self.recheck_at]
+            .into_iter()
+            .flatten()
+            .min()
+        {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Called when [`Idleness::next_check`] woke, with the screen's digest now.
+    fn check(&mut self, screen: Option<u64>) -> Check {
+        let now = Instant::now();
+        if let Some(idle) = self.idle_screen {
+            self.recheck_at = None;
+            return match screen {
+                Some(d) if d != idle => Check::Changed,
+                _ => Check::Same,
+            };
+        }
+        let quiet = self.quiet_at.is_some_and(|at| at <= now);
+        let looked = self.look_at.is_some_and(|at| at <= now);
+        let unchanged = looked && screen.is_some() && screen == self.last_seen;
+        if quiet || unchanged {
+            self.quiet_at = None;
+            self.look_at = None;
+            // Without a model the screen cannot tell: any output then ends the wait.
+            self.idle_screen = screen;
+            return Check::Idle;
+        }
+        if looked {
+            self.last_seen = screen;
+            self.look_at = Some(now + self.after);
+        }
+        Check::Same
     }
 }

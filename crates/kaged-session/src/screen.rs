@@ -539,6 +539,24 @@ impl Screen {
         }
     }
 
+    /// What the screen shows (the active screen's text and the cursor), hashed: equal
+    /// digests mean a viewer sees the same screen, whatever bytes redrew it.
+    pub(crate) fn digest(&mut self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        self.apply_due_resizes();
+        self.draw_deferred();
+        self.last_used = Instant::now();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        if let Some(term) = self.terminal() {
+            for line in term.screen().visible_lines() {
+                line.text().hash(&mut h);
+            }
+            let c = term.cursor();
+            (c.col, c.row, c.visible).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// Drops the live grid, keeping the model as its own dump.
     pub(crate) fn compact(&mut self) {
         self.draw_deferred();

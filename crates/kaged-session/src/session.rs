@@ -694,6 +694,25 @@ impl Session {
         Some(snapshot)
     }
 
+    /// What the screen shows now, hashed ([`Screen::digest`]): an agent that redraws the
+    /// same screen is as idle as one that writes nothing. `None` without a model.
+    pub fn screen_digest(&self) -> Option<u64> {
+        let screen = self.screen.as_ref()?;
+        let digest = off_the_runtime(|| {
+            let mut screen = lock(screen);
+            let idle = !screen.is_live();
+            let end = lock(&self.ring).end();
+            self.feed_screen(&mut screen, Some(end));
+            let digest = screen.digest();
+            if idle {
+                screen.compact();
+            }
+            digest
+        });
+        self.screen_notify.notify_one();
+        Some(digest)
+    }
+
     /// Sends `sig` to the session's process group (the leader and what it runs in the
     /// foreground of that group).
     pub fn signal(&self, sig: Signal) -> Result<(), SessionError> {

@@ -381,6 +381,52 @@ async fn an_agents_states_reach_events_audit_get_its_own_socket_and_the_phone() 
     assert_eq!(r.status, 404, "{}", r.body);
 }
 
+/// A TUI at its prompt that keeps redrawing it (a blinking cursor, a clock that does not
+/// move): output every 0.1 s for 4 s, the screen the same. Then a real change, then quiet.
+const REDRAWING: &str = r#"version: 1
+project: agents
+primary:
+  command: [sh, -c, "printf 'thinking\\n'; sleep 0.3; i=0; while [ $i -lt 40 ]; do printf '\\r\\033[2K> ready for input'; sleep 0.1; i=$((i+1)); done; printf '\\nchanged screen\\n'; sleep 3"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrawn_unchanged_screen_is_idle_and_only_a_changed_screen_ends_the_wait() {
+    let d = daemon()
+        .config("[sessions]\nagent_idle_ms = 1000\n", 0o600)
+        .start();
+    let s = d.login();
+    let proj = project_dir(REDRAWING);
+    let r = d.post(&s, "/api/v1/projects", &json!({"path": proj.path()}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut events = d.ws("/api/v1/events", &s).await;
+    let id = start(&d, &s, "primary").id;
+    let mut seen = Vec::new();
+    loop {
+        let e = next_event(&mut events, Duration::from_secs(30)).await;
+        if let Some(st) = state_of(&e, &id) {
+            seen.push(st);
+        }
+        if matches!(&e, DaemonEvent::RunEnded { session, .. } if session.id == id) {
+            break;
+        }
+    }
+    use AgentSignal as G;
+    use AgentStatus as S;
+    let r = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        seen,
+        vec![
+            (S::Starting, G::Start, None),
+            (S::Working, G::Output, None),
+            // Output kept coming, but the screen stayed the same for a second.
+            (S::Waiting, G::Idle, r("> ready for input")),
+            (S::Working, G::Output, None),
+            (S::Waiting, G::Idle, r("changed screen")),
+            (S::Done, G::Exit, r("exited with status 0: changed screen")),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shell_session_has_no_agent_stream_and_bad_subscriptions_are_refused() {
     let d = daemon().start();
