@@ -126,8 +126,9 @@ impl Daemon {
         scanner.last_line()
     }
 
-    /// Records a new state: kept for `GET`, audited, announced, and pushed to the owner's
-    /// devices when it newly needs them. The same state twice is recorded once.
+    /// Records a new state: kept for `GET`, audited, announced, and pushed to the devices of
+    /// its owner and of those it is shared with for writing when it newly needs them. The
+    /// same state twice is recorded once.
     pub(crate) async fn set_agent_state(&self, run: &Run<'_>, state: AgentState) {
         let from_terminal = match state.signal {
             AgentSignal::Output
@@ -172,18 +173,27 @@ impl Daemon {
         let newly = previous.is_none_or(|p| p.status != state.status);
         if newly && state.status.needs_operator() && !self.idle_push_too_soon(run, &state) {
             let mut message = push_message(run, &state);
-            if held && state.signal == AgentSignal::Hook {
+            let approval = held && state.signal == AgentSignal::Hook;
+            if approval {
                 // The command stays on the signed-in approval card, never in a push.
                 message.body = "asks to run a tool call: open kaged to approve or deny".to_owned();
             }
-            let out = Outgoing {
-                user: run.actor.to_owned(),
-                project: run.project_id.to_owned(),
-                session: run.session_id.to_owned(),
-                message,
-            };
-            if self.inner.push_queue.send(out).is_err() {
-                tracing::debug!("the daemon is stopping; push not sent");
+            // The owner, and whoever may type into the run; an approval only its owner (or
+            // an admin, who sees every card) can answer.
+            let mut users = vec![run.actor.to_owned()];
+            if !approval {
+                users.extend(self.inner.owners.drivers(run.session_id));
+            }
+            for user in users {
+                let out = Outgoing {
+                    user,
+                    project: run.project_id.to_owned(),
+                    session: run.session_id.to_owned(),
+                    message: message.clone(),
+                };
+                if self.inner.push_queue.send(out).is_err() {
+                    tracing::debug!("the daemon is stopping; push not sent");
+                }
             }
         }
     }

@@ -77,6 +77,20 @@ impl Owners {
         }
     }
 
+    /// The operators a session is shared with for writing: they can answer its agent at the
+    /// terminal, so they are told when it waits.
+    pub(crate) fn drivers(&self, session_id: &str) -> Vec<String> {
+        self.lock()
+            .get(session_id)
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, a)| **a == ShareAccess::Write)
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The session as its callers see it: with whom it is shared.
     pub(crate) fn with_shares(&self, mut info: SessionInfo) -> SessionInfo {
         info.shared_with = self.lock().get(&info.id).cloned().unwrap_or_default();

@@ -340,11 +340,9 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
         EgressVia::Connect => {
             let ctx2 = ctx.clone();
             tokio::spawn(async move {
-                let mut upstream = upstream;
                 if let Ok(upgraded) = hyper::upgrade::on(req).await {
-                    let mut cage = TokioIo::new(upgraded);
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional_with_sizes(&mut cage, &mut upstream, TUNNEL_BUF, TUNNEL_BUF) => {}
+                        () = tunnel(upgraded, upstream) => {}
                         () = ctx2.stop.cancelled() => {}
                     }
                 }
@@ -364,6 +362,35 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
         // `target` never says Provider: `/p/` requests went to `provider` above.
         EgressVia::Http | EgressVia::Provider => {
             forward(req, upstream, &ctx, (host, port, addr, rule, counters)).await
+        }
+    }
+}
+
+/// Carries a tunnel to its end: spliced in the kernel when the cage's side is the Unix socket
+/// itself (always, from [`Gateway::serve`]), else copied through buffers.
+async fn tunnel(upgraded: hyper::upgrade::Upgraded, mut upstream: Counted) {
+    match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
+        Ok(parts) => {
+            let cage = parts.io.into_inner();
+            // What the cage sent after its CONNECT, already read by hyper, goes first.
+            if !parts.read_buf.is_empty() {
+                use tokio::io::AsyncWriteExt;
+                if upstream.write_all(&parts.read_buf).await.is_err() {
+                    return;
+                }
+            }
+            let Counted { inner, up, down } = upstream;
+            let _ = crate::tunnel::splice_both(&cage, &inner, &up, &down).await;
+        }
+        Err(upgraded) => {
+            let mut cage = TokioIo::new(upgraded);
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                &mut cage,
+                &mut upstream,
+                TUNNEL_BUF,
+                TUNNEL_BUF,
+            )
+            .await;
         }
     }
 }

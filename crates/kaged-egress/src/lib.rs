@@ -9,6 +9,7 @@ mod gateway;
 mod policy;
 mod providers;
 pub mod relay;
+mod tunnel;
 
 pub use classify::{AddrClass, classify};
 pub use gateway::{CageIds, EgressError, Gateway};

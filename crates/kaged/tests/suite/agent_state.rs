@@ -54,15 +54,15 @@ fn expected() -> Vec<(AgentStatus, AgentSignal, Option<String>)> {
 }
 
 /// What the fake push service received in one request.
-struct Received {
-    path: String,
+pub(super) struct Received {
+    pub(super) path: String,
     authorization: String,
     encoding: String,
     body: Vec<u8>,
 }
 
 /// A push service on loopback that accepts every request (201) and hands it to the test.
-async fn push_service() -> (String, mpsc::UnboundedReceiver<Received>) {
+pub(super) async fn push_service() -> (String, mpsc::UnboundedReceiver<Received>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -111,20 +111,20 @@ async fn push_service() -> (String, mpsc::UnboundedReceiver<Received>) {
 }
 
 /// The browser's half of a subscription: its key pair and auth secret.
-struct Browser {
+pub(super) struct Browser {
     secret: p256::SecretKey,
     auth: [u8; 16],
 }
 
 impl Browser {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Browser {
             secret: p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng),
             auth: *b"sixteen byte key",
         }
     }
 
-    fn keys(&self) -> serde_json::Value {
+    pub(super) fn keys(&self) -> serde_json::Value {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         let public = self.secret.public_key().to_encoded_point(false);
         json!({"p256dh": B64.encode(public.as_bytes()), "auth": B64.encode(self.auth)})

@@ -541,3 +541,74 @@ fn only_the_owner_or_an_admin_sees_and_answers_an_approval() {
     let r = alice.call(&d, "DELETE", &format!("/api/v1/sessions/{}", run.id), None);
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_run_is_pushed_to_its_owner_and_to_whoever_may_drive_it() {
+    let d = sidecar(false);
+    let ops = [
+        Op::new(&d, "alice@example.com", "dev"),
+        Op::new(&d, "bob@example.com", "dev"),
+        Op::new(&d, "carol@example.com", "dev"),
+        Op::new(&d, "dave@example.com", "dev"),
+    ];
+    let [alice, bob, carol, _dave] = &ops;
+    let (service, mut pushes) = super::agent_state::push_service().await;
+    for op in &ops {
+        let name = op.user.split('@').next().unwrap_or_default();
+        let body = serde_json::json!({"endpoint": format!("{service}/push/{name}"),
+                                      "keys": super::agent_state::Browser::new().keys()})
+        .to_string();
+        let r = op.call(&d, "POST", "/api/v1/push/subscriptions", Some(&body));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let proj = project_dir(
+        "version: 1\nproject: shared\nprimary:\n  command: [sh, -c, \"sleep 2; printf 'Proceed? \\\\a'; sleep 30\"]\n",
+    );
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    let r = alice.call(&d, "POST", "/api/v1/projects", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = alice.call(
+        &d,
+        "POST",
+        "/api/v1/projects/shared/sessions",
+        Some(r#"{"agent": "primary"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let run: SessionInfo = r.json_as();
+    // Bob may type into it, Carol only watch, Dave has no share.
+    for (who, access) in [(bob, "write"), (carol, "read")] {
+        let body = serde_json::json!({"user": who.user, "access": access}).to_string();
+        let r = alice.call(
+            &d,
+            "POST",
+            &format!("/api/v1/sessions/{}/shares", run.id),
+            Some(&body),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let mut got = Vec::new();
+    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(15), pushes.recv()).await {
+        got.push(p.path);
+        if got.len() == 2 {
+            break;
+        }
+    }
+    // Anything more would arrive with the first two; give it a moment.
+    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(2), pushes.recv()).await {
+        got.push(p.path);
+    }
+    got.sort();
+    assert_eq!(got, vec!["/push/alice", "/push/bob"]);
+    // Each delivery is audited as its recipient's.
+    let page: AuditPage = eventually(Duration::from_secs(5), || {
+        let page: AuditPage = alice
+            .call(&d, "GET", "/api/v1/audit?type=push.sent", None)
+            .json_as();
+        (page.events.len() == 2)
+            .then_some(page.clone())
+            .ok_or_else(|| format!("{page:?}"))
+    });
+    let mut actors: Vec<String> = page.events.iter().filter_map(|e| e.actor.clone()).collect();
+    actors.sort();
+    assert_eq!(actors, vec!["alice@example.com", "bob@example.com"]);
+}
