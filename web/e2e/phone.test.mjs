@@ -62,11 +62,12 @@ function apiCall(page, method, path, body) {
   );
 }
 
-/** Prints each byte it reads as hex, raw mode, no echo; `bracketed` turns mode 2004 on first.
+/** Prints each byte it reads as hex, raw mode, no echo; `bracketed` turns mode 2004 on first,
+ *  `alternate` switches to the alternate screen first.
  *  (`dd` reads the bytes: bash's own `read -n` turns signals back on, so ^C would not arrive.) */
-function hexReader(bracketed) {
+function hexReader(bracketed, alternate = false) {
   const script =
-    `stty raw -echo; ${bracketed ? "printf '\\033[?2004h'; " : ''}printf 'ready\\r\\n'; ` +
+    `stty raw -echo; ${alternate ? "printf '\\033[?1049h'; " : ''}${bracketed ? "printf '\\033[?2004h'; " : ''}printf 'ready\\r\\n'; ` +
     `while :; do b=$(dd bs=1 count=1 2>/dev/null | od -An -tx1); [ -n "$b" ] || exit; printf '%s ' $b; done`;
   return ['sh', '-c', script];
 }
@@ -259,6 +260,48 @@ describe('phone', () => {
     const shown = await page.locator('#copy-view pre').innerText();
     assert.match(shown, /ready/);
     await page.getByRole('button', { name: 'Close' }).tap();
+  });
+
+  it('a finger scrolls the scrollback with the keyboard up, and sends a full-screen app the arrows a wheel would', async () => {
+    const pos = () =>
+      page.evaluate(() => {
+        const b = document.querySelector('.term-host').kagedTerm.buffer.active;
+        return { y: b.viewportY, base: b.baseY };
+      });
+    const cdp = await context.newCDPSession(page);
+    /** One finger dragged `dy` px (down when positive) across the terminal, as a phone reports
+     *  it: touchstart, a touchmove every 20 px, touchend. (CDP's synthesized scroll gesture
+     *  scrolls in the compositor without the touchmove events a page sees on a phone.) */
+    const swipe = async (dy) => {
+      const box = await page.locator('.term-host').boundingBox();
+      const x = box.x + box.width / 2;
+      let y = dy > 0 ? box.y + 20 : box.y + box.height - 20;
+      await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [{ x, y }] });
+      for (let moved = 0; moved < Math.abs(dy); moved += 20) {
+        y += Math.sign(dy) * 20;
+        await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: [{ x, y }] });
+      }
+      await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+    };
+    await openSession(page, daemon, 'phone', { argv: ['sh', '-c', 'seq 1 300; sleep 60'] });
+    await waitForText(page, '300');
+    const bottom = await pos();
+    assert.ok(bottom.base > 200 && bottom.y === bottom.base, JSON.stringify(bottom));
+    // The terminal has focus, so on a phone the soft keyboard is up.
+    assert.equal(await page.evaluate(() => document.activeElement?.classList.contains('xterm-helper-textarea')), true);
+    await swipe(300);
+    const up = await pos();
+    assert.ok(up.y < bottom.y - 5, `a drag down shows earlier lines: ${JSON.stringify(up)}`);
+    await swipe(-500);
+    assert.equal((await pos()).y, bottom.base, 'a drag up goes back to the end');
+    await shoot(page, 'phone-scrolled');
+
+    await openSession(page, daemon, 'phone', { argv: hexReader(false, true) });
+    await waitForText(page, 'ready');
+    await swipe(200);
+    await waitForText(page, '1b 5b 41 ');
+    await swipe(-200);
+    await waitForText(page, '1b 5b 42 ');
   });
 
   it('subscribes, and the service worker shows the push the daemon sent when an agent waits', async () => {

@@ -136,6 +136,60 @@ function wireInput(term: Terminal, pty: PtyClient, path: InputPath) {
   term.onBinary((d) => pty.input(Uint8Array.from(d, (ch) => ch.charCodeAt(0) & 0xff)));
 }
 
+/** xterm.js 6 scrolls with a wheel but not with a finger, so on a phone the scrollback was out
+ *  of reach. A one-finger vertical drag on the terminal scrolls the scrollback line by line;
+ *  on the alternate screen (a full-screen TUI, which has no scrollback) it sends the arrow
+ *  keys a wheel would, as xterm's alternate scroll does. A tap (no drag) still focuses the
+ *  terminal and opens the keyboard; a long press still selects. Returns the undo. */
+function touchScroll(el: HTMLElement, term: Terminal, send: (data: string) => void): () => void {
+  let lastY: number | null = null;
+  let carry = 0;
+  const start = (e: TouchEvent) => {
+    lastY = e.touches.length === 1 ? e.touches[0].clientY : null;
+    carry = 0;
+  };
+  const move = (e: TouchEvent) => {
+    if (lastY === null || e.touches.length !== 1) return;
+    const y = e.touches[0].clientY;
+    const dy = lastY - y;
+    lastY = y;
+    const b = term.buffer.active;
+    // At either end of the scrollback the page itself scrolls, as it would without a terminal.
+    if (b.type === 'normal' && (dy > 0 ? b.viewportY >= b.baseY : b.viewportY <= 0)) {
+      carry = 0;
+      return;
+    }
+    e.preventDefault();
+    const screen = el.querySelector<HTMLElement>('.xterm-screen');
+    const cell = screen && term.rows > 0 ? screen.clientHeight / term.rows : 16;
+    // Finger down: earlier lines come into view (a negative line count).
+    carry += dy / cell;
+    const lines = Math.trunc(carry);
+    if (lines === 0) return;
+    carry -= lines;
+    if (b.type === 'normal') {
+      term.scrollLines(lines);
+    } else {
+      const app = term.modes.applicationCursorKeysMode;
+      const key = lines < 0 ? (app ? '\x1bOA' : '\x1b[A') : app ? '\x1bOB' : '\x1b[B';
+      send(key.repeat(Math.abs(lines)));
+    }
+  };
+  const end = () => {
+    lastY = null;
+  };
+  el.addEventListener('touchstart', start, { passive: true });
+  el.addEventListener('touchmove', move, { passive: false });
+  el.addEventListener('touchend', end);
+  el.addEventListener('touchcancel', end);
+  return () => {
+    el.removeEventListener('touchstart', start);
+    el.removeEventListener('touchmove', move);
+    el.removeEventListener('touchend', end);
+    el.removeEventListener('touchcancel', end);
+  };
+}
+
 /** Keeps the terminal fitted to `el` and tells the daemon this viewer's size whenever it
  *  changes (which makes this viewer the one that sets the PTY's size); returns the undo. The
  *  terminal itself may then show another viewer's size, when that one was active later. */
@@ -229,6 +283,7 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
     wireInput(term, pty, path.current);
     // Fitted before the socket opens, so the first hello carries the real size.
     const unfollow = followSize(el, term, fit, pty);
+    const untouch = touchScroll(el, term, (d) => pty.input(d));
     pty.start();
     // The browser tests read the buffer cell by cell through this.
     Object.assign(el, { kagedTerm: term });
@@ -250,6 +305,7 @@ export function useTerminal(sessionId: string, options: TerminalOptions): Termin
       document.removeEventListener('visibilitychange', visible);
       el.removeEventListener('focusin', focused);
       unfollow();
+      untouch();
       pty.stop();
       term.dispose();
     };
