@@ -304,6 +304,41 @@ describe('phone', () => {
     await waitForText(page, '1b 5b 42 ');
   });
 
+  it("the key bar is the operator's choice, on every device they sign in from", async () => {
+    await page.goto(`${daemon.url}/#/device`);
+    const settings = page.locator('#keybar-settings');
+    for (const label of ['PgUp', 'PgDn']) {
+      await settings.getByLabel(label, { exact: true }).uncheck();
+    }
+    const want = ['esc', 'tab', 'stab', 'ctrl', 'alt', 'left', 'up', 'down', 'right', 'ctrlc', 'paste', 'copy'];
+    for (let i = 0; ; i++) {
+      const r = await apiCall(page, 'GET', '/api/v1/me/keybar');
+      if (JSON.stringify(r.json.keys) === JSON.stringify(want)) break;
+      assert.ok(i < 50, `the daemon never stored the choice: ${JSON.stringify(r.json)}`);
+      await page.waitForTimeout(100);
+    }
+    // Another device: a fresh browser with nothing in its storage, signed in anew.
+    const tablet = await browser.newContext({ viewport: { width: 820, height: 1180 }, hasTouch: true, isMobile: true });
+    try {
+      const other = await tablet.newPage();
+      await other.goto(await daemon.authOpen());
+      await other.getByRole('heading', { name: 'Projects' }).waitFor();
+      const r = await apiCall(other, 'POST', '/api/v1/projects/phone/sessions', { argv: ['sleep', '30'] });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      await other.goto(`${daemon.url}/#/sessions/${r.json.id}`);
+      await other.locator('#keybar [data-key="esc"]').waitFor();
+      await other.waitForFunction(() => !document.querySelector('#keybar [data-key="pgup"]'));
+      const shown = await other.locator('#keybar [data-key]').evaluateAll((ks) => ks.map((k) => k.dataset.key));
+      assert.deepEqual(shown, want);
+    } finally {
+      await tablet.close();
+    }
+    // Back as it was, for the tests after this one.
+    for (const label of ['PgUp', 'PgDn']) {
+      await settings.getByLabel(label, { exact: true }).check();
+    }
+  });
+
   it('subscribes, and the service worker shows the push the daemon sent when an agent waits', async () => {
     const service = await pushService();
     const ua = createECDH('prime256v1');

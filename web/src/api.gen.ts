@@ -784,6 +784,17 @@ export type PushMessage = { title: string, body: string,
 url: string, session_id: string, status: AgentStatus, };
 
 /**
+ * A key of the terminal's key bar on touch screens, in bar order.
+ */
+export type BarKey = "esc" | "tab" | "stab" | "ctrl" | "alt" | "left" | "up" | "down" | "right" | "pgup" | "pgdn" | "ctrlc" | "paste" | "copy";
+
+/**
+ * `GET` and `PUT /api/v1/me/keybar`: the keys the caller's key bar shows, on every device
+ * they sign in from. Kept in bar order, each once; never set, every key.
+ */
+export type KeyBarChoice = { keys: Array<BarKey>, };
+
+/**
  * A held tool call's outcome, as the CLI's hook answers it.
  */
 export type HookDecision = "allow" | "deny" | "ask";

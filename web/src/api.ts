@@ -11,6 +11,7 @@ import type {
   BranchDeleted,
   ErrorCode,
   ErrorEnvelope,
+  KeyBarChoice,
   LoadProject,
   Me,
   ProjectList,
@@ -111,7 +112,7 @@ export function diagnosticsOf(e: ApiError | null): Diagnostic[] | undefined {
 
 export const enc = encodeURIComponent;
 
-type Method = 'GET' | 'POST' | 'DELETE';
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 // A Record, so a new Warning in the generated types fails to compile until it is listed here.
 const KNOWN_WARNINGS: Record<Warning, true> = { 'insecure-mode': true, 'no-sandbox': true };
@@ -188,6 +189,8 @@ export class Api {
   pushInfo = () => this.request<PushInfo>('GET', '/api/v1/push');
   subscribePush = (body: PushSubscribe) => this.request<PushSubscriptionView>('POST', '/api/v1/push/subscriptions', body);
   revokePush = (id: string) => this.request<PushRevoked>('DELETE', `/api/v1/push/subscriptions/${enc(id)}`);
+  keybar = () => this.request<KeyBarChoice>('GET', '/api/v1/me/keybar');
+  setKeybar = (body: KeyBarChoice) => this.request<KeyBarChoice>('PUT', '/api/v1/me/keybar', body);
   worktrees = (projectId: string) => this.request<WorktreeList>('GET', `/api/v1/projects/${enc(projectId)}/worktrees`);
   unknownWorktrees = (projectId: string) =>
     this.request<UnknownWorktreeList>('GET', `/api/v1/projects/${enc(projectId)}/worktrees/unknown`);

@@ -4,27 +4,15 @@
 // it) and a Copy view whose text the phone's own long-press selection works on. It sits above
 // the soft keyboard by following the visual viewport.
 //
-// Which keys show is kept in this browser's localStorage, not on the daemon: the bar suits a
-// device (a phone's width, a tablet's keyboard), the daemon needs no table or route for it, and
-// localStorage is per origin, so each kaged keeps its own.
+// Which keys show is each operator's choice, kept by the daemon (`/api/v1/me/keybar`) so it
+// follows them to every device; this browser's localStorage keeps a copy, so the bar shows at
+// once and offline, before the daemon answers.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
+import type { BarKey } from './api.gen';
+import { useApi } from './context';
 
-export type KeyId =
-  | 'esc'
-  | 'tab'
-  | 'stab'
-  | 'ctrl'
-  | 'alt'
-  | 'left'
-  | 'up'
-  | 'down'
-  | 'right'
-  | 'pgup'
-  | 'pgdn'
-  | 'ctrlc'
-  | 'paste'
-  | 'copy';
+export type KeyId = BarKey;
 
 export const KEY_LABELS: Record<KeyId, [label: string, title: string]> = {
   esc: ['Esc', 'Escape'],
@@ -60,7 +48,7 @@ const SEQ: Partial<Record<KeyId, string>> = {
 
 const STORE_KEY = 'kaged-keybar';
 
-/** The keys this browser shows, in bar order. */
+/** The operator's keys as this browser last saw them, in bar order. */
 export function loadKeys(): KeyId[] {
   try {
     const raw = JSON.parse(localStorage.getItem(STORE_KEY) ?? 'null') as unknown;
@@ -69,6 +57,23 @@ export function loadKeys(): KeyId[] {
     // Storage disabled or garbage: the default.
   }
   return ALL_KEYS;
+}
+
+/** The operator's keys: this browser's copy at once, then the daemon's, kept as the copy. */
+export function useKeys(): [KeyId[], (keys: KeyId[]) => void] {
+  const api = useApi();
+  const [keys, setKeys] = useState<KeyId[]>(loadKeys);
+  useEffect(() => {
+    api.keybar().then(
+      (c) => {
+        saveKeys(c.keys);
+        setKeys(ALL_KEYS.filter((k) => c.keys.includes(k)));
+      },
+      // Offline or refused: the copy stands.
+      () => {},
+    );
+  }, [api]);
+  return [keys, setKeys];
 }
 
 export function saveKeys(keys: KeyId[]) {
@@ -153,7 +158,7 @@ function CopyView({ text, onClose }: { text: string; onClose: () => void }) {
 }
 
 export function KeyBar({ target }: { target: KeyTarget }) {
-  const [keys] = useState(loadKeys);
+  const [keys] = useKeys();
   const [ctrl, setCtrl] = useState<Sticky>('off');
   const [alt, setAlt] = useState<Sticky>('off');
   const [copyText, setCopyText] = useState<string | null>(null);

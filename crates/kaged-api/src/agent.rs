@@ -165,6 +165,74 @@ pub struct PushRevoked {
     pub id: String,
 }
 
+/// A key of the terminal's key bar on touch screens, in bar order.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema, TS,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BarKey {
+    Esc,
+    Tab,
+    /// Shift+Tab (`ESC [ Z`).
+    Stab,
+    Ctrl,
+    Alt,
+    Left,
+    Up,
+    Down,
+    Right,
+    Pgup,
+    Pgdn,
+    /// Ctrl-C.
+    Ctrlc,
+    Paste,
+    Copy,
+}
+
+impl BarKey {
+    pub const ALL: [BarKey; 14] = [
+        BarKey::Esc,
+        BarKey::Tab,
+        BarKey::Stab,
+        BarKey::Ctrl,
+        BarKey::Alt,
+        BarKey::Left,
+        BarKey::Up,
+        BarKey::Down,
+        BarKey::Right,
+        BarKey::Pgup,
+        BarKey::Pgdn,
+        BarKey::Ctrlc,
+        BarKey::Paste,
+        BarKey::Copy,
+    ];
+}
+
+/// `GET` and `PUT /api/v1/me/keybar`: the keys the caller's key bar shows, on every device
+/// they sign in from. Kept in bar order, each once; never set, every key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBarChoice {
+    pub keys: Vec<BarKey>,
+}
+
+impl KeyBarChoice {
+    /// In bar order, each key once.
+    pub fn normalised(mut self) -> KeyBarChoice {
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        self
+    }
+}
+
+impl Default for KeyBarChoice {
+    fn default() -> Self {
+        KeyBarChoice {
+            keys: BarKey::ALL.to_vec(),
+        }
+    }
+}
+
 /// What a push message carries, as the service worker reads it. No secret and no command
 /// text beyond the short reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]

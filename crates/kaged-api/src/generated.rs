@@ -41,7 +41,7 @@ pub fn typescript() -> String {
         TranscriptParams,
         ScreenSize, ClientControl, ServerControl, EgressDecision, EgressVia, EgressConnection,
         AgentStatus, AgentSignal, AgentState, PushKeys, PushSubscribe, PushSubscriptionView,
-        PushInfo, PushRevoked, PushMessage,
+        PushInfo, PushRevoked, PushMessage, BarKey, KeyBarChoice,
         HookDecision, ApprovalDefault, Approval, ApprovalList, ApprovalVerdict, ApprovalAnswer,
         ApprovalOutcome,
         DaemonEvent,

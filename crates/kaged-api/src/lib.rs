@@ -24,8 +24,8 @@ mod timestamp;
 pub mod worktree;
 
 pub use agent::{
-    AgentSignal, AgentState, AgentStatus, PushInfo, PushKeys, PushMessage, PushRevoked,
-    PushSubscribe, PushSubscriptionView,
+    AgentSignal, AgentState, AgentStatus, BarKey, KeyBarChoice, PushInfo, PushKeys, PushMessage,
+    PushRevoked, PushSubscribe, PushSubscriptionView,
 };
 pub use audit::{AuditPage, AuditParams, AuditRow};
 pub use cage::{

@@ -20,6 +20,9 @@ use tokio::time::Instant;
 
 use crate::Daemon;
 
+/// The reason an adopted run's first state gives.
+const ADOPTED: &str = "adopted after a daemon restart";
+
 /// The least time between two pushes about one run going quiet.
 const IDLE_PUSH_EVERY: Duration = Duration::from_secs(60);
 
@@ -53,8 +56,7 @@ impl Daemon {
         // A run adopted after a restart is followed from now on: its old output would replay
         // old notifications (and push them again).
         let (mut status, from, reason) = if session.is_adopted() {
-            let why = "adopted after a daemon restart";
-            (AgentStatus::Working, Some(u64::MAX), Some(why))
+            (AgentStatus::Working, Some(u64::MAX), Some(ADOPTED))
         } else {
             (AgentStatus::Starting, None, None)
         };
@@ -231,7 +233,15 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner())
             .get(&info.id)
             .cloned();
-        seen.or_else(|| (info.state == SessionState::Exited).then(|| final_state(info, "")))
+        // Not followed yet (the moment after a start or an adoption): what following it will
+        // say first, so an agent session always has a state.
+        Some(seen.unwrap_or_else(|| match (info.state, info.adopted_at) {
+            (SessionState::Exited, _) => final_state(info, ""),
+            (_, Some(_)) => {
+                AgentState::new(AgentStatus::Working, AgentSignal::Start, Some(ADOPTED))
+            }
+            (_, None) => AgentState::new(AgentStatus::Starting, AgentSignal::Start, None),
+        }))
     }
 
     /// Sends a push to every device of its user, auditing each outcome; a subscription the

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use kaged_api::*;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -211,6 +211,21 @@ fn table() -> Vec<(RouteSpec, Handler)> {
         (
             read::<Me>("/api/v1/me", "The caller's identity and CSRF token"),
             get(me::me),
+        ),
+        (
+            read::<KeyBarChoice>(
+                "/api/v1/me/keybar",
+                "The keys the caller's key bar shows on touch screens, on every device",
+            ),
+            get(push::keybar),
+        ),
+        (
+            write::<KeyBarChoice, KeyBarChoice>(
+                Method::PUT,
+                "/api/v1/me/keybar",
+                "Chooses the caller's key bar keys; kept in bar order, each once",
+            ),
+            put(push::set_keybar),
         ),
         (
             act::<LaunchUrl>(

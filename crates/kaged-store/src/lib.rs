@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod migrate;
+mod prefs;
 mod push;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use crate::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_push_subscriptions.sql"),
+    include_str!("../migrations/0003_operator_prefs.sql"),
 ];
 
 pub(crate) fn run(conn: &Connection, path: &Path) -> Result<(), StoreError> {

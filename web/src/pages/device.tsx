@@ -1,11 +1,11 @@
 // This device: push notifications when an agent needs the operator (Web Push through the
 // service worker), the operator's subscribed devices with a revoke button each, and which keys
-// the phone key bar shows here.
+// their phone key bar shows (kept by the daemon, the same on each of their devices).
 
 import { useEffect, useState } from 'preact/hooks';
 import type { PushInfo } from '../api';
 import { useApi } from '../context';
-import { ALL_KEYS, KEY_LABELS, type KeyId, loadKeys, saveKeys } from '../keybar';
+import { ALL_KEYS, KEY_LABELS, type KeyId, saveKeys, useKeys } from '../keybar';
 import { ErrorBox, Page, Time } from '../ui';
 
 /** The id of this browser's own subscription, to tell it apart in the list. */
@@ -125,16 +125,29 @@ function Notifications() {
 }
 
 function KeyBarSettings() {
-  const [keys, setKeys] = useState<KeyId[]>(loadKeys);
+  const api = useApi();
+  const [keys, setKeys] = useKeys();
+  const [error, setError] = useState<unknown>(null);
   const toggle = (k: KeyId, on: boolean) => {
+    const before = keys;
     const chosen = ALL_KEYS.filter((x) => (x === k ? on : keys.includes(x)));
     setKeys(chosen);
-    saveKeys(chosen);
+    api.setKeybar({ keys: chosen }).then(
+      (c) => {
+        saveKeys(c.keys);
+        setError(null);
+      },
+      (e: unknown) => {
+        setKeys(before);
+        setError(e);
+      },
+    );
   };
   return (
     <section aria-labelledby="keys-h">
       <h2 id="keys-h">Key bar</h2>
-      <p class="muted">Which keys the terminal's key bar shows on this device (kept in this browser).</p>
+      <p class="muted">Which keys the terminal's key bar shows on a touch screen: yours, on every device you sign in from.</p>
+      <ErrorBox error={error} />
       <fieldset class="key-choice" id="keybar-settings">
         {ALL_KEYS.map((k) => (
           <label key={k}>

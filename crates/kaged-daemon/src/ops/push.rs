@@ -1,9 +1,10 @@
-//! Web Push subscriptions: each operator lists, adds and revokes their own devices. And an
-//! agent run's own event stream, for the agent-output WebSocket.
+//! Web Push subscriptions: each operator lists, adds and revokes their own devices; and their
+//! key bar, the same on each of them. And an agent run's own event stream, for the
+//! agent-output WebSocket.
 
 use kaged_api::{
-    AgentStatus, DaemonEvent, Identity, PushInfo, PushRevoked, PushSubscribe, PushSubscriptionView,
-    Timestamp,
+    AgentStatus, DaemonEvent, Identity, KeyBarChoice, PushInfo, PushRevoked, PushSubscribe,
+    PushSubscriptionView, Timestamp,
 };
 use kaged_store::{AuditEvent, EventType, PushRow};
 use serde_json::json;
@@ -56,6 +57,34 @@ impl AgentRun {
 }
 
 impl Daemon {
+    /// The caller's key bar: what they chose, or every key.
+    pub async fn keybar(&self, who: &Identity) -> OpResult<KeyBarChoice> {
+        let stored = self
+            .inner
+            .store
+            .keybar(&who.user_id)
+            .await
+            .map_err(|e| OpError::internal("cannot read the key bar", e))?;
+        // A stored list that no longer parses (a key this version dropped) falls back to all.
+        Ok(stored
+            .and_then(|json| serde_json::from_str::<KeyBarChoice>(&json).ok())
+            .map(KeyBarChoice::normalised)
+            .unwrap_or_default())
+    }
+
+    /// Stores the caller's key bar, for every device they sign in from.
+    pub async fn set_keybar(&self, who: &Identity, choice: KeyBarChoice) -> OpResult<KeyBarChoice> {
+        let choice = choice.normalised();
+        let json = serde_json::to_string(&choice)
+            .map_err(|e| OpError::internal("cannot store the key bar", e))?;
+        self.inner
+            .store
+            .set_keybar(&who.user_id, json)
+            .await
+            .map_err(|e| OpError::internal("cannot store the key bar", e))?;
+        Ok(choice)
+    }
+
     pub async fn push_info(&self, who: &Identity) -> OpResult<PushInfo> {
         let rows = self
             .inner

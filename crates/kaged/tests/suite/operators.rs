@@ -158,10 +158,15 @@ fn classify(method: &str, path: &str) -> Expect {
         // Held tool calls follow their session's owner;
         // `only_the_owner_or_an_admin_sees_and_answers_an_approval` checks them.
         (_, "/api/v1/approvals" | "/api/v1/approvals/{id}") => Expect::Unrelated,
-        // Each operator's own devices; `push_subscriptions_are_each_operators_own` checks them.
-        (_, "/api/v1/push" | "/api/v1/push/subscriptions" | "/api/v1/push/subscriptions/{id}") => {
-            Expect::Unrelated
-        }
+        // Each operator's own devices and key bar; `push_subscriptions_are_each_operators_own`
+        // and `a_key_bar_is_each_operators_own_and_bad_keys_are_refused` check them.
+        (
+            _,
+            "/api/v1/push"
+            | "/api/v1/push/subscriptions"
+            | "/api/v1/push/subscriptions/{id}"
+            | "/api/v1/me/keybar",
+        ) => Expect::Unrelated,
         (m, p) => panic!(
             "{m} {p} is not classified: decide what another operator may see through it and add it here"
         ),
@@ -178,6 +183,7 @@ fn valid_body(method: &str, path: &str) -> Option<&'static str> {
         ("POST", Some("shares")) => Some(r#"{"user": "dave@example.com", "access": "read"}"#),
         ("POST", Some("restore")) => Some("{}"),
         ("POST", Some("merge")) => Some(r#"{"mode": "auto"}"#),
+        ("PUT", Some("keybar")) => Some(r#"{"keys": ["esc"]}"#),
         (m, _) => panic!("{m} {path}: give this route a valid body here"),
     }
 }
@@ -611,4 +617,53 @@ async fn a_waiting_run_is_pushed_to_its_owner_and_to_whoever_may_drive_it() {
     let mut actors: Vec<String> = page.events.iter().filter_map(|e| e.actor.clone()).collect();
     actors.sort();
     assert_eq!(actors, vec!["alice@example.com", "bob@example.com"]);
+}
+
+#[test]
+fn a_key_bar_is_each_operators_own_and_bad_keys_are_refused() {
+    let d = sidecar(false);
+    let alice = Op::new(&d, "alice@example.com", "dev");
+    let bob = Op::new(&d, "bob@example.com", "ops");
+    let all = serde_json::json!({"keys": ["esc", "tab", "stab", "ctrl", "alt", "left", "up",
+        "down", "right", "pgup", "pgdn", "ctrlc", "paste", "copy"]});
+    // Never chosen: every key.
+    assert_eq!(alice.call(&d, "GET", "/api/v1/me/keybar", None).json(), all);
+    // Kept in bar order, each once.
+    let r = alice.call(
+        &d,
+        "PUT",
+        "/api/v1/me/keybar",
+        Some(r#"{"keys": ["ctrlc", "esc", "ctrl", "esc"]}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mine = serde_json::json!({"keys": ["esc", "ctrl", "ctrlc"]});
+    assert_eq!(r.json(), mine);
+    assert_eq!(
+        alice.call(&d, "GET", "/api/v1/me/keybar", None).json(),
+        mine
+    );
+    // Another operator, an admin too, keeps their own.
+    assert_eq!(bob.call(&d, "GET", "/api/v1/me/keybar", None).json(), all);
+    for (body, says) in [
+        (r#"{"keys": ["esc", "bogus"]}"#, "bogus"),
+        (r#"{"keys": "esc"}"#, "keys"),
+        (r#"{}"#, "keys"),
+        (r#"{"keys": [], "theme": "dark"}"#, "theme"),
+    ] {
+        let r = alice.call(&d, "PUT", "/api/v1/me/keybar", Some(body));
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, ErrorCode::ValidationFailed),
+            "{body}: {}",
+            r.body
+        );
+        assert!(r.body.contains(says), "{body}: {}", r.body);
+    }
+    assert_eq!(
+        alice.call(&d, "GET", "/api/v1/me/keybar", None).json(),
+        mine
+    );
+    // An empty bar is a choice too.
+    let r = alice.call(&d, "PUT", "/api/v1/me/keybar", Some(r#"{"keys": []}"#));
+    assert_eq!(r.json(), serde_json::json!({"keys": []}));
 }
