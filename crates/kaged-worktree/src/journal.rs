@@ -192,7 +192,7 @@ pub(crate) fn mark_removed(conn: &Connection, run: &str, at: i64) -> Result<()> 
 
 pub(crate) fn mark_ended(conn: &Connection, run: &str, at: i64) -> Result<bool> {
     Ok(conn.execute(
-        "UPDATE worktrees SET ended_at = ?2 WHERE run = ?1 AND ended_at IS NULL",
+        "UPDATE worktrees SET ended_at = ?2 WHERE run = ?1 AND (ended_at IS NULL OR ended_at < ?2)",
         params![run, at],
     )? > 0)
 }

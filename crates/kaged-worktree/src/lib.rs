@@ -125,8 +125,9 @@ impl Worktrees {
         journal::owners(&self.db)
     }
 
-    /// Records that the run using this worktree ended, which starts its idle time for
-    /// [`Worktrees::sweep`]. Returns `false` if it was already marked.
+    /// Records that the last session using this worktree ended (the run's own, or a later
+    /// shell or run in it), which starts its idle time for [`Worktrees::sweep`] again.
+    /// Returns `false` when it was already marked at `at` or later.
     pub fn mark_ended(&self, run: &str, at: i64) -> Result<bool> {
         journal::mark_ended(&self.db, run, at)
     }

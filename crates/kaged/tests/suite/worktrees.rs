@@ -564,6 +564,59 @@ fn load_as(d: &TestDaemon, s: &Session, root: &Path) {
 }
 
 #[test]
+fn a_later_session_in_an_ended_runs_worktree_starts_its_idle_time_again() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let repo = repo(&marker_dir.path().join("marker"));
+    let d = daemon()
+        .local_toml("[worktrees]\nsweep_idle = \"4s\"\n")
+        .start();
+    let s = d.login();
+    load(&d, &s, repo.path());
+    let info = start(&d, &s, json!({"agent": "primary.writer"}));
+    let run = info.origin.worktree.clone().unwrap();
+    assert_eq!(wait_exited(&d, &s, &info.id).exit_code, Some(0));
+    let first_end = std::time::Instant::now();
+    // The operator opens a shell in the run's worktree a moment later, for a few seconds.
+    std::thread::sleep(Duration::from_secs(1));
+    let shell = start(
+        &d,
+        &s,
+        json!({"argv": ["sleep", "4"], "workspace": {"kind": "existing", "run": run}}),
+    );
+    wait_exited(&d, &s, &shell.id);
+    let state = || {
+        let list: WorktreeList = d.get_as(&s, "/api/v1/projects/wt/worktrees").json_as();
+        list.runs
+            .into_iter()
+            .find(|r| r.run == run)
+            .map(|r| r.state)
+    };
+    // Past the run's own end plus the idle time, but not the shell's: still there.
+    let due_by_first = Duration::from_secs(4) + Duration::from_secs(3);
+    if let Some(wait) = due_by_first.checked_sub(first_end.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    assert_eq!(
+        state(),
+        Some(WorktreeState::Active),
+        "swept from the run's first end"
+    );
+    eventually(Duration::from_secs(20), || match state() {
+        Some(WorktreeState::Removed) => Ok(()),
+        other => Err(format!("not swept yet: {other:?}")),
+    });
+    let audit: kaged_api::AuditPage = d.get_as(&s, "/api/v1/audit?type=worktree.").json_as();
+    let ended: Vec<Value> = audit
+        .events
+        .iter()
+        .filter(|e| e.kind == "worktree.ended")
+        .map(|e| e.data["session"].clone())
+        .rev()
+        .collect();
+    assert_eq!(ended, vec![json!(info.id), json!(shell.id)]);
+}
+
+#[test]
 fn an_ended_runs_worktree_is_swept_after_its_idle_time_by_the_snapshot_first_path() {
     let marker_dir = tempfile::tempdir().unwrap();
     let repo = repo(&marker_dir.path().join("marker"));
