@@ -999,7 +999,22 @@ export type WorktreeLoss = { changed: Array<string>, untracked: Array<string>,
 /**
  * Commits in neither `base` nor any remote branch, newest first.
  */
-unpushed: Array<string>, };
+unpushed: Array<string>, 
+/**
+ * Files git ignores that the removal deleted, as asked (`discard_ignored`): no snapshot
+ * holds them. An ignored directory is listed once (`target/`).
+ */
+ignored: Array<string>, };
+
+/**
+ * The query of `DELETE /api/v1/worktrees/{run}`.
+ */
+export type RemoveWorktreeParams = { 
+/**
+ * Also delete the files git ignores (`target/`, `.env`), which no snapshot keeps. Without
+ * it a worktree holding any is refused (409, the paths in `details.paths`).
+ */
+discard_ignored: boolean, };
 
 /**
  * `DELETE /api/v1/worktrees/{run}`.

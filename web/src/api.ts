@@ -195,7 +195,8 @@ export class Api {
   unknownWorktrees = (projectId: string) =>
     this.request<UnknownWorktreeList>('GET', `/api/v1/projects/${enc(projectId)}/worktrees/unknown`);
   worktreeReview = (run: string) => this.request<WorktreeReview>('GET', `/api/v1/worktrees/${enc(run)}`);
-  removeWorktree = (run: string) => this.request<WorktreeRemoved>('DELETE', `/api/v1/worktrees/${enc(run)}`);
+  removeWorktree = (run: string, discardIgnored = false) =>
+    this.request<WorktreeRemoved>('DELETE', `/api/v1/worktrees/${enc(run)}${discardIgnored ? '?discard_ignored=true' : ''}`);
   restoreWorktree = (run: string, body: RestoreWorktree) =>
     this.request<WorktreeRun>('POST', `/api/v1/worktrees/${enc(run)}/restore`, body);
   mergeWorktree = (run: string, body: MergeWorktree) => this.request<WorktreeMerged>('POST', `/api/v1/worktrees/${enc(run)}/merge`, body);

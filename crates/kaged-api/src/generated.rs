@@ -47,7 +47,7 @@ pub fn typescript() -> String {
         DaemonEvent,
         AuditRow, AuditPage, AuditParams,
         WorktreeState, WorktreeRun, WorktreeSnapshot, WorktreeList, WorktreeCommit, WorktreeFile,
-        WorktreeReview, WorktreeLoss, WorktreeRemoved, RestoreWorktree, MergeStrategy,
+        WorktreeReview, WorktreeLoss, RemoveWorktreeParams, WorktreeRemoved, RestoreWorktree, MergeStrategy,
         MergeWorktree, WorktreeMerged, BranchDeleted, UnknownWorktree, UnknownWorktreeList,
         ErrorCode, ErrorBody, ErrorEnvelope,
         Warning, Paths, BwrapInfo, CgroupSupport, SandboxStatus, ProviderKey, LocalSummary,

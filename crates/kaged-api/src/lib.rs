@@ -64,8 +64,8 @@ pub use status::{
 };
 pub use timestamp::Timestamp;
 pub use worktree::{
-    BranchDeleted, MergeStrategy, MergeWorktree, RestoreWorktree, UnknownWorktree,
-    UnknownWorktreeList, Workspace, WorkspaceChoice, WorktreeCommit, WorktreeFile, WorktreeList,
-    WorktreeLoss, WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun, WorktreeSnapshot,
-    WorktreeState,
+    BranchDeleted, MergeStrategy, MergeWorktree, RemoveWorktreeParams, RestoreWorktree,
+    UnknownWorktree, UnknownWorktreeList, Workspace, WorkspaceChoice, WorktreeCommit, WorktreeFile,
+    WorktreeList, WorktreeLoss, WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun,
+    WorktreeSnapshot, WorktreeState,
 };

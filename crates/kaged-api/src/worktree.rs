@@ -217,6 +217,19 @@ pub struct WorktreeLoss {
     pub untracked: Vec<String>,
     /// Commits in neither `base` nor any remote branch, newest first.
     pub unpushed: Vec<String>,
+    /// Files git ignores that the removal deleted, as asked (`discard_ignored`): no snapshot
+    /// holds them. An ignored directory is listed once (`target/`).
+    pub ignored: Vec<String>,
+}
+
+/// The query of `DELETE /api/v1/worktrees/{run}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveWorktreeParams {
+    /// Also delete the files git ignores (`target/`, `.env`), which no snapshot keeps. Without
+    /// it a worktree holding any is refused (409, the paths in `details.paths`).
+    #[serde(default)]
+    pub discard_ignored: bool,
 }
 
 /// `DELETE /api/v1/worktrees/{run}`.

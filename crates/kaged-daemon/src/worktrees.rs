@@ -42,6 +42,9 @@ pub(crate) struct Hub {
     /// Run → owner, for runs no session made (restores); read on every access check, so kept
     /// here as well as in the database.
     owners: Mutex<HashMap<String, String>>,
+    /// Run → why the sweep last left it, so a refusal that stands is audited once, not on
+    /// every tick.
+    sweep_refused: Mutex<HashMap<String, String>>,
 }
 
 impl WorktreeSupport {
@@ -84,6 +87,7 @@ impl WorktreeSupport {
                     idle: local.sweep_idle(),
                     in_use: Mutex::new(HashMap::new()),
                     owners: Mutex::new(owners.into_iter().collect()),
+                    sweep_refused: Mutex::new(HashMap::new()),
                 };
                 (WorktreeSupport::Ready(Arc::new(hub)), recovered)
             }
@@ -295,12 +299,14 @@ pub(crate) fn op_error(e: WtError) -> OpError {
         | WtError::InsideRepository { .. }
         | WtError::PathExists { .. }
         | WtError::NestedRepository { .. } => OpError::Invalid(e.to_string()),
-        WtError::DirtyCheckout { paths: ref ps, .. } | WtError::Conflict { paths: ref ps, .. } => {
-            OpError::ConflictPaths {
-                paths: paths(ps),
-                message: e.to_string(),
-            }
-        }
+        WtError::DirtyCheckout { paths: ref ps, .. }
+        | WtError::Conflict { paths: ref ps, .. }
+        | WtError::IgnoredFiles {
+            ignored: ref ps, ..
+        } => OpError::ConflictPaths {
+            paths: paths(ps),
+            message: e.to_string(),
+        },
         WtError::BranchExists { .. }
         | WtError::RunExists { .. }
         | WtError::Busy { .. }
@@ -463,13 +469,19 @@ impl Daemon {
                 // The same safe path as a cleanup through the API: snapshot first.
                 let run = rec.run.clone();
                 let result = hub.call(move |w| w.remove(&run)).await;
-                let data = match &result {
-                    Ok(removal) => removal_json(removal, "sweep"),
-                    Err(e) => json!({"run": rec.run, "by": "sweep", "refused": e.to_string()}),
-                };
-                let kind = match result {
-                    Ok(_) => EventType::WorktreeRemoved,
-                    Err(_) => EventType::WorktreeRefused,
+                let (kind, data) = match &result {
+                    Ok(removal) => (EventType::WorktreeRemoved, removal_json(removal, "sweep")),
+                    Err(e) => {
+                        let why = e.to_string();
+                        let mut refused =
+                            hub.sweep_refused.lock().unwrap_or_else(|p| p.into_inner());
+                        if refused.get(&rec.run) == Some(&why) {
+                            continue;
+                        }
+                        refused.insert(rec.run.clone(), why.clone());
+                        let data = json!({"run": rec.run, "by": "sweep", "refused": why});
+                        (EventType::WorktreeRefused, data)
+                    }
                 };
                 self.audit_worktree(kind, None, None, data).await;
             }
@@ -507,6 +519,7 @@ pub(crate) fn removal_json(r: &kaged_worktree::Removal, by: &str) -> serde_json:
         "changed": list(&r.loss.changed),
         "untracked": list(&r.loss.untracked),
         "unpushed": r.loss.unpushed,
+        "ignored_discarded": list(&r.loss.ignored),
         "snapshot": r.snapshot.as_ref().map(|s| json!({"reference": s.reference, "oid": s.oid})),
     })
 }

@@ -316,11 +316,15 @@ fn table() -> Vec<(RouteSpec, Handler)> {
             get(worktrees::review),
         ),
         (
-            act::<WorktreeRemoved>(
-                Method::DELETE,
-                "/api/v1/worktrees/{id}",
-                "Removes a run's worktree, first snapshotting whatever removing would lose",
-            ),
+            RouteSpec {
+                query: Some(schema::<RemoveWorktreeParams>),
+                ..act::<WorktreeRemoved>(
+                    Method::DELETE,
+                    "/api/v1/worktrees/{id}",
+                    "Removes a run's worktree, first snapshotting whatever removing would lose; \
+                     refused while it holds ignored files, unless discard_ignored=true",
+                )
+            },
             delete(worktrees::remove),
         ),
         (

@@ -152,6 +152,15 @@ pub enum Error {
         "git refused to remove worktree {path:?}: {stderr}; it is kept, with its branch, inspect it by hand"
     )]
     RemoveRefused { path: PathBuf, stderr: String },
+    #[error(
+        "worktree {path:?} holds files git ignores ({}), which no snapshot keeps and removing \
+         would delete; copy what you need, then remove it again saying to discard them",
+        list_paths(ignored)
+    )]
+    IgnoredFiles {
+        path: PathBuf,
+        ignored: Vec<PathBuf>,
+    },
     #[error("recovery of run {run:?}: {detail}")]
     Recovery { run: String, detail: String },
     #[error("{action} {path:?}: {source}")]
@@ -186,4 +195,18 @@ fn list(paths: &[PathBuf]) -> String {
         s.push_str(&format!(" and {} more", paths.len() - SHOWN));
     }
     s
+}
+
+/// At most a few paths, for a message; the error's field has them all.
+fn list_paths(paths: &[PathBuf]) -> String {
+    const SHOWN: usize = 5;
+    let mut out: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > SHOWN {
+        out.push(format!("and {} more", paths.len() - SHOWN));
+    }
+    out.join(", ")
 }

@@ -50,12 +50,31 @@ pub struct Loss {
     pub untracked: Vec<PathBuf>,
     /// Commits on HEAD reachable from neither `base` nor any remote branch, newest first.
     pub unpushed: Vec<String>,
+    /// Files and directories git ignores (`target/`, `.env`): no snapshot holds them, and
+    /// `git worktree remove` deletes them, so a removal discards them only when told to.
+    pub ignored: Vec<PathBuf>,
 }
 
 impl Loss {
+    /// Nothing a snapshot would have to keep (ignored files are never snapshotted).
     pub fn is_empty(&self) -> bool {
         self.changed.is_empty() && self.untracked.is_empty() && self.unpushed.is_empty()
     }
+}
+
+/// What git ignores in a worktree, an ignored directory once (`target/`), not its files.
+pub(crate) fn ignored(wt: &Git) -> Result<Vec<PathBuf>> {
+    let out = wt.run(&[
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+        "--exclude-standard",
+        "--directory",
+    ])?;
+    Ok(crate::git::nul_fields(&out)
+        .map(crate::git::bytes_path)
+        .collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +158,7 @@ pub(crate) fn loss(wt: &Git, base: &str, status: &Status) -> Result<Loss> {
         changed: status.changed().cloned().collect(),
         untracked: status.untracked().cloned().collect(),
         unpushed: out.lines().map(str::to_owned).collect(),
+        ignored: Vec::new(),
     })
 }
 

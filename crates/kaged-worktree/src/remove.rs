@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::git::Git;
-use crate::inspect::{Loss, check_gitfile, list_worktrees, loss, same_path};
+use crate::inspect::{Loss, check_gitfile, ignored, list_worktrees, loss, same_path};
 use crate::journal::{self, Plan, Record, State};
 use crate::snapshot::{self, Snapshot, build_tree, check_out_content, refuse_nested};
 use crate::status::Status;
@@ -52,10 +52,27 @@ pub struct SweepOutcome {
 
 impl Worktrees {
     /// Removes the worktree of `run`, first taking a snapshot if anything would be lost. The
-    /// branch is kept.
+    /// branch is kept. Refused ([`Error::IgnoredFiles`]) while it holds files git ignores,
+    /// which no snapshot keeps: see [`Worktrees::remove_discarding_ignored`].
     pub fn remove(&self, run: &str) -> Result<Removal> {
+        self.remove_with(run, false)
+    }
+
+    /// [`Worktrees::remove`], deleting the ignored files too (listed in the loss), as the
+    /// operator asked after seeing them.
+    pub fn remove_discarding_ignored(&self, run: &str) -> Result<Removal> {
+        self.remove_with(run, true)
+    }
+
+    fn remove_with(&self, run: &str, discard_ignored: bool) -> Result<Removal> {
         let rec = self.active(run)?;
         let (plan, loss) = plan_removal(&rec)?;
+        if !loss.ignored.is_empty() && !discard_ignored {
+            return Err(Error::IgnoredFiles {
+                path: rec.path.clone(),
+                ignored: loss.ignored,
+            });
+        }
         let id = journal::begin(&self.db, run, &Plan::Remove(plan.clone()), crate::now())?;
         match self.remove_steps(id, &plan) {
             Ok(()) => {}
@@ -216,7 +233,10 @@ fn plan_removal(rec: &Record) -> Result<(RemovePlan, Loss)> {
     } else {
         (Git::gitdir(&rec.repo, &rec.admin_dir), Status::default())
     };
-    let loss = loss(&wt, &rec.base, &status)?;
+    let mut loss = loss(&wt, &rec.base, &status)?;
+    if present {
+        loss.ignored = ignored(&wt)?;
+    }
     let mut plan =
         plan_without_snapshot(rec, !loss.changed.is_empty() || !loss.untracked.is_empty());
     if loss.is_empty() {

@@ -188,11 +188,21 @@ export function WorktreePage({ run, projectId }: { run: string; projectId: strin
       const m = await api.mergeWorktree(run, { mode });
       return `${m.fast_forward ? 'Fast-forwarded' : 'Merged into'} ${m.base}: ${short(m.old)} → ${short(m.new)}`;
     });
-  const cleanUp = () =>
+  // Files git ignores are in no snapshot: a cleanup that finds some is refused with their
+  // paths, and only a second, explicit click deletes them.
+  const [ignoredRefusal, setIgnoredRefusal] = useState(false);
+  const cleanUp = (discardIgnored: boolean) =>
     act(async () => {
-      const r = await api.removeWorktree(run);
-      const kept = r.loss.changed.length + r.loss.untracked.length + r.loss.unpushed.length;
-      return r.snapshot ? `Removed; ${kept} unsaved item(s) are in snapshot ${r.snapshot.reference}` : 'Removed; nothing was left to keep';
+      setIgnoredRefusal(false);
+      try {
+        const r = await api.removeWorktree(run, discardIgnored);
+        const kept = r.loss.changed.length + r.loss.untracked.length + r.loss.unpushed.length;
+        const deleted = r.loss.ignored.length > 0 ? `; ignored ${r.loss.ignored.join(', ')} deleted as asked` : '';
+        return (r.snapshot ? `Removed; ${kept} unsaved item(s) are in snapshot ${r.snapshot.reference}` : 'Removed; nothing was left to keep') + deleted;
+      } catch (e) {
+        setIgnoredRefusal(!discardIgnored && pathsOf(e as ApiError).length > 0);
+        throw e;
+      }
     });
   const restore = (from: string) =>
     act(async () => {
@@ -232,7 +242,7 @@ export function WorktreePage({ run, projectId }: { run: string; projectId: strin
           <button class="btn" disabled={busy || !record || review?.commits.length === 0} onClick={() => merge('merge_commit')}>
             Merge commit into {record?.base}
           </button>
-          <button class="btn danger" disabled={busy || !active} onClick={cleanUp} title="Snapshots anything removing would lose">
+          <button class="btn danger" disabled={busy || !active} onClick={() => cleanUp(false)} title="Snapshots anything removing would lose">
             Clean up
           </button>
           <button class="btn danger" disabled={busy || !record || active} onClick={deleteBranch}>
@@ -249,6 +259,11 @@ export function WorktreePage({ run, projectId }: { run: string; projectId: strin
               </li>
             ))}
           </ul>
+        )}
+        {ignoredRefusal && dirty.length > 0 && (
+          <button class="btn danger" id="discard-ignored" disabled={busy} onClick={() => cleanUp(true)}>
+            Delete these ignored files and clean up
+          </button>
         )}
       </section>
       {review && <Review review={review} />}

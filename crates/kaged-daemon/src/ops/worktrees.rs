@@ -184,7 +184,10 @@ impl Daemon {
         let Ok(hub) = self.worktree_hub() else { return };
         let r = run.to_owned();
         let undone = hub
-            .call(move |w| w.remove(&r).and_then(|_| w.delete_branch(&r)))
+            .call(move |w| {
+                w.remove_discarding_ignored(&r)
+                    .and_then(|_| w.delete_branch(&r))
+            })
             .await;
         let data = json!({"run": run, "by": "failed start", "undone": undone.is_ok(),
                           "error": undone.as_ref().err().map(ToString::to_string)});
@@ -397,12 +400,24 @@ impl Daemon {
 
     /// Removes the worktree, snapshotting first whatever removing would lose. Refused while a
     /// session works in it.
-    pub async fn remove_worktree(&self, who: &Identity, run: &str) -> OpResult<WorktreeRemoved> {
+    pub async fn remove_worktree(
+        &self,
+        who: &Identity,
+        run: &str,
+        discard_ignored: bool,
+    ) -> OpResult<WorktreeRemoved> {
         let (hub, _, project) = self.run_of(who, run, Need::Drive).await?;
         let sessions = self.live_sessions_in(&hub, run);
         let result = if sessions.is_empty() {
             let r = run.to_owned();
-            hub.call(move |w| w.remove(&r)).await
+            hub.call(move |w| {
+                if discard_ignored {
+                    w.remove_discarding_ignored(&r)
+                } else {
+                    w.remove(&r)
+                }
+            })
+            .await
         } else {
             Err(OpError::Conflict(format!(
                 "session(s) {} still run in the worktree of run {run}; end them first",
@@ -420,6 +435,7 @@ impl Daemon {
                 changed: paths(&removal.loss.changed),
                 untracked: paths(&removal.loss.untracked),
                 unpushed: removal.loss.unpushed,
+                ignored: paths(&removal.loss.ignored),
             },
             snapshot: removal.snapshot.map(snapshot_view),
         })

@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use kaged_api::{
-    BranchDeleted, MergeWorktree, RestoreWorktree, UnknownWorktreeList, WorktreeList,
-    WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun,
+    BranchDeleted, MergeWorktree, RemoveWorktreeParams, RestoreWorktree, UnknownWorktreeList,
+    WorktreeList, WorktreeMerged, WorktreeRemoved, WorktreeReview, WorktreeRun,
 };
 use kaged_auth::Authenticated;
 
 use crate::Http;
-use crate::error::{ApiResult, body};
+use crate::error::{ApiResult, body, query};
 
 type Body<T> = Result<Json<T>, JsonRejection>;
 
@@ -46,9 +46,13 @@ pub(crate) async fn remove(
     State(http): State<Arc<Http>>,
     Extension(auth): Extension<Authenticated>,
     Path(run): Path<String>,
+    params: Result<Query<RemoveWorktreeParams>, QueryRejection>,
 ) -> ApiResult<Json<WorktreeRemoved>> {
+    let params = query(params, "the one parameter is discard_ignored=true|false")?;
     Ok(Json(
-        http.daemon.remove_worktree(&auth.identity, &run).await?,
+        http.daemon
+            .remove_worktree(&auth.identity, &run, params.discard_ignored)
+            .await?,
     ))
 }
 

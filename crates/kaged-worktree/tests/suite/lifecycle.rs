@@ -1,6 +1,6 @@
 //! Review, snapshot, removal without loss and restore, branch deletion, sweep and retention.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kaged_worktree::{Change, Error, Loss, RestoreRequest, State};
 use pretty_assertions::assert_eq;
@@ -38,7 +38,29 @@ fn remove_and_restore(fx: &Fixture, run: &str, expect: fn(&Loss)) {
     let head = git(&rec.path, &["rev-parse", "HEAD"]);
     let branches = fx.branches();
 
-    let removal = fx.wt.remove(run).unwrap();
+    // Ignored files (`target/`) are in no snapshot: a plain removal refuses and changes
+    // nothing; the operator then removes again, discarding them.
+    let ignored: Vec<PathBuf> = if rec.path.join("target").exists() {
+        vec!["target/".into()]
+    } else {
+        vec![]
+    };
+    if !ignored.is_empty() {
+        let err = fx.wt.remove(run).unwrap_err();
+        assert!(
+            matches!(&err, Error::IgnoredFiles { ignored: i, .. } if *i == ignored),
+            "{err}"
+        );
+        assert_eq!(
+            tree_state(&rec.path),
+            before,
+            "a refused removal changes nothing"
+        );
+        let same = fx.wt.record(run).unwrap().unwrap();
+        assert_eq!((same.state, same.snapshot_oid), (State::Active, None));
+    }
+    let removal = fx.wt.remove_discarding_ignored(run).unwrap();
+    assert_eq!(removal.loss.ignored, ignored);
     expect(&removal.loss);
     let snap = removal.snapshot.clone().expect("something would be lost");
     assert_eq!(snap.reference, format!("refs/kaged/snapshots/{run}"));
@@ -133,8 +155,17 @@ fn cleanup_of_a_clean_worktree_takes_no_snapshot() {
     let fx = Fixture::new();
     let rec = fx.create("r1");
     write(&rec.path.join("target/junk"), b"ignored build output");
-    let removal = fx.wt.remove("r1").unwrap();
-    assert_eq!(removal.loss, Loss::default());
+    let err = fx.wt.remove("r1").unwrap_err();
+    assert!(matches!(err, Error::IgnoredFiles { .. }), "{err}");
+    assert!(rec.path.join("target/junk").exists());
+    let removal = fx.wt.remove_discarding_ignored("r1").unwrap();
+    assert_eq!(
+        removal.loss,
+        Loss {
+            ignored: vec!["target/".into()],
+            ..Loss::default()
+        }
+    );
     assert_eq!(removal.snapshot, None);
     assert!(!rec.path.exists());
     assert_eq!(fx.wt.snapshots(&fx.repo).unwrap(), vec![]);
@@ -251,18 +282,33 @@ fn sweep_removes_only_worktrees_idle_long_enough_through_the_safe_path() {
     let old = fx.create("old");
     let recent = fx.create("recent");
     let running = fx.create("running");
+    let built = fx.create("built");
     untracked_files(&old.path);
+    std::fs::remove_dir_all(old.path.join("target")).unwrap();
+    write(
+        &built.path.join("target/app"),
+        b"a build the sweep must not delete",
+    );
     fx.wt.mark_ended("old", 100).unwrap();
     fx.wt.mark_ended("recent", 180).unwrap();
-    let swept = fx.wt.sweep(50, 200).unwrap();
-    assert_eq!(swept.len(), 1);
-    assert_eq!(swept[0].run, "old");
-    let removal = swept[0].result.as_ref().unwrap();
+    fx.wt.mark_ended("built", 100).unwrap();
+    let mut swept = fx.wt.sweep(50, 200).unwrap();
+    swept.sort_by(|a, b| a.run.cmp(&b.run));
+    let runs: Vec<&str> = swept.iter().map(|s| s.run.as_str()).collect();
+    assert_eq!(runs, vec!["built", "old"]);
+    let removal = swept[1].result.as_ref().unwrap();
     assert!(
         removal.snapshot.is_some(),
         "the untracked files were snapshotted"
     );
     assert!(!old.path.exists());
+    // Ignored files are in no snapshot: the sweep leaves that worktree as it is.
+    assert!(
+        matches!(&swept[0].result, Err(Error::IgnoredFiles { .. })),
+        "{:?}",
+        swept[0].result
+    );
+    assert!(built.path.join("target/app").exists());
     assert!(recent.path.exists() && running.path.exists());
     fx.assert_consistent();
 }
@@ -479,5 +525,5 @@ fn removal_waits_for_a_git_still_running_in_the_worktree() {
     assert!(rec.path.join("tools/gen.sh").exists());
     assert_eq!(fx.wt.snapshots(&fx.repo).unwrap(), vec![]);
     std::fs::remove_file(&lock).unwrap();
-    fx.wt.remove("r1").unwrap();
+    fx.wt.remove_discarding_ignored("r1").unwrap();
 }

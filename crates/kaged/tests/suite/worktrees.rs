@@ -564,6 +564,82 @@ fn load_as(d: &TestDaemon, s: &Session, root: &Path) {
 }
 
 #[test]
+fn cleanup_refuses_to_delete_ignored_files_unless_told_and_the_sweep_never_does() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let repo = repo(&marker_dir.path().join("marker"));
+    let root = repo.path();
+    std::fs::write(root.join(".gitignore"), ".env\nbuild/\n").unwrap();
+    git_in(root, &["add", ".gitignore"]);
+    git_in(root, &["commit", "-q", "-m", "ignore"]);
+    let d = daemon()
+        .local_toml("[worktrees]\nsweep_idle = \"1s\"\n")
+        .start();
+    let s = d.login();
+    load(&d, &s, root);
+    // An agent that leaves a secret and a build behind, both ignored.
+    let info = start(
+        &d,
+        &s,
+        json!({"argv": ["sh", "-c", "printf 'TOKEN=x\\n' > .env; mkdir -p build; printf bin > build/app"],
+               "workspace": {"kind": "worktree"}}),
+    );
+    let run = info.origin.worktree.clone().unwrap();
+    wait_exited(&d, &s, &info.id);
+    let path = PathBuf::from(review(&d, &s, &run).run.path);
+    // The sweep is due after a second, but leaves it: it would delete what no snapshot holds.
+    eventually(Duration::from_secs(20), || {
+        let audit: kaged_api::AuditPage = d
+            .get_as(&s, "/api/v1/audit?type=worktree.refused")
+            .json_as();
+        audit
+            .events
+            .iter()
+            .any(|e| e.data["run"] == json!(run) && e.data["by"] == json!("sweep"))
+            .then_some(())
+            .ok_or_else(|| format!("no refused sweep yet: {audit:?}"))
+    });
+    assert!(path.join(".env").exists() && path.join("build/app").exists());
+    // A refusal that stands is audited once, not on every tick of the sweep.
+    std::thread::sleep(Duration::from_millis(2500));
+    let audit: kaged_api::AuditPage = d
+        .get_as(&s, "/api/v1/audit?type=worktree.refused")
+        .json_as();
+    assert_eq!(audit.events.len(), 1, "{audit:?}");
+    // A cleanup is refused with the paths, and changes nothing.
+    let r = d.delete(&s, &format!("/api/v1/worktrees/{run}"));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (409, ErrorCode::Conflict),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.json()["error"]["details"]["paths"],
+        json!([".env", "build/"])
+    );
+    assert!(
+        r.error().error.message.contains("no snapshot keeps"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        std::fs::read_to_string(path.join(".env")).unwrap(),
+        "TOKEN=x\n"
+    );
+    // Told to, it deletes them and says which.
+    let r = d.delete(&s, &format!("/api/v1/worktrees/{run}?discard_ignored=true"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let removed: WorktreeRemoved = r.json_as();
+    assert_eq!(removed.loss.ignored, vec![".env", "build/"]);
+    assert!(!path.exists());
+    let r = d.delete(
+        &s,
+        &format!("/api/v1/worktrees/{run}?discard_ignored=maybe"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[test]
 fn a_later_session_in_an_ended_runs_worktree_starts_its_idle_time_again() {
     let marker_dir = tempfile::tempdir().unwrap();
     let repo = repo(&marker_dir.path().join("marker"));
