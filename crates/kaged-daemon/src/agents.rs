@@ -233,6 +233,12 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner())
             .get(&info.id)
             .cloned();
+        // An ended session's state is final even in the moment before its watcher records
+        // the end (with the last line as its reason).
+        let seen = seen.filter(|s| {
+            info.state != SessionState::Exited
+                || matches!(s.status, AgentStatus::Done | AgentStatus::Error)
+        });
         // Not followed yet (the moment after a start or an adoption): what following it will
         // say first, so an agent session always has a state.
         Some(seen.unwrap_or_else(|| match (info.state, info.adopted_at) {

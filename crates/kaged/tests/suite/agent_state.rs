@@ -132,7 +132,7 @@ impl Browser {
 
     /// Checks the VAPID JWT (signature with the daemon's public key, `aud`, `exp`, `sub`)
     /// and decrypts the payload.
-    fn open(&self, got: &Received, vapid_public: &str, origin: &str) -> PushMessage {
+    pub(super) fn open(&self, got: &Received, vapid_public: &str, origin: &str) -> PushMessage {
         assert_eq!(got.encoding, "aes128gcm");
         let (token, k) = got
             .authorization

@@ -152,13 +152,45 @@ fn claude_code_runs_a_command_only_once_approved_and_a_denial_s_note_reaches_the
         return;
     };
     let command = "echo approved > marker.txt";
-    let run = setup(&bin, command, "[sessions]\napproval_timeout_secs = 300\n");
+    let run = setup(
+        &bin,
+        command,
+        "[sessions]\napproval_timeout_secs = 300\n[push]\ncontact = \"mailto:ops@example.com\"\n",
+    );
     let marker = run.root.join("marker.txt");
+    // The operator's phone, subscribed to a fake push service.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (service, mut pushes) = rt.block_on(super::agent_state::push_service());
+    let phone = super::agent_state::Browser::new();
+    let r = run.d.post(
+        &run.s,
+        "/api/v1/push/subscriptions",
+        &json!({"endpoint": format!("{service}/push/phone"), "keys": phone.keys()}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let vapid: kaged_api::PushInfo = run.d.get_as(&run.s, "/api/v1/push").json_as();
+    let mut next_push = || {
+        let got = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(60), pushes.recv()).await })
+            .expect("a push within a minute")
+            .expect("the push service runs");
+        phone.open(&got, &vapid.vapid_public_key, &service)
+    };
 
-    // Approve: the exact command and the cage's policy are on the card, the run waits, and
-    // the command runs once approved.
+    // Approve: the exact command and the cage's policy are on the card, the run waits, the
+    // phone is told (without the command), and the command runs once approved.
     let id = run.start_run();
     let held = run.approval(&id, "Bash");
+    let pushed = next_push();
+    assert_eq!(
+        (pushed.title.as_str(), pushed.body.as_str(), pushed.status),
+        (
+            "agents: primary is waiting for you",
+            "asks to run a tool call: open kaged to approve or deny",
+            AgentStatus::Waiting
+        )
+    );
+    assert_eq!(pushed.url, format!("/#/sessions/{id}"));
     let info = run.session(&id);
     assert_eq!(held.command.as_deref(), Some(command));
     assert_eq!(
@@ -193,6 +225,30 @@ fn claude_code_runs_a_command_only_once_approved_and_a_denial_s_note_reaches_the
     let ended = run.wait_end(&id, true);
     assert_eq!(ended.exit_code, Some(0), "{ended:?}");
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "approved\n");
+    // working → waiting (the hook) → working → done, and the phone hears of the end.
+    assert_eq!(
+        ended.agent.as_ref().map(|a| a.status),
+        Some(AgentStatus::Done)
+    );
+    let states: Vec<AgentStatus> = run
+        .audit(&id, "agent.state")
+        .events
+        .iter()
+        .rev()
+        .filter_map(|e| serde_json::from_value(e.data["status"].clone()).ok())
+        .collect();
+    let waiting = states.iter().position(|s| *s == AgentStatus::Waiting);
+    assert!(
+        waiting.is_some_and(|w| states[..w].contains(&AgentStatus::Working)
+            && states[w..].contains(&AgentStatus::Working))
+            && states.last() == Some(&AgentStatus::Done),
+        "{states:?}"
+    );
+    let mut last = next_push();
+    while last.status != AgentStatus::Done {
+        last = next_push();
+    }
+    assert_eq!(last.session_id, id);
     let requested = run.audit(&id, "approval.requested");
     assert!(
         requested
