@@ -21,6 +21,10 @@ pub struct EgressSample {
     pub gateway_us: Vec<f64>,
     pub direct_mib_s: f64,
     pub gateway_mib_s: f64,
+    /// The same three socket hops with no gateway: kaged's relay, the Unix socket, and a
+    /// splice straight to the upstream (no `CONNECT`, no policy). What the topology itself
+    /// allows.
+    pub floor_mib_s: f64,
     pub start_today_ms: Vec<f64>,
     pub start_relay_ms: Vec<f64>,
 }
@@ -120,6 +124,62 @@ fn get_via(relay: u16, up: u16, path: &str) -> Result<u64> {
     read_response(&s)
 }
 
+/// The floor's far side: a Unix socket whose every connection is spliced to the upstream, as
+/// the relay splices (`kaged_egress::relay::copy`), with nothing in between.
+fn splice_to_upstream(socket: &Path, up: u16) -> Result<()> {
+    use std::net::Shutdown;
+    use std::os::unix::net::UnixListener;
+    let listener = UnixListener::bind(socket).context("binding the floor's socket")?;
+    std::thread::spawn(move || {
+        for unix in listener.incoming() {
+            let Ok(unix) = unix else { continue };
+            std::thread::spawn(move || {
+                let Ok(tcp) = TcpStream::connect(("127.0.0.1", up)) else {
+                    return;
+                };
+                let _ = tcp.set_nodelay(true);
+                let (Ok(unix2), Ok(tcp2)) = (unix.try_clone(), tcp.try_clone()) else {
+                    return;
+                };
+                let up_way = std::thread::spawn(move || {
+                    kaged_egress::relay::copy(&unix2, &tcp2);
+                    let _ = tcp2.shutdown(Shutdown::Write);
+                });
+                kaged_egress::relay::copy(&tcp, &unix);
+                let _ = unix.shutdown(Shutdown::Write);
+                let _ = up_way.join();
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Starts kaged's relay on a free loopback port, in front of `socket`; waits until it listens.
+fn relay(kaged: &Path, socket: &Path) -> Result<(Relay, u16)> {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let relay = Relay(
+        Command::new(kaged)
+            .arg("__egress-relay")
+            .arg(port.to_string())
+            .arg(socket)
+            .args(["--", "sleep", "3600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} __egress-relay", kaged.display()))?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("the relay never listened on 127.0.0.1:{port}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok((relay, port))
+}
+
 struct Relay(Child);
 
 impl Drop for Relay {
@@ -167,27 +227,10 @@ pub fn round(
     ));
     // The daemon audits every record; drain them here as it would.
     rt.spawn(async move { while rx.recv().await.is_some() {} });
-    let relay_port = {
-        let l = TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
-    let _relay = Relay(
-        Command::new(kaged)
-            .arg("__egress-relay")
-            .arg(relay_port.to_string())
-            .arg(&socket)
-            .args(["--", "sleep", "3600"])
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {} __egress-relay", kaged.display()))?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(("127.0.0.1", relay_port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("the relay never listened on 127.0.0.1:{relay_port}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (_relay, relay_port) = relay(kaged, &socket)?;
+    let floor_socket = dir.path().join("floor.sock");
+    splice_to_upstream(&floor_socket, up)?;
+    let (_floor_relay, floor_port) = relay(kaged, &floor_socket)?;
     // Warm both paths up.
     for _ in 0..20 {
         get(up, "/small")?;
@@ -212,24 +255,25 @@ pub fn round(
             }
         }
     }
-    let (mut direct_best, mut gateway_best) = (0f64, 0f64);
+    let (mut direct_best, mut gateway_best, mut floor_best) = (0f64, 0f64, 0f64);
     for _ in 0..3 {
-        for via in [false, true] {
+        for way in 0..3 {
             let t = Instant::now();
-            let n = if via {
-                get_via(relay_port, up, "/big")?
-            } else {
-                get(up, "/big")?
+            let n = match way {
+                0 => get(up, "/big")?,
+                1 => get_via(relay_port, up, "/big")?,
+                _ => get(floor_port, "/big")?,
             };
             if n != big as u64 {
                 bail!("downloaded {n} of {big} bytes");
             }
             let rate = n as f64 / 1048576.0 / t.elapsed().as_secs_f64();
-            if via {
-                gateway_best = gateway_best.max(rate);
-            } else {
-                direct_best = direct_best.max(rate);
-            }
+            let best = match way {
+                0 => &mut direct_best,
+                1 => &mut gateway_best,
+                _ => &mut floor_best,
+            };
+            *best = best.max(rate);
         }
     }
     stop.cancel();
@@ -244,6 +288,7 @@ pub fn round(
         gateway_us,
         direct_mib_s: direct_best,
         gateway_mib_s: gateway_best,
+        floor_mib_s: floor_best,
         start_today_ms,
         start_relay_ms,
     })

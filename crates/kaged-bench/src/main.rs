@@ -567,6 +567,19 @@ fn bench(mode: Mode, o: &Opts) -> Result<bool> {
                     "throughput_ratio",
                     e.gateway_mib_s / e.direct_mib_s,
                 );
+                r.add(round, "egress", "floor_mib_s", e.floor_mib_s);
+                r.add(
+                    round,
+                    "egress",
+                    "floor_ratio",
+                    e.floor_mib_s / e.direct_mib_s,
+                );
+                r.add(
+                    round,
+                    "egress",
+                    "gateway_floor_ratio",
+                    e.gateway_mib_s / e.floor_mib_s,
+                );
                 let (t, w) = (q(&e.start_today_ms, 0.5), q(&e.start_relay_ms, 0.5));
                 r.add(round, "egress", "start_today_ms", t);
                 r.add(round, "egress", "start_relay_ms", w);

@@ -735,7 +735,7 @@ fn render_egress(o: &mut String, r: &Results) {
     let _ = writeln!(o, "#### Egress gateway (issue 13)\n");
     let _ = writeln!(
         o,
-        "A plain-HTTP upstream on loopback, asked directly and through the whole egress path (client → kaged's relay → the gateway's Unix socket → the gateway → upstream, with `CONNECT` and a fresh connection per request, as an agent's HTTPS calls go), interleaved in one run. Latency: 1000 small requests each way per round (p50/p99 in µs). Throughput: the best of 3 downloads of 64 MiB each way. Cage start: `bwrap <default cage> true` against the same cage with kaged's binary and the gateway socket bound in and the relay started first (both have their own network namespace, as `network: none` has today), median of 20 each, alternated.\n"
+        "A plain-HTTP upstream on loopback, asked directly and through the whole egress path (client → kaged's relay → the gateway's Unix socket → the gateway → upstream, with `CONNECT` and a fresh connection per request, as an agent's HTTPS calls go), interleaved in one run. Latency: 1000 small requests each way per round (p50/p99 in µs). Throughput: the best of 3 downloads of 64 MiB each way, and through a splice floor: kaged's relay and a Unix socket spliced straight to the upstream, the same three socket hops with no gateway, no `CONNECT` and no policy. Cage start: `bwrap <default cage> true` against the same cage with kaged's binary and the gateway socket bound in and the relay started first (both have their own network namespace, as `network: none` has today), median of 20 each, alternated.\n"
     );
     let _ = writeln!(
         o,
@@ -746,6 +746,12 @@ fn render_egress(o: &mut String, r: &Results) {
     let added99: Vec<f64> = r.values(E, "added_p99_us").iter().map(|v| v.1).collect();
     let ratio: Vec<f64> = r
         .values(E, "throughput_ratio")
+        .iter()
+        .map(|v| v.1)
+        .collect();
+    let floor: Vec<f64> = r.values(E, "floor_ratio").iter().map(|v| v.1).collect();
+    let of_floor: Vec<f64> = r
+        .values(E, "gateway_floor_ratio")
         .iter()
         .map(|v| v.1)
         .collect();
@@ -773,6 +779,20 @@ fn render_egress(o: &mut String, r: &Results) {
         r.cell(E, "gateway_mib_s"),
         summary(&ratio),
         verdict(&ratio, Goal::AtLeast(0.8))
+    );
+    let _ = writeln!(
+        o,
+        "| 64 MiB download, splice floor: the same three hops, no gateway (MiB/s) | {} | {} | floor ÷ direct {} | what the topology allows | {} |",
+        r.cell(E, "direct_mib_s"),
+        r.cell(E, "floor_mib_s"),
+        summary(&floor),
+        verdict(&floor, Goal::Report)
+    );
+    let _ = writeln!(
+        o,
+        "| 64 MiB download: gateway ÷ splice floor | – | – | {} | ≥ 0.8× the floor (proposed) | {} |",
+        summary(&of_floor),
+        verdict(&of_floor, Goal::AtLeast(0.8))
     );
     let _ = writeln!(
         o,

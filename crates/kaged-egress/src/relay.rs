@@ -109,8 +109,9 @@ fn pipe(tcp: TcpStream, unix: UnixStream) {
 }
 
 /// `splice(2)` through a pipe, so the bytes stay in the kernel; where the kernel refuses
-/// (`EINVAL`), a plain read/write loop.
-fn copy<F, T>(from: F, to: T)
+/// (`EINVAL`), a plain read/write loop. Blocking, to the end of `from`; public for the
+/// benchmark's splice floor, which must move bytes exactly as the relay does.
+pub fn copy<F, T>(from: F, to: T)
 where
     F: Read + AsFd,
     T: Write + AsFd,
