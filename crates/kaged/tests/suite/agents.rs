@@ -492,6 +492,41 @@ fn codex_runs_caged_reaches_its_provider_only_through_the_gateway_and_never_hold
         .home()
         .join(".local/share/kaged/scratch/agents/.codex");
     assert!(scratch.is_dir(), "no Codex state in {}", scratch.display());
+    // Codex has no hook that can hold a tool call; its `notify` says when a turn is done.
+    let states: AuditPage = run
+        .d
+        .get_as(
+            &run.s,
+            &format!(
+                "/api/v1/audit?session_id={}&type=agent.state&limit=100",
+                run.info.id
+            ),
+        )
+        .json_as();
+    let rows: Vec<(String, String, String)> = states
+        .events
+        .iter()
+        .rev()
+        .map(|e| {
+            let f = |k: &str| e.data[k].as_str().unwrap_or_default().to_owned();
+            (f("status"), f("signal"), f("reason"))
+        })
+        .collect();
+    let shape: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|(st, sig, _)| (st.as_str(), sig.as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("starting", "start"),
+            ("working", "output"),
+            ("waiting", "hook"),
+            ("done", "exit")
+        ],
+        "{rows:#?}"
+    );
+    assert_eq!(rows[2].2, "All done: the scripted task is finished.");
 }
 
 #[test]
