@@ -675,42 +675,34 @@ impl Session {
     /// The screen now, from the model, at the offset where the live stream continues.
     /// `None` for a session without a model (one from a previous daemon run).
     pub fn snapshot(&self) -> Option<Snapshot> {
-        let screen = self.screen.as_ref()?;
-        // Catching the model up can take a batch's worth of parsing (see `screen_keeper`).
-        let snapshot = off_the_runtime(|| {
-            let mut screen = lock(screen);
-            let idle = !screen.is_live();
-            let end = lock(&self.ring).end();
-            self.feed_screen(&mut screen, Some(end));
-            let snapshot = screen.snapshot();
-            if idle {
-                // An idle session stays compact: a viewer looking costs no grid.
-                screen.compact();
-            }
-            snapshot
-        });
-        // The keeper compacts the model once it is idle again.
-        self.screen_notify.notify_one();
-        Some(snapshot)
+        self.read_screen(Screen::snapshot)
     }
 
     /// What the screen shows now, hashed ([`Screen::digest`]): an agent that redraws the
     /// same screen is as idle as one that writes nothing. `None` without a model.
     pub fn screen_digest(&self) -> Option<u64> {
+        self.read_screen(Screen::digest)
+    }
+
+    /// Runs `read` on the model caught up with all output so far.
+    fn read_screen<R>(&self, read: impl FnOnce(&mut Screen) -> R) -> Option<R> {
         let screen = self.screen.as_ref()?;
-        let digest = off_the_runtime(|| {
+        // Catching the model up can take a batch's worth of parsing (see `screen_keeper`).
+        let out = off_the_runtime(|| {
             let mut screen = lock(screen);
             let idle = !screen.is_live();
             let end = lock(&self.ring).end();
             self.feed_screen(&mut screen, Some(end));
-            let digest = screen.digest();
+            let out = read(&mut screen);
             if idle {
+                // An idle session stays compact: a viewer looking costs no grid.
                 screen.compact();
             }
-            digest
+            out
         });
+        // The keeper compacts the model once it is idle again.
         self.screen_notify.notify_one();
-        Some(digest)
+        Some(out)
     }
 
     /// Sends `sig` to the session's process group (the leader and what it runs in the

@@ -12,10 +12,10 @@ use kaged_api::{SessionInfo, SessionState, SettingKind, WorktreeList};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-use super::agents::{ANTHROPIC_KEY, OPENAI_KEY, agent_binary, approve_all};
+use super::agents::{ANTHROPIC_KEY, OPENAI_KEY, agent_binary, approve_all, provider_daemon};
 use super::worktrees::git_in;
 use crate::fixture::llm::{Api, FakeLlm, Script};
-use crate::fixture::{daemon, eventually, project_dir};
+use crate::fixture::{eventually, project_dir};
 
 /// The command the scripted model asks each CLI to run: a note naming its worktree,
 /// committed on whatever branch the worktree has checked out, then where it ran (the fake
@@ -63,24 +63,7 @@ fn claude_code_and_codex_at_once_each_work_only_in_their_own_worktree() {
             finish: "All done: the scripted task is finished.".into(),
         },
     );
-    let ca_file = home.path().join("ca.pem");
-    std::fs::write(&ca_file, &llm.ca_pem).unwrap();
-    let port = llm.port;
-    let d = daemon()
-        .env("ANTHROPIC_API_KEY", &ANTHROPIC_KEY.concat())
-        .env("OPENAI_API_KEY", &OPENAI_KEY.concat())
-        .env(
-            "PATH",
-            &format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
-        )
-        .local_toml(&format!(
-            "[models]\nsmart = \"anthropic:claude-sonnet-4-5\"\ncoder = \"openai:gpt-5.1-codex\"\n\n\
-             [providers.anthropic]\napi_key_env = \"ANTHROPIC_API_KEY\"\nbase_url = \"https://localhost:{port}\"\n\n\
-             [providers.openai]\napi_key_env = \"OPENAI_API_KEY\"\nbase_url = \"https://localhost:{port}/v1\"\n\n\
-             [egress]\nallow_private = [\"localhost:{port}\"]\nextra_ca_file = \"{}\"\n",
-            ca_file.display()
-        ))
-        .start();
+    let d = provider_daemon(&llm, &home.path().join("ca.pem"), &bin).start();
     let s = d.login();
     let r = d.post(&s, "/api/v1/projects", &json!({"path": root}));
     assert_eq!(r.status, 200, "{}", r.body);

@@ -144,6 +144,31 @@ enum Mode {
     Interactive { ready: &'static str },
 }
 
+/// A daemon whose operator has both real keys and both providers pointed at the fake one
+/// (trusting its test CA, written to `ca_file`), with `bin_dir` first on its `PATH`.
+pub(super) fn provider_daemon(
+    llm: &FakeLlm,
+    ca_file: &Path,
+    bin_dir: &Path,
+) -> crate::fixture::Builder {
+    std::fs::write(ca_file, &llm.ca_pem).unwrap();
+    let port = llm.port;
+    daemon()
+        .env("ANTHROPIC_API_KEY", &ANTHROPIC_KEY.concat())
+        .env("OPENAI_API_KEY", &OPENAI_KEY.concat())
+        .env(
+            "PATH",
+            &format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
+        )
+        .local_toml(&format!(
+            "[models]\nsmart = \"anthropic:claude-sonnet-4-5\"\ncoder = \"openai:gpt-5.1-codex\"\n\n\
+             [providers.anthropic]\napi_key_env = \"ANTHROPIC_API_KEY\"\nbase_url = \"https://localhost:{port}\"\n\n\
+             [providers.openai]\napi_key_env = \"OPENAI_API_KEY\"\nbase_url = \"https://localhost:{port}/v1\"\n\n\
+             [egress]\nallow_private = [\"localhost:{port}\"]\nextra_ca_file = \"{}\"\n",
+            ca_file.display()
+        ))
+}
+
 /// Runs `command` as the project's primary agent, to its end.
 fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str, mode: Mode) -> Run {
     let project = project_dir("version: 1\nproject: placeholder\n");
@@ -189,23 +214,7 @@ fn run_agent(cli: &str, binary: &Path, command: &[&str], model: &str, mode: Mode
         "{}-ca.pem",
         root.file_name().unwrap().to_string_lossy()
     ));
-    std::fs::write(&ca_file, &llm.ca_pem).unwrap();
-    let port = llm.port;
-    let d = daemon()
-        .env("ANTHROPIC_API_KEY", &ANTHROPIC_KEY.concat())
-        .env("OPENAI_API_KEY", &OPENAI_KEY.concat())
-        .env(
-            "PATH",
-            &format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
-        )
-        .local_toml(&format!(
-            "[models]\nsmart = \"anthropic:claude-sonnet-4-5\"\ncoder = \"openai:gpt-5.1-codex\"\n\n\
-             [providers.anthropic]\napi_key_env = \"ANTHROPIC_API_KEY\"\nbase_url = \"https://localhost:{port}\"\n\n\
-             [providers.openai]\napi_key_env = \"OPENAI_API_KEY\"\nbase_url = \"https://localhost:{port}/v1\"\n\n\
-             [egress]\nallow_private = [\"localhost:{port}\"]\nextra_ca_file = \"{}\"\n",
-            ca_file.display()
-        ))
-        .start();
+    let d = provider_daemon(&llm, &ca_file, &bin_dir).start();
     let s = d.login();
     let r = d.post(&s, "/api/v1/projects", &json!({"path": root}));
     assert_eq!(r.status, 200, "{}", r.body);
