@@ -161,7 +161,17 @@ impl Daemon {
         if let Some(spec) = plan.agent.clone() {
             // In a worktree, the adapter reads the agent's files there, as its cage will.
             let seen = place.as_ref().map_or(&project, |p| &p.project);
-            let located = self.locate_program(&plan, seen).inspect_err(|_| unbind())?;
+            let located = match self.locate_program(&plan, seen) {
+                Ok(located) => located,
+                Err(e) => {
+                    // Refused before anything ran: nothing of the start is left behind.
+                    unbind();
+                    if let Some(p) = place.filter(|p| p.fresh) {
+                        self.abandon_worktree(actor, &project.id, &p.run).await;
+                    }
+                    return Err(e);
+                }
+            };
             if let (Some(l), Some(program)) = (&located, plan.argv.first_mut()) {
                 *program = l.bind().in_cage();
             }

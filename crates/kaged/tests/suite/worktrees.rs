@@ -640,6 +640,68 @@ fn cleanup_refuses_to_delete_ignored_files_unless_told_and_the_sweep_never_does(
 }
 
 #[test]
+fn an_agent_cli_that_cannot_run_in_its_cage_is_refused_and_leaves_no_worktree() {
+    let repo = project_dir(
+        "version: 1\nproject: wt\nprimary:\n  command: [claude, -p, hi]\n  workspace: worktree\n",
+    );
+    let root = repo.path();
+    std::fs::write(root.join("README.md"), "hello\n").unwrap();
+    git_in(root, &["init", "-q", "-b", "main"]);
+    git_in(root, &["add", "-A"]);
+    git_in(root, &["commit", "-q", "-m", "initial"]);
+    // `claude` as an npm prefix in the operator's home leaves it: a script no cage can run
+    // from one file.
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("npm/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("claude"),
+        "#!/usr/bin/env node\nrequire('../lib/cli.js')\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("claude"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = daemon()
+        .env("PATH", &format!("{}:/usr/bin:/bin", bin.display()))
+        .start();
+    let s = d.login();
+    load(&d, &s, root);
+    let r = d.post(
+        &s,
+        "/api/v1/projects/wt/sessions",
+        &json!({"agent": "primary"}),
+    );
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, ErrorCode::ValidationFailed),
+        "{}",
+        r.body
+    );
+    let message = r.error().error.message;
+    assert!(
+        message.contains(&bin.join("claude").display().to_string()) && message.contains("script"),
+        "{message}"
+    );
+    // Nothing of the start is left: no run, no worktree, no branch, no session.
+    let list: WorktreeList = d.get_as(&s, "/api/v1/projects/wt/worktrees").json_as();
+    assert!(
+        list.runs.iter().all(|r| r.state == WorktreeState::Removed),
+        "{list:?}"
+    );
+    assert_eq!(
+        git_in(root, &["branch", "--format=%(refname:short)"]),
+        "main\n"
+    );
+    assert_eq!(
+        git_in(root, &["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+    let sessions: SessionList = d.get_as(&s, "/api/v1/sessions").json_as();
+    assert_eq!(sessions.sessions.len(), 0);
+}
+
+#[test]
 fn a_later_session_in_an_ended_runs_worktree_starts_its_idle_time_again() {
     let marker_dir = tempfile::tempdir().unwrap();
     let repo = repo(&marker_dir.path().join("marker"));
