@@ -1038,11 +1038,7 @@ fn policy_and_git_metadata_are_read_only_under_a_writable_grant() {
     );
     // Existing paths are bound by descriptor after the grant; the submodule's missing
     // `info/` gets an empty read-only stand-in.
-    let args: Vec<String> = cage
-        .args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = args_text(&cage);
     let grant = args
         .iter()
         .position(|a| a == fx.root.to_str().unwrap())
@@ -1172,11 +1168,7 @@ fn a_linked_worktrees_git_dirs_are_bound_as_named_and_a_planted_symlink_is_refus
         ..request(&wt, &policy, &argv)
     };
     let cage = compile_on(&req, &host()).unwrap();
-    let args: Vec<String> = cage
-        .args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = args_text(&cage);
     let flag_of = |p: &Path| {
         let at = args.iter().position(|a| a == p.to_str().unwrap());
         at.map(|i| args[i - 2].clone()).unwrap_or_default()
@@ -1259,11 +1251,7 @@ fn an_agent_s_cage_gets_the_hook_helper_and_its_socket_directory_read_only() {
         &host(),
     )
     .unwrap();
-    let text: Vec<String> = cage
-        .args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let text = args_text(&cage);
     let window = |needle: &[&str]| text.windows(needle.len()).any(|w| w == needle);
     assert!(
         window(&["--ro-bind", "/opt/kaged/bin/kaged", AGENT_HOOK]),
@@ -1307,11 +1295,7 @@ fn an_agent_program_outside_the_cage_is_bound_alone_and_read_only_under_its_name
         &host(),
     )
     .unwrap();
-    let text: Vec<String> = cage
-        .args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let text = args_text(&cage);
     let want = [
         "--ro-bind",
         exe.to_str().unwrap(),
@@ -1348,4 +1332,12 @@ fn an_agent_program_outside_the_cage_is_bound_alone_and_read_only_under_its_name
             "{err}"
         );
     }
+}
+
+/// The cage's argv as text, for comparing windows of it.
+fn args_text(cage: &CompiledCage) -> Vec<String> {
+    cage.args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }

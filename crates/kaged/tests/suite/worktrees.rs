@@ -563,6 +563,38 @@ fn load_as(d: &TestDaemon, s: &Session, root: &Path) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// A daemon sweeping after `sweep_idle`, and one run of `agent` that has ended well. Bind
+/// `_marker` and `_repo` where it is taken apart: they keep the directories alive.
+struct Ended {
+    _marker: tempfile::TempDir,
+    _repo: tempfile::TempDir,
+    d: TestDaemon,
+    s: Session,
+    info: SessionInfo,
+    run: String,
+}
+
+fn ended_run(sweep_idle: &str, agent: &str) -> Ended {
+    let marker = tempfile::tempdir().unwrap();
+    let repo = repo(&marker.path().join("marker"));
+    let d = daemon()
+        .local_toml(&format!("[worktrees]\nsweep_idle = \"{sweep_idle}\"\n"))
+        .start();
+    let s = d.login();
+    load(&d, &s, repo.path());
+    let info = start(&d, &s, json!({ "agent": agent }));
+    let run = info.origin.worktree.clone().unwrap();
+    assert_eq!(wait_exited(&d, &s, &info.id).exit_code, Some(0));
+    Ended {
+        _marker: marker,
+        _repo: repo,
+        d,
+        s,
+        info,
+        run,
+    }
+}
+
 #[test]
 fn cleanup_refuses_to_delete_ignored_files_unless_told_and_the_sweep_never_does() {
     let marker_dir = tempfile::tempdir().unwrap();
@@ -703,16 +735,14 @@ fn an_agent_cli_that_cannot_run_in_its_cage_is_refused_and_leaves_no_worktree() 
 
 #[test]
 fn a_later_session_in_an_ended_runs_worktree_starts_its_idle_time_again() {
-    let marker_dir = tempfile::tempdir().unwrap();
-    let repo = repo(&marker_dir.path().join("marker"));
-    let d = daemon()
-        .local_toml("[worktrees]\nsweep_idle = \"4s\"\n")
-        .start();
-    let s = d.login();
-    load(&d, &s, repo.path());
-    let info = start(&d, &s, json!({"agent": "primary.writer"}));
-    let run = info.origin.worktree.clone().unwrap();
-    assert_eq!(wait_exited(&d, &s, &info.id).exit_code, Some(0));
+    let Ended {
+        d,
+        s,
+        info,
+        run,
+        _marker,
+        _repo,
+    } = ended_run("4s", "primary.writer");
     let first_end = std::time::Instant::now();
     // The operator opens a shell in the run's worktree a moment later, for a few seconds.
     std::thread::sleep(Duration::from_secs(1));
@@ -756,16 +786,14 @@ fn a_later_session_in_an_ended_runs_worktree_starts_its_idle_time_again() {
 
 #[test]
 fn an_ended_runs_worktree_is_swept_after_its_idle_time_by_the_snapshot_first_path() {
-    let marker_dir = tempfile::tempdir().unwrap();
-    let repo = repo(&marker_dir.path().join("marker"));
-    let d = daemon()
-        .local_toml("[worktrees]\nsweep_idle = \"1s\"\n")
-        .start();
-    let s = d.login();
-    load(&d, &s, repo.path());
-    let info = start(&d, &s, json!({"agent": "primary.messy"}));
-    let run = info.origin.worktree.clone().unwrap();
-    assert_eq!(wait_exited(&d, &s, &info.id).exit_code, Some(0));
+    let Ended {
+        d,
+        s,
+        run,
+        _marker,
+        _repo,
+        ..
+    } = ended_run("1s", "primary.messy");
     let swept = eventually(Duration::from_secs(20), || {
         let list: WorktreeList = d.get_as(&s, "/api/v1/projects/wt/worktrees").json_as();
         match list.runs.into_iter().find(|r| r.run == run) {
