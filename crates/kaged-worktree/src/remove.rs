@@ -66,13 +66,7 @@ impl Worktrees {
 
     fn remove_with(&self, run: &str, discard_ignored: bool) -> Result<Removal> {
         let rec = self.active(run)?;
-        let (plan, loss) = plan_removal(&rec)?;
-        if !loss.ignored.is_empty() && !discard_ignored {
-            return Err(Error::IgnoredFiles {
-                path: rec.path.clone(),
-                ignored: loss.ignored,
-            });
-        }
+        let (plan, loss) = plan_removal(&rec, discard_ignored)?;
         let id = journal::begin(&self.db, run, &Plan::Remove(plan.clone()), crate::now())?;
         match self.remove_steps(id, &plan) {
             Ok(()) => {}
@@ -209,7 +203,9 @@ impl Worktrees {
     }
 }
 
-fn plan_removal(rec: &Record) -> Result<(RemovePlan, Loss)> {
+/// What removing `rec` would lose and how to keep it. Refused, before any snapshot work,
+/// while files git ignores are there and `discard_ignored` is not set.
+fn plan_removal(rec: &Record, discard_ignored: bool) -> Result<(RemovePlan, Loss)> {
     let repo = Git::at(&rec.repo);
     let present = rec.path.symlink_metadata().is_ok();
     if !present && !still_listed(&repo, &rec.path)? {
@@ -236,6 +232,12 @@ fn plan_removal(rec: &Record) -> Result<(RemovePlan, Loss)> {
     let mut loss = loss(&wt, &rec.base, &status)?;
     if present {
         loss.ignored = ignored(&wt)?;
+        if !loss.ignored.is_empty() && !discard_ignored {
+            return Err(Error::IgnoredFiles {
+                path: rec.path.clone(),
+                ignored: loss.ignored,
+            });
+        }
     }
     let mut plan =
         plan_without_snapshot(rec, !loss.changed.is_empty() || !loss.untracked.is_empty());
