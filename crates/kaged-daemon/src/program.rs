@@ -50,7 +50,7 @@ pub fn locate(
     };
     let view = View {
         policy,
-        project_root,
+        root: std::fs::canonicalize(project_root).unwrap_or_default(),
         facts,
     };
     let found = if program.contains('/') {
@@ -62,13 +62,14 @@ pub fn locate(
         path
     } else {
         // The cage's own PATH first: what it finds there and can see, it runs as is.
+        let host_path = facts.env_value("PATH");
         let cage_path = if policy.env.iter().any(|n| n == "PATH") {
-            env_path(facts).unwrap_or(kaged_sandbox::CAGE_PATH)
+            host_path.unwrap_or(kaged_sandbox::CAGE_PATH)
         } else {
             kaged_sandbox::CAGE_PATH
         };
         let in_cage_path = search(name, cage_path);
-        match in_cage_path.or_else(|| env_path(facts).and_then(|p| search(name, p))) {
+        match in_cage_path.or_else(|| host_path.and_then(|p| search(name, p))) {
             Some(found) => found,
             None => return Ok(None),
         }
@@ -112,7 +113,8 @@ pub fn locate(
 /// What a cage sees of the host, as far as a program's path goes.
 struct View<'a> {
     policy: &'a CagePolicy,
-    project_root: &'a Path,
+    /// The project root, symlinks resolved.
+    root: PathBuf,
     facts: &'a HostFacts,
 }
 
@@ -133,21 +135,12 @@ impl View<'_> {
         if self.facts.cage_host.shows(&path) {
             return true;
         }
-        let root = std::fs::canonicalize(self.project_root).unwrap_or_default();
-        let Ok(rel) = path.strip_prefix(&root) else {
+        let Ok(rel) = path.strip_prefix(&self.root) else {
             return false;
         };
         PortablePath::parse(&format!("project:/{}", rel.display()))
             .is_ok_and(|p| crate::adapters::visible_in_cage(self.policy, &p))
     }
-}
-
-fn env_path(facts: &HostFacts) -> Option<&str> {
-    facts
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
 }
 
 /// The first executable `name` in the absolute directories of `path`, as `execvp` finds it.
