@@ -177,6 +177,23 @@ fn state_of(e: &DaemonEvent, id: &str) -> Option<(AgentStatus, AgentSignal, Opti
     }
 }
 
+/// Run `id`'s states as the events socket sends them, up to its end.
+async fn states_until_end(
+    events: &mut crate::fixture::Ws,
+    id: &str,
+) -> Vec<(AgentStatus, AgentSignal, Option<String>)> {
+    let mut seen = Vec::new();
+    loop {
+        let e = next_event(events, Duration::from_secs(30)).await;
+        if let Some(st) = state_of(&e, id) {
+            seen.push(st);
+        }
+        if matches!(&e, DaemonEvent::RunEnded { session, .. } if session.id == id) {
+            return seen;
+        }
+    }
+}
+
 fn start(d: &TestDaemon, s: &crate::fixture::Session, agent: &str) -> SessionInfo {
     let r = d.post(
         s,
@@ -225,16 +242,7 @@ async fn an_agents_states_reach_events_audit_get_its_own_socket_and_the_phone() 
     let mut agent_ws = d.ws(&format!("/api/v1/sessions/{id}/agent"), &s).await;
 
     // The events socket: every state, in order, then the run's end.
-    let mut seen = Vec::new();
-    loop {
-        let e = next_event(&mut events, Duration::from_secs(30)).await;
-        if let Some(st) = state_of(&e, &id) {
-            seen.push(st);
-        }
-        if matches!(&e, DaemonEvent::RunEnded { session, .. } if session.id == id) {
-            break;
-        }
-    }
+    let seen = states_until_end(&mut events, &id).await;
     assert_eq!(seen, expected());
 
     // The run's own socket: the state when it connected, the changes after, then run.ended.
@@ -400,16 +408,7 @@ async fn a_redrawn_unchanged_screen_is_idle_and_only_a_changed_screen_ends_the_w
     assert_eq!(r.status, 200, "{}", r.body);
     let mut events = d.ws("/api/v1/events", &s).await;
     let id = start(&d, &s, "primary").id;
-    let mut seen = Vec::new();
-    loop {
-        let e = next_event(&mut events, Duration::from_secs(30)).await;
-        if let Some(st) = state_of(&e, &id) {
-            seen.push(st);
-        }
-        if matches!(&e, DaemonEvent::RunEnded { session, .. } if session.id == id) {
-            break;
-        }
-    }
+    let seen = states_until_end(&mut events, &id).await;
     use AgentSignal as G;
     use AgentStatus as S;
     let r = |s: &str| Some(s.to_owned());

@@ -98,6 +98,25 @@ fn load_shared(d: &TestDaemon, op: &Op) -> tempfile::TempDir {
     proj
 }
 
+/// `op` loads a project whose primary agent runs `command` (a YAML flow list) and starts it;
+/// the directory lives as long as the returned guard.
+fn agent_run(d: &TestDaemon, op: &Op, command: &str) -> (tempfile::TempDir, SessionInfo) {
+    let proj = project_dir(&format!(
+        "version: 1\nproject: shared\nprimary:\n  command: {command}\n"
+    ));
+    let body = serde_json::json!({"path": proj.path()}).to_string();
+    let r = op.call(d, "POST", "/api/v1/projects", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = op.call(
+        d,
+        "POST",
+        "/api/v1/projects/shared/sessions",
+        Some(r#"{"agent": "primary"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    (proj, r.json_as())
+}
+
 fn start(d: &TestDaemon, op: &Op) -> SessionInfo {
     let r = op.call(
         d,
@@ -463,18 +482,7 @@ fn only_the_owner_or_an_admin_sees_and_answers_an_approval() {
     let alice = Op::new(&d, "alice@example.com", "dev");
     let bob = Op::new(&d, "bob@example.com", "dev");
     let carol = Op::new(&d, "carol@example.com", "ops");
-    let proj = project_dir("version: 1\nproject: shared\nprimary:\n  command: [sleep, \"300\"]\n");
-    let body = serde_json::json!({"path": proj.path()}).to_string();
-    let r = alice.call(&d, "POST", "/api/v1/projects", Some(&body));
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = alice.call(
-        &d,
-        "POST",
-        "/api/v1/projects/shared/sessions",
-        Some(r#"{"agent": "primary"}"#),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let run: SessionInfo = r.json_as();
+    let (_proj, run) = agent_run(&d, &alice, "[sleep, \"300\"]");
     // The cage's helper asks, as Claude Code's PreToolUse hook would; it waits for the answer.
     let socket = d
         .runtime_dir()
@@ -567,20 +575,11 @@ async fn a_waiting_run_is_pushed_to_its_owner_and_to_whoever_may_drive_it() {
         let r = op.call(&d, "POST", "/api/v1/push/subscriptions", Some(&body));
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    let proj = project_dir(
-        "version: 1\nproject: shared\nprimary:\n  command: [sh, -c, \"sleep 2; printf 'Proceed? \\\\a'; sleep 30\"]\n",
-    );
-    let body = serde_json::json!({"path": proj.path()}).to_string();
-    let r = alice.call(&d, "POST", "/api/v1/projects", Some(&body));
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = alice.call(
+    let (_proj, run) = agent_run(
         &d,
-        "POST",
-        "/api/v1/projects/shared/sessions",
-        Some(r#"{"agent": "primary"}"#),
+        alice,
+        "[sh, -c, \"sleep 2; printf 'Proceed? \\\\a'; sleep 30\"]",
     );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let run: SessionInfo = r.json_as();
     // Bob may type into it, Carol only watch, Dave has no share.
     for (who, access) in [(bob, "write"), (carol, "read")] {
         let body = serde_json::json!({"user": who.user, "access": access}).to_string();
