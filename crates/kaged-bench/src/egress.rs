@@ -1,4 +1,4 @@
-//! The egress gateway's cost (issue 13's Measure): per-request latency and a 64 MiB download
+//! The egress gateway's cost against its targets: per-request latency and a 64 MiB download
 //! through the whole data path (client → kaged's relay on loopback → the gateway's Unix
 //! socket → the gateway → upstream), each against a direct connection to the same upstream in
 //! the same run, interleaved; and a cage start with the relay against today's cage.

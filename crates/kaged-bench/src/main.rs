@@ -1,6 +1,6 @@
 //! `kaged-bench`: kaged's session path side by side with the raw PTY limit and with Jupyter
-//! Server's terminals (terminado), in one interleaved run on one machine (issue 8), plus the
-//! "Measure" items of issues 2, 3 and 4. It never judges a run by wall-clock time alone: every
+//! Server's terminals (terminado), in one interleaved run on one machine, plus start-up, auth,
+//! egress and adoption costs. It never judges a run by wall-clock time alone: every
 //! streamed byte is counted and compared.
 //!
 //! - `kaged-bench setup`: the data files and the Jupyter venv.
@@ -764,7 +764,7 @@ fn raw_round(
                 "bwrap_true_ms",
                 metrics::median_ms(&s.bwrap_true),
             );
-            // Issue 8's baseline: bare `bwrap … true` plus a shell start.
+            // The cage start's baseline: bare `bwrap … true` plus a shell start.
             r.add(
                 round,
                 "raw",

@@ -1,4 +1,4 @@
-//! The scenarios of issue 8, one function per metric and target kind (raw PTY, or a server
+//! The session-path scenarios, one function per metric and target kind (raw PTY, or a server
 //! reached over WebSocket). Each returns plain numbers; `main` records and reports them.
 
 use std::os::unix::fs::FileExt;

@@ -73,7 +73,7 @@ fn manager(dir: &Path) -> anyhow::Result<SessionManager> {
     Ok(SessionManager::open(cfg)?)
 }
 
-/// One line of base64, as issue 8 prescribes.
+/// One line of base64, as the session-path benchmark streams it.
 fn make_input(dir: &Path, mib: usize) -> anyhow::Result<std::path::PathBuf> {
     let path = dir.join("input.b64");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
